@@ -1,0 +1,324 @@
+"""The model families skugen ships and compresses.
+
+Every model is built from a frozen config that lists *every* conv width
+explicitly, so a physically pruned model (torch-pruning removes channels) can
+be described by a new config read back from the module (`config_from_model`),
+saved as JSON next to safetensors weights, and rebuilt without pickle.
+
+Deployment rules baked in (see DESIGN.md traps):
+- no ConvTranspose: upsampling is nearest + conv (cGAN) or PixelShuffle (SR);
+- channel counts are multiples of 8;
+- only ops that ONNX Runtime and TensorRT both support.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from skugen.errors import ModelError
+
+# ----------------------------------------------------------------------------- configs
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    family: str = "classifier"
+    in_ch: int = 1
+    n_classes: int = 10
+    widths: tuple[int, ...] = (32, 32, 64, 64, 128)  # conv outs; pool after the 2nd and 4th: 32->16->8 px
+    feat_dim: int = 128                               # penultimate features = the FID-proxy space
+    image_size: int = 32
+
+
+@dataclass(frozen=True)
+class CGANConfig:
+    family: str = "cgan"
+    z_dim: int = 128
+    n_classes: int = 10
+    embed_dim: int = 32          # class embedding (the conditioning path; never pruned)
+    base: int = 256              # channels of the 4x4 seed
+    # (conv a, conv b) per stage; each stage is nearest-x2 + two 3x3 convs: 4->8->16->32 px
+    stages: tuple[tuple[int, int], ...] = ((128, 128), (64, 64), (32, 32))
+    attention: bool = True       # SAGAN self-attention after the 16x16 stage
+    attn_qk: int = 8             # query/key width of the attention block
+    out_ch: int = 1
+    image_size: int = 32
+
+
+@dataclass(frozen=True)
+class SRConfig:
+    family: str = "sr"
+    in_ch: int = 3
+    scale: int = 2
+    head: int = 48                          # first conv width (= residual trunk width)
+    blocks: tuple[int, ...] = (48,) * 6     # inner width of each residual block (prunable)
+    res_scale: float = 0.2                  # EDSR residual scaling: stabilises training without BN
+
+
+CONFIGS = {"classifier": ClassifierConfig, "cgan": CGANConfig, "sr": SRConfig}
+
+
+def config_to_dict(cfg) -> dict:
+    return asdict(cfg)
+
+
+def config_from_dict(d: dict):
+    fam = d.get("family")
+    if fam not in CONFIGS:
+        raise ModelError(f"unknown model family {fam!r}; expected one of {sorted(CONFIGS)}. "
+                         "Is this a skugen model directory?")
+    cls = CONFIGS[fam]
+    kw = {}
+    names = {f.name for f in fields(cls)}
+    for k, v in d.items():
+        if k not in names:
+            raise ModelError(f"config field {k!r} is not valid for family {fam!r}; the model was saved by a "
+                             "different skugen version.")
+        kw[k] = _tuplify(v)
+    return cls(**kw)
+
+
+def _tuplify(v):
+    if isinstance(v, list):
+        return tuple(_tuplify(x) for x in v)
+    return v
+
+# ----------------------------------------------------------------------------- classifier
+
+
+class Classifier(nn.Module):
+    """Small CNN on 32x32 grey in [-1,1]. `features()` gives the FID-proxy embedding."""
+
+    def __init__(self, cfg: ClassifierConfig = ClassifierConfig()):
+        super().__init__()
+        self.cfg = cfg
+        layers: list[nn.Module] = []
+        c = cfg.in_ch
+        for i, w in enumerate(cfg.widths):
+            layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+            if i in (1, 3):
+                layers.append(nn.MaxPool2d(2))
+            c = w
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Sequential(nn.Linear(c, cfg.feat_dim), nn.ReLU(inplace=True))
+        self.drop = nn.Dropout(0.3)
+        self.head = nn.Linear(cfg.feat_dim, cfg.n_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 32, 32) -> (B, feat_dim)
+        h = self.body(x).mean((2, 3))
+        return self.fc(h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # -> logits (B, n_classes)
+        return self.head(self.drop(self.features(x)))
+
+# ----------------------------------------------------------------------------- cGAN
+
+
+class SelfAttention(nn.Module):
+    """SAGAN self-attention: exports to ONNX as 1x1 Convs + MatMul + Softmax (TensorRT-friendly)."""
+
+    def __init__(self, ch: int, qk: int):
+        super().__init__()
+        self.q = nn.Conv2d(ch, qk, 1)
+        self.k = nn.Conv2d(ch, qk, 1)
+        self.v = nn.Conv2d(ch, ch, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))  # starts as identity: attention is learned in gradually
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q = self.q(x).flatten(2).transpose(1, 2)          # (B, HW, qk)
+        k = self.k(x).flatten(2)                          # (B, qk, HW)
+        attn = torch.softmax(q @ k / math.sqrt(q.shape[-1]), dim=-1)  # (B, HW, HW)
+        v = self.v(x).flatten(2)                          # (B, C, HW)
+        out = (v @ attn.transpose(1, 2)).reshape(b, -1, h, w)
+        return x + self.gamma * out
+
+
+class Generator(nn.Module):
+    """Class-conditional generator: (z (B, z_dim), onehot (B, n_classes)) -> image (B, 1, 32, 32) in [-1, 1].
+
+    Labels enter as a one-hot float tensor rather than int64 indices: a MatMul
+    instead of a Gather keeps the ONNX graph float-only, which INT8 tooling and
+    TensorRT handle more uniformly.
+    """
+
+    def __init__(self, cfg: CGANConfig = CGANConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Linear(cfg.n_classes, cfg.embed_dim, bias=False)  # conditioning path
+        self.fc = nn.Linear(cfg.z_dim + cfg.embed_dim, cfg.base * 16)
+        self.fc_bn = nn.BatchNorm2d(cfg.base)
+        blocks = []
+        c = cfg.base
+        for a, b in cfg.stages:
+            blocks.append(nn.ModuleDict({
+                "conv1": nn.Conv2d(c, a, 3, padding=1, bias=False), "bn1": nn.BatchNorm2d(a),
+                "conv2": nn.Conv2d(a, b, 3, padding=1, bias=False), "bn2": nn.BatchNorm2d(b),
+            }))
+            c = b
+        self.blocks = nn.ModuleList(blocks)
+        self.attn_at = 1  # after the 2nd stage = 16x16
+        self.attn = SelfAttention(cfg.stages[self.attn_at][1], cfg.attn_qk) if cfg.attention else None
+        self.to_img = nn.Conv2d(c, cfg.out_ch, 3, padding=1)
+
+    def forward(self, z: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        e = self.embed(onehot)                                  # (B, embed_dim)
+        h = self.fc(torch.cat([z, e], 1)).view(z.shape[0], self.cfg.base, 4, 4)
+        h = F.relu(self.fc_bn(h))                               # (B, base, 4, 4)
+        for i, blk in enumerate(self.blocks):
+            h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # no ConvTranspose: no checkerboard, fast INT8
+            h = F.relu(blk["bn1"](blk["conv1"](h)))
+            h = F.relu(blk["bn2"](blk["conv2"](h)))
+            if self.attn is not None and i == self.attn_at:
+                h = self.attn(h)
+        return torch.tanh(self.to_img(h))                       # (B, 1, 32, 32)
+
+
+class Discriminator(nn.Module):
+    """Spectral-norm projection discriminator (Miyato & Koyama 2018). Training only; never exported."""
+
+    def __init__(self, n_classes: int = 10, ch: int = 32, in_ch: int = 1):
+        super().__init__()
+        sn = nn.utils.spectral_norm
+        self.convs = nn.ModuleList([
+            sn(nn.Conv2d(in_ch, ch, 3, 1, 1)), sn(nn.Conv2d(ch, ch, 4, 2, 1)),            # 32 -> 16
+            sn(nn.Conv2d(ch, ch * 2, 3, 1, 1)), sn(nn.Conv2d(ch * 2, ch * 2, 4, 2, 1)),   # 16 -> 8
+            sn(nn.Conv2d(ch * 2, ch * 4, 3, 1, 1)), sn(nn.Conv2d(ch * 4, ch * 4, 4, 2, 1)),  # 8 -> 4
+        ])
+        self.lin = sn(nn.Linear(ch * 4, 1))
+        self.proj = sn(nn.Embedding(n_classes, ch * 4))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = x
+        for c in self.convs:
+            h = F.leaky_relu(c(h), 0.1)
+        h = h.sum((2, 3))                                      # (B, 4ch)
+        return self.lin(h).squeeze(1) + (self.proj(y) * h).sum(1)
+
+# ----------------------------------------------------------------------------- SR x2
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch: int, inner: int, res_scale: float):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, inner, 3, padding=1)
+        self.conv2 = nn.Conv2d(inner, ch, 3, padding=1)
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.res_scale * self.conv2(F.relu(self.conv1(x)))
+
+
+class Enhancer(nn.Module):
+    """EDSR-style x2 enhancer: LR (B, 3, h, w) in [0,1] -> HR (B, 3, 2h, 2w) in [0,1] (unclamped; post clamps).
+
+    A global bilinear skip lets the trunk learn only the residual detail, which
+    trains much faster on 2 CPU cores; PixelShuffle does the learned upsampling.
+    """
+
+    def __init__(self, cfg: SRConfig = SRConfig()):
+        super().__init__()
+        self.cfg = cfg
+        self.head = nn.Conv2d(cfg.in_ch, cfg.head, 3, padding=1)
+        self.body = nn.Sequential(*[ResBlock(cfg.head, w, cfg.res_scale) for w in cfg.blocks])
+        self.body_tail = nn.Conv2d(cfg.head, cfg.head, 3, padding=1)
+        self.up = nn.Conv2d(cfg.head, cfg.in_ch * cfg.scale ** 2, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(cfg.scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.head(x)                                       # (B, C, h, w)
+        f = f + self.body_tail(self.body(f))
+        skip = F.interpolate(x, scale_factor=float(self.cfg.scale), mode="bilinear", align_corners=False)
+        return skip + self.shuffle(self.up(f))                 # (B, 3, 2h, 2w)
+
+# ----------------------------------------------------------------------------- build / introspect
+
+
+def build(cfg) -> nn.Module:
+    if isinstance(cfg, dict):
+        cfg = config_from_dict(cfg)
+    if isinstance(cfg, ClassifierConfig):
+        return Classifier(cfg)
+    if isinstance(cfg, CGANConfig):
+        return Generator(cfg)
+    if isinstance(cfg, SRConfig):
+        return Enhancer(cfg)
+    raise ModelError(f"cannot build a model from {type(cfg).__name__}")
+
+
+def config_from_model(model: nn.Module):
+    """Read the (possibly pruned) channel counts back from a module into a config."""
+    cfg = model.cfg
+    if isinstance(model, Generator):
+        stages = tuple((b["conv1"].out_channels, b["conv2"].out_channels) for b in model.blocks)
+        qk = model.attn.q.out_channels if model.attn is not None else cfg.attn_qk
+        return replace(cfg, base=model.fc_bn.num_features, stages=stages, attn_qk=qk)
+    if isinstance(model, Enhancer):
+        return replace(cfg, head=model.head.out_channels, blocks=tuple(b.conv1.out_channels for b in model.body))
+    if isinstance(model, Classifier):
+        convs = [m for m in model.body if isinstance(m, nn.Conv2d)]
+        return replace(cfg, widths=tuple(c.out_channels for c in convs), feat_dim=model.fc[0].out_features)
+    raise ModelError(f"not a skugen model: {type(model).__name__}")
+
+
+def example_inputs(cfg, batch: int = 2, size: int = 64, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    if isinstance(cfg, CGANConfig):
+        z = torch.randn(batch, cfg.z_dim, generator=g)
+        y = torch.randint(0, cfg.n_classes, (batch,), generator=g)
+        return z, F.one_hot(y, cfg.n_classes).float()
+    if isinstance(cfg, SRConfig):
+        return (torch.rand(batch, cfg.in_ch, size, size, generator=g),)
+    if isinstance(cfg, ClassifierConfig):
+        return (torch.rand(batch, cfg.in_ch, cfg.image_size, cfg.image_size, generator=g) * 2 - 1,)
+    raise ModelError(f"no example inputs for {type(cfg).__name__}")
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
+    """Multiply-accumulates for ONE sample, counted by forward hooks on the real module (not estimated).
+
+    Conv/Linear are counted exactly; the attention MatMuls are counted by the
+    SelfAttention hook. torch-pruning's counter misses the matmuls, hence our own.
+    """
+    total = 0
+
+    def conv_hook(m, i, o):
+        nonlocal total
+        total += o.numel() // o.shape[0] * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+
+    def lin_hook(m, i, o):
+        nonlocal total
+        total += o.numel() // o.shape[0] * m.in_features
+
+    def attn_hook(m, i, o):
+        nonlocal total
+        x = i[0]
+        hw = x.shape[2] * x.shape[3]
+        total += hw * hw * m.q.out_channels + hw * hw * m.v.out_channels  # QK^T and attn @ V
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(lin_hook))
+        elif isinstance(m, SelfAttention):
+            hooks.append(m.register_forward_hook(attn_hook))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(*[t[:1] for t in inputs])
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+    return int(total)

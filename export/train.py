@@ -1,0 +1,326 @@
+"""Train the zoo teachers: fmnist-classifier, fmnist-cgan, grocery-sr2x.
+
+`skugen train NAME [--steps N] [--out DIR] [--seed S]`: progress bar, resumes
+from DIR/ckpt.* when present, reproducible from the seed (single-process CPU).
+Each run ends by evaluating the model (skugen.export.zoo.evaluate) and writing
+model.safetensors + card.json, the same format as the shipped zoo files.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from skugen.errors import InputError
+
+from . import ckpt, data, models
+
+
+def progress(total: int, initial: int = 0, desc: str = ""):
+    from tqdm import tqdm
+
+    from skugen import config
+
+    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=2.0,
+                disable=config.get_bool("SKUGEN_NO_PROGRESS") or None)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    steps: int
+    seed: int = 0
+    batch: int = 64
+    lr: float = 2e-4
+    ckpt_every: int = 250       # steps between resumable checkpoints
+    threads: int | None = None  # torch intra-op threads (None: torch default)
+
+
+DEFAULT_STEPS = {"fmnist-classifier": 3300, "fmnist-cgan": 4000, "grocery-sr2x": 4000}
+DEFAULT_BATCH = {"fmnist-classifier": 128, "fmnist-cgan": 64, "grocery-sr2x": 16}
+
+# ----------------------------------------------------------------------------- classifier
+
+
+def train_classifier(tc: TrainConfig, out: Path) -> nn.Module:
+    x, y = data.load_fmnist("train")
+    xt = torch.from_numpy(data.fmnist_to_model(x))       # (60000, 1, 32, 32) in [-1, 1]
+    yt = torch.from_numpy(y.astype(np.int64))
+    model = models.Classifier()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=tc.steps, pct_start=0.2)
+    st = ckpt.load_checkpoint(out / "ckpt", {"model": model}, {"opt": opt}) or {"step": 0, "rng": None}
+    rng = ckpt.numpy_rng_from_state(st["rng"]) if st["rng"] else np.random.default_rng(tc.seed)
+    for _ in range(st["step"]):
+        sched.step()
+    model.train()
+    bar = progress(tc.steps, st["step"], "fmnist-classifier")
+    for step in range(st["step"], tc.steps):
+        idx = rng.integers(0, len(xt), tc.batch)
+        xb = xt[idx]
+        # light augmentation: horizontal flip + up to 2px translation (products are mirror-symmetric-ish)
+        flip = torch.from_numpy(rng.random(tc.batch) < 0.5)
+        xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
+        dx, dy = (int(v) for v in rng.integers(-2, 3, 2))
+        xb = torch.roll(xb, (dy, dx), (2, 3))
+        loss = F.cross_entropy(model(xb), yt[idx], label_smoothing=0.05)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if (step + 1) % tc.ckpt_every == 0:
+            ckpt.save_checkpoint(out / "ckpt", {"model": model}, {"opt": opt},
+                                 {"step": step + 1, "rng": ckpt.numpy_rng_state(rng)})
+    bar.close()
+    return model.eval()
+
+# ----------------------------------------------------------------------------- cGAN
+
+
+def diff_augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """DiffAugment (Zhao et al. 2020) colour + translation + cutout, differentiable, same op on real and fake."""
+    b = x.shape[0]
+    # colour: brightness and contrast (grayscale, so no saturation)
+    x = x + (torch.rand(b, 1, 1, 1, generator=g) - 0.5)
+    m = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - m) * (torch.rand(b, 1, 1, 1, generator=g) + 0.5) + m
+    # translation by up to 1/8 of the image, zero padded
+    h, w = x.shape[2:]
+    s = h // 8
+    tx = torch.randint(-s, s + 1, (b,), generator=g)
+    ty = torch.randint(-s, s + 1, (b,), generator=g)
+    gy, gx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    sy = (gy[None] + ty[:, None, None]).clamp(-1, h)   # index h / -1 lands in the zero pad
+    sx = (gx[None] + tx[:, None, None]).clamp(-1, w)
+    xp = F.pad(x, (1, 1, 1, 1))
+    x = xp[torch.arange(b)[:, None, None], :, sy + 1, sx + 1].permute(0, 3, 1, 2)
+    # cutout: one square of half the size
+    cs = h // 2
+    cy = torch.randint(0, h + 1 - cs // 2, (b,), generator=g) - cs // 4
+    cx = torch.randint(0, w + 1 - cs // 2, (b,), generator=g) - cs // 4
+    mask = ~(((gy[None] - cy[:, None, None]).abs() < cs // 2) & ((gx[None] - cx[:, None, None]).abs() < cs // 2))
+    return x * mask[:, None].to(x.dtype)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm, 1.0 - decay)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
+@torch.no_grad()
+def recalibrate_bn(gen: nn.Module, n_batches: int = 40, batch: int = 128, seed: int = 0) -> None:
+    """BigGAN-style 'standing statistics': BN running stats recomputed for the EMA weights."""
+    g = torch.Generator().manual_seed(seed)
+    for m in gen.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+    gen.train()
+    for _ in range(n_batches):
+        z = torch.randn(batch, gen.cfg.z_dim, generator=g)
+        y = torch.randint(0, gen.cfg.n_classes, (batch,), generator=g)
+        gen(z, F.one_hot(y, gen.cfg.n_classes).float())
+    for m in gen.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1
+    gen.eval()
+
+
+def train_cgan(tc: TrainConfig, out: Path, gcfg: models.CGANConfig | None = None) -> nn.Module:
+    x, y = data.load_fmnist("train")
+    xt = torch.from_numpy(data.fmnist_to_model(x))
+    yt = torch.from_numpy(y.astype(np.int64))
+    G = models.Generator(gcfg or models.CGANConfig())
+    D = models.Discriminator(G.cfg.n_classes)
+    G_ema = copy.deepcopy(G)
+    oG = torch.optim.Adam(G.parameters(), lr=tc.lr, betas=(0.0, 0.9))
+    oD = torch.optim.Adam(D.parameters(), lr=tc.lr * 2, betas=(0.0, 0.9))  # TTUR: D learns 2x faster
+    st = ckpt.load_checkpoint(out / "ckpt", {"G": G, "D": D, "G_ema": G_ema}, {"oG": oG, "oD": oD}) \
+        or {"step": 0, "rng": None}
+    rng = ckpt.numpy_rng_from_state(st["rng"]) if st["rng"] else np.random.default_rng(tc.seed)
+    g = torch.Generator().manual_seed(tc.seed + st["step"])
+    n_cls = G.cfg.n_classes
+    bar = progress(tc.steps, st["step"], "fmnist-cgan")
+    G.train()
+    D.train()
+    for step in range(st["step"], tc.steps):
+        # LR schedule: constant, then linear decay to 0 over the second half
+        frac = step / tc.steps
+        scale = 1.0 if frac < 0.5 else 2.0 * (1.0 - frac)
+        for o, base in ((oG, tc.lr), (oD, tc.lr * 2)):
+            for pg in o.param_groups:
+                pg["lr"] = base * scale
+        idx = torch.from_numpy(rng.integers(0, len(xt), tc.batch))
+        real, yr = xt[idx], yt[idx]
+        z = torch.randn(tc.batch, G.cfg.z_dim, generator=g)
+        yf = torch.randint(0, n_cls, (tc.batch,), generator=g)
+        fake = G(z, F.one_hot(yf, n_cls).float())
+        # D step: hinge loss on DiffAugmented real and fake
+        d_real = D(diff_augment(real, g), yr)
+        d_fake = D(diff_augment(fake.detach(), g), yf)
+        loss_d = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
+        oD.zero_grad(set_to_none=True)
+        loss_d.backward()
+        oD.step()
+        # G step
+        loss_g = -D(diff_augment(fake, g), yf).mean()
+        oG.zero_grad(set_to_none=True)
+        loss_g.backward()
+        oG.step()
+        ema_update(G_ema, G, 0.999 if step > 500 else 0.0)
+        bar.update(1)
+        bar.set_postfix(d=f"{loss_d.item():.2f}", g=f"{loss_g.item():.2f}", refresh=False)
+        if (step + 1) % tc.ckpt_every == 0:
+            ckpt.save_checkpoint(out / "ckpt", {"G": G, "D": D, "G_ema": G_ema}, {"oG": oG, "oD": oD},
+                                 {"step": step + 1, "rng": ckpt.numpy_rng_state(rng)})
+            g = torch.Generator().manual_seed(tc.seed + step + 1)  # resumable RNG stream
+    bar.close()
+    recalibrate_bn(G_ema, seed=tc.seed)
+    return G_ema
+
+# ----------------------------------------------------------------------------- SR
+
+
+class SRLoss(nn.Module):
+    """L1 + VGG-free feature loss: L1 on Sobel gradients (edges) and on a frozen random conv bank.
+
+    No VGG: nothing can be downloaded here. Random-weight conv features are a
+    known usable perceptual prior (Ulyanov et al., "Deep Image Prior"; He et al. 2016).
+    """
+
+    def __init__(self, w_grad: float = 0.5, w_feat: float = 0.1, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        sob = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+        self.register_buffer("sobel", torch.stack([sob, sob.t()])[:, None].repeat(3, 1, 1, 1))  # (6, 1, 3, 3)
+        self.register_buffer("feat", torch.randn(32, 3, 5, 5, generator=g) / 5.0)
+        self.w_grad, self.w_feat = w_grad, w_feat
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        l1 = (pred - target).abs().mean()
+        gp = F.conv2d(pred, self.sobel, groups=3)
+        gt = F.conv2d(target, self.sobel, groups=3)
+        fp = F.relu(F.conv2d(pred, self.feat))
+        ft = F.relu(F.conv2d(target, self.feat))
+        return l1 + self.w_grad * (gp - gt).abs().mean() + self.w_feat * (fp - ft).abs().mean()
+
+
+def train_sr(tc: TrainConfig, out: Path, hr_size: int = 96) -> nn.Module:
+    paths = [p for p, _, _ in data.grocery_split("train")]
+    model = models.Enhancer()
+    crit = SRLoss()
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr * 2.5, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, tc.steps, eta_min=1e-6)
+    st = ckpt.load_checkpoint(out / "ckpt", {"model": model}, {"opt": opt}) or {"step": 0}
+    for _ in range(st["step"]):
+        sched.step()
+    bar = progress(tc.steps, st["step"], "grocery-sr2x")
+    model.train()
+    for step in range(st["step"], tc.steps):
+        # each step's crops are a pure function of (seed, step): resume needs no RNG state
+        lr_np, hr_np = data.sr_pairs(paths, tc.batch, hr_size, seed=tc.seed * 1_000_003 + step)
+        lr = torch.from_numpy(lr_np).permute(0, 3, 1, 2).float() / 255.0   # (B, 3, 48, 48)
+        hr = torch.from_numpy(hr_np).permute(0, 3, 1, 2).float() / 255.0   # (B, 3, 96, 96)
+        loss = crit(model(lr), hr)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if (step + 1) % tc.ckpt_every == 0:
+            ckpt.save_checkpoint(out / "ckpt", {"model": model}, {"opt": opt}, {"step": step + 1})
+    bar.close()
+    return model.eval()
+
+# ----------------------------------------------------------------------------- entry
+
+
+TRAINERS = {"fmnist-classifier": train_classifier, "fmnist-cgan": train_cgan, "grocery-sr2x": train_sr}
+DATASETS = {
+    "fmnist-classifier": "Fashion-MNIST train (60k), evaluated on test (10k)",
+    "fmnist-cgan": "Fashion-MNIST train (60k, padded 28->32), evaluated against test (10k)",
+    "grocery-sr2x": "GroceryStoreDataset train (2640 photos, random 96px crops, blur/bicubic/noise/JPEG degradation), "
+                    "evaluated on test (2485) and the 81 iconic images",
+}
+
+
+def train(name: str, out: str | os.PathLike, steps: int | None = None, seed: int = 0, batch: int | None = None,
+          threads: int | None = None, evaluate: bool = True, command: str | None = None) -> Path:
+    if name not in TRAINERS:
+        raise InputError(f"unknown model {name!r}; trainable: {', '.join(TRAINERS)}")
+    steps = steps or DEFAULT_STEPS[name]
+    if steps <= 0:
+        raise InputError(f"--steps must be positive, got {steps}")
+    tc = TrainConfig(name=name, steps=steps, seed=seed, batch=batch or DEFAULT_BATCH[name], threads=threads,
+                     ckpt_every=min(250, max(1, steps // 4)))
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    model = TRAINERS[name](tc, out)
+    wall = time.time() - t0
+    cfg = models.config_from_model(model)
+    ex = models.example_inputs(cfg, 1, 64)
+    card = {
+        "name": name,
+        "kind": {"fmnist-classifier": "classifier", "fmnist-cgan": "generator", "grocery-sr2x": "enhancer"}[name],
+        "data": DATASETS[name],
+        "command": command or f"skugen train {name} --steps {steps} --seed {seed} --out {out}",
+        "train": asdict(tc),
+        "seed": seed,
+        "wall_time_s": round(wall, 1),
+        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "python": platform.python_version()},
+        "params": models.count_params(model),
+        "macs": models.count_macs(model, ex),
+        "macs_input": "one 64x64 LR image" if name == "grocery-sr2x" else "one sample",
+    }
+    ckpt.save_model(model, out, card)  # weights first, so evaluate() can load them like a user would
+    if evaluate:
+        from . import zoo
+
+        card["metrics"] = zoo.evaluate_dir(out, quick=False)
+        ckpt.save_model(model, out, card)
+    return out
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a zoo teacher (resumable, seeded)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Train one of the zoo teachers from scratch on real data.",
+                       epilog="Examples:\n  skugen train fmnist-classifier --out runs/cls\n"
+                              "  skugen train fmnist-cgan --steps 4000 --seed 0 --out runs/cgan   # re-run resumes\n")
+    p.add_argument("name", choices=list(TRAINERS))
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the shipped recipe)")
+    p.add_argument("--out", default=None, help="output model directory (default runs/NAME)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args) -> int:
+    out = args.out or f"runs/{args.name}"
+    cmd = "skugen " + " ".join(sys.argv[1:]) if sys.argv and "skugen" in sys.argv[0] else None
+    path = train(args.name, out, args.steps, args.seed, args.batch, args.threads, not args.no_eval, cmd)
+    print(path)
+    return 0

@@ -1,0 +1,211 @@
+"""The shipped model zoo: weights + model cards under export/zoo/NAME/, and their evaluation.
+
+`skugen zoo list --json` lists them; `skugen eval NAME --json` recomputes the
+card's metrics from the weights. FID here is always the "FID-proxy
+(fmnist-classifier features)": a Frechet distance on our own classifier's
+penultimate features, NOT Inception FID (nothing can be downloaded here).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from skugen.errors import ModelError
+
+from . import ckpt, data, models
+
+ZOO_DIR = Path(__file__).resolve().parent / "zoo"
+FID_NAME = "FID-proxy (fmnist-classifier features)"
+
+
+def names() -> list[str]:
+    if not ZOO_DIR.is_dir():
+        return []
+    return sorted(p.name for p in ZOO_DIR.iterdir() if (p / "card.json").is_file())
+
+
+def resolve(name_or_dir: str | os.PathLike) -> Path:
+    """A zoo name or a model directory -> the model directory."""
+    p = Path(name_or_dir)
+    if (p / "card.json").is_file():
+        return p
+    if (ZOO_DIR / str(name_or_dir) / "card.json").is_file():
+        return ZOO_DIR / str(name_or_dir)
+    raise ModelError(f"{name_or_dir!r} is neither a zoo model ({', '.join(names()) or 'none shipped'}) nor a "
+                     "directory with card.json + model.safetensors.")
+
+
+def load(name_or_dir) -> tuple[torch.nn.Module, dict]:
+    return ckpt.load_model(resolve(name_or_dir))
+
+
+def classifier_dir() -> Path:
+    return resolve(os.environ.get("SKUGEN_CLASSIFIER", "fmnist-classifier"))
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def classifier_features(clf, x: torch.Tensor, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 1, 32, 32) in [-1,1] -> (features (N, D), predicted labels (N,))."""
+    feats, preds = [], []
+    for i in range(0, len(x), batch):
+        f = clf.features(x[i:i + batch])
+        feats.append(f.numpy())
+        preds.append(clf.head(f).argmax(1).numpy())
+    return np.concatenate(feats), np.concatenate(preds)
+
+
+def eval_classifier(model, quick: bool = False) -> dict:
+    x, y = data.load_fmnist("test")
+    n = 2000 if quick else len(x)
+    _, pred = classifier_features(model, torch.from_numpy(data.fmnist_to_model(x[:n])))
+    return {"accuracy": float((pred == y[:n]).mean()), "n_test": n, "split": "test"}
+
+
+@torch.no_grad()
+def generate(gen, labels: np.ndarray, seed: int, batch: int = 500) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(len(labels), gen.cfg.z_dim, generator=g)
+    oh = F.one_hot(torch.from_numpy(labels.astype(np.int64)), gen.cfg.n_classes).float()
+    return torch.cat([gen(z[i:i + batch], oh[i:i + batch]) for i in range(0, len(labels), batch)])
+
+
+def real_vs_real_baseline(clf, n: int) -> float:
+    from skugen.metrics import fid_from_features
+
+    xtr, _ = data.load_fmnist("train")
+    xte, _ = data.load_fmnist("test")
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(xtr), n, replace=False)
+    ftr, _ = classifier_features(clf, torch.from_numpy(data.fmnist_to_model(xtr[idx])))
+    fte, _ = classifier_features(clf, torch.from_numpy(data.fmnist_to_model(xte[:n])))
+    return float(fid_from_features(ftr, fte))
+
+
+def eval_generator(gen, quick: bool = False, seed: int = 1234, clf=None) -> dict:
+    from skugen.metrics import fid_from_features
+
+    clf = clf or load(classifier_dir())[0]
+    per_class = 200 if quick else 1000
+    n_cls = gen.cfg.n_classes
+    labels = np.repeat(np.arange(n_cls), per_class)
+    imgs = generate(gen.eval(), labels, seed)
+    f_gen, pred = classifier_features(clf, imgs)
+    xte, _ = data.load_fmnist("test")
+    n = per_class * n_cls
+    f_test, _ = classifier_features(clf, torch.from_numpy(data.fmnist_to_model(xte[:n])))
+    per = [(pred[labels == c] == c).mean() for c in range(n_cls)]
+    return {
+        "class_fidelity": float((pred == labels).mean()),
+        "class_fidelity_per_class": {data.FMNIST_CLASSES[c]: round(float(v), 4) for c, v in enumerate(per)},
+        "fid_proxy": float(fid_from_features(f_gen, f_test)),
+        "fid_proxy_real_vs_real": real_vs_real_baseline(clf, n),
+        "fid_name": FID_NAME,
+        "n_generated": int(n), "seed": seed, "reference": "Fashion-MNIST test features",
+    }
+
+
+def bicubic_x2(lr: np.ndarray) -> np.ndarray:
+    """(N, h, w, 3) uint8 -> (N, 2h, 2w, 3) uint8 with PIL bicubic (the classic SR baseline)."""
+    return np.stack([np.asarray(Image.fromarray(im).resize((im.shape[1] * 2, im.shape[0] * 2), Image.BICUBIC))
+                     for im in lr])
+
+
+@torch.no_grad()
+def enhance_np(model, lr: np.ndarray, batch: int = 16) -> np.ndarray:
+    out = []
+    for i in range(0, len(lr), batch):
+        x = torch.from_numpy(lr[i:i + batch]).permute(0, 3, 1, 2).float() / 255.0
+        y = model(x).clamp(0, 1).mul(255.0).round().byte().permute(0, 2, 3, 1).numpy()
+        out.append(y)
+    return np.concatenate(out)
+
+
+def sr_quality(sr: np.ndarray, hr: np.ndarray) -> dict:
+    from skugen.metrics import psnr, ssim
+
+    return {"psnr_y": psnr(sr, hr, y_channel=True, crop_border=2),
+            "ssim_y": ssim(sr, hr, y_channel=True, crop_border=2),
+            "psnr_rgb": psnr(sr, hr, y_channel=False, crop_border=2),
+            "ssim_rgb": ssim(sr, hr, y_channel=False, crop_border=2)}
+
+
+def eval_enhancer(model, quick: bool = False) -> dict:
+    res: dict = {"convention": {"y_channel": "MATLAB BT.601", "crop_border": 2, "data_range": 255,
+                                "ssim": "11x11 Gaussian sigma 1.5, valid (BasicSR)"}}
+    for which, n in (("test", 40 if quick else 300), ("iconic", 20 if quick else 81)):
+        lr, hr = data.sr_eval_set(which, n)
+        q = sr_quality(enhance_np(model.eval(), lr), hr)
+        b = sr_quality(bicubic_x2(lr), hr)
+        res[which] = {**q, **{f"bicubic_{k}": v for k, v in b.items()}, "n": int(len(lr)), "hr_crop": 128}
+    # headline numbers (GroceryStore test) at top level, as `skugen eval --json` promises
+    for k in ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y"):
+        res[k] = res["test"][k]
+    return res
+
+
+def evaluate_model(model, card: dict, quick: bool = False) -> dict:
+    fam = card["config"]["family"]
+    if fam == "classifier":
+        return eval_classifier(model, quick)
+    if fam == "cgan":
+        return eval_generator(model, quick)
+    if fam == "sr":
+        return eval_enhancer(model, quick)
+    raise ModelError(f"no evaluation for family {fam!r}")
+
+
+def evaluate_dir(path, quick: bool = False) -> dict:
+    model, card = ckpt.load_model(resolve(path))
+    return evaluate_model(model, card, quick)
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def register(sub) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    z = sub.add_parser("zoo", help="list the shipped models", formatter_class=fmt,
+                       epilog="Examples:\n  skugen zoo list\n  skugen zoo list --json")
+    zs = z.add_subparsers(dest="zoo_cmd", required=True)
+    zl = zs.add_parser("list")
+    zl.add_argument("--json", action="store_true")
+    zl.set_defaults(func=_cmd_list)
+    e = sub.add_parser("eval", help="re-compute a model's metrics from its weights", formatter_class=fmt,
+                       epilog="Examples:\n  skugen eval fmnist-cgan --json\n  skugen eval runs/my-student --quick")
+    e.add_argument("name", help="zoo name or model directory")
+    e.add_argument("--json", action="store_true")
+    e.add_argument("--quick", action="store_true", help="smaller evaluation sets (smoke checks)")
+    e.set_defaults(func=_cmd_eval)
+
+
+def _cmd_list(args) -> int:
+    rows = []
+    for n in names():
+        c = json.loads((ZOO_DIR / n / "card.json").read_text())
+        rows.append({"name": n, "kind": c.get("kind"), "family": c["config"]["family"], "params": c.get("params"),
+                     "macs": c.get("macs"), "sha256": c.get("weights", {}).get("sha256"),
+                     "metrics": c.get("metrics", {}), "path": str(ZOO_DIR / n)})
+    if args.json:
+        print(json.dumps({"models": rows}, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['name']:24s} {r['kind']:10s} params={r['params']:>9,} MACs={r['macs']:>13,}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    path = resolve(args.name)
+    model, card = ckpt.load_model(path)
+    m = evaluate_model(model, card, args.quick)
+    out = {"name": card.get("name", str(args.name)), "path": str(path), "quick": args.quick, "metrics": m,
+           "card_metrics": card.get("metrics"), "params": models.count_params(model)}
+    print(json.dumps(out, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in m.items()))
+    return 0
