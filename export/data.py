@@ -62,12 +62,14 @@ def fmnist_candidates(data_dir: str | os.PathLike | None = None) -> list[Path]:
 
 
 def find_fmnist(data_dir: str | os.PathLike | None = None, allow_download: bool | None = None) -> Path:
-    for d in fmnist_candidates(data_dir):
+    if data_dir is not None:  # an explicit folder is strict: silently using another copy would surprise
+        missing = [n for n in FMNIST_FILES if not (Path(data_dir) / f"{n}.gz").is_file()]
+        if not missing:
+            return Path(data_dir)
+        raise DataError(f"Fashion-MNIST: {data_dir} lacks {', '.join(m + '.gz' for m in missing)}. {_FMNIST_HINT}")
+    for d in fmnist_candidates():
         if all((d / f"{n}.gz").is_file() for n in FMNIST_FILES):
             return d
-    if data_dir is not None and Path(data_dir).exists():
-        missing = [n for n in FMNIST_FILES if not (Path(data_dir) / f"{n}.gz").is_file()]
-        raise DataError(f"Fashion-MNIST: {data_dir} lacks {', '.join(m + '.gz' for m in missing)}. {_FMNIST_HINT}")
     if allow_download is None:
         allow_download = config.get_bool("SKUGEN_ALLOW_DOWNLOAD")
     if allow_download:

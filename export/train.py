@@ -32,7 +32,7 @@ def progress(total: int, initial: int = 0, desc: str = ""):
     from skugen import config
 
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=2.0,
-                disable=config.get_bool("SKUGEN_NO_PROGRESS") or None)
+                disable=config.get_bool("SKUGEN_NO_PROGRESS"))
 
 
 @dataclass(frozen=True)

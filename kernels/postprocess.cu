@@ -1,0 +1,51 @@
+// Postprocess: NCHW float32 / float16 model output (RGB planes)
+//   -> value range to [0, 255] -> NaN to 0 -> clamp -> round half to even -> uint8 HWC
+//   (RGB, BGR or GRAY, any output row pitch).
+// One thread per output pixel. Grid: (ceil(w / blockDim.x), ceil(h / blockDim.y), batch).
+#include "common.cuh"
+
+__device__ __forceinline__ unsigned char to_u8(float x, float scale, float offset) {
+    if (x != x) return 0;  // NaN -> black (documented); fmaxf alone would give 0 too, but say it
+    float v = __fadd_rn(__fmul_rn(x, scale), offset);
+    v = fminf(fmaxf(v, 0.0f), 255.0f);
+    return (unsigned char)__float2int_rn(v);  // round half to even, like numpy.rint
+}
+
+template <typename InT>
+__device__ __forceinline__ void postprocess_pixel(
+    const InT* __restrict__ src, int batch, int channels, int h, int w,
+    int ch0, int ch1, int ch2, float scale, float offset,
+    unsigned char* __restrict__ dst, long long dst_image_stride, long long dst_pitch)
+{
+    const int x = blockIdx.x * blockDim.x + threadIdx.x;
+    const int y = blockIdx.y * blockDim.y + threadIdx.y;
+    const int n = blockIdx.z;
+    if (x >= w || y >= h || n >= batch) return;
+
+    const long long plane = (long long)h * w;
+    const InT* in = src + n * channels * plane + (long long)y * w + x;  // (B, C, H, W)
+    unsigned char* out = dst + n * dst_image_stride + y * dst_pitch + x * channels;  // (B, H, W, C)
+    const int ch[3] = {ch0, ch1, ch2};
+#pragma unroll
+    for (int k = 0; k < 3; ++k) {
+        if (k < channels) out[k] = to_u8(load_f32(in + ch[k] * plane), scale, offset);
+    }
+}
+
+extern "C" __global__ void skugen_postprocess_f32(
+    const float* __restrict__ src, int batch, int channels, int h, int w,
+    int ch0, int ch1, int ch2, float scale, float offset,
+    unsigned char* __restrict__ dst, long long dst_image_stride, long long dst_pitch)
+{
+    postprocess_pixel<float>(src, batch, channels, h, w, ch0, ch1, ch2, scale, offset,
+                             dst, dst_image_stride, dst_pitch);
+}
+
+extern "C" __global__ void skugen_postprocess_f16(
+    const __half* __restrict__ src, int batch, int channels, int h, int w,
+    int ch0, int ch1, int ch2, float scale, float offset,
+    unsigned char* __restrict__ dst, long long dst_image_stride, long long dst_pitch)
+{
+    postprocess_pixel<__half>(src, batch, channels, h, w, ch0, ch1, ch2, scale, offset,
+                              dst, dst_image_stride, dst_pitch);
+}

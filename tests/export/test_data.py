@@ -1,0 +1,143 @@
+"""Real data loaders: Fashion-MNIST idx parsing/verification and GroceryStore splits + degradations."""
+import gzip
+import json
+import shutil
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from skugen.errors import DataError, InputError
+from skugen.export import data
+
+
+@pytest.fixture(scope="module")
+def fmnist_root():
+    try:
+        return data.find_fmnist(allow_download=False)
+    except DataError as e:
+        pytest.skip(f"Fashion-MNIST not installed: {e}")
+
+
+def test_fmnist_counts_shapes_and_checksums(fmnist_root):
+    x, y = data.load_fmnist("train", fmnist_root)
+    xt, yt = data.load_fmnist("test", fmnist_root)
+    assert x.shape == (60000, 28, 28) and xt.shape == (10000, 28, 28)
+    assert x.dtype == np.uint8 and y.dtype == np.uint8
+    assert np.bincount(y).tolist() == [6000] * 10
+    assert np.bincount(yt).tolist() == [1000] * 10
+    m = data.fmnist_to_model(xt[:4])
+    assert m.shape == (4, 1, 32, 32) and m.min() >= -1 and m.max() <= 1
+    assert (m[:, :, :2] == -1).all()  # 2px pad at the top is background
+
+
+def _copy_fmnist(src, dst):
+    for n in data.FMNIST_FILES:
+        shutil.copy(src / f"{n}.gz", dst / f"{n}.gz")
+
+
+def test_fmnist_corrupt_payload_is_refused(fmnist_root, tmp_path):
+    _copy_fmnist(fmnist_root, tmp_path)
+    raw = bytearray(gzip.open(tmp_path / "t10k-labels-idx1-ubyte.gz").read())
+    raw[100] = (raw[100] + 1) % 10  # still a valid label, but content differs
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(raw)))
+    data._load_fmnist_cached.cache_clear()
+    with pytest.raises(DataError, match="checksum mismatch"):
+        data.load_fmnist("test", tmp_path)
+
+
+def test_fmnist_bad_magic_and_truncation(fmnist_root, tmp_path):
+    _copy_fmnist(fmnist_root, tmp_path)
+    raw = bytearray(gzip.open(tmp_path / "t10k-images-idx3-ubyte.gz").read())
+    bad = bytes(struct.pack(">I", 1234)) + bytes(raw[4:])
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(bad))
+    data._load_fmnist_cached.cache_clear()
+    with pytest.raises(DataError, match="magic"):
+        data.load_fmnist("test", tmp_path)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(bytes(raw[:-10])))
+    data._load_fmnist_cached.cache_clear()
+    with pytest.raises(DataError, match="truncated"):
+        data.load_fmnist("test", tmp_path)
+
+
+def test_fmnist_missing_gives_hint_not_traceback(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "FMNIST_DEBIAN_DIR", tmp_path / "nope")
+    monkeypatch.delenv("SKUGEN_FMNIST_DIR", raising=False)
+    monkeypatch.setenv("SKUGEN_ALLOW_DOWNLOAD", "0")
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        data.find_fmnist()
+    with pytest.raises(DataError, match="lacks"):
+        data.find_fmnist(tmp_path)
+
+
+def test_fmnist_env_var_search_order(fmnist_root, tmp_path, monkeypatch):
+    _copy_fmnist(fmnist_root, tmp_path)
+    monkeypatch.setenv("SKUGEN_FMNIST_DIR", str(tmp_path))
+    assert data.find_fmnist() == tmp_path
+    assert data.find_fmnist(fmnist_root) == fmnist_root  # explicit dir wins
+
+
+@pytest.fixture(scope="module")
+def grocery_root():
+    try:
+        return data.find_grocery()
+    except DataError as e:
+        pytest.skip(str(e))
+
+
+def test_grocery_splits_classes_iconic(grocery_root):
+    for split, n in data.GROCERY_SPLITS.items():
+        items = data.grocery_split(split, grocery_root)
+        assert len(items) == n
+        assert items[0][0].is_file()
+    classes = data.grocery_classes(grocery_root)
+    assert len(classes) == 81 and len({c.coarse_id for c in classes}) == 43
+    assert all(c.iconic_path.is_file() for c in classes)
+    assert "golden delicious" in classes[0].description.lower()
+
+
+def test_degradation_is_seeded_and_shaped(grocery_root):
+    paths = [p for p, _, _ in data.grocery_split("train", grocery_root)][:20]
+    lr1, hr1 = data.sr_pairs(paths, 4, 96, seed=7)
+    lr2, hr2 = data.sr_pairs(paths, 4, 96, seed=7)
+    lr3, _ = data.sr_pairs(paths, 4, 96, seed=8)
+    assert lr1.shape == (4, 48, 48, 3) and hr1.shape == (4, 96, 96, 3)
+    assert np.array_equal(lr1, lr2) and np.array_equal(hr1, hr2)
+    assert not np.array_equal(lr1, lr3)
+    # the degraded image is a worse version of the clean one, not noise
+    from skugen.metrics import psnr
+    from skugen.export.zoo import bicubic_x2
+    assert 15 < psnr(bicubic_x2(lr1), hr1) < 40
+
+
+def test_degrade_rejects_bad_input():
+    rng = np.random.default_rng(0)
+    with pytest.raises(InputError, match="uint8"):
+        data.degrade(np.zeros((8, 8, 3), np.float32), rng)
+    with pytest.raises(InputError, match="divisible"):
+        data.degrade(np.zeros((9, 8, 3), np.uint8), rng)
+
+
+def test_data_check_cli_json(fmnist_root, grocery_root):
+    out = subprocess.run([sys.executable, "-m", "skugen.cli", "data", "check", "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)["datasets"]
+    assert d["fashion-mnist"]["counts"] == {"train": 60000, "test": 10000} and d["fashion-mnist"]["verified"]
+    g = d["grocery-store"]
+    assert (g["counts"]["train"], g["counts"]["val"], g["counts"]["test"]) == (2640, 296, 2485) and g["verified"]
+
+
+def test_data_check_missing_dataset_message(tmp_path):
+    env = {"SKUGEN_GROCERY_DIR": str(tmp_path / "nothing"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    import os
+    env = {**os.environ, **env}
+    # point the repo-relative fallback away by running from a copy-less cwd: only the env var is consulted first,
+    # the ../shared fallback still exists in this checkout, so grocery will be found; check fmnist instead
+    out = subprocess.run([sys.executable, "-m", "skugen.cli", "data", "check", "--data-dir", str(tmp_path)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert "lacks" in out.stdout
