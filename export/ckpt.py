@@ -124,6 +124,11 @@ def load_checkpoint(path: str | os.PathLike, modules: dict[str, torch.nn.Module]
     return meta["state"]
 
 
+def checkpoint_step(path: str | os.PathLike) -> int | None:
+    p = Path(path).with_suffix(".json")
+    return json.loads(p.read_text())["state"]["step"] if p.is_file() else None
+
+
 def numpy_rng_state(rng: np.random.Generator) -> dict:
     return rng.bit_generator.state
 

@@ -267,30 +267,14 @@ VALUE_RANGE = {"generator": (-1.0, 1.0), "enhancer": (0.0, 1.0)}
 
 def compare_outputs(got: np.ndarray, ref: np.ndarray, atol: float, rtol: float,
                     value_range: tuple[float, float] | None = None) -> dict:
-    """Polygraphy-style statistics of `got` against the reference `ref`.
+    """Polygraphy-style statistics of `got` against `ref`: the runtime's own comparison (skugen.verify).
 
-    An element passes when |got - ref| <= atol + rtol * |ref| (Polygraphy --atol/--rtol,
-    numpy.isclose semantics). PSNR is over [0,255] after mapping `value_range`, NHWC images.
+    An element passes when |got - ref| <= atol + rtol * |ref|. Shared with `skugen verify`
+    so the export-time check and the device-side check are the same code.
     """
-    from skugen.metrics import psnr_result
+    from skugen.verify import output_stats
 
-    got64, ref64 = np.asarray(got, np.float64), np.asarray(ref, np.float64)
-    if got64.shape != ref64.shape:
-        return {"pass": False, "error": f"shape {got64.shape} != reference {ref64.shape}"}
-    diff = np.abs(got64 - ref64)
-    rel = diff / np.maximum(np.abs(ref64), 1e-12)
-    ok = diff <= atol + rtol * np.abs(ref64)
-    out = {
-        "max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "median_abs": float(np.median(diff)),
-        "max_rel": float(rel.max()), "mean_rel": float(rel.mean()), "median_rel": float(np.median(rel)),
-        "n_fail": int((~ok).sum()), "n": int(ok.size), "atol": atol, "rtol": rtol,
-        "pass": bool(ok.all()) and bool(np.isfinite(got64).all()),
-    }
-    if value_range is not None and got64.ndim == 4:
-        p = psnr_result(to_uint8_range(got64, value_range), to_uint8_range(ref64, value_range))
-        out["psnr_db"] = None if not np.isfinite(p.value) else p.value
-        out["psnr_convention"] = f"{p.label}, data_range 255, output range {list(value_range)} mapped to [0,255]"
-    return out
+    return output_stats(got, ref, atol, rtol, value_range)
 
 
 def parity_report(model: nn.Module, onnx_bytes: bytes, n: int = 8, seed: int = 0, atol: float = 1e-4,

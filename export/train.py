@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import os
 import platform
 import sys
@@ -44,6 +45,8 @@ class TrainConfig:
     lr: float = 2e-4
     ckpt_every: int = 250       # steps between resumable checkpoints
     threads: int | None = None  # torch intra-op threads (None: torch default)
+    stop_after: int | None = None  # stop (with a checkpoint) after this many steps in THIS run: time-boxing on
+                                   # shared machines, and how the tests simulate an interruption
 
 
 DEFAULT_STEPS = {"fmnist-classifier": 3300, "fmnist-cgan": 4000, "grocery-sr2x": 4000}
@@ -83,6 +86,10 @@ def train_classifier(tc: TrainConfig, out: Path) -> nn.Module:
         if (step + 1) % tc.ckpt_every == 0:
             ckpt.save_checkpoint(out / "ckpt", {"model": model}, {"opt": opt},
                                  {"step": step + 1, "rng": ckpt.numpy_rng_state(rng)})
+        if tc.stop_after and step + 1 - st["step"] >= tc.stop_after:
+            ckpt.save_checkpoint(out / "ckpt", {"model": model}, {"opt": opt},
+                                 {"step": step + 1, "rng": ckpt.numpy_rng_state(rng)})
+            break
     bar.close()
     return model.eval()
 
@@ -189,6 +196,10 @@ def train_cgan(tc: TrainConfig, out: Path, gcfg: models.CGANConfig | None = None
             ckpt.save_checkpoint(out / "ckpt", {"G": G, "D": D, "G_ema": G_ema}, {"oG": oG, "oD": oD},
                                  {"step": step + 1, "rng": ckpt.numpy_rng_state(rng)})
             g = torch.Generator().manual_seed(tc.seed + step + 1)  # resumable RNG stream
+        if tc.stop_after and step + 1 - st["step"] >= tc.stop_after:
+            ckpt.save_checkpoint(out / "ckpt", {"G": G, "D": D, "G_ema": G_ema}, {"oG": oG, "oD": oD},
+                                 {"step": step + 1, "rng": ckpt.numpy_rng_state(rng)})
+            break
     bar.close()
     recalibrate_bn(G_ema, seed=tc.seed)
     return G_ema
@@ -224,15 +235,16 @@ def train_sr(tc: TrainConfig, out: Path, hr_size: int = 96) -> nn.Module:
     paths = [p for p, _, _ in data.grocery_split("train")]
     model = models.Enhancer()
     crit = SRLoss()
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr * 2.5, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, tc.steps, eta_min=1e-6)
+    base_lr = tc.lr * 2.5
+    opt = torch.optim.Adam(model.parameters(), lr=base_lr, betas=(0.9, 0.99))
     st = ckpt.load_checkpoint(out / "ckpt", {"model": model}, {"opt": opt}) or {"step": 0}
-    for _ in range(st["step"]):
-        sched.step()
     bar = progress(tc.steps, st["step"], "grocery-sr2x")
     model.train()
     for step in range(st["step"], tc.steps):
         # each step's crops are a pure function of (seed, step): resume needs no RNG state
+        # closed-form cosine schedule (a function of the step only, so resuming is exact)
+        for pg in opt.param_groups:
+            pg["lr"] = 1e-6 + (base_lr - 1e-6) * 0.5 * (1 + math.cos(math.pi * step / tc.steps))
         lr_np, hr_np = data.sr_pairs(paths, tc.batch, hr_size, seed=tc.seed * 1_000_003 + step)
         lr = torch.from_numpy(lr_np).permute(0, 3, 1, 2).float() / 255.0   # (B, 3, 48, 48)
         hr = torch.from_numpy(hr_np).permute(0, 3, 1, 2).float() / 255.0   # (B, 3, 96, 96)
@@ -240,11 +252,13 @@ def train_sr(tc: TrainConfig, out: Path, hr_size: int = 96) -> nn.Module:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         if (step + 1) % tc.ckpt_every == 0:
             ckpt.save_checkpoint(out / "ckpt", {"model": model}, {"opt": opt}, {"step": step + 1})
+        if tc.stop_after and step + 1 - st["step"] >= tc.stop_after:
+            ckpt.save_checkpoint(out / "ckpt", {"model": model}, {"opt": opt}, {"step": step + 1})
+            break
     bar.close()
     return model.eval()
 
@@ -261,14 +275,15 @@ DATASETS = {
 
 
 def train(name: str, out: str | os.PathLike, steps: int | None = None, seed: int = 0, batch: int | None = None,
-          threads: int | None = None, evaluate: bool = True, command: str | None = None) -> Path:
+          threads: int | None = None, evaluate: bool = True, command: str | None = None,
+          stop_after: int | None = None) -> Path:
     if name not in TRAINERS:
         raise InputError(f"unknown model {name!r}; trainable: {', '.join(TRAINERS)}")
     steps = steps or DEFAULT_STEPS[name]
     if steps <= 0:
         raise InputError(f"--steps must be positive, got {steps}")
     tc = TrainConfig(name=name, steps=steps, seed=seed, batch=batch or DEFAULT_BATCH[name], threads=threads,
-                     ckpt_every=min(250, max(1, steps // 4)))
+                     ckpt_every=min(250, max(1, steps // 4)), stop_after=stop_after)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -277,6 +292,10 @@ def train(name: str, out: str | os.PathLike, steps: int | None = None, seed: int
     t0 = time.time()
     model = TRAINERS[name](tc, out)
     wall = time.time() - t0
+    done = ckpt.checkpoint_step(out / "ckpt")
+    if done is not None and done < steps:  # time-boxed run: the checkpoint is the product, not a model
+        print(f"stopped at step {done}/{steps}; re-run the same command to resume", file=sys.stderr)
+        return out
     cfg = models.config_from_model(model)
     ex = models.example_inputs(cfg, 1, 64)
     card = {

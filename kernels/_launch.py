@@ -20,6 +20,9 @@ KERNEL_DIR = Path(__file__).resolve().parent
 SOURCES = ("preprocess.cu", "postprocess.cu", "rgb_to_y.cu")  # each #includes common.cuh
 HEADERS = ("common.cuh", "host_emu.h")
 BLOCK = (32, 8, 1)  # 256 threads: a warp spans 32 consecutive output pixels of one row
+# nvcc flags for the launcher and the compile check. --fmad=false is belt and braces: the
+# sources already use explicitly rounded intrinsics, which nvcc never fuses.
+NVCC_OPTIONS = ("-O3", "--fmad=false")
 
 # Bumped when the host/kernel calling convention changes without a source change.
 ABI_VERSION = "1"
@@ -87,8 +90,16 @@ def pack_args(sig: tuple[Param, ...], kwargs: dict) -> tuple:
     return tuple(conv[p.code](kwargs[p.name]) for p in sig)
 
 
-def grid_for(h: int, w: int, batch: int) -> tuple[int, int, int]:
-    return (-(-w // BLOCK[0]), -(-h // BLOCK[1]), batch)
+def pixels_per_thread() -> int:
+    """SKUGEN_PIXELS_PER_THREAD from common.cuh: the grid must be sized with the kernels' value."""
+    m = re.search(r"#define\s+SKUGEN_PIXELS_PER_THREAD\s+(\d+)", (KERNEL_DIR / "common.cuh").read_text())
+    assert m, "SKUGEN_PIXELS_PER_THREAD missing from common.cuh"
+    return int(m.group(1))
+
+
+def grid_for(h: int, w: int, batch: int, per_thread: int = 1) -> tuple[int, int, int]:
+    """Blocks covering a (batch, h, w) output, `per_thread` pixels of a row per thread."""
+    return (-(-w // (BLOCK[0] * per_thread)), -(-h // BLOCK[1]), batch)
 
 
 # ----------------------------------------------------------------------------- processor base
@@ -110,6 +121,7 @@ class KernelProcessor:
 
     def __init__(self):
         self._sigs = kernel_signatures()
+        self._per_thread = pixels_per_thread()
 
     # -- backend hooks
     def _alloc(self, nbytes: int):
@@ -128,7 +140,8 @@ class KernelProcessor:
         raise NotImplementedError
 
     def _call(self, name: str, h: int, w: int, batch: int, stream, /, **kwargs) -> None:
-        self._launch(name, grid_for(h, w, batch), BLOCK, pack_args(self._sigs[name], kwargs), stream)
+        grid = grid_for(h, w, batch, self._per_thread)
+        self._launch(name, grid, BLOCK, pack_args(self._sigs[name], kwargs), stream)
 
     # -- device-pointer API
     def preprocess_device(self, src, dst, *, batch: int, in_hw, out_hw, pitch: int | None = None,

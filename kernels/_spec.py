@@ -101,13 +101,14 @@ def _as_nhwc(img: np.ndarray, layout: Layout, what: str) -> np.ndarray:
         raise InputError(f"{what} is empty (shape {img.shape}): every image needs at least 1x1 pixels")
     if max(h, w) > MAX_EXTENT:
         raise InputError(f"{what} is {h}x{w}; images up to {MAX_EXTENT} pixels a side are supported")
-    s0, s1, s2, s3 = img.strides
+    # A stride along a length-1 axis is never used (numpy reports anything there, even 0).
+    s0, s1, s2, s3 = (s if n > 1 else d for s, n, d in zip(img.strides, img.shape, (h * w * c, w * c, c, 1)))
     if s3 != 1 or s2 != c or s1 < 0 or s0 < 0:
         raise InputError(
             f"{what} has strides {img.strides}: pixels must be packed (C bytes each, rows at any "
             f"positive pitch), so crops work but flips, channel slices or transposes do not; "
             f"pass np.ascontiguousarray(images)")
-    return img
+    return np.lib.stride_tricks.as_strided(img, img.shape, (s0, s1, s2, s3), writeable=False)
 
 
 def image_batch(images, layout: Layout, what: str = "images") -> tuple[list[ImageGroup], int]:

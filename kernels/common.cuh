@@ -13,6 +13,11 @@
 #include "host_emu.h"
 #endif
 
+// Each thread handles this many output pixels of one row, blockDim.x apart: loads stay
+// coalesced and every thread keeps several independent loads in flight, which the
+// one-pixel-per-thread version lacked to reach DRAM bandwidth. The launcher reads this value.
+#define SKUGEN_PIXELS_PER_THREAD 4
+
 // Load one element as float / store a float as the element type (half: round to nearest even).
 __device__ __forceinline__ float load_f32(const float* p) { return *p; }
 __device__ __forceinline__ float load_f32(const __half* p) { return __half2float(*p); }

@@ -21,9 +21,8 @@ from pathlib import Path
 from skugen.errors import BackendUnavailable
 from skugen.io import atomic_write_json
 
-from ._launch import KERNEL_DIR, SOURCES, source_hash
+from ._launch import KERNEL_DIR, NVCC_OPTIONS, SOURCES, source_hash
 
-NVCC_OPTIONS = ["-O3", "--fmad=false"]  # the launcher compiles with these too
 REQUIRED_ARCHS = ("sm_87", "sm_90")  # Jetson Orin; H100/H200
 DEFAULT_REPORT = KERNEL_DIR.parent / "benchmarks" / "kernels" / "ptxas_report.json"
 
@@ -101,7 +100,7 @@ def compile_check(archs: list[str] | None = None, nvcc: str = "nvcc") -> dict:
         "what": "nvcc compile check of skugen kernels with -Xptxas -v (per kernel and architecture)",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "nvcc": nvcc_version(nvcc),
-        "options": NVCC_OPTIONS,
+        "options": list(NVCC_OPTIONS),
         "archs": archs,
         "source_sha256": source_hash(),
         "sources": {},

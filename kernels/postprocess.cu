@@ -1,11 +1,12 @@
 // Postprocess: NCHW float32 / float16 model output (RGB planes)
 //   -> value range to [0, 255] -> NaN to 0 -> clamp -> round half to even -> uint8 HWC
 //   (RGB, BGR or GRAY, any output row pitch).
-// One thread per output pixel. Grid: (ceil(w / blockDim.x), ceil(h / blockDim.y), batch).
+// One thread per SKUGEN_PIXELS_PER_THREAD pixels of a row.
+// Grid: (ceil(w / (blockDim.x * SKUGEN_PIXELS_PER_THREAD)), ceil(h / blockDim.y), batch).
 #include "common.cuh"
 
 __device__ __forceinline__ unsigned char to_u8(float x, float scale, float offset) {
-    if (x != x) return 0;  // NaN -> black (documented); fmaxf alone would give 0 too, but say it
+    if (x != x) return 0;  // NaN -> 0 (black), documented; explicit rather than left to fmaxf
     float v = __fadd_rn(__fmul_rn(x, scale), offset);
     v = fminf(fmaxf(v, 0.0f), 255.0f);
     return (unsigned char)__float2int_rn(v);  // round half to even, like numpy.rint
@@ -17,18 +18,34 @@ __device__ __forceinline__ void postprocess_pixel(
     int ch0, int ch1, int ch2, float scale, float offset,
     unsigned char* __restrict__ dst, long long dst_image_stride, long long dst_pitch)
 {
-    const int x = blockIdx.x * blockDim.x + threadIdx.x;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
     const int n = blockIdx.z;
-    if (x >= w || y >= h || n >= batch) return;
+    if (y >= h || n >= batch) return;
 
     const long long plane = (long long)h * w;
-    const InT* in = src + n * channels * plane + (long long)y * w + x;  // (B, C, H, W)
-    unsigned char* out = dst + n * dst_image_stride + y * dst_pitch + x * channels;  // (B, H, W, C)
+    const InT* in_row = src + n * channels * plane + (long long)y * w;  // (B, C, H, W)
+    unsigned char* out_row = dst + n * dst_image_stride + y * dst_pitch;  // (B, H, W, C)
     const int ch[3] = {ch0, ch1, ch2};
+    // Two phases so a thread's loads are all in flight together: load every plane of every pixel,
+    // then convert and store.
+    float v[SKUGEN_PIXELS_PER_THREAD][3];
 #pragma unroll
-    for (int k = 0; k < 3; ++k) {
-        if (k < channels) out[k] = to_u8(load_f32(in + ch[k] * plane), scale, offset);
+    for (int p = 0; p < SKUGEN_PIXELS_PER_THREAD; ++p) {
+        const int x = (blockIdx.x * SKUGEN_PIXELS_PER_THREAD + p) * blockDim.x + threadIdx.x;
+        if (x >= w) break;
+#pragma unroll
+        for (int k = 0; k < 3; ++k) {
+            if (k < channels) v[p][k] = load_f32(in_row + ch[k] * plane + x);
+        }
+    }
+#pragma unroll
+    for (int p = 0; p < SKUGEN_PIXELS_PER_THREAD; ++p) {
+        const int x = (blockIdx.x * SKUGEN_PIXELS_PER_THREAD + p) * blockDim.x + threadIdx.x;
+        if (x >= w) break;
+#pragma unroll
+        for (int k = 0; k < 3; ++k) {
+            if (k < channels) out_row[x * channels + k] = to_u8(v[p][k], scale, offset);
+        }
     }
 }
 

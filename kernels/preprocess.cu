@@ -1,8 +1,8 @@
 // Preprocess: uint8 HWC image batch (RGB/BGR/RGBA/BGRA/GRAY, any row pitch)
 //   -> bilinear resize (torch interpolate, align_corners=False, antialias=False)
 //   -> per-channel normalise -> NCHW float32 / float16.
-// One thread per output pixel (all its channels share the resize taps).
-// Grid: (ceil(out_w / blockDim.x), ceil(out_h / blockDim.y), batch).
+// One thread per SKUGEN_PIXELS_PER_THREAD output pixels of a row, all channels (they share the
+// resize taps). Grid: (ceil(out_w / (blockDim.x * SKUGEN_PIXELS_PER_THREAD)), ceil(out_h / blockDim.y), batch).
 #include "common.cuh"
 
 // The two source taps and weights of output index `o` along one axis (torch's half-pixel rule):
@@ -25,54 +25,62 @@ __device__ __forceinline__ Taps bilinear_taps(int o, int n_in, float scale) {
 }
 
 template <typename OutT>
-__device__ __forceinline__ void preprocess_pixel(
+__device__ __forceinline__ void preprocess_pixels(
     const unsigned char* __restrict__ src, long long src_image_stride, long long src_pitch,
     int in_h, int in_w, int in_channels, int ch0, int ch1, int ch2, int to_gray,
     float scale_y, float scale_x,
     OutT* __restrict__ dst, int batch, int out_h, int out_w, int out_channels,
     float scale0, float scale1, float scale2, float offset0, float offset1, float offset2)
 {
-    const int ox = blockIdx.x * blockDim.x + threadIdx.x;
     const int oy = blockIdx.y * blockDim.y + threadIdx.y;
     const int n = blockIdx.z;
-    if (ox >= out_w || oy >= out_h || n >= batch) return;
+    if (oy >= out_h || n >= batch) return;
 
+    // Per row: the vertical taps, the two source rows and the output row.
     const Taps ty = bilinear_taps(oy, in_h, scale_y);
-    const Taps tx = bilinear_taps(ox, in_w, scale_x);
     const unsigned char* img = src + n * src_image_stride;
     const unsigned char* row0 = img + ty.i0 * src_pitch;
     const unsigned char* row1 = img + ty.i1 * src_pitch;
-    const int col0 = tx.i0 * in_channels;
-    const int col1 = tx.i1 * in_channels;
-
-    // Resized values in [0, 255] for the channels we need: R, G, B when mixing gray.
-    const int n_read = to_gray ? 3 : out_channels;
+    const long long plane = (long long)out_h * out_w;
+    OutT* out_row = dst + n * out_channels * plane + (long long)oy * out_w;  // (B, C, H, W)
     const int ch[3] = {ch0, ch1, ch2};
-    float v[3];
-#pragma unroll
-    for (int k = 0; k < 3; ++k) {
-        if (k < n_read) {
-            const int c = ch[k];
-            // Vertical first, then horizontal: the order reference.py uses.
-            const float left = __fadd_rn(__fmul_rn(ty.w0, (float)row0[col0 + c]),
-                                         __fmul_rn(ty.w1, (float)row1[col0 + c]));
-            const float right = __fadd_rn(__fmul_rn(ty.w0, (float)row0[col1 + c]),
-                                          __fmul_rn(ty.w1, (float)row1[col1 + c]));
-            v[k] = __fadd_rn(__fmul_rn(tx.w0, left), __fmul_rn(tx.w1, right));
-        }
-    }
-    if (to_gray) {  // BT.601 luma
-        v[0] = __fadd_rn(__fadd_rn(__fmul_rn(0.299f, v[0]), __fmul_rn(0.587f, v[1])),
-                         __fmul_rn(0.114f, v[2]));
-    }
-
     const float scale[3] = {scale0, scale1, scale2};
     const float offset[3] = {offset0, offset1, offset2};
-    const long long plane = (long long)out_h * out_w;
-    OutT* out = dst + n * out_channels * plane + (long long)oy * out_w + ox;  // (B, C, H, W)
+    const int n_read = to_gray ? 3 : out_channels;  // R, G, B when mixing gray
+
+    // Unlike postprocess, no separate load phase: holding every pixel's 12 taps in registers
+    // doubled the register count, and the 4 independent pixels already overlap their loads.
 #pragma unroll
-    for (int k = 0; k < 3; ++k) {
-        if (k < out_channels) store_f32(out + k * plane, __fadd_rn(__fmul_rn(v[k], scale[k]), offset[k]));
+    for (int p = 0; p < SKUGEN_PIXELS_PER_THREAD; ++p) {
+        const int ox = (blockIdx.x * SKUGEN_PIXELS_PER_THREAD + p) * blockDim.x + threadIdx.x;
+        if (ox >= out_w) break;
+        const Taps tx = bilinear_taps(ox, in_w, scale_x);
+        const int col0 = tx.i0 * in_channels;
+        const int col1 = tx.i1 * in_channels;
+
+        float v[3];  // resized values in [0, 255]
+#pragma unroll
+        for (int k = 0; k < 3; ++k) {
+            if (k < n_read) {
+                const int c = ch[k];
+                // Vertical first, then horizontal: the order reference.py uses.
+                const float left = __fadd_rn(__fmul_rn(ty.w0, (float)row0[col0 + c]),
+                                             __fmul_rn(ty.w1, (float)row1[col0 + c]));
+                const float right = __fadd_rn(__fmul_rn(ty.w0, (float)row0[col1 + c]),
+                                              __fmul_rn(ty.w1, (float)row1[col1 + c]));
+                v[k] = __fadd_rn(__fmul_rn(tx.w0, left), __fmul_rn(tx.w1, right));
+            }
+        }
+        if (to_gray) {  // BT.601 luma
+            v[0] = __fadd_rn(__fadd_rn(__fmul_rn(0.299f, v[0]), __fmul_rn(0.587f, v[1])),
+                             __fmul_rn(0.114f, v[2]));
+        }
+#pragma unroll
+        for (int k = 0; k < 3; ++k) {
+            if (k < out_channels) {
+                store_f32(out_row + k * plane + ox, __fadd_rn(__fmul_rn(v[k], scale[k]), offset[k]));
+            }
+        }
     }
 }
 
@@ -83,7 +91,7 @@ extern "C" __global__ void skugen_preprocess_f32(
     float* __restrict__ dst, int batch, int out_h, int out_w, int out_channels,
     float scale0, float scale1, float scale2, float offset0, float offset1, float offset2)
 {
-    preprocess_pixel<float>(src, src_image_stride, src_pitch, in_h, in_w, in_channels, ch0, ch1, ch2,
+    preprocess_pixels<float>(src, src_image_stride, src_pitch, in_h, in_w, in_channels, ch0, ch1, ch2,
                             to_gray, scale_y, scale_x, dst, batch, out_h, out_w, out_channels,
                             scale0, scale1, scale2, offset0, offset1, offset2);
 }
@@ -95,7 +103,7 @@ extern "C" __global__ void skugen_preprocess_f16(
     __half* __restrict__ dst, int batch, int out_h, int out_w, int out_channels,
     float scale0, float scale1, float scale2, float offset0, float offset1, float offset2)
 {
-    preprocess_pixel<__half>(src, src_image_stride, src_pitch, in_h, in_w, in_channels, ch0, ch1, ch2,
+    preprocess_pixels<__half>(src, src_image_stride, src_pitch, in_h, in_w, in_channels, ch0, ch1, ch2,
                              to_gray, scale_y, scale_x, dst, batch, out_h, out_w, out_channels,
                              scale0, scale1, scale2, offset0, offset1, offset2);
 }

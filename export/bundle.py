@@ -1,0 +1,368 @@
+"""`skugen export`: a trained model directory (or zoo name) -> a verified bundle.
+
+    path = export_bundle("fmnist-cgan", "runs/demo/bundle", BundleConfig(int8=True))
+
+Steps, each a stage function from this package:
+  1. load the source model (safetensors + card, no pickle);
+  2. onnx_from_torch -> model.fp32.onnx, and parity_report against PyTorch (raises on mismatch);
+  3. golden inputs (fixed seeds) and golden outputs made by the reference PyTorch model;
+  4. optional quantize_gated -> model.int8.onnx (only when the quality budget holds);
+  5. reports (parity, quality, quantization), the model card and the source weights;
+  6. skugen.bundle.write_bundle (sha256 of every file, atomic).
+The runtime side (`skugen verify`) re-runs the golden inputs on any backend and
+compares with the tolerances written here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from skugen.bundle import load_bundle, npz_bytes, to_tar, write_bundle
+from skugen.errors import DataError, ModelError, VerificationError
+from skugen.io import sha256_bytes
+
+from . import ckpt, models, zoo
+from .onnx_export import VALUE_RANGE, ExportConfig, compare_outputs, onnx_from_torch, parity_report
+from .quantize import (EvalSet, QualityBudget, QuantConfig, enhancer_calibration, enhancer_eval_set,
+                       generator_calibration, generator_eval_set, quantize_gated)
+
+KIND_OF_FAMILY = {"cgan": "generator", "sr": "enhancer"}
+
+# Golden tolerances, per precision. fp32: what ORT/TensorRT FP32 (TF32 off) reach against PyTorch
+# with margin (measured max |err| ~1e-7). fp16: 10-bit mantissa through ~15 layers, outputs within
+# [-1,1]/[0,1]. INT8 cannot match element-wise (quantization noise is the point), so it is checked
+# by image statistics instead: see _int8_tolerance.
+FP32_TOL = {"atol": 1e-4, "rtol": 1e-3}
+FP16_TOL = {"atol": 2e-2, "rtol": 1e-2}
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    int8: bool = False                      # add model.int8.onnx (quality-gated mixed precision)
+    budget: QualityBudget = QualityBudget()  # how much quality INT8 may cost
+    quant: QuantConfig = QuantConfig()      # calibrator (nncf | ort) and Q/DQ flavour
+    calib_n: int = 128                      # calibration samples (real inputs)
+    eval_n: int | None = None               # held-out eval samples; None: 500 latents / 24 photo crops
+    classifier: str | None = "auto"         # generator class fidelity: zoo name/dir, "auto" = zoo's if shipped, None = off
+    export: ExportConfig = ExportConfig()
+    parity_n: int = 8                       # samples in the torch-vs-ONNX parity report
+    golden_seed: int = 1234
+    max_batch: int = 64                     # largest batch the runtime/engines are built for
+    tile: tuple[int, int] = (128, 16)       # enhancer tiling (size, overlap) in LR pixels: bounds memory on Jetson
+
+
+def kind_of(card: dict, module: torch.nn.Module) -> str:
+    fam = card.get("config", {}).get("family")
+    if fam not in KIND_OF_FAMILY:
+        raise ModelError(f"model family {fam!r} cannot be bundled; bundles hold a generator (cgan) or an "
+                         "enhancer (sr). Classifiers are evaluation tools only.")
+    return KIND_OF_FAMILY[fam]
+
+# ----------------------------------------------------------------------------- golden data
+
+
+def golden_inputs(module, kind: str, seed: int) -> tuple[dict[str, np.ndarray], str]:
+    """Fixed inputs: one latent per class for the generator; two real degraded photo crops for the enhancer."""
+    c = module.cfg
+    if kind == "generator":
+        rng = np.random.default_rng(seed)
+        z = rng.standard_normal((c.n_classes, c.z_dim)).astype(np.float32)   # (n_classes, z_dim)
+        onehot = np.eye(c.n_classes, dtype=np.float32)                        # one image per class
+        return {"z": z, "onehot": onehot}, f"N(0,1) latents seed {seed}, one per class"
+    try:
+        from . import data
+
+        lr, _ = data.sr_eval_set("test", 2, hr_size=128, seed=seed)          # (2, 64, 64, 3) uint8
+        lr = lr[:, :, :48]                                                    # non-square: h != w is exercised
+        x = np.ascontiguousarray(lr.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+        return {"lr": x}, f"GroceryStore test, 2 degraded centre crops 64x48 LR, seed {seed}"
+    except DataError:
+        x = np.random.default_rng(seed).random((2, c.in_ch, 64, 48), dtype=np.float32)
+        return {"lr": x}, f"uniform [0,1] noise 64x48 LR, seed {seed} (GroceryStore not found)"
+
+
+@torch.no_grad()
+def torch_outputs(module, kind: str, feeds: dict) -> dict[str, np.ndarray]:
+    from .onnx_export import IO_NAMES
+
+    ins, outs = IO_NAMES[kind]
+    y = module.eval()(*[torch.from_numpy(feeds[k]) for k in ins])
+    return {outs[0]: y.numpy().astype(np.float32)}
+
+
+def _ort_outputs(onnx_bytes: bytes, feeds: dict) -> dict[str, np.ndarray]:
+    from skugen.backends.onnxruntime import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(onnx_bytes) as r:
+        return r.infer(feeds)
+
+
+def _int8_tolerance(stats: dict, span: float) -> dict:
+    """INT8 golden tolerance from the ORT INT8 measurement at export time.
+
+    A PSNR floor (catches outliers and garbage) plus a mean-|err| bound (catches a global
+    shift a PSNR average can hide). Margins let another correct INT8 backend (TensorRT
+    fuses and rounds differently) pass while a broken engine (wrong scales, ~10-20 dB) fails.
+    """
+    p = stats.get("psnr_db")
+    p = 200.0 if p is None else p  # identical outputs
+    return {"min_psnr_db": round(min(p - 6.0, 30.0), 2),
+            "max_mean_abs": round(max(3.0 * stats["mean_abs"], 0.02 * span), 6),
+            "measured": {"psnr_db": stats.get("psnr_db"), "mean_abs": stats["mean_abs"], "backend": "onnxruntime CPU"},
+            "rule": "pass when PSNR(output vs golden) >= min_psnr_db and mean|output - golden| <= max_mean_abs; "
+                    "min_psnr_db = min(measured - 6 dB, 30 dB), max_mean_abs = max(3x measured, 2% of the "
+                    "value range). INT8 cannot meet fp32 element-wise tolerances."}
+
+# ----------------------------------------------------------------------------- manifest pieces
+
+
+def io_spec(module, kind: str, res, max_batch: int) -> dict:
+    c = module.cfg
+    if kind == "generator":
+        return {
+            "inputs": [{"name": "z", "dtype": "float32", "shape": ["batch", c.z_dim], "range": None,
+                        "distribution": "normal(0,1)"},
+                       {"name": "onehot", "dtype": "float32", "shape": ["batch", c.n_classes], "range": [0, 1],
+                        "encoding": "one-hot"}],
+            "outputs": [{"name": "image", "dtype": "float32", "shape": ["batch", c.out_ch, c.image_size, c.image_size],
+                         "range": [-1, 1]}],
+            "class_names": list(_class_names(c.n_classes)), "z_dim": c.z_dim, "n_classes": c.n_classes,
+            "image_size": c.image_size, "channels": c.out_ch, "max_batch": max_batch,
+        }
+    return {
+        "inputs": [{"name": "lr", "dtype": "float32", "shape": ["batch", c.in_ch, "h", "w"], "range": [0, 1]}],
+        "outputs": [{"name": "hr", "dtype": "float32", "shape": ["batch", c.in_ch, f"{c.scale}h", f"{c.scale}w"],
+                     "range": [0, 1], "note": "unclamped; postprocess clamps"}],
+        "class_names": [], "image_size": None, "channels": c.in_ch, "scale": c.scale, "max_batch": max_batch,
+    }
+
+
+def _class_names(n: int) -> tuple[str, ...]:
+    from .data import FMNIST_CLASSES
+
+    return FMNIST_CLASSES if n == len(FMNIST_CLASSES) else tuple(f"class-{i}" for i in range(n))
+
+
+def _macs(module, kind: str) -> tuple[int, list[int]]:
+    x = models.example_inputs(module.cfg, batch=1, size=64)
+    return models.count_macs(module, x), list(x[0].shape)
+
+
+def _classifier(cfg: BundleConfig, kind: str):
+    """A callable images (N,1,32,32) [-1,1] -> logits, or None (with the reason)."""
+    if kind != "generator" or cfg.classifier is None:
+        return None, "not used"
+    try:
+        path = zoo.classifier_dir() if cfg.classifier == "auto" else zoo.resolve(cfg.classifier)
+    except ModelError as e:
+        if cfg.classifier == "auto":
+            return None, "no classifier in the zoo (class fidelity not measured)"
+        raise e
+    clf, _ = ckpt.load_model(path)
+
+    @torch.no_grad()
+    def fn(x: np.ndarray) -> np.ndarray:
+        return clf(torch.from_numpy(x)).numpy()
+    return fn, str(path)
+
+# ----------------------------------------------------------------------------- export_bundle
+
+
+def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -> Path:
+    """Export, verify and write a bundle; returns its path. See the module docstring."""
+    cfg = cfg or BundleConfig()
+    src = zoo.resolve(model_dir_or_zoo_name)
+    module, card = ckpt.load_model(src)
+    kind = kind_of(card, module)
+    name = card.get("name") or src.name
+    vr = VALUE_RANGE[kind]
+    span = vr[1] - vr[0]
+
+    # 1-2. FP32 ONNX + parity against PyTorch (VerificationError stops the export)
+    res = onnx_from_torch(module, cfg.export)
+    parity = parity_report(module, res.onnx_bytes, n=cfg.parity_n, atol=FP32_TOL["atol"], rtol=FP32_TOL["rtol"])
+
+    # 3. golden data: reference outputs come from PyTorch, not from the ONNX under test
+    g_in, g_src = golden_inputs(module, kind, cfg.golden_seed)
+    g_out = torch_outputs(module, kind, g_in)
+    out_name = next(iter(g_out))
+    golden_stats = {"fp32": compare_outputs(_ort_outputs(res.onnx_bytes, g_in)[out_name], g_out[out_name],
+                                            FP32_TOL["atol"], FP32_TOL["rtol"], vr)}
+    if not golden_stats["fp32"]["pass"]:
+        raise VerificationError(f"the FP32 ONNX does not reproduce the golden outputs ({golden_stats['fp32']}); "
+                                "the bundle was not written.")
+    tolerances = {"fp32": dict(FP32_TOL), "fp16": dict(FP16_TOL)}
+
+    macs, macs_input = _macs(module, kind)
+    fp32_entry = {"file": "model.fp32.onnx", "sha256": sha256_bytes(res.onnx_bytes), "bytes": len(res.onnx_bytes),
+                  "precision": "fp32", "opset": res.opset, "params": res.params, "macs": macs,
+                  "macs_input": macs_input, "op_counts": res.op_counts, "bn_folded": res.folded_bn}
+    files: dict[str, bytes | os.PathLike] = {"model.fp32.onnx": res.onnx_bytes}
+    models_m = {"fp32": fp32_entry}
+    quality = {"fp32": {"parity_max_abs": parity["outputs"][out_name]["max_abs"],
+                        "golden_max_abs": golden_stats["fp32"]["max_abs"]}}
+    reports = {"parity": "reports/parity.json", "quality": "reports/quality.json"}
+    quant_report = None
+
+    # 4. optional INT8, gated by measured quality
+    if cfg.int8:
+        clf, clf_src = _classifier(cfg, kind)
+        if kind == "generator":
+            c = module.cfg
+            calib = generator_calibration(c.z_dim, c.n_classes, cfg.calib_n, seed=0)
+            ev = generator_eval_set(c.z_dim, c.n_classes, cfg.eval_n or 500)
+        else:
+            calib = enhancer_calibration(cfg.calib_n)
+            ev = enhancer_eval_set(cfg.eval_n or 24)
+        qr = quantize_gated(res.onnx_bytes, calib, ev, cfg.budget, cfg.quant, classifier=clf)
+        quant_report = {**qr.report, "classifier": clf_src}
+        reports["quantization"] = "reports/quantization.json"
+        quality["int8"] = {"outcome": qr.report["outcome"], "kept_float": list(qr.kept_float),
+                           "budget_ok": qr.met_budget, "final": _strip(qr.report.get("final")),
+                           "all_int8": _strip(qr.report["int8_all_layers"])}
+        if qr.met_budget:
+            st = compare_outputs(_ort_outputs(qr.onnx_bytes, g_in)[out_name], g_out[out_name],
+                                 FP32_TOL["atol"], FP32_TOL["rtol"], vr)
+            golden_stats["int8"] = st
+            tolerances["int8"] = _int8_tolerance(st, span)
+            files["model.int8.onnx"] = qr.onnx_bytes
+            models_m["int8"] = {
+                "file": "model.int8.onnx", "sha256": sha256_bytes(qr.onnx_bytes), "bytes": len(qr.onnx_bytes),
+                "precision": "int8", "opset": res.opset, "params": res.params, "macs": macs, "macs_input": macs_input,
+                "quantization": {"tool": cfg.quant.tool, "format": "QDQ (QuantizeLinear/DequantizeLinear)",
+                                 "scheme": "symmetric int8, per-channel weights" if cfg.quant.per_channel
+                                 else "symmetric int8, per-tensor weights",
+                                 "preset": cfg.quant.preset, "calibration_samples": min(cfg.calib_n, cfg.quant.subset_size),
+                                 "ignored_layers": list(qr.kept_float), "budget": asdict(cfg.budget),
+                                 "outcome": qr.report["outcome"], "report": "reports/quantization.json"}}
+
+    # 5. reports, card, source
+    quality_report = {
+        "kind": kind, "reference": "PyTorch fp32 (source weights) on the golden inputs",
+        "golden_vs_reference": golden_stats, "int8_gate": quality.get("int8"),
+        "convention": "PSNR BasicSR, [0,255] after mapping the output range, per-image mean; "
+                      "gate metrics: see reports/quantization.json",
+        "card_metrics": card.get("metrics"),
+    }
+    quality_summary = {**quality, "golden": {p: {"max_abs": s["max_abs"], "mean_abs": s["mean_abs"],
+                                                 "psnr_db": s.get("psnr_db")} for p, s in golden_stats.items()}}
+    bundle_card = {**card, "bundle": {"kind": kind, "precisions": list(models_m), "quality": quality_summary}}
+    files.update({
+        "golden/inputs.npz": npz_bytes(g_in), "golden/outputs.npz": npz_bytes(g_out),
+        "reports/parity.json": _json(parity), "reports/quality.json": _json(quality_report),
+        "card.json": _json(bundle_card),
+        "source/model.safetensors": src / "model.safetensors", "source/card.json": src / "card.json",
+    })
+    if quant_report is not None:
+        files["reports/quantization.json"] = _json(quant_report)
+
+    manifest = {
+        "schema_version": 1, "name": name, "kind": kind,
+        "io": io_spec(module, kind, res, cfg.max_batch),
+        "preprocess": ({"layout": "RGB", "tensor_layout": "NCHW", "dtype": "float32", "input_range": [0, 1],
+                        "mean": [0, 0, 0], "std": [1, 1, 1]} if kind == "enhancer" else
+                       {"z": "float32 normal(0,1), seeded", "labels": "float32 one-hot over class_names"}),
+        "postprocess": {"value_range": list(vr), "layout": "GRAY" if kind == "generator" else "RGB",
+                        "clamp": True, "to_uint8": "round((x - lo) / (hi - lo) * 255)"},
+        **({"tile": {"size": cfg.tile[0], "overlap": cfg.tile[1], "units": "LR pixels"}} if kind == "enhancer" else {}),
+        "models": models_m,
+        "golden": {"inputs": "golden/inputs.npz", "outputs": "golden/outputs.npz", "source": g_src,
+                   "reference": "pytorch fp32", "n": int(next(iter(g_in.values())).shape[0]),
+                   "tolerances": tolerances},
+        "reports": reports, "card": "card.json",
+        "source": {"name": name, "weights": "source/model.safetensors", "card": "source/card.json",
+                   "sha256": card.get("weights", {}).get("sha256")},
+        "quality": quality_summary,
+    }
+    return write_bundle(out, manifest, files)
+
+
+def _strip(m: dict | None) -> dict | None:
+    return None if m is None else {k: v for k, v in m.items() if k != "budget"} | {"budget_ok": m["budget"]["ok"]}
+
+
+def _json(obj) -> bytes:
+    return (json.dumps(obj, indent=2, default=_default) + "\n").encode()
+
+
+def _default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+# ----------------------------------------------------------------------------- CLI: skugen export
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "export", help="export a model to ONNX (+INT8) and write a verified bundle",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Export a trained generator/enhancer to a bundle: FP32 ONNX checked against PyTorch, golden "
+                    "inputs/outputs, reports, source weights; with --int8 a quality-gated INT8 Q/DQ model.",
+        epilog="Examples:\n"
+               "  skugen export fmnist-cgan --out runs/demo/bundle\n"
+               "  skugen export fmnist-cgan --out runs/demo/bundle --int8 --min-psnr-db 30 --budget-fidelity-pts 1.0\n"
+               "  skugen export grocery-sr --out runs/sr/bundle --int8 --budget-db 0.1 --calib 128 --tar\n"
+               "  skugen export runs/my-student --out b --int8 --tool ort --calibrate-method percentile\n")
+    p.add_argument("model", help="zoo name (skugen zoo list) or a model directory (card.json + model.safetensors)")
+    p.add_argument("--out", required=True, help="bundle directory to write (replaced atomically)")
+    p.add_argument("--int8", action="store_true", help="add a quality-gated INT8 (explicit Q/DQ) model")
+    p.add_argument("--budget-db", type=float, default=0.1, help="enhancer: max PSNR-Y drop vs FP32 (dB, default 0.1)")
+    p.add_argument("--min-psnr-db", type=float, default=30.0,
+                   help="generator: min PSNR of INT8 vs FP32 images (dB, default 30)")
+    p.add_argument("--budget-fidelity-pts", type=float, default=1.0,
+                   help="generator: max class-fidelity drop in points (needs the zoo classifier; default 1.0)")
+    p.add_argument("--max-float-fraction", type=float, default=0.5,
+                   help="give up on INT8 if more than this fraction of layers must stay float (default 0.5)")
+    p.add_argument("--calib", type=int, default=128, help="calibration samples (default 128)")
+    p.add_argument("--tool", choices=["nncf", "ort"], default="nncf", help="calibrator (default nncf)")
+    p.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax",
+                   help="ORT calibrator range method (only with --tool ort)")
+    p.add_argument("--classifier", default="auto", help="classifier for class fidelity ('auto', a zoo name/dir, 'none')")
+    p.add_argument("--strict-budget", action="store_true", help="exit non-zero when INT8 misses the budget")
+    p.add_argument("--tar", action="store_true", help="also pack the bundle into OUT.tar")
+    p.add_argument("--json", action="store_true", help="print the bundle summary as JSON")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from skugen.bundle import summary
+    from skugen.errors import BudgetError
+
+    cfg = BundleConfig(
+        int8=args.int8, calib_n=args.calib,
+        budget=QualityBudget(min_psnr_db=args.min_psnr_db, max_fidelity_drop_pts=args.budget_fidelity_pts,
+                             max_psnr_drop_db=args.budget_db, max_float_fraction=args.max_float_fraction),
+        quant=QuantConfig(tool=args.tool, calibrate_method=args.calibrate_method, subset_size=args.calib),
+        classifier=None if args.classifier.lower() == "none" else args.classifier)
+    path = export_bundle(args.model, args.out, cfg)
+    b = load_bundle(path)
+    s = summary(b)
+    qrep = b.report("quantization")
+    tar = to_tar(path, Path(str(path).rstrip("/") + ".tar")) if args.tar else None
+    if args.json:
+        print(json.dumps({**s, "quantization": qrep and {k: qrep[k] for k in ("outcome", "message", "budget_check")},
+                          "tar": str(tar) if tar else None}, indent=2))
+    else:
+        print(f"wrote {path}  ({s['kind']}, models: {', '.join(s['models'])})")
+        for k, v in s["models"].items():
+            print(f"  {k:5s} {v['file']:18s} {v['bytes'] / 1e6:7.2f} MB  params {v['params']:,}  MACs {v['macs']:,}")
+        print(f"  parity vs PyTorch: max |err| {b.manifest['quality']['fp32']['parity_max_abs']:.2e}")
+        if qrep:
+            print(f"  int8: {qrep['message']}")
+        if tar:
+            print(f"  tar: {tar}")
+    if qrep and args.strict_budget and qrep["outcome"].startswith("fp32"):
+        raise BudgetError(qrep["message"])
+    return 0

@@ -1,0 +1,243 @@
+"""`skugen pipeline`: the main job, as plain stage calls in a row.
+
+    teacher -> compress (prune + sensitivity + distill) -> export (ONNX + gated INT8 + bundle)
+            -> verify (every available backend x precision) -> bench (+ HTML) -> summary
+
+Resumable: each stage records a content hash of its inputs and of its outputs in
+OUT/pipeline_state.json (written atomically, *after* the stage's outputs). A re-run
+skips a stage whose inputs hash is unchanged and whose outputs still hash the same;
+anything else is recomputed. The bundle itself is written by write_bundle (temp dir +
+rename), so a kill -9 at any point never leaves a bundle that loads but is incomplete.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from skugen.errors import InputError, SkugenError
+from skugen.io import atomic_write_json, sha256_file
+
+from . import zoo
+
+PRESETS = ("fast", "full")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    model: str                          # zoo name, or a model directory (card.json + model.safetensors)
+    out: str
+    preset: str = "fast"                # fast: the demo (minutes); full: the shipped students
+    target_macs: float = 0.25           # student MACs as a fraction of the teacher's
+    budget_db: float = 0.1              # INT8 budget for enhancers: max PSNR-Y loss vs fp32 (dB)
+    budget_fidelity_pts: float = 1.0    # INT8 budget for generators: max class-fidelity loss (points)
+    seed: int = 0
+    bench_batches: tuple[int, ...] = (1, 16)
+    bench_iters: int = 30
+    threads: int | None = None          # torch/ORT threads (None: all cores)
+    skip_bench: bool = False
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _path_digest(p: Path) -> str | None:
+    """Content hash of a stage output: a file's sha256, or for a directory the hash of its files' hashes."""
+    if p.is_file():
+        return sha256_file(p)
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.is_file() and "engines" not in f.relative_to(p).parts
+                       and not f.name.startswith("ckpt"))
+        return _digest({str(f.relative_to(p)): sha256_file(f) for f in files}) if files else None
+    return None
+
+
+class StageRunner:
+    """Runs named stages with skip-if-unchanged semantics and records timings."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.state_path = out / "pipeline_state.json"
+        self.state: dict = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+        self.timings: dict[str, dict] = {}
+
+    def run(self, name: str, inputs: Any, outputs: list[Path], fn: Callable[[], Any]) -> Any:
+        key = _digest(inputs)
+        rec = self.state.get(name)
+        if rec and rec["key"] == key and all(_path_digest(p) == rec["outputs"].get(str(p)) for p in outputs):
+            print(f"[pipeline] {name}: up to date, skipped", file=sys.stderr)
+            self.timings[name] = {"skipped": True, "seconds": 0.0}
+            return rec.get("result")
+        print(f"[pipeline] {name} ...", file=sys.stderr)
+        t0 = time.time()
+        result = fn()
+        dt = time.time() - t0
+        self.timings[name] = {"skipped": False, "seconds": round(dt, 2)}
+        self.state[name] = {"key": key, "outputs": {str(p): _path_digest(p) for p in outputs},
+                            "result": result, "seconds": round(dt, 2)}
+        atomic_write_json(self.state_path, self.state)
+        print(f"[pipeline] {name}: done in {dt:.1f}s", file=sys.stderr)
+        return result
+
+
+def _available_backends() -> list[str]:
+    from skugen.backends import tensorrt_usable
+
+    return ["onnxruntime"] + (["tensorrt"] if tensorrt_usable() else [])
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict:
+    if cfg.preset not in PRESETS:
+        raise InputError(f"--preset must be one of {PRESETS}, got {cfg.preset!r}.")
+    if not 0.0 < cfg.target_macs < 1.0:
+        raise InputError(f"--target-macs must be in (0, 1), got {cfg.target_macs}.")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    runner = StageRunner(out)
+    t_start = time.time()
+
+    # 1. teacher: resolve and fingerprint (the weights' sha256 drives every later stage's cache key)
+    teacher_dir = zoo.resolve(cfg.model)
+    teacher_card = json.loads((teacher_dir / "card.json").read_text())
+    teacher_sha = sha256_file(teacher_dir / "model.safetensors")
+
+    # 2. compress: prune (with sensitivity report) + distill
+    student_dir = out / "student"
+    from .compress import CompressConfig, compress
+
+    ccfg = CompressConfig.preset(cfg.preset, target_macs_frac=cfg.target_macs, seed=cfg.seed)
+    runner.run("compress", {"teacher": teacher_sha, "cfg": asdict(ccfg)}, [student_dir / "model.safetensors"],
+               lambda: _jsonable(compress(str(teacher_dir), ccfg, out=student_dir)))
+
+    # 3. export: ONNX fp32 + quality-gated INT8 + bundle
+    bundle_dir = out / "bundle"
+    from .bundle import BundleConfig, export_bundle
+
+    bcfg = BundleConfig(int8=True, budget_db=cfg.budget_db, budget_fidelity_pts=cfg.budget_fidelity_pts,
+                        seed=cfg.seed)
+    runner.run("export", {"student": sha256_file(student_dir / "model.safetensors"), "cfg": asdict(bcfg)},
+               [bundle_dir / "manifest.json"], lambda: str(export_bundle(student_dir, bundle_dir, bcfg)))
+
+    # 4. verify on every available backend x precision
+    from skugen.bundle import load_bundle
+    from skugen.verify import verify_bundle
+
+    bundle = load_bundle(bundle_dir)
+
+    def verify_all() -> dict:
+        res = {}
+        for backend in _available_backends():
+            precs = bundle.precisions if backend == "onnxruntime" else ["fp16"] + (["int8"] if "int8" in bundle.precisions else [])
+            for p in precs:
+                r = verify_bundle(bundle, backend=backend, precision=p)
+                res[f"{backend}/{p}"] = _jsonable(r)
+        atomic_write_json(out / "reports" / "verify.json", res)
+        return {k: bool(v.get("passed")) for k, v in res.items()}
+
+    verify = runner.run("verify", {"bundle": bundle.manifest_sha256, "backends": _available_backends()},
+                        [out / "reports" / "verify.json"], verify_all)
+    if not all(verify.values()):
+        raise SkugenError(f"verification failed: {verify}. See {out / 'reports' / 'verify.json'}.")
+
+    # 5. bench: student int8/fp32 on ORT beside the teacher in eager PyTorch, one run; + HTML
+    bench_json, bench_html = out / "reports" / "bench.json", out / "reports" / "bench.html"
+    if not cfg.skip_bench:
+        from skugen.bench import BenchConfig, run_bench
+
+        bench_cfg = BenchConfig(bundles=(str(bundle_dir),), backends=("onnxruntime", "torch"),
+                                precisions=("fp32", "int8"), batches=tuple(cfg.bench_batches),
+                                iters=cfg.bench_iters, warmup=5, threads=cfg.threads,
+                                teacher=str(teacher_dir), json_out=str(bench_json), html_out=str(bench_html))
+        runner.run("bench", {"bundle": bundle.manifest_sha256, "cfg": asdict(bench_cfg), "teacher": teacher_sha},
+                   [bench_json, bench_html], lambda: (run_bench(bench_cfg), None)[1])
+
+    # 6. summary: three lines a human reads first
+    summary = _summary(out, bundle, teacher_card, bench_json if not cfg.skip_bench else None)
+    report = {"schema_version": 1, "config": asdict(cfg), "teacher": str(teacher_dir), "student": str(student_dir),
+              "bundle": str(bundle_dir), "verify": verify, "stages": runner.timings,
+              "wall_time_s": round(time.time() - t_start, 1), "summary": summary,
+              "reports": {"bench_json": str(bench_json), "bench_html": str(bench_html),
+                          "verify": str(out / "reports" / "verify.json"),
+                          "sensitivity": str(student_dir / "sensitivity.json")},
+              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                          "python": platform.python_version()}}
+    atomic_write_json(out / "report.json", report)
+    return report
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "to_dict"):
+        return x.to_dict()
+    if hasattr(x, "__dataclass_fields__"):
+        return json.loads(json.dumps(asdict(x), default=str))
+    return json.loads(json.dumps(x, default=str))
+
+
+def _summary(out: Path, bundle, teacher_card: dict, bench_json: Path | None) -> dict:
+    s: dict = {"bundle_bytes": sum(f.stat().st_size for f in bundle.root.rglob("*") if f.is_file()),
+               "bundle_int8_onnx_bytes": (bundle.model_path("int8").stat().st_size
+                                          if "int8" in bundle.precisions else None)}
+    q = bundle.manifest.get("quality") or {}
+    s["quality"] = q
+    if bench_json and bench_json.is_file():
+        b = json.loads(bench_json.read_text())
+        s["speed"] = b.get("summary", {})
+    return s
+
+
+def format_summary(report: dict) -> str:
+    s = report["summary"]
+    sp = s.get("speed") or {}
+    q = s.get("quality") or {}
+    lines = [f"report: {report['reports']['bench_html']}  (JSON: {Path(report['bundle']).parent / 'report.json'})"]
+    lines.append("speed-up vs teacher: " + (", ".join(f"{k} {v:.2f}x" for k, v in sp.items() if isinstance(v, (int, float)))
+                                            or "not benchmarked"))
+    lines.append("quality vs teacher: " + (", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}"
+                                                   for k, v in q.items() if not isinstance(v, dict)) or "n/a"))
+    mb = s["bundle_bytes"] / 1e6
+    i8 = s.get("bundle_int8_onnx_bytes")
+    lines.append(f"bundle size: {mb:.2f} MB on disk" + (f" (INT8 ONNX {i8 / 1e6:.2f} MB)" if i8 else ""))
+    return "\n".join(lines)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pipeline", help="the main job: teacher -> student -> bundle -> verify -> bench -> report",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description=__doc__,
+                       epilog="Examples:\n  skugen pipeline --model fmnist-cgan --out runs/demo --preset fast\n"
+                              "  skugen pipeline --model grocery-sr2x --out runs/sr --preset full --budget-db 0.1\n"
+                              "  skugen pipeline --model path/to/model_dir --out runs/mine   # re-run resumes\n")
+    p.add_argument("--model", required=True, help="zoo name (fmnist-cgan, grocery-sr2x) or a model directory")
+    p.add_argument("--out", required=True)
+    p.add_argument("--preset", choices=PRESETS, default="fast")
+    p.add_argument("--target-macs", type=float, default=0.25, help="student MACs / teacher MACs")
+    p.add_argument("--budget-db", type=float, default=0.1, help="INT8 PSNR-Y budget (enhancer)")
+    p.add_argument("--budget-fidelity-pts", type=float, default=1.0, help="INT8 class-fidelity budget (generator)")
+    p.add_argument("--batch", default="1,16", help="bench batch sizes")
+    p.add_argument("--iters", type=int, default=30, help="bench iterations per cell")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-bench", action="store_true")
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args) -> int:
+    cfg = PipelineConfig(model=args.model, out=args.out, preset=args.preset, target_macs=args.target_macs,
+                         budget_db=args.budget_db, budget_fidelity_pts=args.budget_fidelity_pts, seed=args.seed,
+                         bench_batches=tuple(int(b) for b in args.batch.split(",")), bench_iters=args.iters,
+                         threads=args.threads, skip_bench=args.skip_bench)
+    report = run_pipeline(cfg)
+    print(format_summary(report))
+    return 0

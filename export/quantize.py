@@ -1,0 +1,636 @@
+"""INT8 post-training quantization to explicit Q/DQ ONNX, gated by measured image quality.
+
+Two stages, each a plain function:
+
+    q = quantize_qdq(fp32_onnx, calib)                         # bytes: QuantizeLinear/DequantizeLinear graph
+    r = quantize_gated(fp32_onnx, calib, eval_set, budget)     # QuantResult: mixed precision that meets the budget
+
+Calibration runs on the exported FP32 ONNX (NNCF's ONNX backend by default, or ONNX
+Runtime's quantize_static), never on the torch module: NNCF's torch path emits
+OpenVINO FakeQuantize, while the ONNX path gives plain Q/DQ that ORT and TensorRT
+both read (DESIGN.md traps).
+
+The Q/DQ flavour is TensorRT's: symmetric (zero point 0) int8 for weights
+(per channel) and activations. NNCF emits uint8 for post-ReLU activations, and
+TensorRT's ONNX parser rejects uint8 QuantizeLinear (onnx-tensorrt #884), so those
+pairs are rewritten to int8 with a scale that covers the same range
+(`QuantConfig.signed_int8`). ORT CPU runs S8S8 QDQ at full speed (its recommended default).
+
+Quality-gated mixed precision (our edge): INT8 can ruin generated images
+(TensorRT #1187, #4092), so which layers stay float is chosen by measuring image
+quality on held-out inputs, not by guesswork; first and last layers are candidates
+like any other. See `quantize_gated`.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from skugen.errors import BudgetError, InputError
+
+from .onnx_export import WEIGHTED_OPS, to_uint8_range
+
+log = logging.getLogger("skugen.export.quantize")
+
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+TOOLS = ("nncf", "ort")
+ORT_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    tool: str = "nncf"              # "nncf" (NNCF ONNX backend) | "ort" (onnxruntime.quantization.quantize_static)
+    subset_size: int = 128          # calibration samples used; 64-128 give stable ranges and stay fast on 2 cores
+    preset: str = "performance"     # NNCF preset: symmetric weights + activations (TensorRT supports zero point 0 only)
+    fast_bias_correction: bool = True  # NNCF: cheap per-layer bias shift that cancels the int8 mean error
+    calibrate_method: str = "minmax"   # ort only: minmax | entropy | percentile
+    per_channel: bool = True        # per-output-channel weight scales: big accuracy win, free on ORT and TensorRT
+    signed_int8: bool = True        # rewrite uint8 Q/DQ to int8: TensorRT rejects uint8 QuantizeLinear
+    ignored: tuple[str, ...] = ()   # node names kept in float (the mixed-precision knob)
+
+
+@dataclass(frozen=True)
+class QualityBudget:
+    """How much quality INT8 may cost. A check only applies to the kind it names."""
+
+    min_psnr_db: float = 30.0           # generator: PSNR of the int8 image vs the fp32 image ([-1,1] -> [0,255])
+    max_fidelity_drop_pts: float = 1.0  # generator + classifier: class-fidelity drop in percentage points
+    max_psnr_drop_db: float = 0.1       # enhancer: PSNR-Y drop vs ground-truth HR (BasicSR, crop 2)
+    max_float_fraction: float = 0.5     # more layers than this kept float = INT8 is not worth shipping
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Held-out inputs for the quality gate (never the calibration samples)."""
+
+    feeds: dict                       # model inputs, each (N, ...) float32
+    hr: np.ndarray | None = None      # enhancer: ground-truth HR (N, 2h, 2w, 3) uint8
+    labels: np.ndarray | None = None  # generator: class ids (N,); derived from feeds["onehot"] when None
+    source: str = ""                  # where the samples come from (for the report)
+
+
+@dataclass(frozen=True)
+class QuantResult:
+    onnx_bytes: bytes                 # the INT8 Q/DQ model, or the FP32 model when the budget cannot be met
+    precision: str                    # "int8" | "fp32"
+    met_budget: bool
+    kept_float: tuple[str, ...]       # layers left in float (empty = fully INT8)
+    report: dict = field(hash=False)
+
+    @property
+    def message(self) -> str:
+        return self.report["message"]
+
+    def error(self) -> BudgetError | None:
+        """The BudgetError to raise when the caller wants a hard failure (None when the budget was met)."""
+        return None if self.met_budget else BudgetError(self.message)
+
+# ----------------------------------------------------------------------------- helpers: models and feeds
+
+
+def _proto(m):
+    import onnx
+
+    if isinstance(m, onnx.ModelProto):
+        return m
+    if isinstance(m, (bytes, bytearray)):
+        return onnx.load_from_string(bytes(m))
+    return onnx.load(str(m))
+
+
+def _bytes(m) -> bytes:
+    import onnx
+
+    if isinstance(m, (bytes, bytearray)):
+        return bytes(m)
+    if isinstance(m, onnx.ModelProto):
+        return m.SerializeToString()
+    return Path(m).read_bytes()
+
+
+def _input_specs(mp) -> dict[str, tuple[np.dtype, tuple]]:
+    import onnx
+
+    out = {}
+    inits = {i.name for i in mp.graph.initializer}
+    for v in mp.graph.input:
+        if v.name in inits:
+            continue
+        t = v.type.tensor_type
+        dims = tuple(d.dim_param or None if not d.dim_value else int(d.dim_value) for d in t.shape.dim)
+        out[v.name] = (np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)), dims)
+    return out
+
+
+def model_kind(mp) -> str:
+    names = set(_input_specs(_proto(mp)))
+    if names == {"z", "onehot"}:
+        return "generator"
+    if names == {"lr"}:
+        return "enhancer"
+    raise InputError(f"ONNX inputs {sorted(names)} are neither a skugen generator (z, onehot) nor an enhancer (lr). "
+                     "Export the model with skugen.export.onnx_export.onnx_from_torch first.")
+
+
+def check_feeds(mp, feeds: dict, what: str = "calibration data") -> int:
+    """Validate (N, ...) feeds against the model inputs; returns N. Raises InputError with a hint."""
+    specs = _input_specs(_proto(mp))
+    hint = ("Build them with skugen.export.quantize.generator_calibration(z_dim, n_classes) or "
+            "enhancer_calibration() (float32, NCHW, batch axis first).")
+    if not isinstance(feeds, dict) or set(feeds) != set(specs):
+        got = sorted(feeds) if isinstance(feeds, dict) else type(feeds).__name__
+        raise InputError(f"{what} must be a dict with exactly the model inputs {sorted(specs)}; got {got}. {hint}")
+    n = None
+    for name, (dtype, dims) in specs.items():
+        a = feeds[name]
+        if not isinstance(a, np.ndarray):
+            raise InputError(f"{what}: {name!r} must be a numpy array, got {type(a).__name__}. {hint}")
+        if a.dtype != dtype:
+            raise InputError(f"{what}: {name!r} has dtype {a.dtype}, the model wants {dtype}. "
+                             f"Convert with .astype(np.{dtype.name}). {hint}")
+        if a.ndim != len(dims) or any(isinstance(d, int) and d != s for d, s in zip(dims, a.shape)):
+            want = ["N" if i == 0 else (d if isinstance(d, int) else d or "?") for i, d in enumerate(dims)]
+            raise InputError(f"{what}: {name!r} has shape {tuple(a.shape)}, the model wants {want} "
+                             f"(N samples along axis 0). {hint}")
+        if n is not None and a.shape[0] != n:
+            raise InputError(f"{what}: inputs disagree on the sample count ({n} vs {a.shape[0]} for {name!r}).")
+        n = a.shape[0]
+        if n == 0:
+            raise InputError(f"{what}: {name!r} has no samples. {hint}")
+        if not np.isfinite(a).all():
+            raise InputError(f"{what}: {name!r} contains NaN or inf. {hint}")
+    return int(n)
+
+
+def _session(model: bytes):
+    from skugen.backends.onnxruntime import OnnxRuntimeRunner
+
+    return OnnxRuntimeRunner(model).activate()
+
+
+def _run(model: bytes, feeds: dict, batch: int = 64) -> np.ndarray:
+    """First output of `model` over (N, ...) feeds, in chunks (bounded memory for attention maps)."""
+    r = _session(model)
+    try:
+        n = next(iter(feeds.values())).shape[0]
+        outs = [r.infer({k: v[i:i + batch] for k, v in feeds.items()})[r.output_names()[0]]
+                for i in range(0, n, batch)]
+    finally:
+        r.deactivate()
+    return np.concatenate(outs)
+
+# ----------------------------------------------------------------------------- calibration / eval sets (real inputs)
+
+
+def generator_feeds(z_dim: int, n_classes: int, n: int, seed: int) -> tuple[dict, np.ndarray]:
+    """Seeded N(0,1) latents + balanced one-hot labels (every class equally often, shuffled)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % n_classes)                       # (N,)
+    z = rng.standard_normal((n, z_dim)).astype(np.float32)                   # (N, z_dim)
+    onehot = np.eye(n_classes, dtype=np.float32)[labels]                     # (N, n_classes)
+    return {"z": z, "onehot": onehot}, labels
+
+
+def generator_calibration(z_dim: int, n_classes: int, n: int = 128, seed: int = 0) -> dict:
+    return generator_feeds(z_dim, n_classes, n, seed)[0]
+
+
+def generator_eval_set(z_dim: int, n_classes: int, n: int = 500, seed: int = 10_000) -> EvalSet:
+    feeds, labels = generator_feeds(z_dim, n_classes, n, seed)
+    return EvalSet(feeds, labels=labels, source=f"N(0,1) latents seed {seed}, balanced classes, n={n}")
+
+
+def _lr_to_feed(lr: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(lr.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0  # (N,h,w,3) u8 -> (N,3,h,w) [0,1]
+
+
+def enhancer_calibration(n: int = 128, hr_size: int = 96, seed: int = 0, split: str = "train") -> dict:
+    """Degraded GroceryStore crops (the enhancer's real input distribution) as {"lr": (N, 3, h, w) [0,1]}."""
+    from . import data
+
+    paths = [p for p, _, _ in data.grocery_split(split)]
+    lr, _ = data.sr_pairs(paths, n, hr_size, seed)
+    return {"lr": _lr_to_feed(lr)}
+
+
+def enhancer_eval_set(n: int = 24, hr_size: int = 96, seed: int = 4321, split: str = "val") -> EvalSet:
+    """Held-out degraded crops from another split, with their clean HR for PSNR-Y."""
+    from . import data
+
+    paths = [p for p, _, _ in data.grocery_split(split)]
+    lr, hr = data.sr_pairs(paths, n, hr_size, seed, aug=False)
+    return EvalSet({"lr": _lr_to_feed(lr)}, hr=hr, source=f"GroceryStore {split}, {n} crops {hr_size}px, seed {seed}")
+
+# ----------------------------------------------------------------------------- stage: quantize_qdq
+
+
+def quantize_qdq(fp32_onnx, calib: dict, cfg: QuantConfig | None = None) -> bytes:
+    """FP32 ONNX + (N, ...) calibration feeds -> explicit Q/DQ INT8 ONNX bytes."""
+    import onnx
+
+    cfg = cfg or QuantConfig()
+    if cfg.tool not in TOOLS:
+        raise InputError(f"quantization tool {cfg.tool!r} unknown; use one of {TOOLS}.")
+    mp = _proto(fp32_onnx)
+    n = check_feeds(mp, calib)
+    k = min(n, cfg.subset_size)
+    # One sample per item: NNCF's statistics assume batch 1 items (it warns otherwise).
+    items = [{name: a[i:i + 1] for name, a in calib.items()} for i in range(k)]
+    if cfg.tool == "nncf":
+        q = _nncf_quantize(mp, items, cfg)
+    else:
+        q = _ort_quantize(mp, items, cfg)
+    if cfg.signed_int8:
+        _uint8_to_int8(q)
+    onnx.checker.check_model(q)
+    return q.SerializeToString()
+
+
+def _nncf_quantize(mp, items: list[dict], cfg: QuantConfig):
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+
+    nncf.set_log_level(logging.ERROR)
+    names = {n.name for n in mp.graph.node}
+    bad = [x for x in cfg.ignored if x not in names]
+    if bad:
+        raise InputError(f"ignored layers {bad} are not nodes of the model; quantizable layers are "
+                         f"{[n.name for n in mp.graph.node if n.op_type in WEIGHTED_OPS]}.")
+    preset = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}[cfg.preset]
+    adv = AdvancedQuantizationParameters()
+    if not cfg.per_channel:
+        from nncf.quantization.advanced_parameters import QuantizationParameters
+
+        adv = AdvancedQuantizationParameters(weights_quantization_params=QuantizationParameters(per_channel=False))
+    return nncf.quantize(
+        mp, nncf.Dataset(items), subset_size=len(items), preset=preset,
+        fast_bias_correction=cfg.fast_bias_correction, advanced_parameters=adv,
+        ignored_scope=nncf.IgnoredScope(names=list(cfg.ignored), validate=False) if cfg.ignored else None)
+
+
+def _ort_quantize(mp, items: list[dict], cfg: QuantConfig):
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    if cfg.calibrate_method not in ORT_METHODS:
+        raise InputError(f"calibrate_method {cfg.calibrate_method!r} unknown; use one of {ORT_METHODS}.")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(items)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[cfg.calibrate_method]
+    with tempfile.TemporaryDirectory(prefix="skugen-ortq-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(mp, str(src))
+        quantize_static(
+            str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=cfg.per_channel,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=method,
+            nodes_to_exclude=list(cfg.ignored),
+            # Symmetric int8 everywhere: the only Q/DQ flavour TensorRT accepts.
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+        return onnx.load(str(dst))
+
+
+def _uint8_to_int8(mp) -> int:
+    """Rewrite uint8 Q/DQ pairs with zero point 0 to int8 with scale*255/127 (same covered range). In place.
+
+    NNCF's symmetric preset quantizes non-negative activations (post-ReLU) to uint8
+    [0, 255*s]; int8 [0, 127*s'] with s' = 255/127*s covers the same range with one bit
+    less, which is what TensorRT would do anyway. Returns the number of rewritten tensors.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in mp.graph.initializer}
+    done = 0
+    seen: set[str] = set()      # zero points already rewritten (Q and DQ of a pair share them)
+    scaled: set[str] = set()    # scales already widened (never twice, even if shared)
+    for node in mp.graph.node:
+        if node.op_type not in QDQ_OPS or len(node.input) < 3:
+            continue
+        sname, zname = node.input[1], node.input[2]
+        if zname in seen or zname not in inits or sname not in inits:
+            continue
+        zp = numpy_helper.to_array(inits[zname])
+        if zp.dtype != np.uint8:
+            continue
+        if np.any(zp != 0):
+            raise AssertionError(f"asymmetric uint8 zero point on {node.name}; use the 'performance' preset")
+        if sname not in scaled:
+            s = numpy_helper.to_array(inits[sname]).astype(np.float32)
+            inits[sname].CopyFrom(numpy_helper.from_array((s * np.float32(255.0 / 127.0)).astype(np.float32), sname))
+            scaled.add(sname)
+        inits[zname].CopyFrom(numpy_helper.from_array(np.zeros_like(zp, dtype=np.int8), zname))
+        seen.add(zname)
+        done += 1
+    # The Q output tensors change element type: drop stale value_info so shape inference recomputes it.
+    keep = [v for v in mp.graph.value_info if v.type.tensor_type.elem_type != onnx.TensorProto.UINT8]
+    del mp.graph.value_info[:]
+    mp.graph.value_info.extend(keep)
+    return done
+
+
+def qdq_summary(model) -> dict:
+    """Counts of Q/DQ nodes and of weighted layers with int8 inputs (for reports and tests)."""
+    mp = _proto(model)
+    prod = {o: n for n in mp.graph.node for o in n.output}
+    ops = [n.op_type for n in mp.graph.node]
+    quant = [n.name for n in mp.graph.node if n.op_type in WEIGHTED_OPS
+             and any(prod.get(i) is not None and prod[i].op_type == "DequantizeLinear" for i in n.input)]
+    return {"QuantizeLinear": ops.count("QuantizeLinear"), "DequantizeLinear": ops.count("DequantizeLinear"),
+            "int8_layers": quant,
+            "float_layers": [n.name for n in mp.graph.node if n.op_type in WEIGHTED_OPS and n.name not in quant]}
+
+# ----------------------------------------------------------------------------- graph edit: keep layers float
+
+
+def keep_float(q_model, fp32_model, layers) -> bytes:
+    """The INT8 graph with `layers` switched back to float, without re-calibrating.
+
+    Each named node gets the exact inputs it has in the FP32 graph: the float
+    activation tensor (bypassing its DequantizeLinear) and the original float weight
+    and bias (added under an 'fp32::' prefix, because bias correction may have
+    changed the int8 model's bias of the same name). Q/DQ nodes nobody reads any
+    more are pruned. Used for cheap sensitivity probes; the shipped model is
+    re-quantized with NNCF's IgnoredScope instead.
+    """
+    q = copy.deepcopy(_proto(q_model))
+    fp = _proto(fp32_model)
+    fp_nodes = {n.name: n for n in fp.graph.node}
+    fp_inits = {i.name: i for i in fp.graph.initializer}
+    layers = set(layers)
+    missing = layers - set(fp_nodes)
+    if missing:
+        raise InputError(f"layers {sorted(missing)} are not in the FP32 model.")
+    added: set[str] = set()
+    for node in q.graph.node:
+        if node.name not in layers:
+            continue
+        new_inputs = []
+        for i in fp_nodes[node.name].input:
+            if i in fp_inits:
+                alias = f"fp32::{i}"
+                if alias not in added:
+                    t = copy.deepcopy(fp_inits[i])
+                    t.name = alias
+                    q.graph.initializer.append(t)
+                    added.add(alias)
+                new_inputs.append(alias)
+            else:
+                new_inputs.append(i)
+        del node.input[:]
+        node.input.extend(new_inputs)
+    _prune(q)
+    return q.SerializeToString()
+
+
+def _prune(mp) -> None:
+    """Drop nodes whose outputs nobody reads, then unused initializers (in place)."""
+    outputs = {o.name for o in mp.graph.output}
+    while True:
+        used = outputs | {i for n in mp.graph.node for i in n.input}
+        dead = [n for n in mp.graph.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            mp.graph.node.remove(n)
+    used = {i for n in mp.graph.node for i in n.input}
+    keep = [t for t in mp.graph.initializer if t.name in used]
+    del mp.graph.initializer[:]
+    mp.graph.initializer.extend(keep)
+
+# ----------------------------------------------------------------------------- quality
+
+
+def _classifier_fn(classifier) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A classifier given as ONNX (bytes/path/ModelProto) or a callable -> images (N,1,32,32) [-1,1] -> labels (N,)."""
+    if classifier is None:
+        return None
+    if callable(classifier):
+        def fn(x):
+            y = np.asarray(classifier(x))
+            return y.argmax(1) if y.ndim == 2 else y
+        return fn
+    model = _bytes(classifier)
+
+    def fn_onnx(x):
+        r = _session(model)
+        try:
+            name = next(iter(r.input_metadata()))
+            return np.concatenate([r.infer({name: x[i:i + 256]})[r.output_names()[0]].argmax(1)
+                                   for i in range(0, len(x), 256)])
+        finally:
+            r.deactivate()
+    return fn_onnx
+
+
+class _Judge:
+    """Measures a candidate model on the eval set against the FP32 ONNX and checks the budget."""
+
+    def __init__(self, kind: str, fp32: bytes, ev: EvalSet, budget: QualityBudget, classify):
+        from skugen.metrics import psnr
+
+        self.kind, self.ev, self.budget, self.classify, self._psnr = kind, ev, budget, classify, psnr
+        self.ref = _run(fp32, ev.feeds)                                            # (N, C, H, W)
+        if kind == "generator":
+            self.labels = ev.labels if ev.labels is not None else ev.feeds["onehot"].argmax(1)
+            self.ref_img = to_uint8_range(self.ref, (-1.0, 1.0))                  # (N, H, W, 1) [0,255]
+            self.fp32 = {"psnr_vs_fp32_db": math.inf}
+            if classify is not None:
+                self.fp32["class_fidelity_pct"] = self._fidelity(self.ref)
+        else:
+            if ev.hr is None:
+                raise InputError("the enhancer's eval set needs ground-truth HR crops (EvalSet.hr); build it with "
+                                 "skugen.export.quantize.enhancer_eval_set().")
+            self.fp32 = {"psnr_y_db": self._psnr_y(self.ref)}
+        self.n_evals = 0
+
+    def _fidelity(self, out: np.ndarray) -> float:
+        return float((self.classify(out.astype(np.float32)) == self.labels).mean() * 100.0)
+
+    def _psnr_y(self, out: np.ndarray) -> float:
+        sr = np.rint(to_uint8_range(out, (0.0, 1.0))).astype(np.uint8)             # (N, 2h, 2w, 3), as saved
+        return self._psnr(sr, self.ev.hr, y_channel=True, crop_border=2)
+
+    @property
+    def primary(self) -> str:
+        return "psnr_vs_fp32_db" if self.kind == "generator" else "psnr_y_db"
+
+    def measure(self, model: bytes) -> dict:
+        self.n_evals += 1
+        out = _run(model, self.ev.feeds)
+        if self.kind == "generator":
+            m = {"psnr_vs_fp32_db": self._psnr(to_uint8_range(out, (-1.0, 1.0)), self.ref_img)}
+            if self.classify is not None:
+                m["class_fidelity_pct"] = self._fidelity(out)
+                m["fidelity_drop_pts"] = self.fp32["class_fidelity_pct"] - m["class_fidelity_pct"]
+        else:
+            m = {"psnr_y_db": self._psnr_y(out)}
+            m["psnr_y_drop_db"] = self.fp32["psnr_y_db"] - m["psnr_y_db"]
+        m["budget"] = self.check(m)
+        return m
+
+    def check(self, m: dict) -> dict:
+        b = self.budget
+        if self.kind == "generator":
+            checks = [{"name": "psnr_vs_fp32_db", "value": m["psnr_vs_fp32_db"], "limit": b.min_psnr_db,
+                       "rule": ">=", "ok": m["psnr_vs_fp32_db"] >= b.min_psnr_db}]
+            if "fidelity_drop_pts" in m:
+                checks.append({"name": "fidelity_drop_pts", "value": m["fidelity_drop_pts"],
+                               "limit": b.max_fidelity_drop_pts, "rule": "<=",
+                               "ok": m["fidelity_drop_pts"] <= b.max_fidelity_drop_pts})
+        else:
+            checks = [{"name": "psnr_y_drop_db", "value": m["psnr_y_drop_db"], "limit": b.max_psnr_drop_db,
+                       "rule": "<=", "ok": m["psnr_y_drop_db"] <= b.max_psnr_drop_db}]
+        return {"ok": all(c["ok"] for c in checks), "checks": checks}
+
+    def score(self, m: dict) -> float:
+        """Higher is better: the primary PSNR (ranks layers; fidelity follows image quality closely)."""
+        return m[self.primary]
+
+
+def _finite(x):
+    """JSON has no inf: identical images (PSNR inf) are written as None."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    return x
+
+# ----------------------------------------------------------------------------- stage: quantize_gated
+
+
+def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: QualityBudget | None = None,
+                   cfg: QuantConfig | None = None, classifier=None) -> QuantResult:
+    """INT8 with the fewest float layers that keeps quality within `budget` (measured, not guessed).
+
+    1. Quantize every Conv/Gemm/MatMul; measure on `eval_set` against the FP32 ONNX. Within budget -> done.
+    2. Sensitivity: for each int8 layer, the same INT8 graph with ONLY that layer switched
+       back to float (a graph edit of the one calibrated model: no re-calibration, so N
+       probes cost N evaluations). We pick "only this layer float" over "only this layer
+       int8" because it measures exactly the gain the greedy step below buys, and it
+       reuses the calibrated graph; the other scheme needs each layer's scales
+       transplanted into the float graph and measures a noise level that is masked once
+       the other layers are quantized.
+    3. Greedy: keep the top-ranked layers float, one more at a time (graph edits), until the
+       budget holds; then re-quantize for real with NNCF IgnoredScope (bias correction and
+       ranges re-computed without those layers) and confirm by measurement, adding the next
+       layer if needed.
+    4. If that needs more than `budget.max_float_fraction` of the layers float, INT8 is not
+       worth shipping: the FP32 model is returned with met_budget=False and a message
+       saying so (`result.error()` gives the BudgetError; the caller decides).
+    """
+    t0 = time.perf_counter()
+    budget = budget or QualityBudget()
+    cfg = cfg or QuantConfig()
+    fp32 = _bytes(fp32_onnx)
+    fp_proto = _proto(fp32)
+    kind = model_kind(fp_proto)
+    n_cal = check_feeds(fp_proto, calib)
+    ev = eval_set if isinstance(eval_set, EvalSet) else EvalSet(dict(eval_set))
+    check_feeds(fp_proto, ev.feeds, what="eval inputs")
+    classify = _classifier_fn(classifier) if kind == "generator" else None
+    judge = _Judge(kind, fp32, ev, budget, classify)
+
+    q_all = quantize_qdq(fp32, calib, replace(cfg, ignored=()))
+    m_all = judge.measure(q_all)
+    layers = qdq_summary(q_all)["int8_layers"]                       # topological order
+    weighted = [n.name for n in fp_proto.graph.node if n.op_type in WEIGHTED_OPS]
+    max_float = int(math.floor(budget.max_float_fraction * len(layers)))
+    report: dict[str, Any] = {
+        "kind": kind, "tool": cfg.tool, "config": asdict(cfg), "budget": asdict(budget),
+        "calibration": {"n": n_cal, "used": min(n_cal, cfg.subset_size),
+                        "shapes": {k: list(v.shape) for k, v in calib.items()}},
+        "eval": {"n": int(next(iter(ev.feeds.values())).shape[0]), "source": ev.source,
+                 "metric": judge.primary, "classifier": classify is not None,
+                 "convention": ("PSNR of int8 vs fp32 image, [-1,1] mapped to [0,255], BasicSR per-image mean"
+                                if kind == "generator" else "PSNR-Y vs ground-truth HR, BasicSR, crop 2, uint8 output")},
+        "fp32": judge.fp32, "int8_all_layers": m_all, "quantizable_layers": layers,
+        "first_layer": weighted[0] if weighted else None, "last_layer": weighted[-1] if weighted else None,
+        "sensitivity": [], "steps": [],
+    }
+    chosen: list[str] = []
+    final_bytes, final_m = q_all, m_all
+    if not m_all["budget"]["ok"]:
+        # -- 2. sensitivity: one probe per layer
+        probes = []
+        for name in layers:
+            m = judge.measure(keep_float(q_all, fp32, [name]))
+            probes.append({"layer": name, "op": _op(fp_proto, name), "metric_if_float": m[judge.primary],
+                           "gain": judge.score(m) - judge.score(m_all), **{k: v for k, v in m.items() if k != "budget"}})
+        probes.sort(key=lambda p: p["gain"], reverse=True)
+        for r, p in enumerate(probes):
+            p["rank"] = r + 1
+        report["sensitivity"] = probes
+        ranked = [p["layer"] for p in probes]
+        # -- 3. greedy by graph edits, then confirm with a real re-quantization
+        k, confirmed = 0, False
+        while k < max_float and not confirmed:
+            k += 1
+            m = judge.measure(keep_float(q_all, fp32, ranked[:k]))
+            report["steps"].append({"kept_float": ranked[:k], "how": "graph-edit probe", **m})
+            if not m["budget"]["ok"]:
+                continue
+            q = quantize_qdq(fp32, calib, replace(cfg, ignored=tuple(ranked[:k])))
+            m = judge.measure(q)
+            report["steps"].append({"kept_float": ranked[:k], "how": f"re-quantized ({cfg.tool} ignored scope)", **m})
+            if m["budget"]["ok"]:
+                confirmed, chosen, final_bytes, final_m = True, ranked[:k], q, m
+        if not confirmed:
+            chosen, final_bytes, final_m = [], fp32, None
+    met = final_m is not None and final_m["budget"]["ok"]
+    gains = {p["layer"]: p for p in report["sensitivity"]}
+    report["kept_float"] = [
+        {"layer": n, "rank": gains[n]["rank"], "gain": gains[n]["gain"],
+         "reason": f"most sensitive #{gains[n]['rank']}: keeping only it float moves {judge.primary} "
+                   f"{_fmt(judge.score(m_all))} -> {_fmt(gains[n]['metric_if_float'])}"}
+        for n in chosen]
+    report["first_last_kept_float"] = {"first": report["first_layer"] in chosen, "last": report["last_layer"] in chosen}
+    report["final"] = final_m
+    report["budget_check"] = final_m["budget"] if final_m else {"ok": False, "checks": m_all["budget"]["checks"]}
+    report["qdq"] = qdq_summary(final_bytes)
+    report["n_evals"] = judge.n_evals
+    report["seconds"] = round(time.perf_counter() - t0, 2)
+    if met and not chosen:
+        msg = f"INT8: all {len(layers)} layers int8 within budget ({_checks(final_m)})."
+        outcome = "int8"
+    elif met:
+        msg = (f"INT8 mixed precision: {len(chosen)}/{len(layers)} layers kept float ({', '.join(chosen)}); "
+               f"{_checks(m_all)} with all int8 -> {_checks(final_m)}.")
+        outcome = "int8-mixed"
+    else:
+        msg = (f"budget not met: all-int8 gives {_checks(m_all)}, and keeping up to {max_float}/{len(layers)} layers "
+               f"float (max_float_fraction {budget.max_float_fraction}) did not fix it. Shipping FP32 only. Relax the "
+               "budget (--budget-db / --min-psnr-db / --budget-fidelity-pts) or skip --int8.")
+        outcome = "fp32 (budget not met)"
+    report["outcome"], report["message"] = outcome, msg
+    return QuantResult(final_bytes, "int8" if met else "fp32", met, tuple(chosen), _finite(report))
+
+
+def _op(mp, name: str) -> str:
+    return next((n.op_type for n in mp.graph.node if n.name == name), "?")
+
+
+def _fmt(v: float) -> str:
+    return "inf dB" if not math.isfinite(v) else f"{v:.2f} dB"
+
+
+def _checks(m: dict) -> str:
+    return ", ".join(f"{c['name']} {c['value']:.3g} (need {c['rule']} {c['limit']:g})" for c in m["budget"]["checks"])

@@ -1,0 +1,780 @@
+"""`skugen deploy`: package a verified bundle for one edge target (Jetson Orin / Xavier, x86 + NVIDIA GPU).
+
+    pkg = deploy("runs/demo/bundle", "jetson-orin", "cgan-orin.tar.gz")
+
+The package is one self-contained .tar.gz (written atomically) holding:
+
+    skugen-<bundle>-<target>/
+        README.md                 what is inside, and the device steps
+        install.sh                checks the device, installs the runtime, builds + verifies engines ON the device
+        requirements.txt          pip requirements of the runtime on this target (never torch)
+        requirements-tensorrt.txt x86-gpu only: TensorRT from pip when it is not installed yet
+        deploy.json               target, bundle identity, build-host verify reports, what install.sh checks
+        SHA256SUMS                sha256 of every other file (`sha256sum -c SHA256SUMS`)
+        bundle/                   the bundle, engines/ left out (engines are built for one GPU + TensorRT)
+        skugen-runtime/           the runtime-only distribution: pyproject.toml + skugen/ (sdk + kernels)
+        reports/                  verify reports made on the build host (onnxruntime, every precision)
+
+Why the engines are not shipped: a TensorRT engine only runs on the GPU model and
+TensorRT version that built it, so install.sh rebuilds them on the device from the
+bundle's ONNX and verifies them against the bundle's golden outputs before marking
+them usable (engines/<key>/verified.json, tied to the engine file by its sha256).
+
+Also runnable on the device as `python -m skugen.deploy mark-verified|status BUNDLE ...`
+(install.sh uses it; nothing here needs torch).
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__
+from .bundle import UNHASHED_DIRS, Bundle, load_bundle
+from .errors import BundleError, InputError, VerificationError
+from .io import atomic_write_json, sha256_file
+
+PKG_SCHEMA_VERSION = 1
+VERIFIED_FILE = "verified.json"  # next to engines/<key>/engine.json; written only after `skugen verify` passed
+
+
+# ----------------------------------------------------------------------------- targets
+
+@dataclass(frozen=True)
+class Target:
+    """What one deployment target needs; install.sh checks each field on the device."""
+
+    name: str
+    title: str
+    arch: str                      # `uname -m` the device must report
+    jetson: bool                   # L4T/JetPack checks (/etc/nv_tegra_release, nvidia-jetpack)
+    sm: str | None                 # required GPU compute capability as digits ("87"); None = any NVIDIA GPU
+    tegra_chip: str | None         # /proc/device-tree/compatible entry of the SoC (checked before pip runs)
+    min_l4t_major: int | None      # L4T major release: R35 = JetPack 5.x, R36 = JetPack 6.x
+    jetpack: str                   # the JetPack line this target is written for (for humans)
+    requirements: tuple[str, ...]  # pip lines (comments allowed); TensorRT on Jetson comes with JetPack
+    notes: tuple[str, ...]         # caveats printed into README.md and deploy.json
+
+
+_BASE_REQS = (
+    "numpy>=1.24",
+    "pillow>=10",
+)
+_JETSON_REQS = _BASE_REQS + (
+    "# CPU onnxruntime from PyPI (aarch64 wheels exist). For the CUDA execution provider install instead the",
+    "# onnxruntime-gpu wheel built for your JetPack from the Jetson Zoo (https://elinux.org/Jetson_Zoo#ONNX_Runtime);",
+    "# never install both.",
+    "onnxruntime>=1.17",
+    "# pycuda builds from source on Jetson: it needs nvcc on PATH (/usr/local/cuda/bin) and python3-dev.",
+    "pycuda>=2024.1",
+)
+
+TARGETS: dict[str, Target] = {
+    "jetson-orin": Target(
+        name="jetson-orin", title="NVIDIA Jetson Orin (AGX Orin, Orin NX, Orin Nano)", arch="aarch64", jetson=True,
+        sm="87", tegra_chip="nvidia,tegra234", min_l4t_major=36,
+        jetpack="JetPack 6.1+ (L4T R36.4+, Ubuntu 22.04, Python 3.10, TensorRT 10.3)",
+        requirements=_JETSON_REQS,
+        notes=("JetPack 6.0 (L4T R36.2/R36.3) ships TensorRT 8.6: skugen's TensorRT backend needs TensorRT >= 10, "
+               "so install.sh then falls back to verifying on onnxruntime only; upgrade to JetPack 6.1+ for engines.",
+               "Latency depends on the power mode (nvpmodel); see docs/jetson.md before benchmarking."),
+    ),
+    "jetson-xavier": Target(
+        name="jetson-xavier", title="NVIDIA Jetson AGX Xavier / Xavier NX", arch="aarch64", jetson=True,
+        sm="72", tegra_chip="nvidia,tegra194", min_l4t_major=35,
+        jetpack="JetPack 5.1.x (L4T R35, Ubuntu 20.04, Python 3.8, TensorRT 8.5) - the last JetPack for Xavier",
+        requirements=_JETSON_REQS,
+        notes=("Xavier's last JetPack (5.1.x) ships Python 3.8 and TensorRT 8.5, but the skugen runtime needs "
+               "Python >= 3.10 and its TensorRT backend TensorRT >= 10. install.sh stops unless you pass a "
+               "Python >= 3.10 (--python), and then verifies on onnxruntime only (no TensorRT engines).",),
+    ),
+    "x86-gpu": Target(
+        name="x86-gpu", title="x86-64 Linux with an NVIDIA GPU", arch="x86_64", jetson=False,
+        sm=None, tegra_chip=None, min_l4t_major=None,
+        jetpack="n/a (NVIDIA driver + CUDA 12; TensorRT 10 from pip when missing)",
+        requirements=_BASE_REQS + ("onnxruntime>=1.17", "pycuda>=2024.1"),
+        notes=("TensorRT is installed from pip (requirements-tensorrt.txt) only when `import tensorrt` fails, so "
+               "a system TensorRT (deb/tar) is kept.",),
+    ),
+}
+TRT_PIP = ("tensorrt>=10,<11",)
+MIN_TRT_MAJOR = 10
+MIN_PYTHON = (3, 10)
+
+
+def get_target(name: str) -> Target:
+    if name not in TARGETS:
+        raise InputError(f"unknown deploy target {name!r}; choose one of: {', '.join(TARGETS)} "
+                         "(e.g. `skugen deploy BUNDLE --target jetson-orin --out pkg.tar.gz`).")
+    return TARGETS[name]
+
+
+def engine_precisions(b: Bundle) -> list[str]:
+    """TensorRT precisions install.sh builds: fp16 from the fp32 ONNX, int8 from the Q/DQ ONNX when present,
+    each only when the manifest has a golden tolerance for it (`skugen verify` needs one)."""
+    out = (["fp16"] if "fp32" in b.precisions else []) + (["int8"] if "int8" in b.precisions else [])
+    tols = b.manifest.get("golden", {}).get("tolerances")
+    if isinstance(tols, dict) and tols and all(isinstance(v, dict) for v in tols.values()):
+        out = [p for p in out if p in tols]
+    return out
+
+
+# ----------------------------------------------------------------------------- deploy
+
+def deploy(bundle: str | os.PathLike | Bundle, target: str, out: str | os.PathLike, verify: bool = True) -> Path:
+    """Write a self-contained deployment package for `target` to `out` (.tar.gz, atomic); returns `out`.
+
+    The bundle is sha256-checked and, unless verify=False, run through `skugen verify`
+    on onnxruntime (CPU) for every precision it has; a failure stops here, before
+    anything is written. Engines are left out: install.sh builds them on the device.
+    """
+    t = get_target(target)
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(f"--out {out} is a directory; give a file name such as {out / 'package.tar.gz'}.")
+    if not out.name.endswith((".tar.gz", ".tgz")):
+        raise InputError(f"--out {out} must end in .tar.gz or .tgz (the package is a gzipped tar).")
+    b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)  # sha256 of every file checked here
+    reports = _verify_on_host(b) if verify else {}
+    pkg_name = _safe(f"skugen-{b.name}-{t.name}")
+
+    with tempfile.TemporaryDirectory(prefix=".skugen-deploy.") as td:
+        root = Path(td) / pkg_name
+        _copy_bundle(b, root / "bundle")
+        _copy_runtime(root / "skugen-runtime")
+        for prec, rep in reports.items():
+            atomic_write_json(root / "reports" / f"verify-onnxruntime-{prec}.json", rep)
+        reqs = _requirements(t, b)
+        (root / "requirements.txt").write_text(reqs)
+        if not t.jetson:
+            (root / "requirements-tensorrt.txt").write_text(
+                "# Installed by install.sh only when `import tensorrt` fails (keeps a system TensorRT).\n"
+                + "\n".join(TRT_PIP) + "\n")
+        meta = _deploy_json(b, t, reports)
+        atomic_write_json(root / "deploy.json", meta)
+        (root / "install.sh").write_text(_install_sh(b, t, pkg_name))
+        (root / "install.sh").chmod(0o755)
+        (root / "README.md").write_text(_readme(b, t, pkg_name, meta))
+        _write_sums(root)
+        _tar_gz(root, out)
+    return out
+
+
+def _verify_on_host(b: Bundle) -> dict[str, dict]:
+    """Every precision through onnxruntime (CPU) against the golden outputs; raises on any failure."""
+    try:
+        from .verify import verify_bundle
+    except ImportError as e:  # pragma: no cover - verify ships with the runtime
+        raise BundleError(f"cannot verify the bundle before packaging: skugen.verify is unavailable ({e}). "
+                          "Reinstall skugen, or pass verify=False / --no-verify to package an unverified bundle.")
+    reports = {}
+    for prec in b.precisions:
+        rep = verify_bundle(b, backend="onnxruntime", precision=prec)
+        if hasattr(rep, "raise_if_failed"):
+            rep.raise_if_failed()  # VerificationError naming the failing outputs
+        d = _as_dict(rep)
+        ok = d.get("pass", d.get("passed", d.get("ok", True)))
+        if ok is False:
+            raise VerificationError(f"bundle {b.name!r} fails `skugen verify --backend onnxruntime --precision {prec}` "
+                                    "on this host, so it is not packaged. Run that command for the details and "
+                                    "re-export the bundle.")
+        reports[prec] = d
+    return reports
+
+
+def _as_dict(rep) -> dict:
+    if isinstance(rep, dict):
+        return rep
+    if hasattr(rep, "to_dict"):
+        return rep.to_dict()
+    try:
+        return asdict(rep)
+    except TypeError:
+        return {"report": repr(rep)}
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+
+
+def _copy_bundle(b: Bundle, dst: Path) -> None:
+    for f in sorted(b.root.rglob("*")):
+        rel = f.relative_to(b.root)
+        if rel.parts[0] in UNHASHED_DIRS or not f.is_file() or "__pycache__" in rel.parts:
+            continue
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, dst / rel)
+    # The copy must load exactly like the original (same manifest, every sha256 intact).
+    load_bundle(dst)
+
+
+def _runtime_sources() -> tuple[Path, Path]:
+    """(sdk tree, kernels tree): installed as skugen/ and skugen/kernels/ (pyproject.toml's package-dir map).
+
+    Works from a source checkout (sdk/ + kernels/) and from an installed runtime
+    (where kernels already sit inside skugen/), so a device can re-package too.
+    """
+    sdk = Path(__file__).resolve().parent
+    import skugen.kernels as k  # runtime sub-package: numpy reference + CUDA sources, no torch
+
+    return sdk, Path(k.__file__).resolve().parent
+
+
+def _copy_tree(src: Path, dst: Path, skip: set[str]) -> None:
+    for f in sorted(src.rglob("*")):
+        rel = f.relative_to(src)
+        if not f.is_file() or skip & set(rel.parts) or f.suffix in (".pyc", ".pyo", ".so", ".o", ".tmp"):
+            continue
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, dst / rel)
+
+
+def _copy_runtime(dst: Path) -> None:
+    sdk, kernels = _runtime_sources()
+    # export/ is the torch toolchain (never on a device); kernels/ is copied from its own tree below.
+    _copy_tree(sdk, dst / "skugen", skip={"__pycache__", "export", "kernels"})
+    _copy_tree(kernels, dst / "skugen" / "kernels", skip={"__pycache__"})
+    # Every directory with an __init__.py is a package, so a new sub-package of sdk/ ships without edits here.
+    pkgs = sorted(".".join(p.parent.relative_to(dst).parts) for p in (dst / "skugen").rglob("__init__.py"))
+    (dst / "pyproject.toml").write_text(_RUNTIME_PYPROJECT.replace("@@VERSION@@", __version__)
+                                        .replace("@@PACKAGES@@", json.dumps(pkgs)))
+    (dst / "README.md").write_text("skugen runtime (numpy + onnxruntime; TensorRT + pycuda optional). "
+                                   "No torch. Install with `pip install .`\n")
+
+
+_RUNTIME_PYPROJECT = """\
+# The skugen RUNTIME only (what a device needs), generated by `skugen deploy`. No torch, no toolchain.
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "skugen"
+version = "@@VERSION@@"
+description = "skugen edge runtime for product-image generators (runtime-only distribution)"
+readme = "README.md"
+requires-python = ">=3.10"
+dependencies = ["numpy>=1.24", "onnxruntime>=1.17", "pillow>=10"]
+
+[project.optional-dependencies]
+# TensorRT itself comes with JetPack on Jetson (apt), or from pip on x86 (requirements-tensorrt.txt).
+tensorrt = ["pycuda>=2024.1"]
+
+[project.scripts]
+skugen = "skugen.cli:main"
+
+[tool.setuptools]
+packages = @@PACKAGES@@
+
+[tool.setuptools.package-data]
+"*" = ["*.cu", "*.cuh", "*.h", "*.json"]
+"""
+
+
+def _requirements(t: Target, b: Bundle) -> str:
+    head = [f"# skugen runtime requirements for {t.name}: {t.title}",
+            f"# Written for {t.jetpack}.",
+            "# No torch: the runtime never imports it. TensorRT is checked by install.sh"
+            + (" (it comes with JetPack: sudo apt install nvidia-jetpack)." if t.jetson else
+               " (requirements-tensorrt.txt when missing)."),
+            ""]
+    return "\n".join(head + list(t.requirements)) + "\n"
+
+
+def _deploy_json(b: Bundle, t: Target, reports: dict) -> dict:
+    return {
+        "schema_version": PKG_SCHEMA_VERSION,
+        "skugen_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "build_host": {"python": platform.python_version(), "machine": platform.machine(), "system": platform.system()},
+        "target": asdict(t),
+        "bundle": {"name": b.name, "kind": b.kind, "manifest_sha256": b.manifest_sha256,
+                   "precisions": b.precisions, "path": "bundle"},
+        "install": {"min_python": ".".join(map(str, MIN_PYTHON)), "min_tensorrt_major": MIN_TRT_MAJOR,
+                    "engine_precisions": engine_precisions(b), "verified_marker": f"bundle/engines/<key>/{VERIFIED_FILE}"},
+        "verified_on_build_host": {p: {"backend": "onnxruntime", "pass": True} for p in reports} or None,
+    }
+
+
+def _write_sums(root: Path) -> None:
+    lines = [f"{sha256_file(f)}  {f.relative_to(root).as_posix()}"
+             for f in sorted(root.rglob("*")) if f.is_file() and f.name != "SHA256SUMS"]
+    (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+
+
+def _tar_gz(root: Path, out: Path) -> None:
+    """root/ -> out (.tar.gz) via a temp file + fsync + rename; owner/group normalised, sorted members."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    mtime = int(os.environ.get("SOURCE_DATE_EPOCH") or time.time())
+
+    def norm(ti: tarfile.TarInfo) -> tarfile.TarInfo:
+        ti.uid = ti.gid = 0
+        ti.uname = ti.gname = "root"
+        ti.mtime = mtime
+        ti.mode = 0o755 if (ti.isdir() or ti.name.endswith(".sh")) else 0o644
+        return ti
+
+    try:
+        with os.fdopen(fd, "wb") as raw:
+            with gzip.GzipFile(fileobj=raw, mode="wb", mtime=mtime) as gz, tarfile.open(fileobj=gz, mode="w") as tf:
+                tf.add(root, arcname=root.name, recursive=False, filter=norm)
+                for f in sorted(root.rglob("*")):
+                    tf.add(f, arcname=f"{root.name}/{f.relative_to(root).as_posix()}", recursive=False, filter=norm)
+            raw.flush()
+            os.fsync(raw.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a package is meant to be copied around
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------- install.sh
+
+def _install_sh(b: Bundle, t: Target, pkg_name: str) -> str:
+    subs = {
+        "@@PKG@@": pkg_name, "@@VERSION@@": __version__, "@@TARGET@@": t.name, "@@TITLE@@": t.title,
+        "@@ARCH@@": t.arch, "@@JETSON@@": "1" if t.jetson else "0", "@@SM@@": t.sm or "",
+        "@@TEGRA@@": t.tegra_chip or "", "@@MIN_L4T@@": str(t.min_l4t_major or 0), "@@JETPACK@@": t.jetpack,
+        "@@ENGINE_PRECISIONS@@": " ".join(engine_precisions(b)), "@@ORT_PRECISIONS@@": " ".join(b.precisions),
+        "@@MIN_TRT@@": str(MIN_TRT_MAJOR), "@@MIN_PY@@": ".".join(map(str, MIN_PYTHON)),
+        "@@MIN_PY_TUPLE@@": ", ".join(map(str, MIN_PYTHON)), "@@BUNDLE_NAME@@": b.name,
+    }
+    text = _INSTALL_SH
+    for k, v in subs.items():
+        if any(c in v for c in '"$`\\'):
+            raise AssertionError(f"unsafe character in install.sh substitution {k}={v!r}")
+        text = text.replace(k, v)
+    assert "@@" not in text, "unfilled placeholder in install.sh"
+    return text
+
+
+_INSTALL_SH = r'''#!/usr/bin/env bash
+# skugen installer for @@PKG@@ (target @@TARGET@@), generated by skugen @@VERSION@@.
+#
+# Checks this device (architecture, JetPack/L4T, GPU compute capability, Python, TensorRT, pycuda),
+# installs the skugen runtime (no torch), then builds TensorRT engines for THIS GPU from the bundle's
+# ONNX and runs `skugen verify` on each before marking it usable (bundle/engines/<key>/verified.json).
+#
+# Usage: ./install.sh [options]
+#   --python PY     Python interpreter to use (default: $PYTHON or python3)
+#   --venv DIR      create/use a venv at DIR (with --system-site-packages, so JetPack's tensorrt stays visible)
+#   --no-tensorrt   skip TensorRT: verify the bundle on onnxruntime only
+#   --skip-pip      install nothing; run the runtime from this package (dependencies must be present)
+#   --force         turn failed device checks into warnings (at your own risk)
+#   -h, --help      show this help
+set -euo pipefail
+
+TARGET="@@TARGET@@"
+TARGET_TITLE="@@TITLE@@"
+EXPECT_ARCH="@@ARCH@@"
+JETSON=@@JETSON@@
+EXPECT_SM="@@SM@@"               # GPU compute capability digits (87 = sm_87); empty = any
+TEGRA_CHIP="@@TEGRA@@"           # /proc/device-tree/compatible entry of the SoC
+MIN_L4T_MAJOR=@@MIN_L4T@@        # R35 = JetPack 5.x, R36 = JetPack 6.x
+JETPACK_LINE="@@JETPACK@@"
+MIN_TRT_MAJOR=@@MIN_TRT@@
+MIN_PY="@@MIN_PY@@"
+ENGINE_PRECISIONS="@@ENGINE_PRECISIONS@@"
+ORT_PRECISIONS="@@ORT_PRECISIONS@@"
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+BUNDLE="$HERE/bundle"
+LOGDIR="$HERE/logs"
+PY="${PYTHON:-python3}"
+VENV=""
+USE_TRT=1
+SKIP_PIP=0
+FORCE=0
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --python) PY="${2:?--python needs a value}"; shift 2 ;;
+    --venv) VENV="${2:?--venv needs a value}"; shift 2 ;;
+    --no-tensorrt) USE_TRT=0; shift ;;
+    --skip-pip) SKIP_PIP=1; shift ;;
+    --force) FORCE=1; shift ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option '$1' (see ./install.sh --help)" >&2; exit 2 ;;
+  esac
+done
+
+info() { echo "[skugen] $*"; }
+warn() { echo "[skugen] WARNING: $*" >&2; }
+die() { echo "[skugen] ERROR: $*" >&2; exit 1; }
+check() {  # check "what failed and how to fix it": fatal unless --force
+  if [ "$FORCE" = 1 ]; then warn "$1 (continuing because of --force)"; else die "$1 (override with --force at your own risk)"; fi
+}
+
+info "package @@PKG@@ for $TARGET_TITLE"
+info "written for $JETPACK_LINE"
+mkdir -p "$LOGDIR"
+
+# --- 1. package integrity --------------------------------------------------------------------
+if command -v sha256sum >/dev/null 2>&1; then
+  (cd "$HERE" && sha256sum --quiet -c SHA256SUMS) || die "package files fail SHA256SUMS: re-copy the package (it was altered or truncated)"
+  info "package sha256 OK"
+else
+  warn "sha256sum not found: package integrity not checked"
+fi
+
+# --- 2. platform -------------------------------------------------------------------------------
+ARCH="$(uname -m)"
+[ "$ARCH" = "$EXPECT_ARCH" ] || check "this package is for $TARGET_TITLE ($EXPECT_ARCH) but this machine is $ARCH; run 'skugen deploy --target ...' for this machine"
+
+SOC_SM=""
+if [ "$JETSON" = 1 ]; then
+  if [ -f /etc/nv_tegra_release ]; then
+    L4T_MAJOR="$(sed -n 's/^# R\([0-9][0-9]*\).*/\1/p' /etc/nv_tegra_release | head -n 1)"
+    L4T_REV="$(sed -n 's/.*REVISION: \([0-9.][0-9.]*\).*/\1/p' /etc/nv_tegra_release | head -n 1)"
+    info "L4T R${L4T_MAJOR:-?}.${L4T_REV:-?} (/etc/nv_tegra_release)"
+    if [ -z "${L4T_MAJOR:-}" ] || [ "$L4T_MAJOR" -lt "$MIN_L4T_MAJOR" ]; then
+      check "L4T R${L4T_MAJOR:-?} is older than R$MIN_L4T_MAJOR; flash $JETPACK_LINE with NVIDIA SDK Manager"
+    fi
+  else
+    check "/etc/nv_tegra_release is missing: this is not a Jetson running L4T/JetPack"
+  fi
+  if command -v dpkg-query >/dev/null 2>&1 && JP="$(dpkg-query -W -f='${Version}' nvidia-jetpack 2>/dev/null)" && [ -n "$JP" ]; then
+    info "JetPack $JP (dpkg -l nvidia-jetpack)"
+  else
+    warn "the nvidia-jetpack package is not installed (dpkg -l nvidia-jetpack): CUDA/TensorRT may be missing; install them with: sudo apt update && sudo apt install nvidia-jetpack"
+  fi
+  if [ -r /proc/device-tree/model ]; then info "module: $(tr -d '\0' < /proc/device-tree/model)"; fi
+  if [ -r /proc/device-tree/compatible ]; then
+    if tr '\0' '\n' < /proc/device-tree/compatible | grep -qx "$TEGRA_CHIP"; then
+      SOC_SM="$EXPECT_SM"
+    else
+      check "this SoC is not $TEGRA_CHIP ($TARGET_TITLE, sm_$EXPECT_SM); the package was made for another Jetson"
+    fi
+  fi
+  if command -v nvpmodel >/dev/null 2>&1; then
+    info "power mode: $(nvpmodel -q 2>/dev/null | tr '\n' ' ') (latency depends on it: see README.md)"
+  fi
+  [ -d /usr/local/cuda/bin ] && export PATH="/usr/local/cuda/bin:$PATH"   # nvcc for building pycuda
+  export CUDA_ROOT="${CUDA_ROOT:-/usr/local/cuda}"
+else
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    info "GPU: $(nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader 2>/dev/null | head -n 1)"
+  else
+    check "nvidia-smi not found: install the NVIDIA driver (and CUDA 12) first"
+  fi
+fi
+
+# --- 3. Python -----------------------------------------------------------------------------------
+command -v "$PY" >/dev/null 2>&1 || die "Python '$PY' not found; pass --python /path/to/python$MIN_PY"
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (@@MIN_PY_TUPLE@@) else 1)' \
+  || die "skugen needs Python >= $MIN_PY, '$PY' is $("$PY" -c 'import sys; print(sys.version.split()[0])'); pass --python (see README.md)"
+if [ -n "$VENV" ]; then
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv --system-site-packages "$VENV" || die "cannot create the venv $VENV (sudo apt install python3-venv)"
+  PY="$VENV/bin/python"
+fi
+info "python: $("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+
+# --- 4. TensorRT (comes with JetPack; pip on x86) ------------------------------------------------
+if [ "$USE_TRT" = 1 ] && [ -z "$ENGINE_PRECISIONS" ]; then
+  warn "the bundle has no golden tolerance for any TensorRT precision; verifying on onnxruntime only"
+  USE_TRT=0
+fi
+trt_version() { "$PY" -c 'import tensorrt; print(tensorrt.__version__)' 2>/dev/null || true; }
+if [ "$USE_TRT" = 1 ]; then
+  TRT_VER="$(trt_version)"
+  if [ -z "$TRT_VER" ] && [ "$JETSON" = 0 ] && [ "$SKIP_PIP" = 0 ]; then
+    info "TensorRT not importable: installing it from pip (requirements-tensorrt.txt)"
+    "$PY" -m pip install -r "$HERE/requirements-tensorrt.txt" || die "pip could not install TensorRT; install it from https://developer.nvidia.com/tensorrt or pass --no-tensorrt"
+    TRT_VER="$(trt_version)"
+  fi
+  if [ -z "$TRT_VER" ]; then
+    if [ "$JETSON" = 1 ]; then
+      check "python cannot import tensorrt: install JetPack's TensorRT (sudo apt install nvidia-jetpack, or python3-libnvinfer); with --venv the venv must use --system-site-packages; or pass --no-tensorrt"
+    else
+      check "python cannot import tensorrt; install TensorRT >= $MIN_TRT_MAJOR or pass --no-tensorrt"
+    fi
+    USE_TRT=0
+  elif [ "${TRT_VER%%.*}" -lt "$MIN_TRT_MAJOR" ]; then
+    warn "TensorRT $TRT_VER found, but skugen's TensorRT backend needs TensorRT >= $MIN_TRT_MAJOR ($JETPACK_LINE); verifying on onnxruntime only"
+    USE_TRT=0
+  else
+    info "TensorRT $TRT_VER"
+  fi
+fi
+
+# --- 5. install the runtime -----------------------------------------------------------------------
+if [ "$SKIP_PIP" = 1 ]; then
+  info "--skip-pip: using the runtime from $HERE/skugen-runtime via PYTHONPATH"
+  export PYTHONPATH="$HERE/skugen-runtime${PYTHONPATH:+:$PYTHONPATH}"
+else
+  "$PY" -m pip install -r "$HERE/requirements.txt" || die "pip install -r requirements.txt failed (see the comments in that file)"
+  # No network needed for the runtime itself when setuptools >= 61 is present.
+  if "$PY" -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 61)' 2>/dev/null; then
+    NOISO="--no-build-isolation"
+  else
+    NOISO=""
+  fi
+  "$PY" -m pip install --no-deps $NOISO "$HERE/skugen-runtime" || die "installing the skugen runtime failed"
+fi
+SKUGEN=("$PY" -m skugen.cli)
+"$PY" -c 'import skugen, sys; print("[skugen] runtime", skugen.__version__, "from", skugen.__file__)' \
+  || die "the skugen runtime does not import"
+
+# --- 6. GPU compute capability (pycuda) -----------------------------------------------------------
+if [ "$USE_TRT" = 1 ]; then
+  CC="$("$PY" -c 'import pycuda.driver as d; d.init(); print("%d%d" % d.Device(0).compute_capability())' 2>"$LOGDIR/pycuda.err" || true)"
+  if [ -z "$CC" ]; then
+    check "pycuda cannot see a CUDA GPU ($(tail -n 1 "$LOGDIR/pycuda.err")); check the driver/CUDA install, or pass --no-tensorrt"
+    CC="$SOC_SM"
+  fi
+  info "GPU compute capability sm_${CC:-?}"
+  if [ -n "$EXPECT_SM" ] && [ "$CC" != "$EXPECT_SM" ]; then
+    check "GPU is sm_$CC but this package targets $TARGET_TITLE (sm_$EXPECT_SM); run 'skugen deploy' with the right --target"
+  fi
+fi
+
+# --- 7. build + verify on THIS device --------------------------------------------------------------
+if [ "$USE_TRT" = 1 ]; then
+  for P in $ENGINE_PRECISIONS; do
+    info "building TensorRT $P engine (minutes on a Jetson)"
+    "${SKUGEN[@]}" build "$BUNDLE" --backend tensorrt --precision "$P" 2>&1 | tee "$LOGDIR/build-$P.log" \
+      || die "skugen build --precision $P failed; see $LOGDIR/build-$P.log"
+    info "verifying the $P engine against the golden outputs"
+    "${SKUGEN[@]}" verify "$BUNDLE" --backend tensorrt --precision "$P" 2>&1 | tee "$LOGDIR/verify-tensorrt-$P.log" \
+      || die "skugen verify --backend tensorrt --precision $P FAILED: the engine is NOT marked usable; see $LOGDIR/verify-tensorrt-$P.log"
+    "$PY" -m skugen.deploy mark-verified "$BUNDLE" --precision "$P" --log "$LOGDIR/verify-tensorrt-$P.log" \
+      || die "could not mark the $P engine verified"
+  done
+else
+  for P in $ORT_PRECISIONS; do
+    info "verifying on onnxruntime, $P"
+    "${SKUGEN[@]}" verify "$BUNDLE" --backend onnxruntime --precision "$P" 2>&1 | tee "$LOGDIR/verify-onnxruntime-$P.log" \
+      || die "skugen verify --backend onnxruntime --precision $P FAILED; see $LOGDIR/verify-onnxruntime-$P.log"
+  done
+fi
+
+"$PY" -m skugen.deploy status "$BUNDLE" || true
+info "done. Bundle: $BUNDLE"
+info "next: ${SKUGEN[*]} info $BUNDLE   (then generate/enhance/bench; see README.md)"
+'''
+
+
+# ----------------------------------------------------------------------------- README
+
+def _readme(b: Bundle, t: Target, pkg: str, meta: dict) -> str:
+    run = ("skugen generate bundle --class " + (b.class_names[0] if b.class_names else "0") + " --n 16 --seed 0 --out grid.png"
+           if b.kind == "generator" else "skugen enhance bundle photo.jpg --out photo_x2.png")
+    notes = "\n".join(f"- {n}" for n in t.notes)
+    verified = ", ".join(meta["verified_on_build_host"] or {}) or "not verified (packaged with --no-verify)"
+    return f"""# {pkg}
+
+skugen deployment package of bundle **{b.name}** ({b.kind}) for **{t.title}** (`{t.name}`),
+made by skugen {__version__}. Written for {t.jetpack}.
+
+| what | where |
+|---|---|
+| bundle (no engines; built on the device) | `bundle/` (manifest sha256 `{b.manifest_sha256[:16]}...`) |
+| runtime (numpy + onnxruntime, TensorRT + pycuda optional; no torch) | `skugen-runtime/` |
+| pip requirements | `requirements.txt` |
+| installer | `install.sh` |
+| build-host verify reports (onnxruntime) | `reports/` ({verified}) |
+| checksums | `SHA256SUMS` |
+
+## On the device
+
+```bash
+tar xzf {pkg}.tar.gz && cd {pkg}
+./install.sh                      # or: ./install.sh --venv ~/skugen-venv
+```
+
+install.sh checks the device ({"JetPack/L4T, the SoC, " if t.jetson else ""}GPU compute capability
+{("sm_" + t.sm) if t.sm else "(any)"}, Python >= {meta["install"]["min_python"]}, TensorRT >= {MIN_TRT_MAJOR}, pycuda),
+installs the runtime, then for each of {", ".join(engine_precisions(b))}:
+
+```bash
+skugen build bundle --backend tensorrt --precision fp16     # engine for THIS GPU + TensorRT
+skugen verify bundle --backend tensorrt --precision fp16    # against the bundle's golden outputs
+```
+
+and only then writes `bundle/engines/<key>/{VERIFIED_FILE}` (tied to the engine by its sha256).
+A failed verify leaves the engine unmarked and install.sh exits non-zero. `--no-tensorrt` verifies
+on onnxruntime only. Check the state any time with `python3 -m skugen.deploy status bundle`.
+
+Then run it:
+
+```bash
+{run}
+skugen bench bundle --backends tensorrt --precisions fp16,int8 --batch 1,8   # records the nvpmodel mode
+```
+
+Record the power mode (`sudo nvpmodel -q`) with every benchmark, and do not run
+`sudo jetson_clocks` before a benchmark unless the deployed device runs with it too: it pins
+the clocks to their maximum and the numbers then describe a different device.
+
+## Notes
+
+{notes}
+"""
+
+
+# ----------------------------------------------------------------------------- engine verification marks
+
+def _engine_dirs(b: Bundle) -> list[Path]:
+    d = b.engines_dir()
+    return sorted((p for p in d.glob("*") if (p / "engine.json").is_file()), key=lambda p: p.name) if d.is_dir() else []
+
+
+def _engine_info(d: Path) -> dict:
+    try:
+        return json.loads((d / "engine.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _engine_precision(d: Path, info: dict) -> str | None:
+    p = info.get("precision")
+    return p if isinstance(p, str) else d.name.rsplit("-", 1)[-1] if "-" in d.name else None
+
+
+def _plan_file(d: Path, info: dict) -> Path:
+    f = info.get("plan_file") or "engine.plan"  # engine.json field written by skugen.backends.trt_plan
+    return d / (Path(f).name if isinstance(f, str) else "engine.plan")
+
+
+def find_engine_dir(bundle: str | os.PathLike | Bundle, precision: str) -> Path:
+    """The engines/<key>/ dir of `precision` built most recently (install.sh builds right before it marks)."""
+    b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    hits = [d for d in _engine_dirs(b) if _engine_precision(d, _engine_info(d)) == precision
+            and _plan_file(d, _engine_info(d)).is_file()]
+    if not hits:
+        raise BundleError(f"bundle {b.name!r} has no built {precision} TensorRT engine under {b.engines_dir()}. "
+                          f"Build one with `skugen build {b.root} --backend tensorrt --precision {precision}`.")
+    return max(hits, key=lambda d: (d / "engine.json").stat().st_mtime)
+
+
+def mark_engine_verified(bundle: str | os.PathLike | Bundle, precision: str, log: str | None = None) -> Path:
+    """Write engines/<key>/verified.json for the newest `precision` engine; call only after verify passed."""
+    b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    d = find_engine_dir(b, precision)
+    info = _engine_info(d)
+    rec = {
+        "verified": True,
+        "backend": "tensorrt",
+        "precision": precision,
+        "engine_sha256": sha256_file(_plan_file(d, info)),  # stale as soon as the engine is rebuilt
+        "engine_json": info,
+        "bundle": b.name,
+        "manifest_sha256": b.manifest_sha256,
+        "skugen_version": __version__,
+        "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "by": "skugen verify (install.sh)",
+        "verify_log": log,
+    }
+    return atomic_write_json(d / VERIFIED_FILE, rec)
+
+
+def engine_verified(engine_dir: str | os.PathLike) -> bool:
+    """True when engine_dir has a verified.json whose engine_sha256 matches the engine file now on disk."""
+    d = Path(engine_dir)
+    try:
+        rec = json.loads((d / VERIFIED_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    plan = _plan_file(d, _engine_info(d))
+    return bool(rec.get("verified")) and plan.is_file() and rec.get("engine_sha256") == sha256_file(plan)
+
+
+def engine_status(bundle: str | os.PathLike | Bundle) -> list[dict]:
+    b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    return [{"key": d.name, "precision": _engine_precision(d, _engine_info(d)), "verified": engine_verified(d)}
+            for d in _engine_dirs(b)]
+
+
+# ----------------------------------------------------------------------------- CLI
+
+_EPILOG = """\
+Targets:
+  jetson-orin     AGX Orin / Orin NX / Orin Nano, JetPack 6.1+ (sm_87, TensorRT 10)
+  jetson-xavier   AGX Xavier / Xavier NX, JetPack 5.1 (sm_72; onnxruntime only, see docs/jetson.md)
+  x86-gpu         x86-64 Linux + any NVIDIA GPU (TensorRT 10 from pip when missing)
+
+Examples:
+  skugen deploy runs/demo/bundle --target jetson-orin --out cgan-orin.tar.gz
+  skugen deploy bundle.tar --target x86-gpu --out pkg.tgz --json
+  # on the device:
+  tar xzf cgan-orin.tar.gz && cd skugen-*-jetson-orin && ./install.sh
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("deploy", help="package a bundle for Jetson / x86-gpu",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Verify a bundle, then write a self-contained .tar.gz for one target: the bundle "
+                                   "(no engines), the runtime (no torch), requirements, install.sh (device checks, "
+                                   "engine build + verify on the device) and a README.",
+                       epilog=_EPILOG)
+    p.add_argument("bundle", help="bundle directory or .tar")
+    p.add_argument("--target", required=True, metavar="TARGET", help=f"one of: {', '.join(TARGETS)}")
+    p.add_argument("--out", default=None, help="package file (.tar.gz); default skugen-NAME-TARGET.tar.gz")
+    p.add_argument("--no-verify", action="store_true", help="package without running `skugen verify` first")
+    p.add_argument("--json", action="store_true", help="print the package summary as JSON")
+    p.set_defaults(func=_cmd_deploy)
+
+
+def _cmd_deploy(args) -> int:
+    t = get_target(args.target)  # fail on a bad target before touching the bundle
+    b = load_bundle(args.bundle)
+    out = Path(args.out or f"{_safe(f'skugen-{b.name}-{t.name}')}.tar.gz")
+    path = deploy(b, t.name, out, verify=not args.no_verify)
+    s = {"package": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path), "target": t.name,
+         "bundle": b.name, "engine_precisions": engine_precisions(b), "verified": not args.no_verify}
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(f"{path}  ({s['bytes'] / 1e6:.2f} MB, sha256 {s['sha256'][:16]}...)")
+        print(f"  bundle {b.name} ({b.kind}) for {t.title}; verified on this host: {'yes' if s['verified'] else 'NO'}")
+        print(f"  on the device: tar xzf {path.name} && cd {_safe(f'skugen-{b.name}-{t.name}')} && ./install.sh")
+    return 0
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """`python -m skugen.deploy mark-verified|status BUNDLE`: the device-side helpers install.sh calls."""
+    from .errors import SkugenError
+
+    p = argparse.ArgumentParser(prog="python -m skugen.deploy")
+    sp = p.add_subparsers(dest="cmd", required=True)
+    m = sp.add_parser("mark-verified", help="mark the newest engine of a precision verified (after skugen verify passed)")
+    m.add_argument("bundle")
+    m.add_argument("--precision", required=True)
+    m.add_argument("--log", default=None, help="file with the `skugen verify` output to keep in verified.json")
+    s = sp.add_parser("status", help="list the bundle's engines and whether each is verified")
+    s.add_argument("bundle")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "mark-verified":
+            log = Path(args.log).read_text(errors="replace")[-20000:] if args.log else None
+            print(f"[skugen] marked verified: {mark_engine_verified(args.bundle, args.precision, log)}")
+        else:
+            rows = engine_status(args.bundle)
+            for r in rows:
+                print(f"[skugen] engine {r['key']}: {r['precision']}, {'VERIFIED' if r['verified'] else 'not verified'}")
+            if not rows:
+                print("[skugen] no TensorRT engines built (onnxruntime only)")
+    except SkugenError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -1,0 +1,884 @@
+"""The runtime API: `skugen.load(bundle)` -> Pipeline -> generate / enhance / evaluate.
+
+    with skugen.load("runs/demo/bundle") as pipe:            # backend/precision "auto"
+        res = pipe.generate(labels=["sneaker"], n=16, seed=0)  # Result
+        res.save("out/")                                       # PNGs with provenance tEXt
+        print(res.report.to_json())                            # latency pre/infer/post, memory, env
+
+Choosing a backend and precision ("auto"):
+    backend   = TensorRT when skugen.backends.tensorrt_usable() (TensorRT + pycuda + a GPU), else ONNX Runtime;
+    precision = on ONNX Runtime int8 when the bundle has it (else fp32); on TensorRT fp16.
+
+Batching: a request of n items runs in chunks of at most `io.max_batch` (the
+largest batch the bundle was exported/profiled for); a smaller request uses the
+model's dynamic batch axis as it is (no padding to a fixed batch), so batch 1
+costs batch-1 compute. Enhancer tiles are batched the same way, further capped
+so one batch's float output stays under 64 MiB.
+
+Threads: one Pipeline may be shared by many threads. Inference goes through the
+runner (ONNX Runtime's InferenceSession.run is re-entrant; the TensorRT runner
+serialises itself), everything else is per-call state, and the rolling latency
+statistics take a lock. close() waits for in-flight calls.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import __version__, prepost, tiling
+from .bundle import MANIFEST, Bundle, load_bundle
+from .errors import BackendUnavailable, BundleError, InputError, SkugenError, need_extra
+from .io import atomic_write_bytes
+from .report import CallTiming, LatencyStats, Report, memory_snapshot
+
+log = logging.getLogger("skugen.pipeline")
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+DEFAULT_MAX_BATCH = 64
+FID_NAME = "FID-proxy (fmnist-classifier features)"
+IPTC_AI = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+
+# ----------------------------------------------------------------------------- model spec from the manifest
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the pipeline needs from a manifest, validated once at load (BundleError if malformed)."""
+
+    kind: str
+    inputs: tuple[str, ...]
+    output: str
+    max_batch: int
+    value_range: Any
+    # generator
+    z_dim: int = 0
+    n_classes: int = 0
+    class_names: tuple[str, ...] = ()
+    # enhancer
+    scale: int = 1
+    tile_size: int | None = None
+    tile_overlap: int = 0
+    in_mean: tuple = (0.0,)
+    in_std: tuple = (1.0,)
+
+
+def _spec(b: Bundle) -> ModelSpec:
+    m = b.manifest
+    where = f"bundle {b.root}"
+
+    def fail(what: str) -> BundleError:
+        return BundleError(f"{where}: manifest {what}. The bundle is malformed or from an incompatible "
+                           "exporter; re-export it with `skugen export`.")
+
+    io_ = m.get("io")
+    if not isinstance(io_, dict):
+        raise fail("has no 'io' section")
+    try:
+        ins = tuple(str(t["name"]) for t in io_["inputs"])
+        outs = [str(t["name"]) for t in io_["outputs"]]
+    except (KeyError, TypeError):
+        raise fail("io.inputs / io.outputs must be lists of {name, dtype, shape}") from None
+    if not outs:
+        raise fail("lists no outputs")
+
+    def pos_int(d: dict, key: str, default=None) -> int:
+        v = d.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise fail(f"field {key}={v!r} must be a positive int")
+        return v
+
+    max_batch = pos_int(io_, "max_batch", DEFAULT_MAX_BATCH)
+    post = m.get("postprocess") or {}
+    kind = m["kind"]
+    if kind == "generator":
+        if set(ins) != {"z", "onehot"}:
+            raise fail(f"generator inputs {ins} are not (z, onehot)")
+        names = io_.get("class_names") or []
+        if not isinstance(names, list) or not all(isinstance(s, str) for s in names):
+            raise fail("io.class_names must be a list of strings")
+        n_classes = pos_int(io_, "n_classes", len(names) or None)
+        if names and len(names) != n_classes:
+            raise fail(f"has {len(names)} class names but n_classes={n_classes}")
+        return ModelSpec(kind, ("z", "onehot"), outs[0], max_batch, _value_range(post.get("value_range", "-1,1")),
+                         z_dim=pos_int(io_, "z_dim"), n_classes=n_classes, class_names=tuple(names))
+    if ins != ("lr",):
+        raise fail(f"enhancer inputs {ins} are not (lr,)")
+    tile = m.get("tile") or io_.get("tile") or {}
+    size = tile.get("size")
+    overlap = tile.get("overlap", 0)
+    if size is not None:
+        try:
+            tiling.check_tile_params(size, overlap)
+        except InputError as e:
+            raise fail(f"tile section is invalid ({e})") from None
+    pre = m.get("preprocess") or {}
+    try:  # one number or one per channel, in [0, 1] units (torchvision style)
+        mean = tuple(float(v) for v in np.atleast_1d(pre.get("mean", 0.0)))
+        std = tuple(float(v) for v in np.atleast_1d(pre.get("std", 1.0)))
+    except (TypeError, ValueError):
+        raise fail(f"preprocess mean/std {pre.get('mean')!r}/{pre.get('std')!r} are not numbers") from None
+    if len(mean) not in (1, 3) or len(std) not in (1, 3) or min(std) <= 0:
+        raise fail(f"preprocess mean/std {mean}/{std} must be 1 or 3 numbers, std > 0")
+    radius = tile.get("receptive_radius")
+    if size is not None and isinstance(radius, int) and overlap // 2 < radius:
+        log.warning("bundle %s: tile overlap %d < 2 x receptive radius %d; tiled outputs will differ from "
+                    "untiled ones near tile seams. Re-export with a larger tile overlap.", b.name, overlap, radius)
+    return ModelSpec(kind, ("lr",), outs[0], max_batch, _value_range(post.get("value_range", "0,1")),
+                     scale=pos_int(io_, "scale", 2), tile_size=size, tile_overlap=int(overlap),
+                     in_mean=mean, in_std=std)
+
+
+def _value_range(v: Any) -> Any:
+    # Manifests write [lo, hi]; the kernels take "-1,1" / "0,1" or a (lo, hi) pair.
+    return tuple(v) if isinstance(v, list) else v
+
+# ----------------------------------------------------------------------------- load
+
+
+def _resolve(backend: Any, precision: Any, bundle: Bundle) -> tuple[str, str]:
+    if backend not in BACKENDS:
+        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if backend == "auto":
+        from .backends import tensorrt_usable
+
+        backend = "tensorrt" if tensorrt_usable() else "onnxruntime"
+    have = bundle.precisions
+    if precision == "auto":
+        if backend == "tensorrt":
+            precision = "fp16"
+        else:
+            precision = "int8" if "int8" in have else "fp32"
+    if backend == "onnxruntime" and precision not in have:
+        if precision == "fp16":
+            raise InputError(f"precision 'fp16' runs on TensorRT; ONNX Runtime runs this bundle's "
+                             f"{have} models. Use backend='tensorrt' on an NVIDIA GPU, or precision='fp32'/'int8'.")
+        raise InputError(f"bundle {bundle.name!r} has no {precision!r} model (it has {have}); "
+                         "re-export with INT8 or pick one of those precisions.")
+    return backend, precision
+
+
+def _check_threads(threads: Any) -> int | None:
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise InputError(f"threads must be a positive int or None (all cores), got {threads!r}")
+    return int(threads)
+
+
+def load(path: Any, backend: str = "auto", precision: str = "auto", threads: int | None = None,
+         verify: bool = True) -> "Pipeline":
+    """Open (and sha256-verify) a bundle and return a ready Pipeline.
+
+    backend: "auto" | "onnxruntime" | "tensorrt"; precision: "auto" | "fp32" | "fp16" | "int8"
+    (see the module docstring for what auto picks). threads: intra-op CPU threads for
+    ONNX Runtime (None: SKUGEN_NUM_THREADS, else all cores).
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"bundle path must be a str or path, got {type(path).__name__}")
+    threads = _check_threads(threads)
+    if backend not in BACKENDS:  # before the (slower) bundle verification
+        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    bundle = load_bundle(path, verify=verify)
+    spec = _spec(bundle)
+    backend, precision = _resolve(backend, precision, bundle)
+    if backend == "tensorrt":
+        try:
+            from .backends.tensorrt import TensorRTRunner
+        except ImportError as e:
+            raise need_extra("the TensorRT backend", "tensorrt", e) from e
+        runner = TensorRTRunner(bundle, precision)
+    else:
+        from .backends.onnxruntime import OnnxRuntimeRunner
+
+        runner = OnnxRuntimeRunner(bundle.model_path(precision), intra_op_threads=threads)
+    runner.activate()
+    try:
+        return Pipeline(bundle, spec, runner, backend, precision, threads)
+    except BaseException:
+        runner.deactivate()
+        raise
+
+# ----------------------------------------------------------------------------- result
+
+
+@dataclass
+class Result:
+    """What generate/enhance return.
+
+    images: uint8 (N, H, W, C) array, or a list of (H, W, C) arrays when sizes differ.
+    labels / class_names / seeds / seed_indices: per image (generator), None for the enhancer.
+        Image i came from latents row `seed_indices[i]` of default_rng(seeds[i]); None when
+        the caller passed latents.
+    report: a Report with this call's pre/infer/post latency and the pipeline's rolling
+        session statistics as of when you first read it.
+    """
+
+    images: np.ndarray | list
+    labels: list | None
+    class_names: list | None
+    seeds: list | None
+    seed_indices: list | None
+    timing: CallTiming
+    provenance: list = field(repr=False)  # per-image PNG tEXt fields
+    sources: list | None = field(default=None, repr=False)  # enhancer: input file stems
+    _make_report: Any = field(default=None, repr=False)
+    _report: Report | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def report(self) -> Report:
+        if self._report is None:
+            self._report = self._make_report(self.timing)
+        return self._report
+
+    def _names(self) -> list[str]:
+        names = []
+        for i in range(len(self)):
+            if self.class_names is not None:
+                cls = prepost._norm_name(self.class_names[i]) or f"class{self.labels[i]}"
+                seed = f"_seed{self.seeds[i]}-{self.seed_indices[i]}" if self.seeds and self.seeds[i] is not None else ""
+                names.append(f"{i:04d}_{cls}{seed}.png")
+            else:
+                stem = (self.sources[i] if self.sources else None) or "image"
+                names.append(f"{i:04d}_{stem}_x{self.provenance[i].get('Scale', '')}.png")
+        return names
+
+    def save(self, directory: str | os.PathLike) -> list[Path]:
+        """Write one PNG per image (atomically) with provenance tEXt; returns the paths."""
+        d = Path(directory)
+        if d.exists() and not d.is_dir():
+            raise InputError(f"{d} exists and is not a directory; pass a directory to save into")
+        created = _now()
+        paths = []
+        for name, img, text in zip(self._names(), self.images, self.provenance):
+            p = d / name
+            atomic_write_bytes(p, prepost.encode_png(img, {**text, "Creation Time": created}))
+            paths.append(p)
+        return paths
+
+    def grid(self, cols: int | None = None, pad: int = 2) -> np.ndarray:
+        """All images tiled into one uint8 (H, W, C) array (a contact sheet)."""
+        return prepost.make_grid(list(self.images), cols=cols, pad=pad)
+
+    def save_grid(self, path: str | os.PathLike, cols: int | None = None, pad: int = 2) -> Path:
+        """One grid PNG with provenance tEXt summarising every image (classes, seeds)."""
+        text = dict(self.provenance[0])
+        for k in ("Class", "Seed", "Seed-Index", "Source-File"):
+            text.pop(k, None)
+        if self.class_names is not None:
+            text["Classes"] = ",".join(self.class_names)
+            if self.seeds and self.seeds[0] is not None:
+                text["Seed"] = str(self.seeds[0])  # one seed per call: row-major latents, see seed_indices
+        text["Images"] = str(len(self))
+        text["Creation Time"] = _now()
+        return atomic_write_bytes(Path(path), prepost.encode_png(self.grid(cols, pad), text))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+class Pipeline:
+    """A loaded bundle + backend runner + pre/post-processing. Create with skugen.load()."""
+
+    def __init__(self, bundle: Bundle, spec: ModelSpec, runner, backend: str, precision: str,
+                 threads: int | None = None) -> None:
+        self.bundle = bundle
+        self.spec = spec
+        self.runner = runner
+        self.backend = backend
+        self.precision = precision
+        self.threads = threads
+        rinfo = dict(getattr(runner, "info", {}) or {})
+        self.device = rinfo.get("device") or ("gpu" if backend == "tensorrt" else "cpu")
+        self.processor = prepost.get_processor(self.device)
+        self.stats = LatencyStats()
+        self._state = threading.Condition()
+        self._inflight = 0
+        self._closed = False
+        self._check_runner_io()
+        self.info = {
+            "backend": backend,
+            "precision": precision,
+            "device": self.device,
+            "providers": rinfo.get("providers", [backend]),
+            "threads": rinfo.get("intra_op_threads", threads),
+            "processor": repr(self.processor),
+            "max_batch": spec.max_batch,
+            "bundle": {"name": bundle.name, "kind": bundle.kind, "path": str(bundle.root),
+                       "sha256": bundle.manifest_sha256, "model_file": bundle.manifest["models"][precision]["file"],
+                       "model_sha256": bundle.model_sha256(precision),
+                       "schema_version": bundle.manifest.get("schema_version")},
+            "versions": {"skugen": __version__, "numpy": np.__version__,
+                         **{k: v for k, v in rinfo.items() if k in ("onnxruntime", "tensorrt", "cuda")}},
+        }
+        # Fixed-range engines (TensorRT optimisation profiles) accept LR sizes only within [min, max]:
+        # tiles are capped to max and smaller ones edge-padded up to min (and the output cropped).
+        self._hw_min, self._hw_max = (1, 1), None
+        prof = getattr(runner, "profile", None)
+        if spec.kind == "enhancer" and callable(prof):
+            lr = prof().get("lr") or {}
+            if lr.get("min") and lr.get("max"):
+                self._hw_min = (int(lr["min"][2]), int(lr["min"][3]))
+                self._hw_max = (int(lr["max"][2]), int(lr["max"][3]))
+                self.info["lr_profile"] = {"min": list(self._hw_min), "max": list(self._hw_max)}
+        if spec.kind == "enhancer":
+            self.info["tile"] = {"size": spec.tile_size, "overlap": spec.tile_overlap, "scale": spec.scale}
+        else:
+            self.info["classes"] = list(spec.class_names)
+
+    def _check_runner_io(self) -> None:
+        """The ONNX/engine must have the inputs the manifest promises (else a corrupted/mismatched bundle)."""
+        try:
+            meta = self.runner.input_metadata()
+        except (AttributeError, NotImplementedError):
+            return
+        if set(meta) != set(self.spec.inputs):
+            raise BundleError(f"bundle {self.bundle.name!r}: the model's inputs {sorted(meta)} do not match the "
+                              f"manifest's {list(self.spec.inputs)}; re-export the bundle.")
+        if self.spec.kind == "generator":
+            z, oh = meta["z"].shape, meta["onehot"].shape
+            if (isinstance(z[-1], int) and z[-1] != self.spec.z_dim) or \
+                    (isinstance(oh[-1], int) and oh[-1] != self.spec.n_classes):
+                raise BundleError(f"bundle {self.bundle.name!r}: model inputs z{z} / onehot{oh} disagree with the "
+                                  f"manifest (z_dim={self.spec.z_dim}, n_classes={self.spec.n_classes}); re-export.")
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the backend (ORT session / TensorRT engine). Waits for in-flight calls; idempotent."""
+        with self._state:
+            if self._closed:
+                return
+            self._closed = True
+            while self._inflight:
+                self._state.wait()
+        self.runner.deactivate()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Pipeline({self.bundle.name!r}, kind={self.spec.kind}, backend={self.backend}, "
+                f"precision={self.precision}, device={self.device}{', closed' if self._closed else ''})")
+
+    @contextlib.contextmanager
+    def _call(self, kind: str):
+        if self.spec.kind != kind:
+            other = "enhance" if kind == "generator" else "generate"
+            a = {"generator": "a generator", "enhancer": "an enhancer"}
+            raise InputError(f"bundle {self.bundle.name!r} is {a[self.spec.kind]}, not {a[kind]}: "
+                             f"call pipe.{other}(...) instead")
+        with self._state:
+            if self._closed:
+                raise InputError("this Pipeline is closed; open the bundle again with skugen.load(...)")
+            self._inflight += 1
+        try:
+            yield
+        finally:
+            with self._state:
+                self._inflight -= 1
+                if not self._inflight:
+                    self._state.notify_all()
+
+    def _infer(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        # Inputs are built and validated by us, so the runner's own per-call check is skipped.
+        return self.runner.infer(feed, check=False)[self.spec.output]
+
+    # -- generator ------------------------------------------------------------------------
+    def generate(self, labels: Any = None, seed: int | None = None, n: int | None = None,
+                 latents: np.ndarray | None = None) -> Result:
+        """Generate product images.
+
+        labels: class index, class name (case-insensitive; '-', '_', ' ' ignored) or a list of them.
+            One label with n=k gives k images of that class; None cycles through the classes.
+        seed: latents are default_rng(seed).standard_normal((n, z_dim), float32); None draws a
+            fresh seed, which is recorded in Result.seeds and the PNG metadata.
+        latents: (n, z_dim) float array instead of a seed.
+        Returns a Result with images uint8 (n, H, W, C) (C=1 for grey products).
+        """
+        with self._call("generator"):
+            sp = self.spec
+            t0 = time.perf_counter()
+            if latents is not None:
+                if seed is not None:
+                    raise InputError("pass either seed= or latents=, not both (latents already fix the noise)")
+                z = prepost.check_latents(latents, sp.z_dim)  # (n, z_dim)
+                if n is not None and prepost.check_count(n) != z.shape[0]:
+                    raise InputError(f"n={n} but latents has {z.shape[0]} rows; drop n or make them agree")
+                y = prepost.resolve_labels(labels, z.shape[0], sp.class_names, sp.n_classes)
+                seed_v = None
+            else:
+                y = prepost.resolve_labels(labels, n, sp.class_names, sp.n_classes)  # (n,)
+                seed_v = prepost.check_seed(seed)
+                if seed_v is None:
+                    seed_v = prepost.fresh_seed()
+                z = prepost.make_latents(seed_v, len(y), sp.z_dim)  # (n, z_dim)
+            oh = prepost.onehot(y, sp.n_classes)  # (n, n_classes)
+            count = len(y)
+            pre = time.perf_counter() - t0
+            infer = post = 0.0
+            images = None
+            for i in range(0, count, sp.max_batch):
+                j = min(i + sp.max_batch, count)
+                t1 = time.perf_counter()
+                out = self._infer({"z": z[i:j], "onehot": oh[i:j]})  # (b, C, H, W) in value_range
+                t2 = time.perf_counter()
+                if out.ndim != 4 or out.shape[0] != j - i or out.shape[1] not in (1, 3):
+                    raise BundleError(f"generator output has shape {out.shape}; expected ({j - i}, 1|3, H, W). "
+                                      "The bundle's model does not match its manifest; re-export it.")
+                u = self.processor.postprocess(np.ascontiguousarray(out), sp.value_range,
+                                               "GRAY" if out.shape[1] == 1 else "RGB")  # (b, H, W[, C])
+                if images is None:
+                    images = np.empty((count, *out.shape[2:], out.shape[1]), dtype=np.uint8)  # (n, H, W, C)
+                images[i:j] = u.reshape(images[i:j].shape)
+                t3 = time.perf_counter()
+                infer += t2 - t1
+                post += t3 - t2
+            timing = CallTiming(pre, infer, post, count, time.perf_counter() - t0)
+            self.stats.add(pre, infer, post, count, timing.total)
+        names = [sp.class_names[k] if sp.class_names else str(k) for k in y.tolist()]
+        seeds = [seed_v] * count
+        idx = list(range(count)) if seed_v is not None else [None] * count
+        base = self._provenance_base()
+        prov = [{**base, "Class": names[k], "Class-Index": str(int(y[k])),
+                 "Seed": "" if seed_v is None else str(seed_v), "Seed-Index": "" if seed_v is None else str(k),
+                 "DigitalSourceType": IPTC_AI} for k in range(count)]
+        return Result(images, [int(v) for v in y], names, seeds, idx, timing, prov,
+                      _make_report=functools.partial(self._report, "call"))
+
+    # -- enhancer ------------------------------------------------------------------------
+    def enhance(self, images: Any, tile: bool | int | None = True, progress: bool = False) -> Result:
+        """Enhance (x scale) photos: uint8 (H, W, 3) arrays (or a (B, H, W, 3) batch), PIL images
+        or file paths, of any size.
+
+        tile: True uses the bundle's tile size/overlap (large photos in bounded memory; output equal
+            to the untiled one up to float rounding); False runs each image whole; an int overrides
+            the tile size (LR pixels).
+        progress: show a tqdm bar over tiles (when tqdm is installed).
+        Returns a Result whose images are (N, sH, sW, 3) uint8, or a list when sizes differ.
+        """
+        with self._call("enhancer"):
+            sp = self.spec
+            s = sp.scale
+            t0 = time.perf_counter()
+            arrays, names = prepost.as_rgb_images(images)
+            size, overlap = self._tile_params(tile, max(max(a.shape[:2]) for a in arrays))
+            shapes = {a.shape for a in arrays}
+            try:
+                if len(shapes) == 1:
+                    h, w, _ = arrays[0].shape
+                    stacked = np.empty((len(arrays), h * s, w * s, 3), dtype=np.uint8)  # (N, sH, sW, 3)
+                    outs: Sequence[np.ndarray] = list(stacked)
+                else:
+                    stacked = None
+                    outs = [np.empty((a.shape[0] * s, a.shape[1] * s, 3), dtype=np.uint8) for a in arrays]
+            except MemoryError:
+                raise InputError(f"not enough memory for the x{s} output of {len(arrays)} image(s) of "
+                                 f"{sorted(shapes)}; enhance fewer or smaller images per call") from None
+            # Work items grouped by tile shape, so tiles of different images (and whole small
+            # images) of the same size share a batch.
+            groups: dict[tuple[int, int], list[tuple[int, tiling.Tile]]] = {}
+            for i, a in enumerate(arrays):
+                h, w = a.shape[:2]
+                tiles = (tiling.plan_tiles(h, w, size, overlap) if size else
+                         [tiling.Tile(0, 0, h, w, 0, h, 0, w)])
+                for t in tiles:
+                    groups.setdefault(t.shape, []).append((i, t))
+            pre = time.perf_counter() - t0
+            infer = post = 0.0
+            bar = _progress_bar(sum(len(v) for v in groups.values()), progress)
+            try:
+                for (th, tw), items in groups.items():
+                    bs = tiling.batch_size((th, tw), 3, s, sp.max_batch)
+                    for chunk in tiling.chunks(items, bs):
+                        t1 = time.perf_counter()
+                        crops = [arrays[i][t.y: t.y + th, t.x: t.x + tw] for i, t in chunk]  # views
+                        ph, pw = max(th, self._hw_min[0]), max(tw, self._hw_min[1])
+                        if (ph, pw) != (th, tw):  # below the engine's minimum: edge-pad, crop the output below
+                            crops = [np.pad(c, ((0, ph - th), (0, pw - tw), (0, 0)), mode="edge") for c in crops]
+                        x = prepost.images_to_unit_nchw(crops, self.processor, sp.in_mean, sp.in_std)  # (b,3,ph,pw)
+                        t2 = time.perf_counter()
+                        y = self._infer({"lr": x})  # (b, 3, s*ph, s*pw)
+                        t3 = time.perf_counter()
+                        if y.shape != (len(chunk), 3, ph * s, pw * s):
+                            raise BundleError(f"enhancer output has shape {y.shape}, expected "
+                                              f"{(len(chunk), 3, ph * s, pw * s)} for x{s}; the bundle's model "
+                                              "does not match its manifest. Re-export it.")
+                        y = y[:, :, : th * s, : tw * s]
+                        u = self.processor.postprocess(np.ascontiguousarray(y), sp.value_range, "RGB")
+                        for (i, t), ut in zip(chunk, u):  # ut: (s*th, s*tw, 3)
+                            tiling.stitch(outs[i], t, ut, s)
+                        t4 = time.perf_counter()
+                        pre += t2 - t1
+                        infer += t3 - t2
+                        post += t4 - t3
+                        if bar is not None:
+                            bar.update(len(chunk))
+            finally:
+                if bar is not None:
+                    bar.close()
+            timing = CallTiming(pre, infer, post, len(arrays), time.perf_counter() - t0)
+            self.stats.add(pre, infer, post, len(arrays), timing.total)
+        base = self._provenance_base()
+        prov = [{**base, "Scale": str(s), **({"Source-File": nm} if nm else {})} for nm in names]
+        return Result(stacked if stacked is not None else list(outs), None, None, None, None, timing, prov,
+                      sources=names, _make_report=functools.partial(self._report, "call"))
+
+    def _tile_params(self, tile: Any, max_side: int) -> tuple[int | None, int]:
+        """(tile size or None for whole images, overlap) for this call."""
+        sp = self.spec
+        if tile is True or tile is None:
+            size = sp.tile_size
+        elif tile is False:
+            size = None
+        elif isinstance(tile, (int, np.integer)) and not isinstance(tile, (bool, np.bool_)):
+            size = int(tile)
+            tiling.check_tile_params(size, min(sp.tile_overlap, max(size - 1, 0)))
+        else:
+            raise InputError(f"tile must be True, False or a tile size in LR pixels (int), got {tile!r}")
+        if self._hw_max is not None:  # the engine cannot take more than its profile's max
+            cap = min(self._hw_max)
+            if size is None and max_side > cap:
+                log.warning("image side %d exceeds the engine's max %d: tiling anyway", max_side, cap)
+            size = cap if size is None and max_side > cap else (min(size, cap) if size else size)
+        if size is None:
+            return None, 0
+        overlap = min(sp.tile_overlap, size - 1)
+        if overlap < sp.tile_overlap:
+            log.warning("tile size %d leaves overlap %d < the bundle's %d: tile seams may show",
+                        size, overlap, sp.tile_overlap)
+        return size, overlap
+
+    def _provenance_base(self) -> dict[str, str]:
+        return {"Software": f"skugen {__version__}", "Model": self.bundle.name,
+                "Bundle-SHA256": self.bundle.manifest_sha256,
+                "Model-SHA256": self.info["bundle"]["model_sha256"],
+                "Backend": f"{self.backend}/{self.precision}", "AI-Generated": "true"}
+
+    # -- reports ----------------------------------------------------------------------------
+    def _report(self, kind: str, timing: CallTiming | None = None, quality: dict | None = None,
+                notes: list | None = None, extra_config: dict | None = None) -> Report:
+        sess = self.stats.summary()
+        call = timing.to_dict() if timing is not None else None
+        return Report(
+            kind=kind, backend=self.backend, precision=self.precision, device=self.device,
+            bundle=dict(self.info["bundle"]),
+            config={"threads": self.info["threads"], "providers": self.info["providers"],
+                    "max_batch": self.spec.max_batch, "processor": self.info["processor"],
+                    **({"tile": self.info["tile"]} if "tile" in self.info else {}), **(extra_config or {})},
+            latency={"call": call, "session": sess},
+            throughput={"call_images_per_s": call["images_per_s"] if call else None, **sess["throughput"]},
+            memory=self._memory(), quality=quality or {}, notes=list(notes or []),
+        )
+
+    def _memory(self) -> dict:
+        mem = memory_snapshot()
+        gm = getattr(self.runner, "gpu_memory", None)
+        if callable(gm) and self.runner.is_active:
+            with contextlib.suppress(Exception):  # memory is informational; never fail a report on it
+                mem["gpu_runner"] = gm()
+        return mem
+
+    def report(self) -> Report:
+        """The session report: rolling pre/infer/post percentiles over this pipeline's calls."""
+        return self._report("session")
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, reference: Any = None, *, inputs: Any = None, classifier: Any = None,
+                 n: int | None = None, seed: int = 0, labels: Any = None) -> Report:
+        """Quality report, returned as a Report (kind 'evaluate').
+
+        Generator:
+            reference: a teacher bundle path / Pipeline (same latents -> PSNR/SSIM fidelity and
+                FID-proxy student vs teacher), or real uint8 images (N, H, W[, 1]) for the FID-proxy.
+            classifier: an ONNX file with input 'image' (batch, 1, 32, 32) in [-1, 1] and outputs
+                'logits' (+ 'features' for the FID-proxy): class fidelity = top-1 agreement with the
+                requested class. Without it those fields say why they were skipped.
+            n (default 256) images of `labels` (default: every class in turn) from `seed`.
+        Enhancer (PSNR-Y / SSIM-Y, BasicSR, crop = scale):
+            reference: ground-truth HR images (arrays / paths), with inputs= LR images, or with LR
+                made by PIL bicubic x1/scale of the references when inputs is None; or a teacher
+                bundle path / Pipeline (inputs default: the bundle's golden inputs).
+        """
+        from . import metrics
+
+        if self.spec.kind == "generator":
+            quality, notes, cfg = self._evaluate_generator(reference, classifier, n, seed, labels, metrics)
+        else:
+            quality, notes, cfg = self._evaluate_enhancer(reference, inputs, metrics)
+        return self._report("evaluate", quality=quality, notes=notes, extra_config={"evaluate": cfg})
+
+    def _open_reference(self, reference: Any) -> tuple["Pipeline | None", bool]:
+        """A reference bundle (path or Pipeline) -> (pipeline, whether we opened it)."""
+        if isinstance(reference, Pipeline):
+            ref, own = reference, False
+        elif isinstance(reference, (str, os.PathLike)) and _looks_like_bundle(reference):
+            ref, own = load(reference, backend="onnxruntime", precision="fp32", threads=self.threads), True
+        else:
+            return None, False
+        sp, rp = self.spec, ref.spec
+        same = sp.kind == rp.kind and ((sp.z_dim, sp.n_classes) == (rp.z_dim, rp.n_classes)
+                                       if sp.kind == "generator" else sp.scale == rp.scale)
+        if not same:
+            if own:
+                ref.close()
+            raise InputError(f"reference bundle {ref.bundle.name!r} ({rp.kind}) does not take the same inputs "
+                             f"as {self.bundle.name!r} ({sp.kind}); compare a student with its own teacher")
+        return ref, own
+
+    def _evaluate_generator(self, reference, classifier, n, seed, labels, metrics):
+        n = prepost.check_count(n) if n is not None else (None if labels is not None else 256)
+        res = self.generate(labels=labels, seed=seed, n=n)
+        n = len(res)
+        cfg = {"n": n, "seed": seed, "reference": _describe(reference), "classifier": _describe(classifier)}
+        quality: dict = {}
+        notes: list = []
+        ref_pipe, own = self._open_reference(reference)
+        real = None
+        if reference is not None and ref_pipe is None:
+            real = _gray_uint8(reference)
+        try:
+            ref_images = None
+            if ref_pipe is not None:
+                ref_images = ref_pipe.generate(labels=res.labels, seed=seed, n=n).images
+                against = f"reference bundle {ref_pipe.bundle.name} ({ref_pipe.precision}) on the same latents"
+                for key, fn in (("psnr", metrics.psnr_result), ("ssim", metrics.ssim_result)):
+                    quality[key] = {**fn(res.images, ref_images).to_dict(), "against": against}
+            else:
+                why = "no reference bundle given (reference=TEACHER_BUNDLE compares outputs on the same latents)"
+                quality["psnr"] = {"metric": "psnr", "skipped": why}
+                quality["ssim"] = {"metric": "ssim", "skipped": why}
+            if classifier is None:
+                why = ("no classifier= given (an ONNX file with input 'image' [batch,1,32,32] and outputs "
+                       "'logits', 'features')")
+                quality["fid_proxy"] = {"name": FID_NAME, "skipped": why}
+                quality["class_fidelity"] = {"name": "class fidelity", "skipped": why}
+                return quality, notes, cfg
+            with _Classifier(classifier, self.threads, self.processor) as clf:
+                logits, feats = clf(res.images)
+                want = np.asarray(res.labels)
+                quality["class_fidelity"] = {
+                    "name": "class fidelity", "value": float(np.mean(logits.argmax(1) == want)), "n": n,
+                    "definition": "top-1 of the classifier == requested class, over generated images"}
+                if ref_images is not None:
+                    r_logits, r_feats = clf(ref_images)
+                    quality["class_fidelity"]["reference_value"] = float(np.mean(r_logits.argmax(1) == want))
+                elif real is not None:
+                    r_feats = clf(real)[1]
+                else:
+                    r_feats = None
+                if feats is None:
+                    quality["fid_proxy"] = {"name": FID_NAME, "skipped": "the classifier has no 'features' output"}
+                elif r_feats is None:
+                    quality["fid_proxy"] = {"name": FID_NAME, "skipped": "no reference= (teacher bundle or real "
+                                            "images) to compare features with"}
+                else:
+                    quality["fid_proxy"] = {
+                        "name": FID_NAME, "value": metrics.fid_from_features(feats, r_feats),
+                        "n": n, "n_reference": int(r_feats.shape[0]), "feature_dim": int(feats.shape[1]),
+                        "against": "reference bundle outputs" if ref_images is not None else "real images",
+                        "note": "Frechet distance on our own classifier's features; not comparable to Inception FID"}
+                    if n < feats.shape[1]:
+                        notes.append(f"FID-proxy from {n} images < feature dim {feats.shape[1]}: biased upward; "
+                                     "use n >= 2000 for reportable numbers")
+        finally:
+            if own:
+                ref_pipe.close()
+        return quality, notes, cfg
+
+    def _evaluate_enhancer(self, reference, inputs, metrics):
+        s = self.spec.scale
+        cfg = {"reference": _describe(reference), "inputs": _describe(inputs), "crop_border": s,
+               "y_channel": True}
+        notes: list = []
+        if reference is None:
+            raise InputError("evaluate() needs reference=: ground-truth HR images (with inputs= LR images, or LR "
+                             "made by bicubic downscaling) or a teacher bundle path")
+        ref_pipe, own = self._open_reference(reference)
+        try:
+            if ref_pipe is not None:
+                if inputs is None:
+                    golden_in, _ = self.bundle.golden()
+                    lr_f = golden_in["lr"]  # (B, 3, h, w) float in [0, 1]
+                    inputs = list(np.clip(np.rint(lr_f * 255), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))
+                    notes.append("inputs: the bundle's golden inputs")
+                lr, _ = prepost.as_rgb_images(inputs)
+                out = self.enhance(lr).images
+                ref = ref_pipe.enhance(lr).images
+                against = f"reference bundle {ref_pipe.bundle.name} ({ref_pipe.precision}) on the same inputs"
+            else:
+                hr, _ = prepost.as_rgb_images(reference)
+                if inputs is None:
+                    hr = [h[: h.shape[0] // s * s, : h.shape[1] // s * s] for h in hr]
+                    if any(min(h.shape[:2]) < s for h in hr):
+                        raise InputError(f"reference images must be at least {s}x{s} pixels")
+                    lr = [_bicubic(h, (h.shape[1] // s, h.shape[0] // s)) for h in hr]
+                    notes.append(f"LR inputs made by PIL bicubic x1/{s} downscaling of the references "
+                                 "(BasicSR protocol); pass inputs= for real degraded photos")
+                else:
+                    lr, _ = prepost.as_rgb_images(inputs)
+                    if len(lr) != len(hr):
+                        raise InputError(f"{len(lr)} inputs but {len(hr)} references: pass one HR image per LR one")
+                    for i, (a, b) in enumerate(zip(lr, hr)):
+                        if (a.shape[0] * s, a.shape[1] * s) != b.shape[:2]:
+                            raise InputError(f"reference {i} is {b.shape[:2]} but input {i} x{s} is "
+                                             f"{(a.shape[0] * s, a.shape[1] * s)}: crop the references to match")
+                out = self.enhance(lr).images
+                ref = hr
+                against = "ground-truth images"
+                base = [_bicubic(a, (a.shape[1] * s, a.shape[0] * s)) for a in lr]
+                quality_b = _pairwise(metrics.psnr_result, base, ref, s)
+            quality = {key: {**_pairwise(fn, out, ref, s).to_dict(), "against": against}
+                       for key, fn in (("psnr", metrics.psnr_result), ("ssim", metrics.ssim_result))}
+            if ref_pipe is None:
+                quality["psnr_bicubic_baseline"] = {**quality_b.to_dict(), "against": against,
+                                                    "note": "PIL bicubic upscaling of the same inputs"}
+        finally:
+            if own:
+                ref_pipe.close()
+        return quality, notes, cfg
+
+
+def _pairwise(fn, outs, refs, crop: int):
+    """PSNR/SSIM-Y over image pairs of possibly different sizes -> one QualityResult (mean over images)."""
+    from .metrics import QualityResult
+
+    outs, refs = list(outs), list(refs)
+    if len({o.shape for o in outs}) == 1 and len({r.shape for r in refs}) == 1:
+        return fn(np.stack(outs), np.stack(refs), y_channel=True, crop_border=crop)
+    per = [fn(o, r, y_channel=True, crop_border=crop) for o, r in zip(outs, refs)]
+    vals = tuple(p.value for p in per)
+    return QualityResult(value=float(np.mean(vals)), per_image=vals, metric=per[0].metric,
+                         y_channel=True, crop_border=crop)
+
+
+def _bicubic(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(img).resize(size_wh, Image.BICUBIC))
+
+
+def _looks_like_bundle(p: Any) -> bool:
+    q = Path(p)
+    return (q.is_dir() and (q / MANIFEST).is_file()) or (q.is_file() and q.suffix == ".tar")
+
+
+def _describe(x: Any) -> Any:
+    if x is None or isinstance(x, (str, int, float)):
+        return x
+    if isinstance(x, os.PathLike):
+        return str(x)
+    if isinstance(x, Pipeline):
+        return f"Pipeline({x.bundle.name}, {x.precision})"
+    if isinstance(x, np.ndarray):
+        return f"array{x.shape} {x.dtype}"
+    if isinstance(x, (list, tuple)):
+        return f"{len(x)} items"
+    return type(x).__name__
+
+
+def _gray_uint8(images: Any) -> np.ndarray:
+    """Real images for the FID-proxy: uint8 (N, H, W) or (N, H, W, 1) -> (N, H, W, 1)."""
+    if isinstance(images, (str, os.PathLike)):
+        raise InputError(f"reference {images} is neither a bundle directory (with {MANIFEST}) nor a .tar; "
+                         "for real images pass a uint8 (N, H, W) array")
+    a = np.asarray(images) if isinstance(images, (list, tuple)) else images
+    if not isinstance(a, np.ndarray) or a.dtype != np.uint8:
+        raise InputError("reference images for the FID-proxy must be a uint8 (N, H, W) or (N, H, W, 1) array "
+                         f"(grey, like the generator's output); got {_describe(images)}")
+    if a.ndim == 3:
+        a = a[..., None]
+    if a.ndim != 4 or a.shape[-1] != 1 or a.shape[0] < 2:
+        raise InputError(f"reference images must be (N, H, W) or (N, H, W, 1) grey with N >= 2, got {a.shape}")
+    return a
+
+
+class _Classifier:
+    """The FID-proxy / class-fidelity classifier: ONNX 'image' (B, 1, H, W) in [-1, 1] -> logits, features."""
+
+    def __init__(self, path: Any, threads: int | None, processor) -> None:
+        from .backends.onnxruntime import OnnxRuntimeRunner
+
+        if not isinstance(path, (str, os.PathLike)) or not Path(path).is_file():
+            raise InputError(f"classifier={path!r} must be the path of an ONNX file with input 'image' "
+                             "[batch,1,32,32] and outputs 'logits', 'features'")
+        self.runner = OnnxRuntimeRunner(path, intra_op_threads=threads)
+        self.runner.activate()
+        meta = self.runner.input_metadata()
+        outs = self.runner.output_names()
+        if "image" not in meta or "logits" not in outs:
+            self.runner.deactivate()
+            raise InputError(f"classifier {path} has inputs {sorted(meta)} and outputs {outs}; it needs input "
+                             "'image' and output 'logits' (and 'features' for the FID-proxy)")
+        shp = meta["image"].shape
+        self.hw = tuple(d if isinstance(d, int) else 32 for d in shp[2:4])
+        self.has_features = "features" in outs
+        self.processor = processor
+
+    def __enter__(self) -> "_Classifier":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.runner.deactivate()
+
+    def _prep(self, images: np.ndarray) -> np.ndarray:
+        """(N, h, w, 1) uint8 -> (N, 1, H, W) float32 in [-1, 1]; smaller images are centre-padded with
+        black (the way the training data put 28x28 Fashion-MNIST into 32x32), larger ones resized."""
+        H, W = self.hw
+        n, h, w, _ = images.shape
+        if h <= H and w <= W:
+            if (h, w) != (H, W):
+                top, left = (H - h) // 2, (W - w) // 2
+                canvas = np.zeros((n, H, W, 1), dtype=np.uint8)
+                canvas[:, top: top + h, left: left + w] = images
+                images = canvas
+        return self.processor.preprocess(np.ascontiguousarray(images), (H, W), layout="GRAY", mean=0.5, std=0.5)
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        logits, feats = [], []
+        for i in range(0, len(images), 256):
+            x = self._prep(images[i: i + 256])
+            out = self.runner.infer({"image": x})
+            logits.append(out["logits"])
+            if self.has_features:
+                feats.append(out["features"].reshape(len(x), -1))
+        return np.concatenate(logits), (np.concatenate(feats) if feats else None)
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled or total < 2:
+        return None
+    from . import config
+
+    if config.get_bool("SKUGEN_NO_PROGRESS"):
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # optional: no bar, no error
+        return None
+    return tqdm(total=total, unit="tile", desc="enhance", leave=False, file=sys.stderr)

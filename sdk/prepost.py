@@ -1,0 +1,393 @@
+"""Pre/post-processing for the pipeline: user inputs -> model tensors -> uint8 images.
+
+A thin adapter over `skugen.kernels` (numpy reference on CPU, CUDA kernels on a
+GPU) plus everything that turns "what a user passes" into validated arrays:
+labels (ints or class names), latents, seeds, and images (arrays, PIL images,
+files). Every user mistake becomes an InputError that says how to fix it;
+never a raw numpy / Pillow traceback.
+
+Pillow is imported lazily (decode/encode only), so generating from a bundle
+never pays its import time.
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import InputError
+
+# Largest request (images per call). Beyond this a caller almost certainly passed a
+# wrong number; the latents alone would be n * z_dim * 4 bytes. Split bigger jobs.
+MAX_IMAGES_PER_CALL = 65_536
+MAX_SEED = 2**128 - 1
+
+# ----------------------------------------------------------------------------- processors
+
+
+def get_processor(device: str = "cpu"):
+    """The kernels' processor for a model running on `device` ('cpu' or 'gpu').
+
+    A CPU model gets the numpy reference (uploading to a GPU and back would only
+    add copies); a GPU model gets the CUDA kernels when pycuda + nvcc work,
+    else the numpy reference (its `fallback_reason` says why).
+    """
+    from skugen.kernels.reference import NumpyProcessor
+
+    if device != "gpu":
+        return NumpyProcessor()
+    try:
+        from skugen.kernels import get_processor as _kernels_processor
+    except ImportError as e:  # kernels without a launcher (e.g. a trimmed runtime install)
+        return NumpyProcessor(fallback_reason=f"skugen.kernels.get_processor unavailable: {e}")
+    return _kernels_processor("auto")
+
+
+def images_to_unit_nchw(tiles: Sequence[np.ndarray], processor, mean=0.0, std=1.0) -> np.ndarray:
+    """uint8 (h, w, 3) crops of one size -> (B, 3, h, w) float32 (x / 255 - mean) / std.
+
+    mean, std: one number or one per channel (the kernels' convention).
+
+    On the numpy processor this skips the identity bilinear resize of the
+    reference: with in size == out size every tap weight is exactly 1 or 0, so the
+    reference reduces to `v * scale + offset` with the same float32 constants, and
+    this gives bit-identical values at a quarter of the memory traffic.
+    """
+    h, w = tiles[0].shape[:2]
+    if getattr(processor, "device", "cpu") != "cpu":
+        return processor.preprocess(list(tiles), (h, w), layout="RGB", mean=mean, std=std)
+    from skugen.kernels import _spec
+
+    p = _spec.preprocess_params(_spec.LAYOUTS["RGB"], mean, std, 3)
+    out = np.empty((len(tiles), 3, h, w), dtype=np.float32)  # (B, C, h, w)
+    for i, t in enumerate(tiles):
+        chw = t.transpose(2, 0, 1)  # (3, h, w) uint8 view
+        for c in range(3):
+            np.multiply(chw[c], p.scale[c], out=out[i, c], dtype=np.float32)
+            if p.offset[c] != 0:
+                out[i, c] += p.offset[c]
+    return out
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def _norm_name(s: str) -> str:
+    # "Ankle boot", "ankle-boot", "ANKLE_BOOT", "ankleboot" all become "ankleboot".
+    return re.sub(r"[^0-9a-z]+", "", s.lower())
+
+
+def class_aliases(class_names: Sequence[str]) -> dict[str, int]:
+    """Normalised name -> index; "T-shirt/top" is also reachable as "tshirt" and "top".
+
+    A '/'-part alias is dropped when it collides with another class's full name,
+    so "shirt" always means Shirt.
+    """
+    full = {_norm_name(n): i for i, n in enumerate(class_names)}
+    aliases = dict(full)
+    for i, n in enumerate(class_names):
+        for part in n.split("/"):
+            k = _norm_name(part)
+            if k and k not in full:
+                aliases.setdefault(k, i)
+    return aliases
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def check_count(n: Any, what: str = "n") -> int:
+    if not _is_int(n):
+        raise InputError(f"{what} must be a positive int (number of images), got {n!r} ({type(n).__name__})")
+    if n < 1:
+        raise InputError(f"{what} must be >= 1, got {n}: an empty batch has nothing to generate")
+    if n > MAX_IMAGES_PER_CALL:
+        raise InputError(f"{what}={n} is more than {MAX_IMAGES_PER_CALL} images in one call: split the job "
+                         f"into several calls (seed=s, n=k each)")
+    return int(n)
+
+
+def resolve_labels(labels: Any, n: Any, class_names: Sequence[str], n_classes: int) -> np.ndarray:
+    """labels (int, name, or a sequence of them; None) + n -> (n,) int64 class indices.
+
+    Broadcasting: one label with n=k gives k of that class; k labels with n=None
+    (or n=k) give those k; labels=None cycles through the classes (n required).
+    """
+    if n is not None:
+        n = check_count(n)
+    if labels is None:
+        if n is None:
+            raise InputError("pass labels=[...] (class indices or names) and/or n=<number of images>")
+        return np.arange(n, dtype=np.int64) % n_classes
+    if isinstance(labels, (str, bytes)) or _is_int(labels):
+        seq = [labels]
+    elif isinstance(labels, np.ndarray):
+        if labels.ndim > 1:
+            raise InputError(f"labels must be 1-D (one class per image), got an array of shape {labels.shape}")
+        seq = labels.reshape(-1).tolist() if labels.dtype.kind in "iu" else list(labels.reshape(-1))
+    elif isinstance(labels, (list, tuple)):
+        seq = list(labels)
+    else:
+        raise InputError(f"labels must be an int, a class name, or a list of them; got {type(labels).__name__}")
+    if not seq:
+        raise InputError("labels is empty: pass at least one class (index or name), e.g. labels=[0] or ['sneaker']")
+    if len(seq) > MAX_IMAGES_PER_CALL:
+        check_count(len(seq), "len(labels)")
+    aliases = class_aliases(class_names) if class_names else {}
+    out = np.empty(len(seq), dtype=np.int64)
+    for i, lab in enumerate(seq):
+        out[i] = _one_label(lab, aliases, class_names, n_classes)
+    if n is None or n == len(out):
+        return out
+    if len(out) == 1:
+        return np.full(n, out[0], dtype=np.int64)
+    raise InputError(f"got {len(out)} labels but n={n}: pass one label (it is repeated n times), "
+                     f"exactly n labels, or leave n out")
+
+
+def _one_label(lab: Any, aliases: dict[str, int], class_names: Sequence[str], n_classes: int) -> int:
+    if _is_int(lab):
+        if not 0 <= lab < n_classes:
+            raise InputError(f"label {int(lab)} is out of range: this model has classes 0..{n_classes - 1}"
+                             + (f" ({_names_hint(class_names)})" if class_names else ""))
+        return int(lab)
+    if isinstance(lab, bytes):
+        lab = lab.decode("utf-8", "replace")
+    if isinstance(lab, (np.str_, str)):
+        key = _norm_name(str(lab))
+        if key in aliases:
+            return aliases[key]
+        # "T-shirt/top" against a bundle that stores "t-shirt": accept when the '/'-parts that are
+        # known all name the same class.
+        hits = {aliases[k] for k in map(_norm_name, str(lab).split("/")) if k in aliases}
+        if len(hits) == 1:
+            return hits.pop()
+        if key.isdigit():  # "7" from a command line
+            return _one_label(int(key), aliases, class_names, n_classes)
+        if not class_names:
+            raise InputError(f"this bundle has no class names; pass class indices 0..{n_classes - 1}, not {lab!r}")
+        raise InputError(f"unknown class {lab!r}. Valid classes: {_names_hint(class_names)} "
+                         "(case-insensitive; '-', '_' and spaces are ignored; indices work too)")
+    if isinstance(lab, (float, np.floating)) and float(lab).is_integer():
+        raise InputError(f"label {lab!r} is a float; pass int({lab!r}) or a class name")
+    raise InputError(f"each label must be a class index (int) or name (str), got {lab!r} ({type(lab).__name__})")
+
+
+def _names_hint(class_names: Sequence[str]) -> str:
+    return ", ".join(f"{i}={n!r}" for i, n in enumerate(class_names))
+
+
+def onehot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n,) int -> (n, n_classes) float32 one-hot (the generator's conditioning input)."""
+    out = np.zeros((labels.shape[0], n_classes), dtype=np.float32)
+    out[np.arange(labels.shape[0]), labels] = 1.0
+    return out
+
+# ----------------------------------------------------------------------------- latents
+
+
+def check_seed(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if not _is_int(seed):
+        raise InputError(f"seed must be a non-negative int (or None for a random one), got {seed!r} "
+                         f"({type(seed).__name__})")
+    if not 0 <= seed <= MAX_SEED:
+        raise InputError(f"seed must be in [0, 2**128), got {seed}")
+    return int(seed)
+
+
+def fresh_seed() -> int:
+    # A random but *recorded* seed, so every image is reproducible from its PNG metadata.
+    return int(np.random.SeedSequence().entropy % (2**63))
+
+
+def make_latents(seed: int, n: int, z_dim: int) -> np.ndarray:
+    """(n, z_dim) float32 standard normal from default_rng(seed).
+
+    Row i depends only on (seed, i), not on n (the generator fills row-major), so
+    (seed, index) reproduces one image of a larger batch.
+    """
+    return np.random.default_rng(seed).standard_normal((n, z_dim), dtype=np.float32)
+
+
+def check_latents(latents: Any, z_dim: int) -> np.ndarray:
+    """User latents -> C-contiguous (n, z_dim) float32; any real float dtype is accepted."""
+    if not isinstance(latents, np.ndarray):
+        if isinstance(latents, (list, tuple)):
+            try:
+                latents = np.asarray(latents, dtype=np.float32)
+            except (TypeError, ValueError) as e:
+                raise InputError(f"latents must be a numeric (n, {z_dim}) array; converting the list failed "
+                                 f"({e})") from None
+        else:
+            raise InputError(f"latents must be a numpy array of shape (n, {z_dim}), got {type(latents).__name__}")
+    if latents.dtype.kind != "f":
+        raise InputError(f"latents must be float (float32 preferred), got dtype {latents.dtype}: "
+                         f"use rng.standard_normal((n, {z_dim}), dtype=np.float32)")
+    if latents.ndim == 1 and latents.shape[0] == z_dim:
+        latents = latents[None]
+    if latents.ndim != 2 or latents.shape[1] != z_dim:
+        raise InputError(f"latents must have shape (n, {z_dim}), got {latents.shape}")
+    check_count(latents.shape[0], "latents.shape[0]")
+    latents = np.ascontiguousarray(latents, dtype=np.float32)
+    if not np.isfinite(latents).all():
+        bad = int((~np.isfinite(latents)).sum())
+        raise InputError(f"latents contain {bad} NaN/inf value(s); the generator needs finite values: "
+                         "draw them with np.random.default_rng(seed).standard_normal(...)")
+    return latents
+
+# ----------------------------------------------------------------------------- images in
+
+
+def _is_pil(x: Any) -> bool:
+    return type(x).__module__.startswith("PIL.") and hasattr(x, "convert") and hasattr(x, "mode")
+
+
+_GRAY_HINT = ("convert it to RGB first: np.repeat(img[..., None], 3, axis=-1) for an (H, W) array "
+              "(np.repeat(img, 3, axis=-1) for (H, W, 1)), or PIL.Image.fromarray(img).convert('RGB')")
+
+
+def check_rgb_array(img: Any, what: str) -> np.ndarray:
+    """One (H, W, 3) uint8 image, validated; pixels repacked if a view's strides are unusual."""
+    if img.dtype != np.uint8:
+        if img.dtype.kind == "f":
+            hint = "for floats in [0, 1] pass np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)"
+        elif img.dtype == np.uint16:
+            hint = "for 16-bit images pass (img >> 8).astype(np.uint8)"
+        else:
+            hint = "convert with img.astype(np.uint8) if the values are already 0..255"
+        raise InputError(f"{what} must be uint8 (0..255), got dtype {img.dtype}: {hint}")
+    if img.ndim == 2 or (img.ndim == 3 and img.shape[-1] == 1):
+        raise InputError(f"{what} is grayscale (shape {img.shape}) but this model needs RGB (H, W, 3): {_GRAY_HINT}")
+    if img.ndim != 3:
+        raise InputError(f"{what} must be an (H, W, 3) RGB image, got shape {img.shape}")
+    if img.shape[-1] == 4:
+        raise InputError(f"{what} has 4 channels (RGBA, shape {img.shape}); drop alpha with img[..., :3]")
+    if img.shape[-1] != 3:
+        hint = " It looks channels-first: pass img.transpose(1, 2, 0)." if img.shape[0] in (1, 3) else ""
+        raise InputError(f"{what} must have 3 channels last (H, W, 3), got shape {img.shape}.{hint}")
+    if img.shape[0] < 1 or img.shape[1] < 1:
+        raise InputError(f"{what} is empty (shape {img.shape}): every image needs at least 1x1 pixels")
+    s = img.strides
+    if s[2] != 1 or s[1] != 3 or s[0] < 0:  # flips / channel slices: the kernels want packed pixels
+        img = np.ascontiguousarray(img)
+    return img
+
+
+def decode_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file -> (H, W, 3) uint8 RGB (EXIF orientation applied, any mode converted to RGB)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"image file {p} does not exist")
+    if not p.is_file():
+        raise InputError(f"{p} is not a file; pass an image file (PNG, JPEG, WebP, ...)")
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as im:
+            im.load()  # decode now: a truncated file fails here, inside the try
+            im = ImageOps.exif_transpose(im) or im
+            return np.asarray(im.convert("RGB"))
+    except UnidentifiedImageError:
+        raise InputError(f"{p} is not an image Pillow can read: pass a PNG, JPEG, WebP, BMP or TIFF file") from None
+    except Image.DecompressionBombError as e:
+        raise InputError(f"{p} is too large for Pillow's safety limit ({e}); raise PIL.Image.MAX_IMAGE_PIXELS "
+                         "if you trust the file") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputError(f"{p} is truncated or corrupt ({type(e).__name__}: {e}); re-copy or re-export the "
+                         "image") from None
+
+
+def pil_to_array(im: Any, what: str) -> np.ndarray:
+    try:
+        im.load()
+        return np.asarray(im.convert("RGB"))
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise InputError(f"{what}: Pillow cannot decode this image ({type(e).__name__}: {e})") from None
+
+
+def as_rgb_images(images: Any) -> tuple[list[np.ndarray], list[str | None]]:
+    """User images -> ([(H, W, 3) uint8, ...], [source name or None, ...]).
+
+    Accepts one (H, W, 3) array, a (B, H, W, 3) batch, a PIL image, a file path,
+    or a list/tuple mixing those. Arrays must already be RGB uint8 (we will not
+    guess how to map gray or alpha); PIL images and files are converted to RGB,
+    since Pillow knows their mode.
+    """
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise InputError("images is an empty list: pass at least one image (array, PIL image or file path)")
+        items = list(images)
+        single_batch = False
+    else:
+        items = [images]
+        single_batch = True
+    arrays: list[np.ndarray] = []
+    names: list[str | None] = []
+    for i, x in enumerate(items):
+        what = "image" if single_batch else f"images[{i}]"
+        if isinstance(x, np.ndarray):
+            if x.ndim == 4:  # (B, H, W, 3) batch
+                if x.shape[0] == 0:
+                    raise InputError(f"{what} is an empty batch (shape {x.shape}): pass at least one image")
+                for j in range(x.shape[0]):
+                    arrays.append(check_rgb_array(x[j], f"{what}[{j}]"))
+                    names.append(None)
+                continue
+            arrays.append(check_rgb_array(x, what))
+            names.append(None)
+        elif isinstance(x, (str, os.PathLike)):
+            arrays.append(decode_image(x))
+            names.append(Path(x).stem)
+        elif _is_pil(x):
+            arrays.append(pil_to_array(x, what))
+            names.append(None)
+        else:
+            raise InputError(f"{what} must be a uint8 (H, W, 3) numpy array, a PIL image or a file path; "
+                             f"got {type(x).__name__}")
+        if len(arrays) > MAX_IMAGES_PER_CALL:
+            check_count(len(arrays), "number of images")
+    return arrays, names
+
+# ----------------------------------------------------------------------------- images out
+
+
+def encode_png(image: np.ndarray, text: dict[str, str]) -> bytes:
+    """(H, W, 1|3) uint8 -> PNG bytes with tEXt chunks (latin-1 keys/values, as PNG requires)."""
+    from PIL import Image, PngImagePlugin
+
+    arr = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
+    im = Image.fromarray(np.ascontiguousarray(arr), mode=None)
+    info = PngImagePlugin.PngInfo()
+    for k, v in text.items():
+        info.add_text(str(k), str(v))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def make_grid(images: Sequence[np.ndarray], cols: int | None = None, pad: int = 2, fill: int = 255) -> np.ndarray:
+    """Tile (H, W, C) uint8 images into one (rows*(H+pad)+pad, cols*(W+pad)+pad, C) image.
+
+    Images of different sizes are placed in cells of the largest size, top-left aligned.
+    """
+    if not len(images):
+        raise InputError("no images to put in a grid")
+    n = len(images)
+    cols = int(cols) if cols else int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    h = max(im.shape[0] for im in images)
+    w = max(im.shape[1] for im in images)
+    c = images[0].shape[2]
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), fill, dtype=np.uint8)
+    for k, im in enumerate(images):
+        r, q = divmod(k, cols)
+        y, x = pad + r * (h + pad), pad + q * (w + pad)
+        grid[y: y + im.shape[0], x: x + im.shape[1]] = im
+    return grid

@@ -1,0 +1,781 @@
+"""`skugen export-triton`: a Triton Inference Server model repository from a bundle.
+
+    repo = export_triton("runs/demo/bundle", "triton_repo")
+
+Layout (NAME = the bundle name, made safe for a directory):
+
+    REPO/
+        README.md, skugen_triton.json     how to serve it; what was exported from which bundle
+        NAME_onnx/       platform onnxruntime_onnx, KIND_CPU, dynamic batching; 1/model.onnx
+        NAME_trt_fp16/   platform tensorrt_plan, KIND_GPU (only when the bundle has built engines); 1/model.plan
+        NAME_pre/        Python backend (numpy only): user inputs -> model tensors
+        NAME_post/       Python backend (numpy only): model output -> uint8 HWC image
+        NAME/            ensemble NAME_pre -> NAME_onnx -> NAME_post   (the one clients call)
+        NAME_gpu_fp16/   ensemble NAME_pre -> NAME_trt_fp16 -> NAME_post
+
+Client-facing tensors of the ensembles:
+    generator  in: label (TYPE_STRING [1]: class name or index), seed (TYPE_INT64 [1])
+               out: image (TYPE_UINT8 [H, W, C])
+    enhancer   in: photo (TYPE_UINT8 [-1, -1, C], an RGB photo)
+               out: image (TYPE_UINT8 [-1, -1, C], the x2 photo)
+
+The pre/post arithmetic matches the skugen runtime bit for bit: latents are
+`np.random.default_rng(seed).standard_normal(z_dim, dtype=float32)` (row 0 of
+`skugen generate --seed S --n 1`), normalisation and the float -> uint8 mapping
+use the float32 constants of skugen.kernels. Every config.pbtxt is plain protobuf
+text format; the tests parse each with tritonclient's ModelConfig.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .bundle import Bundle, load_bundle
+from .errors import BundleError, InputError
+from .io import atomic_dir
+
+log = logging.getLogger(__name__)
+
+DTYPES = {  # numpy dtype name -> Triton data type
+    "float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "bfloat16": "TYPE_BF16",
+    "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "uint16": "TYPE_UINT16", "int16": "TYPE_INT16",
+    "uint32": "TYPE_UINT32", "int32": "TYPE_INT32", "uint64": "TYPE_UINT64", "int64": "TYPE_INT64",
+    "bool": "TYPE_BOOL", "object": "TYPE_STRING", "bytes": "TYPE_STRING", "str": "TYPE_STRING",
+}
+PLAN_MODES = ("all", "verified", "none")
+
+
+@dataclass(frozen=True)
+class TritonConfig:
+    # Model-name prefix. None: the bundle name (one repo can then hold several bundles side by side).
+    name: str | None = None
+    # ONNX the CPU model serves. fp32 is the safe default; int8 (Q/DQ) is faster on VNNI CPUs but is
+    # only worth it when `skugen bench` says so (ORT CPU leaves some Q/DQ patterns unfused).
+    precision: str = "fp32"
+    # Triton max_batch_size. None: the manifest's io.max_batch (64 when absent). Plans are capped
+    # further by their engine's optimisation profile.
+    max_batch: int | None = None
+    # dynamic_batching.preferred_batch_size. None: the two largest powers of two <= max_batch;
+    # Triton then waits up to max_queue_delay_us to fill one of them.
+    preferred_batch_sizes: tuple[int, ...] | None = None
+    # How long a request may wait for others to batch with (latency vs throughput knob).
+    max_queue_delay_us: int = 100
+    cpu_instances: int = 1   # instance_group count of the onnxruntime and Python models (KIND_CPU)
+    gpu_instances: int = 1   # instance_group count of each plan model (KIND_GPU)
+    # ORT intra-op threads per instance; 0 = ORT's default (all cores). Set it when cpu_instances > 1.
+    ort_threads: int = 0
+    # Which built TensorRT engines (bundle/engines/*) become tensorrt_plan models: all that match the
+    # bundle's ONNX, only those install.sh verified on the device, or none.
+    plans: str = "all"
+
+
+# ----------------------------------------------------------------------------- protobuf text format
+
+class _Enum(str):
+    """A protobuf enum value: written bare (TYPE_FP32), not quoted."""
+
+
+def _scalar(v: Any) -> str:
+    if isinstance(v, _Enum):
+        return str(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, str):
+        # Text-format string: escape backslash/quote/control chars; non-ASCII as UTF-8 octal escapes.
+        out = []
+        for byte in v.encode("utf-8"):
+            c = chr(byte)
+            if c in '"\\':
+                out.append("\\" + c)
+            elif c == "\n":
+                out.append("\\n")
+            elif 32 <= byte < 127:
+                out.append(c)
+            else:
+                out.append(f"\\{byte:03o}")
+        return '"' + "".join(out) + '"'
+    raise TypeError(f"cannot write {type(v).__name__} to pbtxt")
+
+
+def pbtxt(msg: dict, indent: int = 0) -> str:
+    """dict -> protobuf text format. Lists of dicts are repeated messages; lists of scalars use [a, b]."""
+    pad = "  " * indent
+    lines = []
+    for k, v in msg.items():
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            lines.append(f"{pad}{k} {{\n{pbtxt(v, indent + 1)}{pad}}}")
+        elif isinstance(v, (list, tuple)):
+            if not v:
+                continue
+            if all(isinstance(x, dict) for x in v):
+                items = [f"{pad}  {_inline(x) or f'{{{chr(10)}{pbtxt(x, indent + 2)}{pad}  }}'}" for x in v]
+                lines.append(f"{pad}{k} [\n" + ",\n".join(items) + f"\n{pad}]")
+            else:
+                lines.append(f"{pad}{k}: [ {', '.join(_scalar(x) for x in v)} ]")
+        else:
+            lines.append(f"{pad}{k}: {_scalar(v)}")
+    return "".join(line + "\n" for line in lines)
+
+
+def _inline(msg: dict, width: int = 100) -> str | None:
+    """`{ a: 1 b { c: "x" } }` on one line when short and free of repeated messages (readability only)."""
+    parts = []
+    for k, v in msg.items():
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            inner = _inline(v, width)
+            if inner is None:
+                return None
+            parts.append(f"{k} {inner}")
+        elif isinstance(v, (list, tuple)):
+            if any(isinstance(x, dict) for x in v):
+                return None
+            parts.append(f"{k}: [ {', '.join(_scalar(x) for x in v)} ]")
+        else:
+            parts.append(f"{k}: {_scalar(v)}")
+    text = "{ " + " ".join(parts) + " }"
+    return text if len(text) <= width else None
+
+
+def _params(d: dict) -> list[dict]:
+    """Triton `parameters` map entries (string values only)."""
+    return [{"key": k, "value": {"string_value": str(v)}} for k, v in d.items()]
+
+
+# ----------------------------------------------------------------------------- bundle -> tensor specs
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    data_type: str    # TYPE_FP32, ...
+    dims: tuple[int, ...]  # WITHOUT the batch axis; -1 = dynamic
+
+    def cfg(self) -> dict:
+        return {"name": self.name, "data_type": _Enum(self.data_type), "dims": list(self.dims)}
+
+
+def triton_dtype(dtype: str) -> str:
+    if str(dtype) not in DTYPES:
+        raise BundleError(f"tensor dtype {dtype!r} has no Triton data type (known: {', '.join(sorted(DTYPES))}). "
+                          "Re-export the bundle with float32 I/O.")
+    return DTYPES[str(dtype)]
+
+
+def _is_dim(d: Any) -> bool:
+    return isinstance(d, int) and not isinstance(d, bool) and d >= 0
+
+
+def _io_tensor(spec: dict, batched: bool) -> Tensor:
+    shape = list(spec["shape"])
+    dims = shape[1:] if batched else shape
+    return Tensor(str(spec["name"]), triton_dtype(spec.get("dtype", "float32")),
+                  tuple(int(d) if _is_dim(d) else -1 for d in dims))
+
+
+def _batched(b: Bundle) -> bool:
+    """True when every model tensor's axis 0 is dynamic (the batch axis Triton owns)."""
+    specs = b.io["inputs"] + b.io["outputs"]
+    return all(s["shape"] and not _is_dim(s["shape"][0]) for s in specs)
+
+
+def _value_range(m: dict) -> tuple[float, float]:
+    default = "-1,1" if m["kind"] == "generator" else "0,1"
+    v = (m.get("postprocess") or {}).get("value_range", default)
+    named = {"-1,1": (-1.0, 1.0), "0,1": (0.0, 1.0)}
+    if isinstance(v, str) and v.replace(" ", "") in named:
+        return named[v.replace(" ", "")]
+    try:
+        lo, hi = (float(x) for x in v)
+    except (TypeError, ValueError):
+        raise BundleError(f"manifest postprocess.value_range {v!r} is not '-1,1', '0,1' or [low, high]. "
+                          "Re-export the bundle.") from None
+    if not hi > lo:
+        raise BundleError(f"manifest postprocess.value_range {v!r} needs low < high. Re-export the bundle.")
+    return lo, hi
+
+
+def _gen_sizes(b: Bundle) -> tuple[int, int]:
+    """(z_dim, n_classes) from io.z_dim/io.n_classes, else the z/onehot shapes."""
+    ins = {t["name"]: t for t in b.io["inputs"]}
+    if set(ins) != {"z", "onehot"}:
+        raise BundleError(f"generator bundle {b.name!r} inputs are {sorted(ins)}, not (z, onehot). Re-export it.")
+
+    def size(key: str, tensor: str) -> int:
+        v = b.io.get(key, ins[tensor]["shape"][-1])
+        if not _is_dim(v) or v < 1:
+            raise BundleError(f"bundle {b.name!r}: cannot tell {key} (io.{key} / {tensor} shape "
+                              f"{ins[tensor]['shape']}). Re-export it.")
+        return int(v)
+
+    return size("z_dim", "z"), size("n_classes", "onehot")
+
+
+# ----------------------------------------------------------------------------- model configs
+
+def _dyn_batching(cfg: TritonConfig, max_batch: int) -> dict:
+    pref = cfg.preferred_batch_sizes
+    if pref is None:
+        pows = [1 << i for i in range(max_batch.bit_length()) if (1 << i) <= max_batch]
+        pref = tuple(pows[-2:]) if len(pows) > 1 else tuple(pows)
+    bad = [p for p in pref if not 1 <= int(p) <= max_batch]
+    if bad:
+        raise InputError(f"preferred batch sizes {bad} must be within 1..max_batch ({max_batch}); "
+                         f"e.g. --preferred-batch {max(1, max_batch // 2)},{max_batch}.")
+    return {"preferred_batch_size": sorted({int(p) for p in pref}),
+            "max_queue_delay_microseconds": int(cfg.max_queue_delay_us)}
+
+
+def onnx_model_config(b: Bundle, name: str, cfg: TritonConfig, max_batch: int) -> dict:
+    batched = max_batch > 0
+    c = {
+        "name": name,
+        "platform": "onnxruntime_onnx",
+        "max_batch_size": max_batch,
+        "input": [_io_tensor(s, batched).cfg() for s in b.io["inputs"]],
+        "output": [_io_tensor(s, batched).cfg() for s in b.io["outputs"]],
+        "dynamic_batching": _dyn_batching(cfg, max_batch) if batched else None,
+        "instance_group": [{"count": int(cfg.cpu_instances), "kind": _Enum("KIND_CPU")}],
+        "parameters": _params({"intra_op_thread_count": cfg.ort_threads}) if cfg.ort_threads else None,
+    }
+    return c
+
+
+def plan_model_config(b: Bundle, name: str, cfg: TritonConfig, max_batch: int, files: dict[str, str]) -> dict:
+    """files: compute capability ('8.7') -> plan file name in the version dir."""
+    batched = max_batch > 0
+    default = files[next(iter(files))]
+    return {
+        "name": name,
+        "platform": "tensorrt_plan",
+        "max_batch_size": max_batch,
+        "default_model_filename": default,
+        # Triton picks the plan built for the GPU it runs on; engines are not portable across GPUs.
+        "cc_model_filenames": [{"key": cc, "value": f} for cc, f in files.items()] if len(files) > 1 else None,
+        "input": [_io_tensor(s, batched).cfg() for s in b.io["inputs"]],
+        "output": [_io_tensor(s, batched).cfg() for s in b.io["outputs"]],
+        "dynamic_batching": _dyn_batching(cfg, max_batch) if batched else None,
+        "instance_group": [{"count": int(cfg.gpu_instances), "kind": _Enum("KIND_GPU")}],
+    }
+
+
+def _pre_post_io(b: Bundle, batched: bool) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor], dict, dict]:
+    """(pre inputs, pre outputs, post inputs, post outputs, pre params, post params)."""
+    m = b.manifest
+    out_spec = b.io["outputs"][0]
+    out_t = _io_tensor(out_spec, batched)
+    if len(out_t.dims) != 3:
+        raise BundleError(f"bundle {b.name!r} output {out_t.name!r} shape {out_spec['shape']} is not (batch, C, H, W); "
+                          "export-triton needs an image output.")
+    c, h, w = out_t.dims
+    lo, hi = _value_range(m)
+    post_in = [Tensor("raw", out_t.data_type, out_t.dims)]
+    post_out = [Tensor("image", "TYPE_UINT8", (h, w, c))]  # HWC, like PIL / cv2 images
+    post_params = {"skugen_role": "post", "kind": b.kind, "value_range": f"{lo!r},{hi!r}"}
+    if b.kind == "generator":
+        z_dim, n_classes = _gen_sizes(b)
+        names = b.class_names
+        if names and len(names) != n_classes:
+            raise BundleError(f"bundle {b.name!r} has {len(names)} class names but {n_classes} classes. Re-export it.")
+        ins = {t["name"]: _io_tensor(t, batched) for t in b.io["inputs"]}
+        pre_in = [Tensor("label", "TYPE_STRING", (1,)), Tensor("seed", "TYPE_INT64", (1,))]
+        pre_out = [ins["z"], ins["onehot"]]
+        pre_params = {"skugen_role": "pre", "kind": "generator", "z_dim": z_dim, "n_classes": n_classes,
+                      "class_names": json.dumps(names)}
+    else:
+        ins = b.io["inputs"]
+        if len(ins) != 1:
+            raise BundleError(f"enhancer bundle {b.name!r} has inputs {[t['name'] for t in ins]}, expected one image.")
+        lr = _io_tensor(ins[0], batched)
+        if len(lr.dims) != 3 or lr.dims[0] not in (1, 3):
+            raise BundleError(f"enhancer input {lr.name!r} dims {lr.dims} are not (C, H, W) with C in (1, 3).")
+        pre_in = [Tensor("photo", "TYPE_UINT8", (lr.dims[1], lr.dims[2], lr.dims[0]))]
+        pre_out = [lr]
+        pre = m.get("preprocess") or {}
+        pre_params = {"skugen_role": "pre", "kind": "enhancer", "output": lr.name,
+                      "mean": json.dumps(pre.get("mean", 0.0)), "std": json.dumps(pre.get("std", 1.0))}
+    return pre_in, pre_out, post_in, post_out, pre_params, post_params
+
+
+def python_model_config(name: str, cfg: TritonConfig, max_batch: int, ins: list[Tensor], outs: list[Tensor],
+                        params: dict) -> dict:
+    return {
+        "name": name,
+        "backend": "python",
+        "max_batch_size": max_batch,
+        "input": [t.cfg() for t in ins],
+        "output": [t.cfg() for t in outs],
+        "instance_group": [{"count": int(cfg.cpu_instances), "kind": _Enum("KIND_CPU")}],
+        "parameters": _params(params),
+    }
+
+
+def ensemble_config(name: str, max_batch: int, pre: str, model: str, post: str, pre_in: list[Tensor],
+                    pre_out: list[Tensor], model_out: str, post_in: list[Tensor], post_out: list[Tensor]) -> dict:
+    """pre -> model -> post. Ensemble tensor names: the client's names, the model's own input names,
+    and `<output>_raw` for the float model output (so it cannot clash with the uint8 `image`)."""
+    raw = f"{model_out}_raw"
+    return {
+        "name": name,
+        "platform": "ensemble",
+        "max_batch_size": max_batch,
+        "input": [t.cfg() for t in pre_in],
+        "output": [t.cfg() for t in post_out],
+        "ensemble_scheduling": {"step": [
+            {"model_name": pre, "model_version": -1,
+             "input_map": [{"key": t.name, "value": t.name} for t in pre_in],
+             "output_map": [{"key": t.name, "value": t.name} for t in pre_out]},
+            {"model_name": model, "model_version": -1,
+             "input_map": [{"key": t.name, "value": t.name} for t in pre_out],
+             "output_map": [{"key": model_out, "value": raw}]},
+            {"model_name": post, "model_version": -1,
+             "input_map": [{"key": post_in[0].name, "value": raw}],
+             "output_map": [{"key": t.name, "value": t.name} for t in post_out]},
+        ]},
+    }
+
+
+# ----------------------------------------------------------------------------- engines
+
+def _plan_sources(b: Bundle, mode: str) -> dict[str, list[dict]]:
+    """precision -> [{dir, cc, trt, built_at, verified}] of engines built from this bundle's ONNX."""
+    from .deploy import _engine_info, _engine_precision, _plan_file, engine_verified
+
+    if mode == "none" or not b.engines_dir().is_dir():
+        return {}
+    want = {"fp16": b.manifest["models"].get("fp32", {}).get("sha256"),
+            "int8": b.manifest["models"].get("int8", b.manifest["models"].get("fp32", {})).get("sha256")}
+    out: dict[str, list[dict]] = {}
+    for d in sorted(b.engines_dir().iterdir()):
+        info = _engine_info(d) if d.is_dir() else {}
+        prec = _engine_precision(d, info) if info else None
+        plan = _plan_file(d, info) if info else None
+        if not info or prec not in want or not plan.is_file():
+            continue
+        if info.get("onnx_sha256") and info["onnx_sha256"] != want[prec]:
+            log.warning("skipping stale engine %s: built from another ONNX (%s...)", d.name, str(info["onnx_sha256"])[:12])
+            continue
+        ok = engine_verified(d)
+        if mode == "verified" and not ok:
+            log.warning("skipping engine %s: not verified on its device (run install.sh / skugen verify)", d.name)
+            continue
+        cc = str(info.get("compute_capability") or _cc_from_key(d.name) or "unknown")
+        out.setdefault(prec, []).append({"dir": d, "plan": plan, "cc": cc, "trt": info.get("tensorrt_version"),
+                                         "device": info.get("device_name"), "built_at": str(info.get("built_at", "")),
+                                         "verified": ok, "profile": info.get("profile") or {}})
+    return out
+
+
+def _cc_from_key(key: str) -> str | None:
+    m = re.search(r"-sm(\d)(\d+)-", key)
+    return f"{m.group(1)}.{m.group(2)}" if m else None
+
+
+def _plan_max_batch(engines: list[dict], max_batch: int) -> int:
+    """Cap max_batch at the smallest profile max batch of the engines (Triton may not exceed it)."""
+    caps = [int(p["max"][0]) for e in engines for p in e["profile"].values() if p.get("max")]
+    return min([max_batch] + caps)
+
+
+# ----------------------------------------------------------------------------- export
+
+def _safe_name(s: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("._-")
+    return s or "model"
+
+
+def export_triton(bundle: str | os.PathLike | Bundle, out: str | os.PathLike,
+                  cfg: TritonConfig | None = None) -> Path:
+    """Write the model repository to `out` (atomically: a complete repo or the old one); returns `out`."""
+    cfg = cfg or TritonConfig()
+    if cfg.plans not in PLAN_MODES:
+        raise InputError(f"plans={cfg.plans!r}: use one of {', '.join(PLAN_MODES)}.")
+    for k in ("cpu_instances", "gpu_instances"):
+        if int(getattr(cfg, k)) < 1:
+            raise InputError(f"{k}={getattr(cfg, k)} must be at least 1.")
+    if cfg.max_queue_delay_us < 0 or cfg.ort_threads < 0:
+        raise InputError("max_queue_delay_us and ort_threads must be >= 0.")
+    b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    if cfg.precision not in b.precisions:
+        raise InputError(f"bundle {b.name!r} has no {cfg.precision!r} ONNX (it has {', '.join(b.precisions)}); "
+                         f"pass --precision {b.precisions[0]}.")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "skugen_triton.json").is_file())):
+        raise InputError(f"{out} exists and is not a skugen Triton repository; refusing to replace it. "
+                         "Pick a new --out directory (or delete it first).")
+    name = _safe_name(cfg.name or b.name)
+    batched = _batched(b)
+    max_batch = int(cfg.max_batch if cfg.max_batch is not None else b.io.get("max_batch") or 64) if batched else 0
+    if batched and max_batch < 1:
+        raise InputError(f"max_batch must be >= 1, got {max_batch}.")
+    pre_in, pre_out, post_in, post_out, pre_p, post_p = _pre_post_io(b, batched)
+    model_out = b.io["outputs"][0]["name"]
+    plans = _plan_sources(b, cfg.plans)
+
+    models: dict[str, dict] = {}  # name -> {"config": dict, "files": {relpath: src path | text}}
+    onnx_name, pre_name, post_name = f"{name}_onnx", f"{name}_pre", f"{name}_post"
+    models[onnx_name] = {"config": onnx_model_config(b, onnx_name, cfg, max_batch),
+                         "files": {"1/model.onnx": b.model_path(cfg.precision)}}
+    models[pre_name] = {"config": python_model_config(pre_name, cfg, max_batch, pre_in, pre_out, pre_p),
+                        "files": {"1/model.py": MODEL_PY}}
+    models[post_name] = {"config": python_model_config(post_name, cfg, max_batch, post_in, post_out, post_p),
+                         "files": {"1/model.py": MODEL_PY}}
+    models[name] = {"config": ensemble_config(name, max_batch, pre_name, onnx_name, post_name, pre_in, pre_out,
+                                              model_out, post_in, post_out), "files": {"1/.keep": ""}}
+    summary_plans = {}
+    for prec, engines in sorted(plans.items()):
+        by_cc: dict[str, dict] = {}
+        for e in sorted(engines, key=lambda e: e["built_at"]):  # newest engine per GPU arch wins
+            by_cc[e["cc"]] = e
+        files = ({cc: "model.plan" for cc in by_cc} if len(by_cc) == 1
+                 else {cc: f"model.sm{cc.replace('.', '')}.plan" for cc in by_cc})
+        trt_name, gpu_name = f"{name}_trt_{prec}", f"{name}_gpu_{prec}"
+        mb = _plan_max_batch(list(by_cc.values()), max_batch) if batched else 0
+        models[trt_name] = {"config": plan_model_config(b, trt_name, cfg, mb, files),
+                            "files": {f"1/{files[cc]}": e["plan"] for cc, e in by_cc.items()}}
+        models[gpu_name] = {"config": ensemble_config(gpu_name, mb, pre_name, trt_name, post_name, pre_in, pre_out,
+                                                      model_out, post_in, post_out), "files": {"1/.keep": ""}}
+        summary_plans[trt_name] = [{"engine": e["dir"].name, "compute_capability": cc, "tensorrt_version": e["trt"],
+                                    "device": e["device"], "verified": e["verified"], "file": files[cc]}
+                                   for cc, e in by_cc.items()]
+
+    summary = {
+        "skugen_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "bundle": {"name": b.name, "kind": b.kind, "manifest_sha256": b.manifest_sha256, "precision": cfg.precision},
+        "config": asdict(cfg), "max_batch_size": max_batch,
+        "entry_points": {name: "CPU (onnxruntime)", **{f"{name}_gpu_{p}": f"GPU (TensorRT {p})" for p in sorted(plans)}},
+        "models": sorted(models), "plans": summary_plans,
+        "client_inputs": [asdict(t) for t in pre_in],
+        "client_outputs": [asdict(t) for t in post_out],
+    }
+    with atomic_dir(out) as tmp:
+        for mname, spec in models.items():
+            d = tmp / mname
+            d.mkdir(parents=True)
+            header = f"# Generated by skugen {__version__} export-triton from bundle {b.name!r} ({b.kind}).\n"
+            (d / "config.pbtxt").write_text(header + pbtxt(spec["config"]))
+            for rel, src in spec["files"].items():
+                (d / rel).parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(src, str):
+                    (d / rel).write_text(src)
+                else:
+                    shutil.copyfile(src, d / rel)
+        (tmp / "skugen_triton.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (tmp / "README.md").write_text(_readme(b, name, summary, pre_in, post_out))
+    return out
+
+
+def _readme(b: Bundle, name: str, summary: dict, pre_in: list[Tensor], post_out: list[Tensor]) -> str:
+    ins = "\n".join(f"| `{t.name}` | {t.data_type} | {list(t.dims)} |" for t in pre_in)
+    outs = "\n".join(f"| `{t.name}` | {t.data_type} | {list(t.dims)} |" for t in post_out)
+    if b.kind == "generator":
+        example = (f'inp = [grpcclient.InferInput("label", [2, 1], "BYTES"), grpcclient.InferInput("seed", [2, 1], "INT64")]\n'
+                   f'inp[0].set_data_from_numpy(np.array([[b"{(b.class_names or ["0"])[0]}"], [b"1"]], dtype=object))\n'
+                   f'inp[1].set_data_from_numpy(np.array([[0], [1]], dtype=np.int64))')
+    else:
+        example = ('photo = np.asarray(PIL.Image.open("photo.jpg").convert("RGB"))[None]   # (1, H, W, 3) uint8\n'
+                   'inp = [grpcclient.InferInput("photo", list(photo.shape), "UINT8")]\n'
+                   'inp[0].set_data_from_numpy(photo)')
+    gpu = [k for k in summary["entry_points"] if k != name]
+    return f"""# Triton model repository for `{b.name}` ({b.kind})
+
+Generated by skugen {__version__}. Serve it with
+
+```bash
+tritonserver --model-repository=$PWD
+```
+
+Entry points (ensembles): `{name}` (CPU, onnxruntime){"".join(f", `{g}`" for g in gpu)}{"" if gpu else
+" (no TensorRT plans: none were built in the bundle; see docs/triton.md)"}.
+max_batch_size {summary["max_batch_size"]}.
+
+| input | type | dims (per item; the batch axis is implicit) |
+|---|---|---|
+{ins}
+
+| output | type | dims |
+|---|---|---|
+{outs}
+
+```python
+import numpy as np, tritonclient.grpc as grpcclient
+c = grpcclient.InferenceServerClient("localhost:8001")
+{example}
+res = c.infer("{name}", inp, outputs=[grpcclient.InferRequestedOutput("image")])
+images = res.as_numpy("image")   # uint8, (B, H, W, C)
+```
+
+TensorRT plans only load on the GPU model and TensorRT version that built them
+(see skugen_triton.json); use a Triton release whose TensorRT matches.
+"""
+
+
+# ----------------------------------------------------------------------------- the Python-backend model.py
+
+MODEL_PY = r'''"""skugen pre/post step for Triton's Python backend (generated by `skugen export-triton`).
+
+numpy only; skugen need not be installed in the Triton container. One file serves
+both roles; config.pbtxt's `skugen_role` parameter says which:
+  pre,  generator: label (class name or index, bytes) + seed (int64) -> z (float32), onehot (float32)
+  pre,  enhancer:  uint8 HWC photo -> NCHW float32 (x / 255 - mean) / std
+  post:            NCHW float model output in value_range -> uint8 HWC (NaN -> 0, clamp, round half to even)
+The arithmetic matches the skugen runtime (skugen.prepost / skugen.kernels) bit for bit.
+"""
+import json
+import re
+
+import numpy as np
+
+try:  # only inside Triton; the functions below are importable and testable without it
+    import triton_python_backend_utils as pb_utils
+except ImportError:  # pragma: no cover - exercised by the tests
+    pb_utils = None
+
+_F = np.float32
+
+
+# ----------------------------------------------------------------------------- pre: generator
+
+def norm_name(s):
+    # "Ankle boot", "ankle-boot", "ANKLE_BOOT" -> "ankleboot" (as skugen.prepost)
+    return re.sub(r"[^0-9a-z]+", "", s.lower())
+
+
+def class_aliases(class_names):
+    """Normalised name -> index; 'T-shirt/top' also answers to 'tshirt' and 'top' (unless another class owns it)."""
+    full = {norm_name(n): i for i, n in enumerate(class_names)}
+    aliases = dict(full)
+    for i, n in enumerate(class_names):
+        for part in n.split("/"):
+            k = norm_name(part)
+            if k and k not in full:
+                aliases.setdefault(k, i)
+    return aliases
+
+
+def parse_labels(labels, class_names, n_classes):
+    """(B,) or (B, 1) array of bytes/str/ints -> (B,) int64 class indices; ValueError names the valid classes."""
+    aliases = class_aliases(class_names)
+    flat = np.asarray(labels, dtype=object).reshape(-1)
+    out = np.empty(flat.shape[0], dtype=np.int64)
+    for i, lab in enumerate(flat):
+        if isinstance(lab, (bytes, np.bytes_)):
+            lab = bytes(lab).decode("utf-8", "replace")
+        key = norm_name(str(lab))
+        if key in aliases:
+            out[i] = aliases[key]
+        elif key.isdigit() and int(key) < n_classes:
+            out[i] = int(key)
+        else:
+            valid = ", ".join(f"{j}={n!r}" for j, n in enumerate(class_names)) or f"indices 0..{n_classes - 1}"
+            raise ValueError(f"unknown class {lab!r}; valid: {valid} (case-insensitive; indices work too)")
+    return out
+
+
+def latents(seeds, z_dim):
+    """(B,) seeds -> (B, z_dim) float32: row b = default_rng(seed_b).standard_normal(z_dim), i.e. the image
+    `skugen generate --seed S --n 1` makes. One seed per item, so the result never depends on how Triton
+    batched the requests together."""
+    flat = np.asarray(seeds).reshape(-1)
+    if flat.dtype.kind not in "iu":
+        raise ValueError(f"seed must be an integer tensor, got {flat.dtype}")
+    if (flat < 0).any():
+        raise ValueError("seed must be >= 0")
+    out = np.empty((flat.shape[0], z_dim), dtype=_F)
+    for i, s in enumerate(flat):
+        out[i] = np.random.default_rng(int(s)).standard_normal((1, z_dim), dtype=_F)[0]
+    return out
+
+
+def onehot(labels, n_classes):
+    out = np.zeros((labels.shape[0], n_classes), dtype=_F)
+    out[np.arange(labels.shape[0]), labels] = 1.0
+    return out
+
+
+def pre_generator(labels, seeds, class_names, n_classes, z_dim):
+    idx = parse_labels(labels, class_names, n_classes)
+    z = latents(seeds, z_dim)
+    if z.shape[0] != idx.shape[0]:
+        raise ValueError(f"got {idx.shape[0]} labels but {z.shape[0]} seeds; send one of each per image")
+    return z, onehot(idx, n_classes)
+
+
+# ----------------------------------------------------------------------------- pre: enhancer
+
+def norm_params(mean, std, channels):
+    """float32 (scale, offset) per channel: out = v * scale + offset == (v / 255 - mean) / std (as skugen.kernels)."""
+    mean = np.broadcast_to(np.asarray(mean, dtype=np.float64).reshape(-1), (channels,))
+    std = np.broadcast_to(np.asarray(std, dtype=np.float64).reshape(-1), (channels,))
+    if (std <= 0).any():
+        raise ValueError(f"std must be > 0, got {std.tolist()}")
+    return (1.0 / (255.0 * std)).astype(_F), (-mean / std).astype(_F)
+
+
+def pre_enhancer(images, mean=0.0, std=1.0):
+    """(B, H, W, C) uint8 -> (B, C, H, W) float32 normalised."""
+    x = np.asarray(images)
+    if x.dtype != np.uint8 or x.ndim != 4:
+        raise ValueError(f"photo must be uint8 (B, H, W, C), got {x.dtype} {x.shape}")
+    scale, offset = norm_params(mean, std, x.shape[3])
+    out = np.empty((x.shape[0], x.shape[3], x.shape[1], x.shape[2]), dtype=_F)  # (B, C, H, W)
+    for c in range(x.shape[3]):
+        np.multiply(x[..., c], scale[c], out=out[:, c], dtype=_F)
+        out[:, c] += offset[c]
+    return out
+
+
+# ----------------------------------------------------------------------------- post
+
+def range_params(value_range):
+    lo, hi = (float(v) for v in value_range)
+    scale = 255.0 / (hi - lo)
+    return _F(scale), _F(-lo * scale)
+
+
+def post(x, value_range):
+    """(B, C, H, W) float in value_range -> (B, H, W, C) uint8."""
+    x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError(f"model output must be (B, C, H, W), got {x.shape}")
+    scale, offset = range_params(value_range)
+    v = x.astype(_F) * scale
+    v += offset
+    nan = np.isnan(v)
+    np.clip(v, _F(0), _F(255), out=v)
+    np.rint(v, out=v)
+    v[nan] = 0
+    return np.ascontiguousarray(v.astype(np.uint8).transpose(0, 2, 3, 1))
+
+
+# ----------------------------------------------------------------------------- Triton glue
+
+def parameters(model_config):
+    """config.pbtxt `parameters` (string values) from Triton's model_config JSON."""
+    cfg = json.loads(model_config) if isinstance(model_config, str) else model_config
+    return {k: v.get("string_value", "") for k, v in (cfg.get("parameters") or {}).items()}
+
+
+class Step:
+    """The pure-numpy step a config describes: run(dict of input arrays) -> dict of output arrays."""
+
+    def __init__(self, params):
+        self.role, self.kind = params["skugen_role"], params["kind"]
+        if self.role == "pre" and self.kind == "generator":
+            self.class_names = json.loads(params.get("class_names") or "[]")
+            self.n_classes, self.z_dim = int(params["n_classes"]), int(params["z_dim"])
+        elif self.role == "pre":
+            self.output = params["output"]
+            self.mean, self.std = json.loads(params["mean"]), json.loads(params["std"])
+        elif self.role == "post":
+            self.value_range = [float(v) for v in params["value_range"].split(",")]
+        else:
+            raise ValueError(f"unknown skugen_role {self.role!r}")
+
+    def run(self, inputs):
+        if self.role == "post":
+            return {"image": post(inputs["raw"], self.value_range)}
+        if self.kind == "generator":
+            z, oh = pre_generator(inputs["label"], inputs["seed"], self.class_names, self.n_classes, self.z_dim)
+            return {"z": z, "onehot": oh}
+        return {self.output: pre_enhancer(inputs["photo"], self.mean, self.std)}
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        cfg = json.loads(args["model_config"])
+        self.step = Step(parameters(cfg))
+        self.input_names = [t["name"] for t in cfg["input"]]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:  # one request = one client call, already (b, ...) batched
+            try:
+                ins = {n: pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.input_names}
+                outs = self.step.run(ins)
+                responses.append(pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor(n, a) for n, a in outs.items()]))
+            except ValueError as e:  # a client mistake: answer this request with the reason, keep serving
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(e))))
+        return responses
+
+    def finalize(self):
+        pass
+'''
+
+
+# ----------------------------------------------------------------------------- CLI
+
+_EPILOG = """\
+Examples:
+  skugen export-triton runs/demo/bundle --out triton_repo
+  skugen export-triton bundle --out repo --max-batch 32 --preferred-batch 8,32 --max-queue-delay-us 200
+  skugen export-triton bundle --out repo --precision int8 --cpu-instances 2 --ort-threads 1
+  tritonserver --model-repository=$PWD/triton_repo
+  perf_analyzer -m NAME --input-data zero -b 8 --concurrency-range 1:8   # see docs/triton.md
+"""
+
+
+def _batch_list(s: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 8,16, got {s!r}") from None
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export-triton", help="write a Triton Inference Server model repository",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Write a Triton model repository: an onnxruntime model (KIND_CPU), a tensorrt_plan "
+                                   "model per built engine precision (KIND_GPU), numpy Python-backend pre/post steps "
+                                   "and ensembles wiring pre -> model -> post.",
+                       epilog=_EPILOG)
+    p.add_argument("bundle", help="bundle directory or .tar")
+    p.add_argument("--out", required=True, help="repository directory to write (replaced atomically)")
+    p.add_argument("--name", default=None, help="model name prefix (default: the bundle name)")
+    p.add_argument("--precision", default="fp32", help="ONNX for the onnxruntime model: fp32 (default) or int8")
+    p.add_argument("--max-batch", type=int, default=None, help="max_batch_size (default: the manifest's io.max_batch)")
+    p.add_argument("--preferred-batch", type=_batch_list, default=None, metavar="N,M",
+                   help="dynamic_batching preferred_batch_size (default: the two largest powers of 2 <= max batch)")
+    p.add_argument("--max-queue-delay-us", type=int, default=100, help="dynamic batching queue delay (default 100)")
+    p.add_argument("--cpu-instances", type=int, default=1, help="KIND_CPU instances per CPU model (default 1)")
+    p.add_argument("--gpu-instances", type=int, default=1, help="KIND_GPU instances per plan model (default 1)")
+    p.add_argument("--ort-threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
+    p.add_argument("--plans", choices=PLAN_MODES, default="all",
+                   help="which built TensorRT engines to add: all (default), verified (install.sh-verified), none")
+    p.add_argument("--json", action="store_true", help="print skugen_triton.json")
+    p.set_defaults(func=_cmd)
+
+
+def _cmd(args) -> int:
+    cfg = TritonConfig(name=args.name, precision=args.precision, max_batch=args.max_batch,
+                       preferred_batch_sizes=args.preferred_batch, max_queue_delay_us=args.max_queue_delay_us,
+                       cpu_instances=args.cpu_instances, gpu_instances=args.gpu_instances,
+                       ort_threads=args.ort_threads, plans=args.plans)
+    repo = export_triton(args.bundle, args.out, cfg)
+    s = json.loads((repo / "skugen_triton.json").read_text())
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    print(f"{repo}: {len(s['models'])} models for bundle {s['bundle']['name']} ({s['bundle']['kind']})")
+    for ep, what in s["entry_points"].items():
+        print(f"  ensemble {ep:28s} {what}")
+    if not s["plans"]:
+        print("  no TensorRT plans (no engines built in the bundle; `skugen build BUNDLE` on the serving GPU adds them)")
+    print(f"  serve: tritonserver --model-repository={repo.resolve()}")
+    return 0

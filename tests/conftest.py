@@ -1,0 +1,152 @@
+"""Shared fixtures: small random-init models and bundles built from them (session-scoped, fast, seeded).
+
+The zoo teachers may not be trained yet, so tests never depend on them. The
+random models are made "image-like" cheaply: BatchNorm running statistics are
+recomputed on a few batches (so activations are normalised, as in a trained
+model, instead of shrinking to a constant image) and the enhancer's residual
+branch is scaled down (output ~ bilinear upsample + small detail, as EDSR at init).
+
+Fixtures (helpers are exposed as fixtures, never imported: several conftest.py files coexist):
+    cgan_model_dir / sr_model_dir   model directories (card.json + model.safetensors)
+    cgan_model / sr_model           those models loaded (eval mode; treat as read-only)
+    need_grocery                     skips the test when GroceryStoreDataset is absent
+    cgan_bundle / sr_bundle          bundles with fp32 + int8 (Path); do NOT modify them in place:
+                                     copy first (shutil.copytree) for tamper tests.
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("SKUGEN_NO_PROGRESS", "1")
+
+CGAN_SMALL = dict(base=64, stages=((32, 32), (16, 16), (16, 16)), attn_qk=8)
+SR_SMALL = dict(head=16, blocks=(16, 16))
+
+
+def _recalibrate_bn(model, inputs_fn, n_batches: int = 4) -> None:
+    """Set BN running stats to the exact mean/var of a few random batches (cumulative average)."""
+    import torch
+
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    with torch.no_grad():
+        for i in range(n_batches):
+            model(*inputs_fn(i))
+    for bn in bns:
+        bn.momentum = 0.1
+    model.eval()
+
+
+def make_cgan(seed: int = 0, **overrides):
+    import torch
+
+    from skugen.export import models
+
+    torch.manual_seed(seed)
+    cfg = models.CGANConfig(**{**CGAN_SMALL, **overrides})
+    m = models.build(cfg)
+    if m.attn is not None:
+        m.attn.gamma.data.fill_(0.5)  # exercise the attention path (it starts as identity)
+    _recalibrate_bn(m, lambda i: models.example_inputs(cfg, batch=64, seed=100 + i))
+    return m
+
+
+def make_sr(seed: int = 0, **overrides):
+    import torch
+
+    from skugen.export import models
+
+    torch.manual_seed(seed)
+    m = models.build(models.SRConfig(**{**SR_SMALL, **overrides}))
+    with torch.no_grad():
+        m.up.weight.mul_(0.1)
+        m.up.bias.mul_(0.1)
+    return m.eval()
+
+
+def grocery_available() -> bool:
+    try:
+        from skugen.export import data
+
+        data.find_grocery()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def cgan_model_dir(tmp_path_factory):
+    from skugen.export import ckpt
+
+    d = tmp_path_factory.mktemp("models") / "test-cgan"
+    return ckpt.save_model(make_cgan(), d, card={"name": "test-cgan", "kind": "generator"})
+
+
+@pytest.fixture(scope="session")
+def sr_model_dir(tmp_path_factory):
+    from skugen.export import ckpt
+
+    d = tmp_path_factory.mktemp("models") / "test-sr"
+    return ckpt.save_model(make_sr(), d, card={"name": "test-sr", "kind": "enhancer"})
+
+
+@pytest.fixture(scope="session")
+def cgan_model(cgan_model_dir):
+    from skugen.export import ckpt
+
+    return ckpt.load_model(cgan_model_dir)[0]
+
+
+@pytest.fixture(scope="session")
+def sr_model(sr_model_dir):
+    from skugen.export import ckpt
+
+    return ckpt.load_model(sr_model_dir)[0]
+
+
+@pytest.fixture
+def need_grocery():
+    if not grocery_available():
+        pytest.skip("GroceryStoreDataset not found (SKUGEN_GROCERY_DIR / ../shared/data/grocery-store)")
+
+
+# Fixture bundles use small calibration/eval sets and a budget loose enough that a
+# random-init model reliably ships INT8 (the gate itself is tested in tests/export/test_quantize.py).
+def _fixture_cfg(kind: str):
+    from skugen.export.bundle import BundleConfig
+    from skugen.export.quantize import QualityBudget, QuantConfig
+
+    return BundleConfig(int8=True, calib_n=32, eval_n=64 if kind == "generator" else 8, classifier=None,
+                        quant=QuantConfig(subset_size=32),
+                        budget=QualityBudget(min_psnr_db=20.0, max_psnr_drop_db=2.0))
+
+
+@pytest.fixture(scope="session")
+def cgan_bundle(cgan_model_dir, tmp_path_factory):
+    from skugen.export.bundle import export_bundle
+
+    return export_bundle(cgan_model_dir, tmp_path_factory.mktemp("bundles") / "cgan", _fixture_cfg("generator"))
+
+
+@pytest.fixture(scope="session")
+def sr_bundle(sr_model_dir, tmp_path_factory):
+    if not grocery_available():
+        pytest.skip("GroceryStoreDataset not found (SKUGEN_GROCERY_DIR / ../shared/data/grocery-store): "
+                    "the enhancer's INT8 calibration needs real photos")
+    from skugen.export.bundle import export_bundle
+
+    return export_bundle(sr_model_dir, tmp_path_factory.mktemp("bundles") / "sr", _fixture_cfg("enhancer"))
+
+
+def pytest_configure(config):
+    # tests/export/test_bundle.py and tests/sdk/test_bundle.py share a basename and the test
+    # folders have no __init__.py: the default "prepend" import mode would refuse the second
+    # one. importlib mode imports test modules by path. (Same as `--import-mode=importlib`
+    # in pyproject's addopts, which is the cleaner home for it.)
+    if config.getoption("importmode") == "prepend":
+        config.option.importmode = "importlib"

@@ -1,0 +1,175 @@
+"""INT8 Q/DQ quantization and the quality gate, on a small random-init generator."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from skugen.backends.onnxruntime import OnnxRuntimeRunner
+from skugen.errors import BudgetError, InputError
+from skugen.export.onnx_export import onnx_from_torch
+from skugen.export.quantize import (EvalSet, QualityBudget, QuantConfig, enhancer_calibration, generator_calibration,
+                                    generator_eval_set, keep_float, qdq_summary, quantize_gated, quantize_qdq)
+from skugen.metrics import psnr
+
+CAL_N, EVAL_N = 32, 64
+
+
+@pytest.fixture(scope="module")
+def gen(cgan_model):
+    model = cgan_model
+    fp32 = onnx_from_torch(model).onnx_bytes
+    calib = generator_calibration(model.cfg.z_dim, model.cfg.n_classes, CAL_N)
+    ev = generator_eval_set(model.cfg.z_dim, model.cfg.n_classes, EVAL_N)
+    return model, fp32, calib, ev
+
+
+@pytest.fixture(scope="module")
+def int8(gen):
+    _, fp32, calib, _ = gen
+    return quantize_qdq(fp32, calib, QuantConfig(subset_size=CAL_N))
+
+
+@pytest.fixture(scope="module")
+def gated_loose(gen):
+    _, fp32, calib, ev = gen
+    return quantize_gated(fp32, calib, ev, QualityBudget(min_psnr_db=10.0), QuantConfig(subset_size=CAL_N))
+
+
+def _run(model: bytes, feeds: dict) -> np.ndarray:
+    with OnnxRuntimeRunner(model) as r:
+        return r.infer(feeds)["image"]
+
+
+def _img(x):  # (N, 1, H, W) [-1,1] -> (N, H, W, 1) [0,255]
+    return np.clip((x.astype(np.float64) + 1) * 127.5, 0, 255).transpose(0, 2, 3, 1)
+
+
+def test_qdq_int8_graph_runs_with_dynamic_batch(gen, int8):
+    _, fp32, _, ev = gen
+    mp = onnx.load_from_string(int8)
+    s = qdq_summary(mp)
+    assert s["QuantizeLinear"] > 0 and s["DequantizeLinear"] > 0
+    assert {"fc", "blocks.0.conv1", "to_img"} <= set(s["int8_layers"])
+    # TensorRT's flavour: every zero point is int8 and 0 (no uint8, no asymmetric)
+    zps = [numpy_helper.to_array(i) for i in mp.graph.initializer if i.name.startswith("zero_point")]
+    assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)
+    for b in (1, 7):
+        feeds = {k: v[:b] for k, v in ev.feeds.items()}
+        q, f = _run(int8, feeds), _run(fp32, feeds)
+        assert q.shape == (b, 1, 32, 32) and np.isfinite(q).all()
+        assert psnr(_img(q), _img(f)) > 20  # quantization noise, not garbage
+
+
+def test_ort_calibrator_gives_qdq(gen):
+    _, fp32, calib, ev = gen
+    q = quantize_qdq(fp32, calib, QuantConfig(tool="ort", calibrate_method="minmax", subset_size=16))
+    s = qdq_summary(q)
+    assert s["QuantizeLinear"] > 0 and "blocks.0.conv1" in s["int8_layers"]
+    feeds = {k: v[:4] for k, v in ev.feeds.items()}
+    assert psnr(_img(_run(q, feeds)), _img(_run(fp32, feeds))) > 20
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda c: {**c, "z": c["z"][:, :100]}, r"'z' has shape \(32, 100\).*\['N', 128\]"),
+    (lambda c: {**c, "z": c["z"].astype(np.float64)}, "dtype float64"),
+    (lambda c: {"z": c["z"]}, "exactly the model inputs"),
+    (lambda c: {**c, "onehot": c["onehot"][:5]}, "sample count"),
+    (lambda c: {**c, "z": c["z"][0]}, "shape"),
+])
+def test_bad_calibration_data_is_an_input_error(gen, bad, match):
+    _, fp32, calib, _ = gen
+    with pytest.raises(InputError, match=match) as e:
+        quantize_qdq(fp32, bad(calib))
+    assert "generator_calibration" in str(e.value) or "sample count" in str(e.value)
+
+
+def test_unknown_ignored_layer_is_an_input_error(gen):
+    _, fp32, calib, _ = gen
+    with pytest.raises(InputError, match="not nodes of the model"):
+        quantize_qdq(fp32, calib, QuantConfig(ignored=("no.such.layer",), subset_size=8))
+
+
+def test_keep_float_switches_one_layer_back(gen, int8):
+    _, fp32, _, _ = gen
+    edited = keep_float(int8, fp32, ["to_img"])
+    s = qdq_summary(edited)
+    assert "to_img" in s["float_layers"] and "blocks.0.conv1" in s["int8_layers"]
+    onnx.checker.check_model(onnx.load_from_string(edited))
+
+
+def test_gated_loose_budget_ships_all_int8(gated_loose):
+    r = gated_loose
+    assert r.met_budget and r.precision == "int8" and r.kept_float == () and r.error() is None
+    assert r.report["outcome"] == "int8" and r.report["budget_check"]["ok"]
+    assert qdq_summary(r.onnx_bytes)["QuantizeLinear"] > 0
+    json.dumps(r.report)
+
+
+def test_gated_strict_budget_keeps_sensitive_layers_float(gen, gated_loose):
+    _, fp32, calib, ev = gen
+    all_int8 = gated_loose.report["int8_all_layers"]["psnr_vs_fp32_db"]
+    budget = QualityBudget(min_psnr_db=all_int8 + 2.0)
+    r = quantize_gated(fp32, calib, ev, budget, QuantConfig(subset_size=CAL_N))
+    assert r.met_budget and r.precision == "int8", r.message
+    assert 0 < len(r.kept_float) <= len(r.report["quantizable_layers"]) // 2
+    rep = r.report
+    assert rep["final"]["psnr_vs_fp32_db"] >= budget.min_psnr_db
+    assert rep["outcome"] == "int8-mixed" and "kept float" in r.message
+    # the kept layers are the top of the measured ranking, each with its reason
+    ranked = [p["layer"] for p in rep["sensitivity"]]
+    assert list(r.kept_float) == ranked[:len(r.kept_float)]
+    assert [k["layer"] for k in rep["kept_float"]] == list(r.kept_float)
+    assert all("most sensitive" in k["reason"] for k in rep["kept_float"])
+    gains = [p["gain"] for p in rep["sensitivity"]]
+    assert gains == sorted(gains, reverse=True)
+    assert set(rep["first_last_kept_float"]) == {"first", "last"}
+    # the shipped model really has those layers float (re-quantized with IgnoredScope)
+    s = qdq_summary(r.onnx_bytes)
+    assert set(r.kept_float) <= set(s["float_layers"])
+    assert any(st["how"].startswith("re-quantized") and st["budget"]["ok"] for st in rep["steps"])
+
+
+def test_gated_impossible_budget_returns_float_and_says_so(gen):
+    _, fp32, calib, ev = gen
+    r = quantize_gated(fp32, calib, ev, QualityBudget(min_psnr_db=200.0, max_float_fraction=0.25),
+                       QuantConfig(subset_size=CAL_N))
+    assert not r.met_budget and r.precision == "fp32" and r.onnx_bytes == fp32
+    assert r.report["outcome"].startswith("fp32") and "budget not met" in r.message
+    assert not r.report["budget_check"]["ok"]
+    assert len(r.report["sensitivity"]) == len(r.report["quantizable_layers"])  # it did try
+    assert isinstance(r.error(), BudgetError)
+    json.dumps(r.report)
+
+
+def test_gate_measures_class_fidelity_with_a_classifier(gen):
+    _, fp32, calib, ev = gen
+    w = np.random.default_rng(0).standard_normal((32 * 32, 10)).astype(np.float32)
+
+    def clf(x):  # (N, 1, 32, 32) -> logits (N, 10): any fixed callable works
+        return x.reshape(len(x), -1) @ w
+
+    r = quantize_gated(fp32, calib, ev, QualityBudget(min_psnr_db=10.0, max_fidelity_drop_pts=100.0),
+                       QuantConfig(subset_size=CAL_N), classifier=clf)
+    assert "class_fidelity_pct" in r.report["fp32"]
+    assert "fidelity_drop_pts" in r.report["final"]
+    assert {c["name"] for c in r.report["budget_check"]["checks"]} == {"psnr_vs_fp32_db", "fidelity_drop_pts"}
+
+
+def test_enhancer_eval_needs_ground_truth(sr_model):
+    # an enhancer EvalSet without HR is refused before any quantization work
+    fp32 = onnx_from_torch(sr_model).onnx_bytes
+    feeds = {"lr": np.random.default_rng(0).random((4, 3, 16, 16), dtype=np.float32)}
+    with pytest.raises(InputError, match="ground-truth HR"):
+        quantize_gated(fp32, feeds, EvalSet(feeds), QualityBudget(), QuantConfig(subset_size=4))
+
+
+def test_enhancer_calibration_uses_real_degraded_crops(need_grocery):
+    c = enhancer_calibration(n=4, hr_size=64, seed=0)
+    x = c["lr"]
+    assert x.shape == (4, 3, 32, 32) and x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0 and x.std() > 0.01
+    np.testing.assert_array_equal(x, enhancer_calibration(n=4, hr_size=64, seed=0)["lr"])  # seeded

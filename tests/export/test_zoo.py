@@ -1,0 +1,71 @@
+"""Shipped zoo models: cards are complete and `skugen eval` reproduces their metrics on a subset."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from skugen.export import ckpt, models, zoo
+from skugen.io import sha256_file
+
+SHIPPED = zoo.names()
+
+
+def test_zoo_ships_the_teachers():
+    for name in ("fmnist-classifier", "fmnist-cgan", "grocery-sr2x"):
+        assert name in SHIPPED, f"{name} missing from export/zoo"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_card_is_complete_and_matches_weights(name):
+    d = zoo.ZOO_DIR / name
+    card = json.loads((d / "card.json").read_text())
+    for key in ("config", "data", "command", "seed", "wall_time_s", "metrics", "macs", "params", "weights"):
+        assert key in card, f"{name} card lacks {key}"
+    assert card["weights"]["sha256"] == sha256_file(d / "model.safetensors")
+    model, _ = ckpt.load_model(d)
+    assert models.count_params(model) == card["params"]           # counted, not estimated
+    cfg = models.config_from_model(model)
+    assert models.count_macs(model, models.example_inputs(cfg, 1, 64)) == card["macs"]
+    assert (d / "model.safetensors").stat().st_size < 20e6         # "a few MB each"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SHIPPED)
+def test_eval_reproduces_card_metrics_on_subset(name):
+    card = json.loads((zoo.ZOO_DIR / name / "card.json").read_text())
+    if "metrics_quick" not in card:
+        pytest.skip(f"{name} card has no metrics_quick")
+    got = zoo.evaluate_dir(name, quick=True)
+    want = card["metrics_quick"]
+    for key in ("accuracy", "class_fidelity", "psnr_y", "ssim_y", "bicubic_psnr_y"):
+        if key in want:
+            assert got[key] == pytest.approx(want[key], rel=2e-3, abs=2e-3), key
+    if "fid_proxy" in want:
+        assert got["fid_proxy"] == pytest.approx(want["fid_proxy"], rel=0.02)
+
+
+def test_shipped_targets_hold():
+    """The teacher targets of the zoo issue, read from the cards (which the test above ties to the weights)."""
+    m = {n: json.loads((zoo.ZOO_DIR / n / "card.json").read_text())["metrics"] for n in SHIPPED}
+    if "fmnist-classifier" in m:
+        assert m["fmnist-classifier"]["accuracy"] >= 0.92
+    if "fmnist-cgan" in m:
+        assert m["fmnist-cgan"]["class_fidelity"] >= 0.90
+        assert m["fmnist-cgan"]["fid_name"] == zoo.FID_NAME
+    if "grocery-sr2x" in m:
+        for split in ("test", "iconic"):
+            s = m["grocery-sr2x"][split]
+            assert s["psnr_y"] >= s["bicubic_psnr_y"] + 2.0, split
+            assert s["ssim_y"] > s["bicubic_ssim_y"], split
+
+
+def test_zoo_list_and_eval_cli():
+    r = subprocess.run([sys.executable, "-m", "skugen.cli", "zoo", "list", "--json"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    names = [m["name"] for m in json.loads(r.stdout)["models"]]
+    assert names == SHIPPED
+    r = subprocess.run([sys.executable, "-m", "skugen.cli", "eval", "no-such-model"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and "neither a zoo model" in r.stderr

@@ -1,0 +1,1101 @@
+"""CPU tests for the TensorRT backend: build planning, engine identity, sidecar, mismatch
+detection, inspector parsing, calibration batching, and the no-TensorRT error path.
+
+Nothing here needs TensorRT, pycuda or a GPU (the GPU half is test_tensorrt_gpu.py).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skugen import cli
+from skugen.backends import trt_plan as tp
+from skugen.backends import tensorrt as trt_backend
+from skugen.backends.trt_plan import BuildConfig
+from skugen.bundle import load_bundle, npz_bytes, write_bundle
+from skugen.errors import BackendUnavailable, BundleError, EngineMismatch, InputError
+from skugen.io import atomic_write_json
+
+SHA_FP32 = hashlib.sha256(b"fp32").hexdigest()
+SHA_INT8 = hashlib.sha256(b"int8").hexdigest()
+
+# A generator bundle's manifest as the exporter writes it: dynamic batch only.
+CGAN = {
+    "schema_version": 1, "name": "fmnist-cgan-student", "kind": "generator",
+    "io": {
+        "inputs": [{"name": "z", "dtype": "float32", "shape": ["batch", 128]},
+                   {"name": "onehot", "dtype": "float32", "shape": ["batch", 10]}],
+        "outputs": [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 32, 32]}],
+        "class_names": ["tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                        "boot"],
+    },
+    "models": {"fp32": {"file": "model.fp32.onnx", "sha256": SHA_FP32, "bytes": 4},
+               "int8": {"file": "model.int8.onnx", "sha256": SHA_INT8, "bytes": 4}},
+    "golden": {"inputs": "golden/inputs.npz", "outputs": "golden/outputs.npz"},
+    "files": {},
+}
+
+# An enhancer: dynamic batch AND spatial axes, tiled inference; no Q/DQ model.
+SR = {
+    "schema_version": 1, "name": "grocery-sr-x2", "kind": "enhancer",
+    "io": {
+        "inputs": [{"name": "lr", "dtype": "float32", "shape": ["batch", 3, "h", "w"], "range": [0, 1]}],
+        "outputs": [{"name": "sr", "dtype": "float32", "shape": ["batch", 3, "2h", "2w"], "range": [0, 1]}],
+        "scale": 2, "max_batch": 64,
+    },
+    "tile": {"size": 64, "overlap": 8, "units": "LR pixels"},
+    "models": {"fp32": {"file": "model.fp32.onnx", "sha256": SHA_FP32, "bytes": 4}},
+    "golden": {"inputs": "golden/inputs.npz", "outputs": "golden/outputs.npz"},
+    "files": {},
+}
+
+H200 = {"index": 0, "name": "NVIDIA H200", "compute_capability": "9.0", "total_memory_bytes": 150_000_000_000}
+ORIN = {"index": 0, "name": "Orin (nvgpu)", "compute_capability": "8.7", "total_memory_bytes": 64_000_000_000}
+
+
+def prof(plan: tp.BuildPlan) -> dict:
+    return {p.name: (p.min, p.opt, p.max) for p in plan.profile}
+
+# ----------------------------------------------------------------------------- plan
+
+
+def test_fp16_plan_for_generator():
+    plan = tp.make_build_plan(CGAN, "fp16")
+    assert plan.source_model == "fp32" and plan.source_file == "model.fp32.onnx"
+    assert plan.onnx_sha256 == SHA_FP32
+    assert plan.quantization == tp.QUANT_NONE and plan.calibration is None
+    assert plan.flags == ("FP16",)
+    assert plan.workspace_bytes == 1024 * 2**20
+    assert prof(plan) == {"z": ((1, 128), (8, 128), (32, 128)), "onehot": ((1, 10), (8, 10), (32, 10))}
+    assert plan.outputs == ("image",)
+    json.dumps(plan.to_dict())  # serialisable, goes into engine.json
+
+
+def test_int8_plan_uses_qdq_model_with_fp16_fallback():
+    plan = tp.make_build_plan(CGAN, "INT8", BuildConfig(min_batch=2, opt_batch=4, max_batch=16, workspace_mb=256))
+    assert (plan.precision, plan.source_model, plan.onnx_sha256) == ("int8", "int8", SHA_INT8)
+    assert plan.quantization == tp.QUANT_QDQ and plan.calibration is None
+    assert plan.flags == ("INT8", "FP16")
+    assert plan.workspace_bytes == 256 * 2**20
+    assert prof(plan)["z"] == ((2, 128), (4, 128), (16, 128))
+    assert tp.make_build_plan(CGAN, "int8", BuildConfig(int8_fp16_fallback=False)).flags == ("INT8",)
+
+
+def test_int8_without_qdq_model_falls_back_to_calibration():
+    plan = tp.make_build_plan(SR, "int8", BuildConfig(calib_batch=4, calib_max_batches=10))
+    assert plan.source_model == "fp32" and plan.quantization == tp.QUANT_CALIB
+    assert plan.calibration == {"batch": 4, "max_batches": 10, "source": "golden"}
+    plan2 = tp.make_build_plan(SR, "int8", BuildConfig(calibration_npz="/data/calib.npz"))
+    assert plan2.calibration["source"] == "/data/calib.npz"
+
+
+def test_source_model_errors():
+    no_fp32 = copy.deepcopy(CGAN)
+    del no_fp32["models"]["fp32"]
+    with pytest.raises(InputError, match="no fp32 ONNX model"):
+        tp.make_build_plan(no_fp32, "fp16")
+    assert tp.source_model(no_fp32, "int8") == ("int8", tp.QUANT_QDQ)
+    empty = copy.deepcopy(CGAN)
+    empty["models"] = {}
+    with pytest.raises(InputError, match="neither an int8 nor an fp32"):
+        tp.source_model(empty, "int8")
+
+
+@pytest.mark.parametrize("bad", ["fp32", "bf16", "", "int4"])
+def test_unsupported_precision(bad):
+    with pytest.raises(InputError, match="onnxruntime"):
+        tp.make_build_plan(CGAN, bad)
+
+
+def test_enhancer_profile_from_tile():
+    plan = tp.make_build_plan(SR, "fp16")
+    # skugen.tiling feeds tiles of exactly tile.size (overlap included), or one smaller tile for a small photo
+    assert prof(plan) == {"lr": ((1, 3, 8, 8), (8, 3, 64, 64), (32, 3, 64, 64))}
+
+
+def test_enhancer_profile_overrides():
+    plan = tp.make_build_plan(SR, "fp16", BuildConfig(min_hw=32, opt_hw=96, max_hw=128, opt_batch=2, max_batch=4))
+    assert prof(plan)["lr"] == ((1, 3, 32, 32), (2, 3, 96, 96), (4, 3, 128, 128))
+    with pytest.raises(InputError, match="spatial range"):
+        tp.make_build_plan(SR, "fp16", BuildConfig(min_hw=100))  # min above the tile size
+
+
+def test_enhancer_without_tile_needs_explicit_range():
+    no_tile = {k: v for k, v in SR.items() if k != "tile"}
+    with pytest.raises(InputError, match="--opt-hw"):
+        tp.make_build_plan(no_tile, "fp16")
+    plan = tp.make_build_plan(no_tile, "fp16", BuildConfig(opt_hw=48))
+    assert prof(plan)["lr"] == ((1, 3, 8, 8), (8, 3, 48, 48), (32, 3, 48, 48))
+
+
+@pytest.mark.parametrize("dims", [[None, 3, None, None], [-1, 3, -1, -1], ["N", 3, "H", "W"],
+                                  ["batch", 3, "height", "width"], ["batch", 3, "in_height", "in_width"]])
+def test_dynamic_axis_spellings(dims):
+    m = copy.deepcopy(SR)
+    m["io"]["inputs"][0]["shape"] = dims
+    assert prof(tp.make_build_plan(m, "fp16"))["lr"] == ((1, 3, 8, 8), (8, 3, 64, 64), (32, 3, 64, 64))
+
+
+def test_static_model_needs_no_dynamic_ranges():
+    m = copy.deepcopy(CGAN)
+    m["io"]["inputs"] = [{"name": "z", "dtype": "float32", "shape": [4, 128]}]
+    assert prof(tp.make_build_plan(m, "fp16"))["z"] == ((4, 128),) * 3
+
+
+def test_unknown_dynamic_axis_needs_explicit_shapes():
+    m = copy.deepcopy(CGAN)
+    m["io"]["inputs"] = [{"name": "tokens", "dtype": "int64", "shape": ["batch", "seq"]}]
+    with pytest.raises(InputError, match=r"BuildConfig.shapes\['tokens'\]"):
+        tp.make_build_plan(m, "fp16")
+    cfg = BuildConfig(shapes={"tokens": ((1, 4), (8, 16), (32, 64))})
+    plan = tp.make_build_plan(m, "fp16", cfg)
+    assert prof(plan)["tokens"] == ((1, 4), (8, 16), (32, 64))
+    assert plan.profile[0].dtype == "int64"
+
+
+@pytest.mark.parametrize("shapes,match", [
+    ({"nope": ((1, 1), (1, 1), (1, 1))}, "not inputs of this bundle"),
+    ({"z": ((1,), (8,), (32,))}, "rank 2"),
+    ({"z": ((1, 128), (8, 128), (4, 128))}, "min <= opt <= max"),
+    ({"z": ((1, 64), (8, 64), (32, 64))}, "fixed at 128"),
+])
+def test_explicit_shapes_are_validated(shapes, match):
+    with pytest.raises(InputError, match=match):
+        tp.make_build_plan(CGAN, "fp16", BuildConfig(shapes=shapes))
+
+
+@pytest.mark.parametrize("kw", [dict(min_batch=0), dict(min_batch=4, opt_batch=2), dict(opt_batch=64, max_batch=32),
+                                dict(workspace_mb=0), dict(min_hw=-1), dict(calib_batch=0),
+                                dict(optimization_level=7)])
+def test_bad_build_config(kw):
+    with pytest.raises(InputError):
+        tp.make_build_plan(SR, "fp16", BuildConfig(**kw))
+
+
+def test_cover_widens_spatial_range_not_batch():
+    # Golden inputs are bigger than a tile and than max_batch: the spatial range grows to admit them,
+    # the batch range does not (the runner chunks big batches).
+    plan = tp.make_build_plan(SR, "fp16", cover={"lr": [(48, 3, 96, 112), (1, 3, 4, 6)]})
+    assert prof(plan)["lr"] == ((1, 3, 4, 6), (8, 3, 64, 64), (32, 3, 96, 112))  # per axis
+    with pytest.raises(InputError, match="fixes it at 3"):
+        tp.make_build_plan(SR, "fp16", cover={"lr": [(1, 4, 64, 64)]})
+    with pytest.raises(InputError, match="rank"):
+        tp.make_build_plan(SR, "fp16", cover={"lr": [(1, 3, 64)]})
+
+
+def test_manifest_without_inputs():
+    m = copy.deepcopy(CGAN)
+    m["io"]["inputs"] = []
+    with pytest.raises(InputError, match="no io.inputs"):
+        tp.make_build_plan(m, "fp16")
+
+# ----------------------------------------------------------------------------- identity
+
+
+@pytest.mark.parametrize("name,slug", [("NVIDIA H200", "nvidia-h200"), ("NVIDIA GeForce RTX 4090", "nvidia-geforce-rtx-4090"),
+                                       ("Orin (nvgpu)", "orin-nvgpu"), ("  ", "unknown-gpu"),
+                                       ("NVIDIA A100-SXM4-80GB", "nvidia-a100-sxm4-80gb")])
+def test_device_slug(name, slug):
+    assert tp.device_slug(name) == slug
+
+
+@pytest.mark.parametrize("cc", [(8, 7), [8, 7], "8.7", "87", "sm_87", "sm87", 8.7])
+def test_cc_string(cc):
+    assert tp.cc_string(cc) == "8.7" and tp.cc_compact(cc) == "87"
+
+
+def test_cc_string_rejects_garbage():
+    assert tp.cc_string((10, 0)) == "10.0" and tp.cc_compact("100") == "100"
+    with pytest.raises(InputError):
+        tp.cc_string("hopper")
+
+
+def test_engine_key():
+    assert tp.engine_key("NVIDIA H200", (9, 0), "10.3.0", "fp16") == "nvidia-h200-sm90-trt10.3.0-fp16"
+    assert tp.engine_key("Orin (nvgpu)", "8.7", "10.3.0.26", "int8") == "orin-nvgpu-sm87-trt10.3.0.26-int8"
+    keys = {tp.engine_key(d, c, v, p) for d in ("A", "B") for c in ("8.0", "9.0") for v in ("10.0", "10.1")
+            for p in tp.PRECISIONS}
+    assert len(keys) == 16  # every identity field changes the directory
+
+
+def test_timing_cache_path_is_keyed_by_device_and_version(tmp_path):
+    a = tp.timing_cache_path(tmp_path, "NVIDIA H200", "9.0", "10.3.0")
+    assert a.parent == tmp_path and a.name == "timing-nvidia-h200-sm90-trt10.3.0.cache"
+    assert a == tp.timing_cache_path(tmp_path, "NVIDIA H200", (9, 0), "10.3.0")
+    assert a != tp.timing_cache_path(tmp_path, "NVIDIA H100", "9.0", "10.3.0")
+    assert a != tp.timing_cache_path(tmp_path, "NVIDIA H200", "9.0", "10.4.0")
+
+
+def test_calibration_cache_name():
+    n = tp.calibration_cache_name(SHA_FP32, "c" * 64, "10.3.0")
+    assert n == f"calib-{SHA_FP32[:16]}-{'c' * 12}-trt10.3.0.cache"
+
+# ----------------------------------------------------------------------------- sidecar
+
+
+INSPECTOR_JSON = json.dumps({"Layers": [
+    {"Name": "Reformatting CopyNode for Input Tensor 0 to conv0", "LayerType": "Reformat",
+     "Inputs": [{"Name": "lr", "Location": "Device", "Dimensions": [8, 3, 64, 64],
+                 "Format/Datatype": "Row major linear FP32 format"}],
+     "Outputs": [{"Name": "r0", "Dimensions": [8, 3, 64, 64], "Format/Datatype": "Row major linear FP16 format"}]},
+    {"Name": "conv0 + relu0", "LayerType": "CaskConvolution",
+     "Inputs": [{"Name": "r0", "Dimensions": [8, 3, 64, 64], "Format/Datatype": "Row major linear FP16 format"}],
+     "Outputs": [{"Name": "a0", "Dimensions": [8, 48, 64, 64],
+                  "Format/Datatype": "Channel major FP16 format where channel % 8 == 0"}],
+     "TacticName": "sm90_xmma_fprop_implicit_gemm_f16f16"},
+    {"Name": "quantize_a0 + conv1", "LayerType": "CaskConvolution",
+     "Inputs": [{"Name": "a0q", "Dimensions": [8, 48, 64, 64],
+                 "Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format"}],
+     "Outputs": [{"Name": "a1", "Dimensions": [8, 48, 64, 64],
+                  "Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format"}]},
+    {"Name": "conv2 (dequant out)", "LayerType": "CaskConvolution",
+     "Inputs": [{"Name": "a1", "Datatype": "Int8", "Format": "Channel major"}],  # TensorRT 11 split fields
+     "Outputs": [{"Name": "a2", "Datatype": "Half", "Format": "Row major linear"}]},
+    {"Name": "pixelshuffle", "LayerType": "Shuffle",
+     "Inputs": [{"Name": "a2", "Format/Datatype": "Half"}], "Outputs": [{"Name": "a3", "Format/Datatype": "Half"}]},
+    {"Name": "last conv", "LayerType": "CaskConvolution",
+     "Inputs": [{"Name": "a3", "Format/Datatype": "Float"}], "Outputs": [{"Name": "sr", "Format/Datatype": "Float"}]},
+    {"Name": "dyn", "LayerType": "NoOp",
+     "Inputs": [{"Name": "x", "Format/Datatype": "N/A due to dynamic shapes"}], "Outputs": []},
+]})
+
+
+def test_layer_precisions_from_inspector_json():
+    layers = tp.layer_precisions(INSPECTOR_JSON)
+    assert [l["precision"] for l in layers] == ["fp32", "fp16", "int8", "int8", "fp16", "fp32", "unknown"]
+    assert layers[1]["tactic"] == "sm90_xmma_fprop_implicit_gemm_f16f16"
+    assert layers[3]["inputs"] == ["int8"] and layers[3]["outputs"] == ["fp16"]
+    counts = tp.precision_counts(layers)
+    assert counts["all"] == {"fp16": 2, "fp32": 2, "int8": 2, "unknown": 1}
+    assert counts["compute"] == {"int8": 2, "fp16": 1, "fp32": 1}  # no Reformat/Shuffle/NoOp
+    assert counts["layers"] == 7
+    assert tp.layer_precisions(json.loads(INSPECTOR_JSON)) == layers  # a dict works as well as the JSON text
+
+
+def test_layer_precisions_without_detailed_verbosity():
+    layers = tp.layer_precisions('{"Layers": ["conv0 + relu0", "conv1"], "Bindings": ["lr", "sr"]}')
+    assert [l["precision"] for l in layers] == ["unknown", "unknown"]
+    assert tp.layer_precisions("{}") == []
+
+
+@pytest.mark.parametrize("fmt,dtype", [
+    ("Row major linear FP32", "fp32"), ("Float", "fp32"), ("Half", "fp16"), ("Row major linear FP16 format", "fp16"),
+    ("Thirty-two wide channel vectorized row major Int8 format.", "int8"), ("UInt8", "uint8"),
+    ("BFloat16", "bf16"), ("Row major linear BF16", "bf16"), ("Int32", "int32"), ("Int64", "int64"), ("Bool", "bool"),
+    ("FP8", "fp8"), ("N/A due to dynamic shapes", "unknown"), ("", "unknown"), (None, "unknown"),
+])
+def test_tensor_dtype(fmt, dtype):
+    assert tp.tensor_dtype(fmt) == dtype
+
+
+def _meta(**over):
+    plan = tp.make_build_plan(CGAN, "int8", BuildConfig(max_batch=16))
+    meta = tp.engine_metadata(plan, H200, trt_version="10.3.0", skugen_version="0.1.0", build_seconds=12.3456,
+                              plan_sha256="d" * 64, plan_bytes=1234, layers=tp.layer_precisions(INSPECTOR_JSON),
+                              io={"inputs": [{"name": "z"}], "outputs": [{"name": "image"}]},
+                              bundle={"name": "fmnist-cgan-student"}, extra={"timing_cache": {"loaded": True}},
+                              built_at="2026-01-01T00:00:00+00:00")
+    meta.update(over)
+    return plan, meta
+
+
+def test_engine_metadata_fields(tmp_path):
+    plan, meta = _meta()
+    assert meta["key"] == "nvidia-h200-sm90-trt10.3.0-int8"
+    assert (meta["device_name"], meta["compute_capability"], meta["tensorrt_version"]) == ("NVIDIA H200", "9.0",
+                                                                                          "10.3.0")
+    assert meta["onnx_sha256"] == SHA_INT8 and meta["source"]["file"] == "model.int8.onnx"
+    assert meta["precision"] == "int8" and meta["quantization"] == tp.QUANT_QDQ
+    assert meta["builder_flags"] == ["INT8", "FP16"]
+    assert meta["profile"]["z"] == {"dtype": "float32", "min": [1, 128], "opt": [8, 128], "max": [16, 128]}
+    assert meta["build_seconds"] == 12.346 and meta["built_at"].startswith("2026-01-01")
+    assert meta["skugen_version"] == "0.1.0" and meta["plan_sha256"] == "d" * 64 and meta["plan_bytes"] == 1234
+    assert meta["precision_counts"]["compute"]["int8"] == 2 and len(meta["layers"]) == 7
+    assert meta["timing_cache"] == {"loaded": True} and meta["device"]["total_memory_bytes"] == 150_000_000_000
+    atomic_write_json(tmp_path / "engine.json", meta)  # JSON-serialisable, atomically written
+    assert json.loads((tmp_path / "engine.json").read_text()) == meta
+
+
+def test_no_mismatch_for_the_same_machine():
+    plan, meta = _meta()
+    cur = tp.current_identity(H200, "10.3.0", SHA_INT8, "int8")
+    assert tp.engine_mismatches(meta, cur) == []
+    assert tp.engine_mismatches(meta, {**cur, "compute_capability": "9.0"}) == []
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("device_name", "NVIDIA A100-SXM4-80GB", "GPU"),
+    ("compute_capability", "8.0", "compute capability"),
+    ("tensorrt_version", "10.4.0", "TensorRT version"),
+    ("onnx_sha256", SHA_FP32, "source ONNX sha256"),
+    ("precision", "fp16", "precision"),
+])
+def test_each_identity_field_is_checked(field, value, words):
+    _, meta = _meta()
+    cur = tp.current_identity(H200, "10.3.0", SHA_INT8, "int8")
+    diffs = tp.engine_mismatches(meta, {**cur, field: value})
+    assert len(diffs) == 1 and diffs[0].startswith(words)
+    msg = tp.mismatch_message(diffs, "/b/engines/k", "/b", "int8")
+    assert "skugen build /b --backend tensorrt --precision int8 --force" in msg and "rebuild=True" in msg
+
+
+def test_edited_sidecar_gives_several_differences():
+    _, meta = _meta(device_name="Orin (nvgpu)", compute_capability="8.7", schema_version=99)
+    diffs = tp.engine_mismatches(meta, tp.current_identity(H200, "10.3.0", SHA_INT8, "int8"))
+    assert len(diffs) == 3
+    assert any("'Orin (nvgpu)'" in d and "'NVIDIA H200'" in d for d in diffs)
+    assert any("schema_version" in d for d in diffs)
+    assert tp.engine_mismatches({}, tp.current_identity(ORIN, "10.3.0", SHA_INT8, "int8"))  # empty sidecar
+
+
+def test_profile_matches():
+    plan, meta = _meta()
+    assert tp.profile_matches(meta, plan)
+    assert not tp.profile_matches(meta, tp.make_build_plan(CGAN, "int8", BuildConfig(max_batch=32)))
+    assert not tp.profile_matches(meta, tp.make_build_plan(CGAN, "int8", BuildConfig(max_batch=16, workspace_mb=64)))
+    assert not tp.profile_matches(meta, tp.make_build_plan(CGAN, "int8", BuildConfig(max_batch=16,
+                                                                                      int8_fp16_fallback=False)))
+    # A Q/DQ request that had to fall back to calibration is still "the same build".
+    _, fell_back = _meta(quantization=tp.QUANT_CALIB, quantization_requested=tp.QUANT_QDQ)
+    assert tp.profile_matches(fell_back, plan)
+
+
+def test_build_config_roundtrip_through_sidecar():
+    cfg = BuildConfig(min_batch=2, opt_batch=4, max_batch=8, opt_hw=96, max_hw=128, workspace_mb=512, force=True,
+                      shapes={"lr": ((1, 3, 8, 8), (4, 3, 96, 96), (8, 3, 128, 128))})
+    d = json.loads(json.dumps(cfg.to_dict()))
+    back = tp.build_config_from_dict(d)
+    assert back == BuildConfig(**{**cfg.__dict__, "force": False})  # force is never inherited
+    assert tp.build_config_from_dict(None) is None
+    assert tp.build_config_from_dict({"min_batch": 9, "opt_batch": 1}) is None
+    assert tp.build_config_from_dict({"max_batch": 64, "unknown_future_field": 1}) == BuildConfig(max_batch=64)
+
+
+def test_shape_in_profile():
+    p = {"min": [1, 3, 16, 16], "opt": [8, 3, 64, 64], "max": [32, 3, 80, 80]}
+    assert tp.shape_in_profile("lr", (4, 3, 64, 80), p) is None
+    why = tp.shape_in_profile("lr", (4, 3, 96, 64), p)
+    assert "outside the engine's profile" in why and "[2]" in why and "--max-hw" in why
+    assert "rank" in tp.shape_in_profile("lr", (4, 3, 64), p)
+
+# ----------------------------------------------------------------------------- calibration data
+
+
+def test_calibration_batches():
+    rng = np.random.default_rng(0)
+    arrays = {"z": rng.normal(size=(20, 128)), "onehot": np.eye(10)[rng.integers(0, 10, 20)],
+              "cls": np.arange(20, dtype=np.int64)}
+    batches = tp.calibration_batches(arrays, ["z", "onehot"], batch=8, max_batches=10)
+    assert len(batches) == 2  # 20 // 8; the remainder is dropped: the calibration shape is fixed
+    assert all(b["z"].shape == (8, 128) and b["z"].dtype == np.float32 for b in batches)
+    assert set(batches[0]) == {"z", "onehot"}
+    np.testing.assert_allclose(batches[1]["z"], arrays["z"][8:16].astype(np.float32))
+    assert tp.calibration_batches(arrays, ["cls"], 8, 10)[0]["cls"].dtype == np.int64  # index inputs keep dtype
+    assert len(tp.calibration_batches(arrays, ["z"], batch=2, max_batches=3)) == 3
+    small = tp.calibration_batches({"z": arrays["z"][:3]}, ["z"], batch=8, max_batches=4)
+    assert len(small) == 1 and small[0]["z"].shape == (3, 128)
+
+
+@pytest.mark.parametrize("arrays,match", [
+    ({"z": np.zeros((4, 2))}, "lacks inputs"),
+    ({"z": np.zeros((4, 2)), "onehot": np.zeros((5, 10))}, "disagree"),
+    ({"z": np.zeros((0, 2)), "onehot": np.zeros((0, 10))}, "empty"),
+])
+def test_calibration_batches_errors(arrays, match):
+    with pytest.raises(InputError, match=match):
+        tp.calibration_batches(arrays, ["z", "onehot"], 8, 4)
+
+
+def test_arrays_sha256():
+    a = {"z": np.arange(6.0).reshape(2, 3), "y": np.ones(2)}
+    assert tp.arrays_sha256(a) == tp.arrays_sha256({"y": np.ones(2), "z": np.arange(6.0).reshape(2, 3)})
+    assert tp.arrays_sha256(a) != tp.arrays_sha256({**a, "y": np.zeros(2)})
+    assert tp.arrays_sha256(a) != tp.arrays_sha256({**a, "z": a["z"].reshape(3, 2)})
+
+# ----------------------------------------------------------------------------- no TensorRT here
+
+
+@pytest.fixture
+def cgan_bundle_dir(tmp_path):
+    """A structurally valid generator bundle (placeholder ONNX bytes: nothing here parses them)."""
+    rng = np.random.default_rng(1)
+    inputs = {"z": rng.normal(size=(4, 128)).astype(np.float32),
+              "onehot": np.eye(10, dtype=np.float32)[[0, 3, 7, 9]]}
+    outputs = {"image": rng.uniform(-1, 1, size=(4, 1, 32, 32)).astype(np.float32)}
+    manifest = copy.deepcopy(CGAN)
+    files = {"model.fp32.onnx": b"fp32", "model.int8.onnx": b"int8",
+             "golden/inputs.npz": npz_bytes(inputs), "golden/outputs.npz": npz_bytes(outputs)}
+    return write_bundle(tmp_path / "bundle", manifest, files)
+
+
+needs_no_trt = pytest.mark.skipif(trt_backend.is_available(), reason="TensorRT and a GPU are present here")
+
+
+def test_module_imports_without_tensorrt():
+    code = ("import sys, skugen.backends.tensorrt as t; from skugen.backends import tensorrt_usable; "
+            "print(int('tensorrt' in sys.modules), int('pycuda' in sys.modules), int(tensorrt_usable()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[:2] == ["0", "0"]  # importing the backend imports neither; is_available() may, later
+
+
+@needs_no_trt
+def test_is_available_false_here():
+    from skugen.backends import tensorrt_usable
+
+    assert trt_backend.is_available() is False and tensorrt_usable() is False
+
+
+@needs_no_trt
+def test_every_entry_point_names_the_extra(cgan_bundle_dir):
+    b = load_bundle(cgan_bundle_dir)
+    extra = r"pip install 'skugen\[tensorrt\]'"
+    with pytest.raises(BackendUnavailable, match=extra):
+        trt_backend.engine_from_onnx(b, "fp16")
+    with pytest.raises(BackendUnavailable, match=extra):
+        trt_backend.engine_from_onnx(str(cgan_bundle_dir), "int8", BuildConfig(max_batch=4))
+    with pytest.raises(BackendUnavailable, match=extra):
+        trt_backend.TensorRTRunner(b, "fp16")
+    with pytest.raises(BackendUnavailable, match=extra):
+        trt_backend.TensorRTRunner(cgan_bundle_dir, "int8", rebuild=True)
+    with pytest.raises(BackendUnavailable, match=extra):
+        trt_backend.current_device()
+
+
+def test_precision_is_checked_before_the_backend(cgan_bundle_dir):
+    with pytest.raises(InputError, match="not supported"):
+        trt_backend.engine_from_onnx(cgan_bundle_dir, "fp32")
+    with pytest.raises(InputError, match="not supported"):
+        trt_backend.TensorRTRunner(cgan_bundle_dir, "fp64")
+
+
+@needs_no_trt
+def test_cli_build_fails_with_the_extra(cgan_bundle_dir, capsys):
+    rc = cli.main(["build", str(cgan_bundle_dir), "--backend", "tensorrt", "--precision", "fp16",
+                   "--min-batch", "1", "--opt-batch", "8", "--max-batch", "32", "--workspace-mb", "512", "--force"])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert "skugen build: error:" in err and "pip install 'skugen[tensorrt]'" in err
+
+
+def test_cli_build_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["build", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--precision", "--min-batch", "--opt-batch", "--max-batch", "--workspace-mb", "--force", "--max-hw",
+                 "--calibration"):
+        assert flag in out
+
+
+def test_old_tensorrt_is_refused(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.6.1"))
+    with pytest.raises(BackendUnavailable, match=r"too old.*skugen\[tensorrt\]"):
+        trt_backend._require()
+    assert trt_backend.is_available() is False
+
+
+def test_missing_pycuda_is_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+    monkeypatch.setitem(sys.modules, "pycuda", None)  # import pycuda -> ImportError
+    monkeypatch.setitem(sys.modules, "pycuda.driver", None)
+    with pytest.raises(BackendUnavailable, match=r"pycuda.*skugen\[tensorrt\]"):
+        trt_backend._require()
+
+
+def test_no_gpu_is_named(monkeypatch):
+    class FakeDriver(types.SimpleNamespace):
+        class Error(Exception):
+            pass
+
+    drv = FakeDriver(init=lambda: None, Device=types.SimpleNamespace(count=lambda: 0))
+    pkg = types.ModuleType("pycuda")
+    pkg.driver = drv
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+    monkeypatch.setitem(sys.modules, "pycuda", pkg)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
+    with pytest.raises(BackendUnavailable, match=r"no device.*skugen\[tensorrt\]"):
+        trt_backend._require()
+
+# ----------------------------------------------------------------------------- engine directories (no GPU)
+
+
+def test_engine_dir_selection(cgan_bundle_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SKUGEN_CACHE_DIR", str(tmp_path / "cache"))
+    b = load_bundle(cgan_bundle_dir)
+    key = tp.engine_key("NVIDIA H200", "9.0", "10.3.0", "fp16")
+    assert trt_backend._find_engine(b, key) is None
+    assert trt_backend._writable_engine_dir(b, key) == b.engines_dir() / key
+    # A read-only bundle (installed under /opt, say) gets its engines in the user cache instead.
+    monkeypatch.setattr(trt_backend.os, "access", lambda p, mode: False)
+    fb = trt_backend._writable_engine_dir(b, key)
+    assert fb.is_relative_to(tmp_path / "cache" / "tensorrt" / "engines") and fb.name == key
+    _, meta = _meta()
+    atomic_write_json(fb / tp.SIDECAR_FILE, meta)
+    assert trt_backend._find_engine(b, key) == fb
+    assert trt_backend._plan_problem(fb, meta) == f"{tp.ENGINE_FILE} is missing"
+    (fb / tp.ENGINE_FILE).write_bytes(b"not the plan that was built")
+    assert "sha256" in trt_backend._plan_problem(fb, meta)
+    assert trt_backend._plan_problem(fb, {**meta, "plan_sha256": hashlib.sha256(b"not the plan that was built")
+                                          .hexdigest()}) is None
+    assert trt_backend._golden_shapes(b) == {"z": [(4, 128)], "onehot": [(4, 10)]}
+
+# ----------------------------------------------------------------------------- control flow on a fake TensorRT
+# A tiny stand-in for the tensorrt + pycuda.driver modules (numpy "device memory", JSON "plans") so that
+# engine_from_onnx and TensorRTRunner run end to end on the CPU. It checks OUR control flow: caching,
+# sidecars, mismatch handling, buffers, chunking, calibration plumbing, context push/pop balance. It
+# mirrors the TensorRT 10 Python API names used by the backend; whether the real API behaves the same
+# is what test_tensorrt_gpu.py checks on a machine with TensorRT.
+
+
+class _FakeCuda(types.ModuleType):
+    class Error(Exception):
+        pass
+
+    def __init__(self):
+        super().__init__("pycuda.driver")
+        self.mem: dict[int, np.ndarray] = {}
+        self.depth = 0  # pushes minus pops: must return to 0
+        self.next_addr = 1 << 20
+        fake = self
+
+        class Device:
+            def __init__(self, i):
+                self.i = i
+
+            @staticmethod
+            def count():
+                return 1
+
+            def name(self):
+                return fake.gpu_name
+
+            def compute_capability(self):
+                return (9, 0)
+
+            def total_memory(self):
+                return 1 << 34
+
+            def retain_primary_context(self):
+                return Ctx()
+
+        class Ctx:
+            def push(self):
+                fake.depth += 1
+
+            def detach(self):
+                pass
+
+        class Context:
+            @staticmethod
+            def pop():
+                fake.depth -= 1
+
+        class Alloc:
+            def __init__(self, n):
+                self.addr = fake.next_addr
+                fake.next_addr += n + 256
+                fake.mem[self.addr] = np.zeros(n, np.uint8)
+
+            def __int__(self):
+                return self.addr
+
+            __index__ = __int__
+
+            def free(self):
+                fake.mem.pop(self.addr, None)
+
+        class Stream:
+            handle = 1234
+
+            def synchronize(self):
+                pass
+
+        self.Device, self.Context, self.Stream, self.gpu_name = Device, Context, Stream, "NVIDIA H200"
+        self.mem_alloc = Alloc
+
+    def init(self):
+        pass
+
+    def mem_get_info(self):
+        return (1 << 33) - sum(a.size for a in self.mem.values()), 1 << 34
+
+    def get_driver_version(self):
+        return 12040
+
+    def get_version(self):
+        return (12, 4, 0)
+
+    def pagelocked_empty(self, shape, dtype):
+        return np.empty(shape, dtype)
+
+    def write(self, addr, a):
+        b = np.ascontiguousarray(a).view(np.uint8).ravel()
+        self.mem[int(addr)][:b.size] = b
+
+    def read(self, addr, shape, dtype):
+        n = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        return self.mem[int(addr)][:n].view(dtype).reshape(shape).copy()
+
+    def memcpy_htod(self, dst, src):
+        assert self.depth > 0, "pycuda call without a current context"
+        self.write(dst, src)
+
+    def memcpy_htod_async(self, dst, src, stream=None):
+        self.memcpy_htod(dst, src)
+
+    def memcpy_dtoh(self, dst, src):
+        assert self.depth > 0, "pycuda call without a current context"
+        dst[...] = self.read(src, dst.shape, dst.dtype)
+
+    def memcpy_dtoh_async(self, dst, src, stream=None):
+        self.memcpy_dtoh(dst, src)
+
+
+def _fake_outputs(spec: dict, shapes: dict) -> dict:
+    """Output shapes of the two fake models: 'sum' (generator-like) and 'upsample' (x2 enhancer)."""
+    b = next(iter(shapes.values()))[0]
+    if spec["fn"] == "sum":
+        return {n: (b, *s[1:]) for n, s in spec["outputs"].items()}
+    x = shapes[next(iter(spec["inputs"]))]
+    return {n: (x[0], x[1], 2 * x[2], 2 * x[3]) for n in spec["outputs"]}
+
+
+def _fake_compute(spec: dict, xs: dict) -> dict:
+    if spec["fn"] == "sum":
+        s = sum(x.reshape(x.shape[0], -1).sum(1) for x in xs.values())
+        shapes = _fake_outputs(spec, {k: v.shape for k, v in xs.items()})
+        return {n: np.tanh(s / 100).reshape(-1, *([1] * (len(sh) - 1))) * np.ones(sh, np.float32)
+                for n, sh in shapes.items()}
+    x = next(iter(xs.values()))
+    return {n: x.repeat(2, 2).repeat(2, 3) for n in spec["outputs"]}
+
+
+def _make_fake_trt(cuda: _FakeCuda, version: str = "10.3.0") -> types.ModuleType:
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = version
+    trt.builds = []
+
+    class DataType:
+        def __init__(self, name):
+            self.name = name
+
+        def __str__(self):
+            return f"DataType.{self.name}"
+
+    FLOAT = DataType("FLOAT")
+    trt.nptype = lambda dt: np.float32
+    trt.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8")
+    trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+    trt.ProfilingVerbosity = types.SimpleNamespace(DETAILED="DETAILED", LAYER_NAMES_ONLY="LAYER_NAMES_ONLY")
+    trt.LayerInformationFormat = types.SimpleNamespace(JSON="JSON")
+    trt.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
+    trt.LayerType = types.SimpleNamespace(QUANTIZE="Q", DEQUANTIZE="DQ", CONVOLUTION="CONV")
+
+    class ILogger:
+        Severity = types.SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
+
+        def __init__(self):
+            pass
+
+    class IInt8EntropyCalibrator2:
+        def __init__(self):
+            pass
+
+    class Tensor:
+        def __init__(self, name, shape):
+            self.name, self.shape = name, tuple(shape)
+
+    class Network:
+        def __init__(self):
+            self.spec, self.inputs, self.layers = None, [], []
+
+        num_inputs = property(lambda self: len(self.inputs))
+        num_layers = property(lambda self: len(self.layers))
+
+        def get_input(self, i):
+            return self.inputs[i]
+
+        def get_layer(self, i):
+            return self.layers[i]
+
+    class OnnxParser:
+        def __init__(self, network, logger):
+            self.network, self.errors = network, []
+
+        num_errors = property(lambda self: len(self.errors))
+
+        def get_error(self, i):
+            return self.errors[i]
+
+        def parse_from_file(self, path):
+            try:
+                spec = json.loads(Path(path).read_text())
+            except ValueError:
+                self.errors = ["ModelProto: not an ONNX file"]
+                return False
+            self.network.spec = spec
+            self.network.inputs = [Tensor(n, s) for n, s in spec["inputs"].items()]
+            kinds = ["Q", "DQ", "CONV"] if spec.get("qdq") else ["CONV"]
+            self.network.layers = [types.SimpleNamespace(type=k) for k in kinds]
+            return True
+
+    class Profile:
+        def __init__(self):
+            self.shapes = {}
+
+        def set_shape(self, name, mn, op, mx):
+            self.shapes[name] = [list(mn), list(op), list(mx)]
+
+    class TimingCache:
+        def __init__(self, blob):
+            self.blob = bytes(blob) or b"fake-timing-cache"
+
+        def serialize(self):
+            return self.blob
+
+    class Config:
+        def __init__(self):
+            self.flags, self.profiles, self.int8_calibrator, self.pool, self.cache = [], [], None, {}, None
+            self.profiling_verbosity, self.calib_profile = None, None
+
+        def set_memory_pool_limit(self, pool, size):
+            self.pool[pool] = size
+
+        def set_flag(self, f):
+            self.flags.append(f)
+
+        def add_optimization_profile(self, p):
+            self.profiles.append(p)
+
+        def create_timing_cache(self, blob):
+            return TimingCache(blob)
+
+        def set_timing_cache(self, cache, ignore_mismatch):
+            self.cache = cache
+            return True
+
+        def get_timing_cache(self):
+            return self.cache
+
+        def set_calibration_profile(self, p):
+            self.calib_profile = p
+
+    class Builder:
+        def __init__(self, logger):
+            pass
+
+        def create_network(self, flags):
+            assert flags == 0
+            return Network()
+
+        def create_builder_config(self):
+            return Config()
+
+        def create_optimization_profile(self):
+            return Profile()
+
+        def build_serialized_network(self, network, config):
+            assert cuda.depth > 0, "building needs the CUDA context current"
+            assert config.profiling_verbosity == "DETAILED" and config.cache is not None
+            calibrated = 0
+            if config.int8_calibrator is not None:
+                cal = config.int8_calibrator
+                assert "INT8" in config.flags and config.calib_profile is not None and cal.get_batch_size() == 1
+                if cal.read_calibration_cache() is None:
+                    names = list(network.spec["inputs"])
+                    while (ptrs := cal.get_batch(names)) is not None:
+                        assert all(int(p) in cuda.mem for p in ptrs)
+                        calibrated += 1
+                    cal.write_calibration_cache(memoryview(b"fake-calibration-table"))
+            prof = config.profiles[0].shapes
+            assert set(prof) == set(network.spec["inputs"])
+            trt.builds.append(list(config.flags))
+            return json.dumps({"spec": network.spec, "profile": prof, "flags": config.flags,
+                               "qdq": bool(network.spec.get("qdq")), "calibrated": calibrated,
+                               "workspace": config.pool["WORKSPACE"]}).encode()
+
+    class Engine:
+        def __init__(self, plan):
+            self.plan, self.spec = plan, plan["spec"]
+            self.names = list(self.spec["inputs"]) + list(self.spec["outputs"])
+            self.device_memory_size_v2 = 4096
+
+        num_io_tensors = property(lambda self: len(self.names))
+
+        def get_tensor_name(self, i):
+            return self.names[i]
+
+        def get_tensor_mode(self, n):
+            return "INPUT" if n in self.spec["inputs"] else "OUTPUT"
+
+        def get_tensor_dtype(self, n):
+            return FLOAT
+
+        def get_tensor_shape(self, n):
+            return tuple(self.spec["inputs"].get(n) or self.spec["outputs"][n])
+
+        def get_tensor_profile_shape(self, n, i):
+            assert i == 0
+            return [tuple(s) for s in self.plan["profile"][n]]
+
+        def create_execution_context(self):
+            return ExecutionContext(self)
+
+        def create_engine_inspector(self):
+            return Inspector(self)
+
+    class ExecutionContext:
+        def __init__(self, engine):
+            self.engine, self.shapes, self.addr = engine, {}, {}
+
+        def set_input_shape(self, n, shape):
+            mn, _, mx = self.engine.plan["profile"][n]
+            if len(shape) != len(mn) or not all(a <= d <= b for a, d, b in zip(mn, shape, mx)):
+                return False
+            self.shapes[n] = tuple(int(d) for d in shape)
+            return True
+
+        def get_tensor_shape(self, n):
+            if n in self.engine.spec["inputs"]:
+                return self.shapes.get(n, self.engine.get_tensor_shape(n))
+            return _fake_outputs(self.engine.spec, self.shapes)[n]
+
+        def set_tensor_address(self, n, ptr):
+            self.addr[n] = int(ptr)
+            return True
+
+        def execute_async_v3(self, stream):
+            assert stream == 1234 and cuda.depth > 0
+            xs = {n: cuda.read(self.addr[n], self.shapes[n], np.float32) for n in self.engine.spec["inputs"]}
+            for n, y in _fake_compute(self.engine.spec, xs).items():
+                cuda.write(self.addr[n], y.astype(np.float32))
+            return True
+
+    class Inspector:
+        def __init__(self, engine):
+            self.engine, self.execution_context = engine, None
+
+        def get_engine_information(self, fmt):
+            ctx = self.execution_context
+            concrete = ctx is not None and set(ctx.shapes) == set(self.engine.spec["inputs"])
+            p = self.engine.plan
+            core = "Int8" if "INT8" in p["flags"] and (p["qdq"] or p["calibrated"] or p["spec"].get("calib")) \
+                else "FP16" if "FP16" in p["flags"] else "Float"
+            fmt_of = (lambda f: f"Row major linear {f} format") if concrete else (lambda f: "N/A due to dynamic shapes")
+            return json.dumps({"Layers": [
+                {"Name": "in reformat", "LayerType": "Reformat", "Inputs": [{"Format/Datatype": fmt_of("FP32")}],
+                 "Outputs": [{"Format/Datatype": fmt_of(core)}]},
+                {"Name": "conv", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": fmt_of(core)}],
+                 "Outputs": [{"Format/Datatype": fmt_of(core)}]},
+                {"Name": "out", "LayerType": "CaskConvolution", "Inputs": [{"Format/Datatype": fmt_of("FP16")}],
+                 "Outputs": [{"Format/Datatype": fmt_of("FP32")}]}]})
+
+    class Runtime:
+        def __init__(self, logger):
+            pass
+
+        def deserialize_cuda_engine(self, data):
+            try:
+                return Engine(json.loads(bytes(data)))
+            except ValueError:
+                return None
+
+    for name, obj in dict(ILogger=ILogger, IInt8EntropyCalibrator2=IInt8EntropyCalibrator2, OnnxParser=OnnxParser,
+                          Builder=Builder, Runtime=Runtime).items():
+        setattr(trt, name, obj)
+    return trt
+
+
+@pytest.fixture
+def fake_trt(monkeypatch, tmp_path):
+    cuda = _FakeCuda()
+    trt = _make_fake_trt(cuda)
+    pkg = types.ModuleType("pycuda")
+    pkg.driver = cuda
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "pycuda", pkg)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", cuda)
+    monkeypatch.setattr(trt_backend, "_TRT_LOGGER", None)
+    monkeypatch.setenv("SKUGEN_CACHE_DIR", str(tmp_path / "cache"))
+    yield trt, cuda
+    assert cuda.depth == 0, "unbalanced CUDA context push/pop"
+
+
+def _fake_bundle(root, kind: str, qdq: bool = True):
+    """A bundle whose 'ONNX' files are fake-model specs the fake parser understands."""
+    rng = np.random.default_rng(2)
+    if kind == "generator":
+        manifest = copy.deepcopy(CGAN)
+        spec = {"fn": "sum", "inputs": {"z": [-1, 128], "onehot": [-1, 10]}, "outputs": {"image": [-1, 1, 4, 4]}}
+        inputs = {"z": rng.normal(size=(6, 128)).astype(np.float32),
+                  "onehot": np.eye(10, dtype=np.float32)[rng.integers(0, 10, 6)]}
+    else:
+        manifest = copy.deepcopy(SR)
+        spec = {"fn": "upsample", "inputs": {"lr": [-1, 3, -1, -1]}, "outputs": {"sr": [-1, 3, -1, -1]}}
+        manifest["tile"]["size"] = 80
+        inputs = {"lr": rng.uniform(size=(5, 3, 96, 72)).astype(np.float32)}  # bigger than a tile
+    files = {"model.fp32.onnx": json.dumps(spec).encode()}
+    if qdq and kind == "generator":
+        files["model.int8.onnx"] = json.dumps({**spec, "qdq": True}).encode()
+    else:
+        manifest["models"].pop("int8", None)
+    for k, data in files.items():
+        manifest["models"][k.split(".")[1]]["sha256"] = hashlib.sha256(data).hexdigest()
+    outputs = _fake_compute(spec, inputs)
+    files.update({"golden/inputs.npz": npz_bytes(inputs), "golden/outputs.npz": npz_bytes(outputs)})
+    return load_bundle(write_bundle(root, manifest, files)), spec
+
+
+SMALL = BuildConfig(min_batch=1, opt_batch=2, max_batch=4, workspace_mb=64)
+
+
+def test_fake_build_writes_engine_and_sidecar(fake_trt, tmp_path):
+    trt, _ = fake_trt
+    b, _ = _fake_bundle(tmp_path / "g", "generator")
+    rec = trt_backend.engine_from_onnx(b, "int8", SMALL)
+    assert rec.built and rec.key == "nvidia-h200-sm90-trt10.3.0-int8" and rec.engine_dir == b.engines_dir() / rec.key
+    side = json.loads(rec.sidecar_path.read_text())
+    assert side["quantization"] == tp.QUANT_QDQ and side["builder_flags"] == ["INT8", "FP16"]
+    assert side["onnx_sha256"] == b.model_sha256("int8") and side["device"]["cuda_driver"] == "12.4"
+    assert side["profile"]["z"] == {"dtype": "float32", "min": [1, 128], "opt": [2, 128], "max": [4, 128]}
+    assert side["precision_counts"]["compute"] == {"int8": 1, "fp16": 1}  # inspected at concrete shapes
+    assert side["io"]["inputs"][0] == {"name": "z", "dtype": "float", "shape": [-1, 128]}
+    assert side["build_config"]["max_batch"] == 4 and side["timing_cache"]["loaded"] is False
+    assert json.loads(rec.plan_path.read_bytes())["workspace"] == 64 * 2**20
+    # Cached: same request -> no build; a wider profile or force -> a build; timing cache reused.
+    assert not trt_backend.engine_from_onnx(b, "int8", SMALL).built
+    again = trt_backend.engine_from_onnx(b, "int8", BuildConfig(max_batch=8))
+    assert again.built and again.metadata["timing_cache"]["loaded"] is True
+    assert trt_backend.engine_from_onnx(b, "int8", BuildConfig(max_batch=8, force=True)).built
+    assert len(trt.builds) == 3
+    assert not list(b.engines_dir().glob(".*"))  # no temp dirs left behind
+
+
+def test_fake_runner_infers_and_chunks(fake_trt, tmp_path):
+    b, spec = _fake_bundle(tmp_path / "g", "generator")
+    trt_backend.engine_from_onnx(b, "fp16", SMALL)
+    inputs, outputs = b.golden()
+    with trt_backend.TensorRTRunner(b, "fp16") as r:
+        assert not r.record.built and r.info["max_batch"] == 4 and r.info["gpu"] == "NVIDIA H200"
+        assert r.input_metadata()["z"].shape == (None, 128) and r.output_names() == ["image"]
+        out = r.infer(inputs)  # 6 > max batch 4: two chunks
+        np.testing.assert_allclose(out["image"], outputs["image"], rtol=1e-6)
+        one = r.infer({k: v[:1] for k, v in inputs.items()})
+        np.testing.assert_allclose(one["image"], outputs["image"][:1], rtol=1e-6)
+        with pytest.raises(InputError, match="dtype"):
+            r.infer({k: v.astype(np.float64) for k, v in inputs.items()})
+        mem = r.gpu_memory()
+        assert mem["io_buffer_bytes"] == 4 * (4 * 128 + 4 * 10 + 4 * 16) and mem["activation_bytes"] == 4096
+        # zero-copy path
+        with r.cuda_context():
+            for n, a in inputs.items():
+                r._cuda.memcpy_htod(r.input_device_ptr(n, a[:3].shape), a[:3])
+        np.testing.assert_allclose(r.infer_device()["image"], outputs["image"][:3], rtol=1e-6)
+        ptr, shape = r.infer_device(copy_outputs=False)["image"]
+        assert ptr == r.output_device_ptr("image") and shape == r.output_shape("image") == (3, 1, 4, 4)
+        with pytest.raises(InputError, match="outside the engine's profile"):
+            r.input_device_ptr("z", (5, 128))
+        with pytest.raises(InputError, match="not an input"):
+            r.input_device_ptr("image", (1, 1, 4, 4))
+    assert r._dev == {}  # buffers freed on deactivate
+
+
+def test_fake_runner_builds_missing_engine_or_refuses(fake_trt, tmp_path):
+    b, _ = _fake_bundle(tmp_path / "g", "generator")
+    with pytest.raises(EngineMismatch, match="no fp16 TensorRT engine for this GPU.*skugen build"):
+        trt_backend.TensorRTRunner(b, "fp16", build_missing=False).activate()
+    with trt_backend.TensorRTRunner(b, "fp16") as r:  # builds once, with the default profile
+        assert r.record.built and r.info["max_batch"] == BuildConfig().max_batch
+    with trt_backend.TensorRTRunner(b, "fp16", cfg=SMALL) as r:  # an explicit profile: rebuilt to match
+        assert r.record.built and r.info["max_batch"] == 4
+
+
+def test_fake_runner_engine_mismatch_and_rebuild(fake_trt, tmp_path):
+    _, cuda = fake_trt
+    b, _ = _fake_bundle(tmp_path / "g", "generator")
+    rec = trt_backend.engine_from_onnx(b, "int8", SMALL)
+    side = json.loads(rec.sidecar_path.read_text())
+    atomic_write_json(rec.sidecar_path, {**side, "device_name": "NVIDIA Jetson AGX Orin", "compute_capability": "8.7"})
+    with pytest.raises(EngineMismatch, match=r"GPU: engine built for 'NVIDIA Jetson AGX Orin'.*compute capabil"
+                                             r".*--precision int8 --force.*rebuild=True"):
+        trt_backend.TensorRTRunner(b, "int8").activate()
+    with trt_backend.TensorRTRunner(b, "int8", rebuild=True) as r:
+        assert r.record.built and r.info["max_batch"] == 4  # rebuilt with the profile it had
+    assert json.loads(rec.sidecar_path.read_text())["device_name"] == "NVIDIA H200"
+    rec.plan_path.write_bytes(b"garbage")
+    with pytest.raises(EngineMismatch, match="sha256"):
+        trt_backend.TensorRTRunner(b, "int8").activate()
+    side = json.loads(rec.sidecar_path.read_text())
+    atomic_write_json(rec.sidecar_path, {**side, "plan_sha256": hashlib.sha256(b"garbage").hexdigest()})
+    with pytest.raises(EngineMismatch, match="could not deserialize"):
+        trt_backend.TensorRTRunner(b, "int8").activate()
+    # Another GPU model entirely: its engines live under another key, this one builds its own.
+    cuda.gpu_name = "NVIDIA L4"
+    with trt_backend.TensorRTRunner(b, "int8") as r:
+        assert r.record.key.startswith("nvidia-l4-sm90") and r.record.built
+
+
+def test_fake_enhancer_profile_covers_golden_and_calibrates(fake_trt, tmp_path):
+    trt, _ = fake_trt
+    b, _ = _fake_bundle(tmp_path / "s", "enhancer")
+    rec = trt_backend.engine_from_onnx(b, "int8", SMALL)
+    side = rec.metadata
+    assert side["quantization"] == tp.QUANT_CALIB and side["calibration_data"]["batches"] == 1  # 5 images // 4
+    assert list(side["calibration_data"]["shapes"]["lr"]) == [4, 3, 96, 72]  # batch capped at max_batch
+    assert (rec.engine_dir / tp.CALIB_FILE).read_bytes() == b"fake-calibration-table"
+    assert side["profile"]["lr"]["max"] == [4, 3, 96, 80]  # widened to the golden 96x72 images
+    assert json.loads(rec.plan_path.read_bytes())["calibrated"] == 1
+    # The calibration cache is reused by the next build: no calibration batches then.
+    rec2 = trt_backend.engine_from_onnx(b, "int8", BuildConfig(min_batch=1, opt_batch=2, max_batch=4, workspace_mb=32))
+    assert json.loads(rec2.plan_path.read_bytes())["calibrated"] == 0
+    inputs, outputs = b.golden()
+    with trt_backend.TensorRTRunner(b, "int8") as r:
+        np.testing.assert_allclose(r.infer(inputs)["sr"], outputs["sr"])  # 5 images, max batch 4: chunked
+        small = np.ascontiguousarray(inputs["lr"][:2, :, :20, :36])
+        np.testing.assert_allclose(r.infer({"lr": small})["sr"], small.repeat(2, 2).repeat(2, 3))
+        with pytest.raises(InputError, match="outside the engine's profile"):
+            r.infer({"lr": np.zeros((1, 3, 4, 8), np.float32)})
+
+
+def test_fake_qdq_model_without_qdq_layers_falls_back(fake_trt, tmp_path):
+    b, spec = _fake_bundle(tmp_path / "g", "generator")
+    # Rewrite model.int8.onnx without Q/DQ: the build falls back to calibration on it.
+    m = copy.deepcopy(b.manifest)
+    data = json.dumps(spec).encode()
+    m["models"]["int8"]["sha256"] = hashlib.sha256(data).hexdigest()
+    files = {"model.fp32.onnx": b.model_path("fp32").read_bytes(), "model.int8.onnx": data,
+             "golden/inputs.npz": (b.root / "golden/inputs.npz").read_bytes(),
+             "golden/outputs.npz": (b.root / "golden/outputs.npz").read_bytes()}
+    b2 = load_bundle(write_bundle(tmp_path / "g2", m, files))
+    rec = trt_backend.engine_from_onnx(b2, "int8", SMALL)
+    assert rec.metadata["quantization"] == tp.QUANT_CALIB
+    assert rec.metadata["quantization_requested"] == tp.QUANT_QDQ
+    assert not trt_backend.engine_from_onnx(b2, "int8", SMALL).built  # still a cache hit
+
+
+def test_fake_bad_onnx_and_cli(fake_trt, tmp_path, capsys):
+    b, _ = _fake_bundle(tmp_path / "g", "generator")
+    rc = cli.main(["build", str(b.root), "--precision", "fp16", "int8", "--max-batch", "4", "--opt-batch", "2"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "nvidia-h200-sm90-trt10.3.0-fp16: built" in out and "layers by precision: fp16 1, int8 1" in out
+    rc = cli.main(["build", str(b.root), "--precision", "fp16", "--max-batch", "4", "--opt-batch", "2", "--json"])
+    recs = json.loads(capsys.readouterr().out)
+    assert rc == 0 and recs[0]["built"] is False and recs[0]["precision"] == "fp16"
+    rc = cli.main(["build", str(b.root), "--max-batch", "2", "--opt-batch", "4"])
+    assert rc != 0 and "batch range" in capsys.readouterr().err
+    m = copy.deepcopy(b.manifest)
+    m["models"].pop("int8")
+    m["models"]["fp32"]["sha256"] = hashlib.sha256(b"\x08\x01garbage").hexdigest()
+    bad = load_bundle(write_bundle(tmp_path / "bad", m, {"model.fp32.onnx": b"\x08\x01garbage",
+                                                          "golden/inputs.npz": npz_bytes({"z": np.zeros((1, 128))}),
+                                                          "golden/outputs.npz": npz_bytes({})}))
+    with pytest.raises(BundleError, match="cannot parse model.fp32.onnx"):
+        trt_backend.engine_from_onnx(bad, "fp16", SMALL)

@@ -1,0 +1,585 @@
+"""skugen.load / Pipeline: backend + precision choice, generate, enhance, batching, Result.save provenance,
+reports, evaluate, close, and the everyday CLI (generate / enhance / env).
+
+Bundles: the shared session fixtures `cgan_bundle` / `sr_bundle` (tests/conftest.py, written with
+export/bundle.py) when they exist; until then tiny bundles built here with torch.onnx.export
+(torch is fine in tests, never in sdk/). Other test files in this folder import the fixtures below.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import skugen
+import skugen.bundle
+from skugen import metrics
+from skugen.errors import InputError
+from skugen.kernels.reference import postprocess as ref_postprocess
+from skugen.report import LatencyStats, Report, environment, percentiles
+
+FMNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+# ----------------------------------------------------------------------------- tiny bundles (fallback)
+
+
+def _onnx_bytes(module, args, in_names, out_names, dyn) -> bytes:
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(module.eval(), args, buf, input_names=in_names, output_names=out_names,
+                          dynamic_axes=dyn, opset_version=17, dynamo=False)  # the legacy exporter: fast, no onnxscript
+    return buf.getvalue()
+
+
+def _int8(fp32: bytes, feeds: list[dict]) -> bytes:
+    """Explicit Q/DQ INT8 via ORT's quantize_static (the export toolchain does the real thing)."""
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(feeds)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d, "fp32.onnx"), Path(d, "int8.onnx")
+        src.write_bytes(fp32)
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        return dst.read_bytes()
+
+
+def _run(onnx: bytes, feed: dict) -> np.ndarray:
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+    return s.run(None, feed)[0]
+
+
+def _write(out: Path, manifest: dict, models: dict[str, bytes], golden_in: dict, golden_out: dict) -> Path:
+    from skugen.bundle import npz_bytes, write_bundle
+    from skugen.io import sha256_bytes
+
+    files = {f"model.{p}.onnx": b for p, b in models.items()}
+    files["golden/inputs.npz"] = npz_bytes(golden_in)
+    files["golden/outputs.npz"] = npz_bytes(golden_out)
+    manifest["models"] = {p: {"file": f"model.{p}.onnx", "sha256": sha256_bytes(b), "bytes": len(b)}
+                          for p, b in models.items()}
+    manifest["golden"] = {"inputs": "golden/inputs.npz", "outputs": "golden/outputs.npz",
+                          "tolerances": {"max_abs": 1e-4}}
+    return write_bundle(out, manifest, files)
+
+
+def build_generator_bundle(out: Path, z_dim: int = 16, width: int = 8, seed: int = 0, int8: bool = True) -> Path:
+    """A tiny class-conditional generator (z, onehot) -> image (B, 1, 32, 32) in [-1, 1]."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+
+    class G(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(z_dim + 10, width * 16)
+            self.c1 = nn.Conv2d(width, width, 3, padding=1)
+            self.c2 = nn.Conv2d(width, 1, 3, padding=1)
+
+        def forward(self, z, onehot):
+            h = self.fc(torch.cat([z, onehot * 3], 1)).view(-1, width, 4, 4)
+            h = F.interpolate(F.relu(h), scale_factor=8.0, mode="nearest")  # (B, w, 32, 32)
+            return torch.tanh(self.c2(F.relu(self.c1(h))) * 2)
+
+    g = G()
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((4, z_dim), dtype=np.float32)
+    oh = np.eye(10, dtype=np.float32)[[0, 3, 7, 9]]
+    fp32 = _onnx_bytes(g, (torch.from_numpy(z), torch.from_numpy(oh)), ["z", "onehot"], ["image"],
+                       {"z": {0: "batch"}, "onehot": {0: "batch"}, "image": {0: "batch"}})
+    models = {"fp32": fp32}
+    if int8:
+        calib = [{"z": rng.standard_normal((8, z_dim), dtype=np.float32),
+                  "onehot": np.eye(10, dtype=np.float32)[rng.integers(0, 10, 8)]} for _ in range(8)]
+        models["int8"] = _int8(fp32, calib)
+    manifest = {
+        "name": f"tiny-cgan-{seed}", "kind": "generator",
+        "io": {"inputs": [{"name": "z", "dtype": "float32", "shape": ["batch", z_dim]},
+                          {"name": "onehot", "dtype": "float32", "shape": ["batch", 10]}],
+               "outputs": [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 32, 32]}],
+               "class_names": FMNIST, "z_dim": z_dim, "n_classes": 10, "max_batch": 8},
+        "postprocess": {"value_range": "-1,1"},
+    }
+    return _write(out, manifest, models, {"z": z, "onehot": oh}, {"image": _run(fp32, {"z": z, "onehot": oh})})
+
+
+def build_enhancer_bundle(out: Path, seed: int = 0, int8: bool = True) -> Path:
+    """A tiny x2 enhancer lr (B, 3, h, w) in [0, 1] -> hr (B, 3, 2h, 2w); receptive radius 2 LR px."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+
+    class E(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+            self.c2 = nn.Conv2d(8, 12, 3, padding=1)
+
+        def forward(self, x):
+            skip = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            return skip + 0.1 * F.pixel_shuffle(self.c2(F.relu(self.c1(x))), 2)
+
+    rng = np.random.default_rng(1)
+    lr = rng.random((2, 3, 24, 20), dtype=np.float32)
+    fp32 = _onnx_bytes(E(), (torch.from_numpy(lr),), ["lr"], ["hr"],
+                       {"lr": {0: "batch", 2: "h", 3: "w"}, "hr": {0: "batch", 2: "H", 3: "W"}})
+    models = {"fp32": fp32}
+    if int8:
+        models["int8"] = _int8(fp32, [{"lr": rng.random((2, 3, 32, 32), dtype=np.float32)} for _ in range(8)])
+    manifest = {
+        "name": f"tiny-sr-{seed}", "kind": "enhancer",
+        "io": {"inputs": [{"name": "lr", "dtype": "float32", "shape": ["batch", 3, "h", "w"]}],
+               "outputs": [{"name": "hr", "dtype": "float32", "shape": ["batch", 3, "2h", "2w"]}],
+               "scale": 2, "max_batch": 8},
+        "postprocess": {"value_range": "0,1"},
+        "tile": {"size": 32, "overlap": 8},
+    }
+    return _write(out, manifest, models, {"lr": lr}, {"hr": _run(fp32, {"lr": lr})})
+
+
+def build_classifier_onnx(out: Path) -> Path:
+    """A tiny classifier ONNX: image (B, 1, 32, 32) in [-1, 1] -> logits (B, 10), features (B, 16)."""
+    import torch
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+
+    class C(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 16, 5, stride=4)
+            self.fc = nn.Linear(16, 10)
+
+        def forward(self, x):
+            f = torch.relu(self.conv(x)).mean((2, 3))  # (B, 16)
+            return self.fc(f), f
+
+    x = torch.zeros(2, 1, 32, 32)
+    out.write_bytes(_onnx_bytes(C(), (x,), ["image"], ["logits", "features"],
+                                {"image": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}}))
+    return out
+
+
+# Built once per session even though several test modules import these fixtures (pytest would
+# otherwise instantiate a session fixture once per importing module).
+_BUILT: dict[str, Path] = {}
+
+
+def _once(key: str, tmp_path_factory, build) -> Path:
+    if key not in _BUILT:
+        _BUILT[key] = build(tmp_path_factory.mktemp("b") / key)
+    return _BUILT[key]
+
+
+@pytest.fixture(scope="session")
+def gen_bundle(request, tmp_path_factory) -> Path:
+    """A generator bundle with fp32 + int8: the shared `cgan_bundle` when conftest provides it."""
+    shared = _shared(request, "cgan_bundle")
+    if shared is not None:
+        return shared
+    return _once("gen", tmp_path_factory, build_generator_bundle)
+
+
+@pytest.fixture(scope="session")
+def enh_bundle(request, tmp_path_factory) -> Path:
+    shared = _shared(request, "sr_bundle")
+    if shared is not None:
+        return shared
+    return _once("enh", tmp_path_factory, build_enhancer_bundle)
+
+
+@pytest.fixture(scope="session")
+def tiny_gen_bundle(tmp_path_factory) -> Path:
+    """Always the tiny generator (threads / 1000-call property tests need a sub-millisecond model)."""
+    return _once("tiny_gen", tmp_path_factory, build_generator_bundle)
+
+
+@pytest.fixture(scope="session")
+def tiny_enh_bundle(tmp_path_factory) -> Path:
+    return _once("tiny_enh", tmp_path_factory, build_enhancer_bundle)
+
+
+@pytest.fixture(scope="session")
+def classifier_onnx(tmp_path_factory) -> Path:
+    return _once("classifier.onnx", tmp_path_factory, build_classifier_onnx)
+
+
+def _shared(request, name: str) -> Path | None:
+    try:
+        return Path(request.getfixturevalue(name))
+    except pytest.FixtureLookupError:
+        return None
+
+
+@pytest.fixture(scope="module")
+def gen(gen_bundle):
+    with skugen.load(gen_bundle, backend="onnxruntime", precision="fp32", threads=1) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def enh(enh_bundle):
+    with skugen.load(enh_bundle, backend="onnxruntime", precision="fp32", threads=1) as p:
+        yield p
+
+# ----------------------------------------------------------------------------- load / info
+
+
+def test_auto_picks_ort_int8_on_cpu(gen_bundle, monkeypatch):
+    import skugen.backends as B
+
+    monkeypatch.setattr(B, "tensorrt_usable", lambda: False)
+    with skugen.load(gen_bundle) as p:
+        assert (p.backend, p.precision, p.device) == ("onnxruntime", "int8", "cpu")
+        info = p.info
+        assert info["providers"] == ["CPUExecutionProvider"]
+        assert info["bundle"]["sha256"] == p.bundle.manifest_sha256 and len(info["bundle"]["sha256"]) == 64
+        assert info["bundle"]["model_sha256"] == p.bundle.manifest["models"]["int8"]["sha256"]
+        assert info["versions"]["skugen"] == skugen.__version__ and info["versions"]["onnxruntime"]
+
+
+def test_precision_choices(gen_bundle):
+    with skugen.load(gen_bundle, backend="onnxruntime", precision="fp32") as p:
+        assert p.precision == "fp32"
+    with pytest.raises(InputError, match="fp16.*TensorRT"):
+        skugen.load(gen_bundle, backend="onnxruntime", precision="fp16")
+    with pytest.raises(InputError, match="backend must be one of"):
+        skugen.load(gen_bundle, backend="cuda")
+
+
+def test_tensorrt_requested_without_it_names_the_extra(gen_bundle, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "skugen.backends.tensorrt", None)  # import fails like a missing extra
+    with pytest.raises(skugen.BackendUnavailable, match=r"skugen\[tensorrt\]"):
+        skugen.load(gen_bundle, backend="tensorrt")
+
+# ----------------------------------------------------------------------------- generate
+
+
+def _bare(p, z, y):
+    """The same inputs straight through the runner + the numpy reference postprocess."""
+    oh = np.eye(p.spec.n_classes, dtype=np.float32)[y]
+    out = p.runner.infer({"z": z, "onehot": oh})["image"]
+    return ref_postprocess(out, "-1,1", "GRAY")  # (n, 32, 32, 1)
+
+
+def test_generate_matches_bare_runner_and_seed_contract(gen):
+    res = gen.generate(labels=["sneaker"], n=5, seed=3)
+    z = np.random.default_rng(3).standard_normal((5, gen.spec.z_dim), dtype=np.float32)
+    assert res.images.dtype == np.uint8 and res.images.shape == (5, 32, 32, 1)
+    np.testing.assert_array_equal(res.images, _bare(gen, z, np.full(5, 7)))
+    assert res.labels == [7] * 5 and res.class_names == [gen.spec.class_names[7]] * 5
+    assert res.seeds == [3] * 5 and res.seed_indices == list(range(5))
+    # The same latents passed explicitly give the same images; row i depends on (seed, i) only.
+    np.testing.assert_array_equal(gen.generate(labels=7, latents=z).images, res.images)
+    np.testing.assert_array_equal(gen.generate(labels="Sneaker", n=2, seed=3).images, res.images[:2])
+
+
+@pytest.mark.parametrize("name", ["Ankle boot", "ankle-boot", "ANKLE_BOOT", "ankleboot", " Ankle  Boot "])
+def test_class_names_are_forgiving(gen, name):
+    assert gen.generate(labels=name, n=1, seed=0).labels == [9]
+
+
+def test_tshirt_aliases_and_mixed_labels(gen):
+    # The official Fashion-MNIST name "T-shirt/top" works whichever spelling the bundle stores.
+    assert gen.generate(labels=["t-shirt", "T-shirt/top", "TSHIRT", 1, "shirt", "7"], seed=0).labels == [0, 0, 0, 1, 6, 7]
+
+
+def test_labels_none_cycles_classes_and_fresh_seed_is_recorded(gen):
+    res = gen.generate(n=12)
+    assert res.labels == [i % 10 for i in range(12)]
+    s = res.seeds[0]
+    assert isinstance(s, int) and s >= 0
+    np.testing.assert_array_equal(gen.generate(n=12, seed=s).images, res.images)
+
+
+def test_batches_split_at_max_batch(gen, monkeypatch):
+    mb = gen.spec.max_batch
+    n = 2 * mb + 3
+    sizes = []
+    real = gen.runner.infer
+    monkeypatch.setattr(gen.runner, "infer", lambda feed, check=True: sizes.append(len(feed["z"])) or
+                        real(feed, check))
+    res = gen.generate(labels=[i % 10 for i in range(n)], seed=1)
+    assert sizes == [mb, mb, 3]
+    monkeypatch.undo()
+    # Chunking does not change the images: each equals its own batch-1 run.
+    for i in (0, mb, n - 1):
+        z = np.random.default_rng(1).standard_normal((n, gen.spec.z_dim), dtype=np.float32)[i:i + 1]
+        np.testing.assert_array_equal(gen.generate(labels=i % 10, latents=z).images[0], res.images[i])
+
+
+def test_golden_outputs(gen):
+    gin, gout = gen.bundle.golden()
+    res = gen.generate(labels=list(gin["onehot"].argmax(1)), latents=gin["z"])
+    want = ref_postprocess(np.ascontiguousarray(gout["image"], dtype=np.float32), "-1,1", "GRAY")
+    assert np.abs(res.images.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_save_writes_pngs_with_provenance(gen, tmp_path):
+    from PIL import Image
+
+    res = gen.generate(labels=["bag", "coat"], seed=11)
+    paths = res.save(tmp_path / "out")
+    assert [p.name for p in paths] == ["0000_bag_seed11-0.png", "0001_coat_seed11-1.png"]
+    assert sorted(os.listdir(tmp_path / "out")) == [p.name for p in paths]  # no temp files left
+    with Image.open(paths[1]) as im:
+        t = im.text
+        np.testing.assert_array_equal(np.asarray(im), res.images[1][..., 0])
+    assert t["Software"] == f"skugen {skugen.__version__}"
+    assert t["Bundle-SHA256"] == gen.bundle.manifest_sha256
+    assert t["Model"] == gen.bundle.name and t["Class"] == gen.spec.class_names[4]
+    assert t["Seed"] == "11" and t["Seed-Index"] == "1" and t["Class-Index"] == "4"
+    assert t["AI-Generated"] == "true" and "trainedAlgorithmicMedia" in t["DigitalSourceType"]
+    assert t["Creation Time"].startswith("20")
+
+
+def test_save_grid(gen, tmp_path):
+    from PIL import Image
+
+    res = gen.generate(labels="sandal", n=6, seed=0)
+    p = res.save_grid(tmp_path / "g.png", cols=3)
+    with Image.open(p) as im:
+        assert im.size == (3 * 34 + 2, 2 * 34 + 2)
+        assert im.text["Classes"] == ",".join([gen.spec.class_names[5]] * 6) and im.text["Seed"] == "0"
+
+# ----------------------------------------------------------------------------- enhance
+
+
+def test_enhance_inputs_and_output_shapes(enh, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (17, 9, 3), dtype=np.uint8)
+    one = enh.enhance(a)
+    assert isinstance(one.images, np.ndarray) and one.images.shape == (1, 40, 60, 3)
+    Image.fromarray(b).save(tmp_path / "b.png")
+    mixed = enh.enhance([a, Image.fromarray(b), tmp_path / "b.png"])
+    assert isinstance(mixed.images, list) and [m.shape for m in mixed.images] == [(40, 60, 3), (34, 18, 3), (34, 18, 3)]
+    np.testing.assert_array_equal(mixed.images[0], one.images[0])
+    np.testing.assert_array_equal(mixed.images[1], mixed.images[2])
+    batch = enh.enhance(np.stack([a, a]))
+    assert batch.images.shape == (2, 40, 60, 3)
+    assert mixed.labels is None and mixed.seeds is None
+
+
+def test_enhance_matches_bare_runner(enh):
+    img = np.random.default_rng(1).integers(0, 256, (21, 13, 3), dtype=np.uint8)
+    x = (img.astype(np.float32) / 255).transpose(2, 0, 1)[None]
+    want = ref_postprocess(enh.runner.infer({"lr": np.ascontiguousarray(x)})["hr"], "0,1", "RGB")
+    got = enh.enhance(img, tile=False).images
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_enhance_save_provenance(enh, tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "photo.png"
+    Image.fromarray(np.full((8, 8, 3), 100, np.uint8)).save(src)
+    (p,) = enh.enhance(str(src)).save(tmp_path / "o")
+    with Image.open(p) as im:
+        assert im.size == (16, 16)
+        assert im.text["Source-File"] == "photo" and im.text["AI-Generated"] == "true"
+        assert im.text["Bundle-SHA256"] == enh.bundle.manifest_sha256
+
+
+def test_wrong_kind_call(gen, enh):
+    with pytest.raises(InputError, match=r"a generator, not an enhancer: call pipe\.generate"):
+        gen.enhance(np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(InputError, match=r"an enhancer, not a generator: call pipe\.enhance"):
+        enh.generate(n=1)
+
+# ----------------------------------------------------------------------------- reports
+
+
+def test_call_and_session_report(gen_bundle):
+    with skugen.load(gen_bundle, backend="onnxruntime", threads=1) as p:
+        for _ in range(5):
+            res = p.generate(n=3, seed=0)
+        rep = res.report
+        assert isinstance(rep, Report) and rep.schema_version == 1 and rep.kind == "call"
+        d = json.loads(rep.to_json())
+        call = d["latency"]["call"]
+        assert call["images"] == 3 and call["total_ms"] >= call["infer_ms"] > 0
+        sess = d["latency"]["session"]
+        assert sess["calls"] == 5 and sess["images"] == 15
+        for stage in ("pre", "infer", "post", "total"):
+            assert set(sess[stage]) >= {"p50", "p90", "p99", "mean", "n"}
+            assert sess[stage]["p50"] <= sess[stage]["p99"]
+        assert d["throughput"]["call_images_per_s"] > 0
+        assert d["memory"]["peak_rss_mb"] > 0
+        env = d["environment"]
+        assert env["cpu"]["logical_cores"] >= 1 and env["versions"]["onnxruntime"]
+        assert d["backend"] == "onnxruntime" and d["device"] == "cpu" and d["precision"] == "int8"
+        srep = p.report()
+        assert srep.kind == "session" and srep.latency["call"] is None
+        assert Report.from_dict(srep.to_dict()).to_dict() == srep.to_dict()
+
+
+def test_percentiles_match_numpy():
+    xs = list(np.random.default_rng(0).random(101))
+    got = percentiles(xs)
+    for q in (50, 90, 99):
+        assert got[f"p{q}"] == pytest.approx(np.percentile(xs, q))
+    assert got["mean"] == pytest.approx(np.mean(xs)) and got["n"] == 101
+    assert percentiles([])["p50"] is None
+
+
+def test_latency_stats_window_is_bounded():
+    s = LatencyStats(window=10)
+    for i in range(25):
+        s.add(0.001, 0.002, 0.001, 2)
+    d = s.summary()
+    assert d["calls"] == 25 and d["images"] == 50 and d["total"]["n"] == 10
+    assert d["infer"]["p50"] == pytest.approx(2.0)
+
+
+def test_environment_is_cheap_and_json_safe():
+    import time
+
+    t = time.perf_counter()
+    e = environment()
+    environment()
+    assert time.perf_counter() - t < 1.0
+    json.dumps(e)
+    assert e["versions"]["numpy"] == np.__version__
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_generator_without_classifier_says_why(gen):
+    rep = gen.evaluate(n=8)
+    assert rep.kind == "evaluate"
+    assert "classifier" in rep.quality["fid_proxy"]["skipped"]
+    assert rep.quality["fid_proxy"]["name"] == "FID-proxy (fmnist-classifier features)"
+    assert "reference" in rep.quality["psnr"]["skipped"]
+
+
+def test_evaluate_generator_against_teacher_with_classifier(gen_bundle, classifier_onnx):
+    with skugen.load(gen_bundle, backend="onnxruntime", precision="int8", threads=1) as student:
+        rep = student.evaluate(reference=gen_bundle, classifier=classifier_onnx, n=40, seed=0)
+    q = rep.to_dict()["quality"]
+    assert q["psnr"]["convention"] == "BasicSR" and q["psnr"]["value"] > 15 and "fp32" in q["psnr"]["against"]
+    assert 0 < q["ssim"]["value"] <= 1
+    assert q["fid_proxy"]["name"] == "FID-proxy (fmnist-classifier features)" and q["fid_proxy"]["value"] >= 0
+    assert 0 <= q["class_fidelity"]["value"] <= 1 and 0 <= q["class_fidelity"]["reference_value"] <= 1
+    # Teacher against itself: identical images -> PSNR inf (JSON null + flag), FID-proxy ~0.
+    with skugen.load(gen_bundle, backend="onnxruntime", precision="fp32", threads=1) as teacher:
+        same = teacher.evaluate(reference=teacher, classifier=classifier_onnx, n=40).to_dict()["quality"]
+    assert same["psnr"]["value_is_inf"] and same["fid_proxy"]["value"] == pytest.approx(0, abs=1e-6)
+
+
+def test_evaluate_generator_fid_against_real_images(gen, classifier_onnx):
+    real = np.random.default_rng(0).integers(0, 256, (30, 28, 28), dtype=np.uint8)  # 28x28 like Fashion-MNIST
+    rep = gen.evaluate(reference=real, classifier=classifier_onnx, n=30)
+    assert rep.quality["fid_proxy"]["against"] == "real images" and rep.quality["fid_proxy"]["value"] > 0
+
+
+def test_evaluate_enhancer_ground_truth_conventions(enh):
+    from skimage.metrics import peak_signal_noise_ratio  # noqa: F401  (test dependency sanity)
+
+    rng = np.random.default_rng(2)
+    hr = [rng.integers(0, 256, (40, 36, 3), dtype=np.uint8), rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)]
+    rep = enh.evaluate(reference=hr)
+    q = rep.quality["psnr"]
+    assert q["y_channel"] is True and q["crop_border"] == 2 and q["data_range"] == 255 and q["convention"] == "BasicSR"
+    assert len(q["per_image"]) == 2 and q["against"] == "ground-truth images"
+    assert "psnr_bicubic_baseline" in rep.quality and any("bicubic" in n for n in rep.notes)
+    # Explicit LR inputs: the number is the metrics module's on the pipeline's output.
+    lr = [rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)]
+    gt = [rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)]
+    rep2 = enh.evaluate(reference=gt, inputs=lr)
+    want = metrics.psnr(enh.enhance(lr).images[0], gt[0], y_channel=True, crop_border=2)
+    assert rep2.quality["psnr"]["value"] == pytest.approx(want)
+
+
+def test_evaluate_enhancer_against_teacher_uses_golden_inputs(enh_bundle):
+    with skugen.load(enh_bundle, backend="onnxruntime", precision="int8", threads=1) as student:
+        rep = student.evaluate(reference=enh_bundle)
+    assert rep.quality["psnr"]["value"] > 20 and "golden" in rep.notes[0]
+
+# ----------------------------------------------------------------------------- lifecycle
+
+
+def test_close_and_context_manager(gen_bundle):
+    p = skugen.load(gen_bundle, backend="onnxruntime", threads=1)
+    with p:
+        p.generate(n=1, seed=0)
+    assert p.closed and not p.runner.is_active
+    p.close()  # idempotent
+    with pytest.raises(InputError, match="closed"):
+        p.generate(n=1, seed=0)
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_generate_grid(gen_bundle, tmp_path, capsys):
+    from PIL import Image
+
+    from skugen import cli
+
+    name = skugen.bundle.load_bundle(gen_bundle).class_names[7]
+    out = tmp_path / "grid.png"
+    rc = cli.main(["generate", str(gen_bundle), "--class", "sneaker", "--n", "4", "--seed", "0", "--out", str(out),
+                   "--backend", "onnxruntime", "--report", str(tmp_path / "r.json")])
+    assert rc == 0
+    with Image.open(out) as im:
+        assert im.text["Software"].startswith("skugen") and im.text["AI-Generated"] == "true"
+        assert im.text["Classes"] == ",".join([name] * 4)
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["schema_version"] == 1 and r["latency"]["call"]["images"] == 4
+
+
+def test_cli_generate_bad_class_is_a_clean_error(gen_bundle, tmp_path, capsys):
+    from skugen import cli
+
+    rc = cli.main(["generate", str(gen_bundle), "--class", "hat", "--out", str(tmp_path / "g.png")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown class 'hat'" in err and "sneaker" in err.lower() and "Traceback" not in err
+
+
+def test_cli_enhance(enh_bundle, tmp_path):
+    from PIL import Image
+
+    from skugen import cli
+
+    src = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(src)
+    out = tmp_path / "photo_x2.png"
+    assert cli.main(["enhance", str(enh_bundle), str(src), "--out", str(out), "--no-progress"]) == 0
+    with Image.open(out) as im:
+        assert im.size == (140, 100) and im.text["Source-File"] == "photo"
+
+
+def test_cli_env(capsys):
+    from skugen import cli
+
+    assert cli.main(["env"]) == 0
+    out = capsys.readouterr().out
+    assert "SKUGEN_NUM_THREADS" in out and "onnxruntime" in out
+    assert cli.main(["env", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert {s["name"] for s in d["settings"]} >= {"SKUGEN_CACHE_DIR"} and "environment" in d

@@ -1,0 +1,176 @@
+"""Tiled enhancement: the plan partitions the image, the stitched output equals the untiled one,
+and memory stays bounded for large photos."""
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import skugen
+from skugen import tiling
+from skugen.errors import InputError
+from skugen.prepost import images_to_unit_nchw
+from skugen.kernels.reference import NumpyProcessor, preprocess as ref_preprocess
+
+from test_pipeline import enh_bundle, tiny_enh_bundle  # noqa: F401  (shared fixtures)
+
+
+@pytest.fixture(scope="module")
+def enh(enh_bundle):  # noqa: F811
+    with skugen.load(enh_bundle, backend="onnxruntime", precision="fp32", threads=1) as p:
+        yield p
+
+# ----------------------------------------------------------------------------- the plan
+
+
+@settings(max_examples=200, deadline=None)
+@given(h=st.integers(1, 200), w=st.integers(1, 200), size=st.integers(2, 64), data=st.data())
+def test_plan_partitions_the_image_with_margins(h, w, size, data):
+    overlap = data.draw(st.integers(0, size - 1))
+    tiles = tiling.plan_tiles(h, w, size, overlap)
+    cover = np.zeros((h, w), np.int32)
+    shapes = {t.shape for t in tiles}
+    assert shapes == {(min(size, h), min(size, w))}  # one shape: tiles batch together
+    for t in tiles:
+        assert 0 <= t.y and t.y + t.h <= h and 0 <= t.x and t.x + t.w <= w
+        assert t.y <= t.cy0 < t.cy1 <= t.y + t.h and t.x <= t.cx0 < t.cx1 <= t.x + t.w
+        cover[t.cy0:t.cy1, t.cx0:t.cx1] += 1
+        # A core edge inside the image keeps >= overlap // 2 of real context from the tile edge.
+        m = overlap // 2
+        if t.cy0 > 0:
+            assert t.cy0 - t.y >= m
+        if t.cy1 < h:
+            assert t.y + t.h - t.cy1 >= m
+        if t.cx0 > 0:
+            assert t.cx0 - t.x >= m
+        if t.cx1 < w:
+            assert t.x + t.w - t.cx1 >= m
+    assert (cover == 1).all()  # cores partition the image: every output pixel written exactly once
+
+
+def test_plan_examples():
+    assert tiling.plan_axis(10, 32, 8) == [(0, 10, 0, 10)]
+    assert tiling.plan_axis(100, 32, 8) == [(0, 32, 0, 28), (24, 32, 28, 52), (48, 32, 52, 74), (68, 32, 74, 100)]
+    with pytest.raises(InputError, match="overlap"):
+        tiling.plan_tiles(10, 10, 8, 8)
+
+
+def test_fast_preprocess_is_bit_identical_to_the_kernel_reference():
+    img = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    crops = [img[3:20, 5:30], img[10:27, 0:25]]  # pitched views, as the tiler passes them
+    for mean, std in ((0.0, 1.0), (0.5, 0.5)):
+        got = images_to_unit_nchw(crops, NumpyProcessor(), mean, std)
+        want = ref_preprocess(crops, (17, 25), "RGB", mean, std)
+        np.testing.assert_array_equal(got, want)
+
+# ----------------------------------------------------------------------------- tiled == untiled
+
+
+def _float_untiled_and_tiled(pipe, img):
+    """The float HR outputs (before quantisation): whole image, and stitched tile cores."""
+    sp = pipe.spec
+    s = sp.scale
+    x = images_to_unit_nchw([img], pipe.processor)
+    whole = pipe.runner.infer({"lr": x})["hr"][0]  # (3, sH, sW)
+    out = np.full_like(whole, np.nan)
+    for t in tiling.plan_tiles(img.shape[0], img.shape[1], sp.tile_size, sp.tile_overlap):
+        xt = images_to_unit_nchw([img[t.y:t.y + t.h, t.x:t.x + t.w]], pipe.processor)
+        yt = pipe.runner.infer({"lr": xt})["hr"][0]
+        core = yt[:, (t.cy0 - t.y) * s:(t.cy1 - t.y) * s, (t.cx0 - t.x) * s:(t.cx1 - t.x) * s]
+        out[:, t.cy0 * s:t.cy1 * s, t.cx0 * s:t.cx1 * s] = core
+    return whole, out
+
+
+def test_tiled_equals_untiled(enh):
+    sp = enh.spec
+    assert sp.tile_size and sp.tile_overlap, "the enhancer bundle must declare tile.size / tile.overlap"
+    rng = np.random.default_rng(0)
+    # Smooth-ish content plus noise, and a size that is not a multiple of the tile stride.
+    h, w = 2 * sp.tile_size + 13, 3 * sp.tile_size - 5
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = (127 + 100 * np.sin(yy / 7.0)[..., None] * np.cos(xx / 5.0)[..., None]).repeat(3, -1)
+    img = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    whole, stitched = _float_untiled_and_tiled(enh, img)
+    assert not np.isnan(stitched).any()
+    np.testing.assert_allclose(stitched, whole, atol=1e-4, rtol=0)  # float rounding only
+    tiled = enh.enhance(img, tile=True).images[0]
+    untiled = enh.enhance(img, tile=False).images[0]
+    diff = np.abs(tiled.astype(int) - untiled.astype(int))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.999
+
+
+def test_small_tile_override_and_mixed_sizes(enh):
+    rng = np.random.default_rng(3)
+    imgs = [rng.integers(0, 256, (45, 70, 3), dtype=np.uint8), rng.integers(0, 256, (9, 100, 3), dtype=np.uint8)]
+    res = enh.enhance(imgs, tile=24)
+    ref = enh.enhance(imgs, tile=False)
+    for a, b in zip(res.images, ref.images):
+        assert a.shape == b.shape
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+class _ProfiledRunner:
+    """The ORT runner behind a TensorRT-like optimisation profile (LR sides in [min, max])."""
+
+    def __init__(self, inner, lo: int, hi: int):
+        self.inner, self.lo, self.hi = inner, lo, hi
+        self.info, self.is_active = inner.info, True
+        self.shapes = []
+
+    def profile(self):
+        return {"lr": {"min": [1, 3, self.lo, self.lo], "opt": [1, 3, self.hi, self.hi], "max": [8, 3, self.hi, self.hi]}}
+
+    def input_metadata(self):
+        return self.inner.input_metadata()
+
+    def infer(self, feed, check=True):
+        h, w = feed["lr"].shape[2:]
+        assert self.lo <= h <= self.hi and self.lo <= w <= self.hi, (h, w)
+        self.shapes.append((h, w))
+        return self.inner.infer(feed, check)
+
+    def deactivate(self):
+        pass
+
+
+def test_engine_profile_limits_are_respected(enh):
+    from skugen.pipeline import Pipeline
+
+    p = Pipeline(enh.bundle, enh.spec, _ProfiledRunner(enh.runner, 16, 40), "onnxruntime", "fp32")
+    rng = np.random.default_rng(4)
+    big = rng.integers(0, 256, (100, 90, 3), dtype=np.uint8)
+    small = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    out_big = p.enhance(big, tile=False).images[0]  # too big for the engine: tiled at its max anyway
+    assert max(max(s) for s in p.runner.shapes) <= 40
+    assert np.abs(out_big.astype(int) - enh.enhance(big, tile=False).images[0].astype(int)).max() <= 1
+    out_small = p.enhance(small).images[0]  # below the engine's min: edge-padded, output cropped
+    assert out_small.shape == (10, 14, 3)
+
+# ----------------------------------------------------------------------------- bounded memory
+
+
+@pytest.mark.slow
+def test_large_photo_memory_is_bounded(tiny_enh_bundle):  # noqa: F811
+    """A 2000x1500 photo (a quarter of 4000x3000, to stay fast on 2 cores; benchmarks/runtime/memory.py
+    measures the full size): numpy's peak stays at the uint8 output buffer plus one tile batch, far
+    below the whole-image float tensors an untiled run needs (input 36 MB + output 144 MB float32)."""
+    with skugen.load(tiny_enh_bundle, backend="onnxruntime", precision="fp32", threads=2) as p:
+        h, w = 1500, 2000
+        img = np.zeros((h, w, 3), np.uint8)
+        img[::7] = 200  # some structure, cheap to make
+        out_bytes = h * w * 3 * 4  # (2H, 2W, 3) uint8
+        tracemalloc.start()  # numpy reports its buffers to tracemalloc (ORT's own arena is not included)
+        try:
+            res = p.enhance(img, tile=128)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert res.images.shape == (1, 2 * h, 2 * w, 3)
+    whole_float = h * w * 3 * 4 * (1 + 4)
+    # Beyond the output: one tile batch (8 x 3 x 256 x 256 float32 = 6 MiB) and its few postprocess temporaries.
+    extra = peak - out_bytes
+    assert extra < 32 * 2**20, f"peak {peak / 2**20:.0f} MiB = output {out_bytes / 2**20:.0f} MiB + {extra / 2**20:.0f}"
+    assert extra < whole_float / 5

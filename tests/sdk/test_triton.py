@@ -1,0 +1,453 @@
+"""`skugen export-triton`: every config.pbtxt parses as a Triton ModelConfig, declares the bundle's I/O
+(names, data types, dims without the batch axis), the ensembles are wired consistently, the numpy
+pre/post of the Python backend match the skugen runtime bit for bit, and a CPU simulation of each
+ensemble (pre -> onnxruntime -> post) gives the runtime's images. No Triton server is needed.
+
+Bundles: the shared session fixtures `cgan_bundle` / `sr_bundle` of tests/conftest.py (never modified
+in place: copied first).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is in the test extra")
+from google.protobuf import json_format, text_format  # noqa: E402
+from tritonclient.grpc import model_config_pb2  # noqa: E402
+
+from skugen import cli, prepost  # noqa: E402
+from skugen.bundle import load_bundle  # noqa: E402
+from skugen.deploy import mark_engine_verified  # noqa: E402
+from skugen.errors import InputError  # noqa: E402
+from skugen.kernels.reference import NumpyProcessor  # noqa: E402
+from skugen.kernels.reference import postprocess as ref_post  # noqa: E402
+from skugen.triton import TritonConfig, export_triton, pbtxt  # noqa: E402
+
+MC = model_config_pb2.ModelConfig
+DT = model_config_pb2.DataType
+ORT_TYPES = {"tensor(float)": "TYPE_FP32", "tensor(float16)": "TYPE_FP16", "tensor(uint8)": "TYPE_UINT8",
+             "tensor(int64)": "TYPE_INT64"}
+
+
+@pytest.fixture(scope="module")
+def gen_bundle(cgan_bundle) -> Path:
+    return Path(cgan_bundle)
+
+
+@pytest.fixture(scope="module")
+def enh_bundle(sr_bundle) -> Path:
+    return Path(sr_bundle)
+
+
+@pytest.fixture(scope="module", params=["gen", "enh"])
+def exported(request, gen_bundle, enh_bundle, tmp_path_factory):
+    """(bundle, repo, {model name: ModelConfig}) for each bundle kind."""
+    bpath = gen_bundle if request.param == "gen" else enh_bundle
+    repo = export_triton(bpath, tmp_path_factory.mktemp("triton") / "repo")
+    return load_bundle(bpath), repo, _configs(repo)
+
+
+def _configs(repo: Path) -> dict[str, MC]:
+    out = {}
+    for f in sorted(repo.glob("*/config.pbtxt")):
+        cfg = text_format.Parse(f.read_text(), MC())  # raises on anything Triton would not parse
+        assert cfg.name == f.parent.name, "Triton requires name == directory name"
+        out[cfg.name] = cfg
+    return out
+
+
+def _sig(t) -> tuple[str, tuple[int, ...]]:
+    return DT.Name(t.data_type), tuple(t.dims)
+
+
+def _manifest_dims(shape: list) -> list[int]:
+    return [d if isinstance(d, int) else -1 for d in shape[1:]]
+
+
+def _load_model_py(path: Path):
+    spec = importlib.util.spec_from_file_location(f"skugen_triton_model_{abs(hash(str(path)))}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # no triton_python_backend_utils here: the import is guarded
+    return mod
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def test_repository_layout(exported):
+    b, repo, cfgs = exported
+    n = b.name
+    assert {f"{n}", f"{n}_onnx", f"{n}_pre", f"{n}_post"} <= set(cfgs)
+    assert (repo / f"{n}_onnx/1/model.onnx").read_bytes() == b.model_path("fp32").read_bytes()
+    for role in ("pre", "post"):
+        assert (repo / f"{n}_{role}/1/model.py").is_file()
+    assert (repo / n / "1").is_dir(), "an ensemble still needs a version directory"
+    s = json.loads((repo / "skugen_triton.json").read_text())
+    assert s["bundle"]["manifest_sha256"] == b.manifest_sha256 and s["plans"] == {}
+    assert not [m for m in cfgs.values() if m.platform == "tensorrt_plan"], "no engines built -> no plans"
+
+
+def test_onnx_model_config_matches_the_bundle(exported):
+    b, repo, cfgs = exported
+    c = cfgs[f"{b.name}_onnx"]
+    assert c.platform == "onnxruntime_onnx"
+    assert c.max_batch_size == b.io.get("max_batch", 64)
+    assert [g.kind for g in c.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_CPU]
+    db = c.dynamic_batching
+    assert db.max_queue_delay_microseconds == 100 and list(db.preferred_batch_size)
+    assert all(1 <= p <= c.max_batch_size for p in db.preferred_batch_size)
+    for cfg_ts, spec in ((c.input, b.io["inputs"]), (c.output, b.io["outputs"])):
+        assert [t.name for t in cfg_ts] == [s["name"] for s in spec]
+        for t, s in zip(cfg_ts, spec):
+            assert DT.Name(t.data_type) == {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}[s["dtype"]]
+            assert list(t.dims) == _manifest_dims(s["shape"]), "dims exclude the batch axis, -1 = dynamic"
+    # ... and the ONNX file itself agrees (what Triton's onnxruntime backend checks at load time)
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(repo / f"{b.name}_onnx/1/model.onnx"), providers=["CPUExecutionProvider"])
+    for cfg_ts, ort_ts in ((c.input, sess.get_inputs()), (c.output, sess.get_outputs())):
+        by = {t.name: t for t in cfg_ts}
+        assert set(by) == {t.name for t in ort_ts}
+        for t in ort_ts:
+            assert DT.Name(by[t.name].data_type) == ORT_TYPES[t.type]
+            assert list(by[t.name].dims) == [d if isinstance(d, int) else -1 for d in t.shape[1:]]
+
+
+def test_python_steps_declare_the_client_and_model_tensors(exported):
+    b, _, cfgs = exported
+    pre, post, onnx = cfgs[f"{b.name}_pre"], cfgs[f"{b.name}_post"], cfgs[f"{b.name}_onnx"]
+    assert pre.backend == post.backend == "python"
+    assert {_sig(t) for t in pre.output} == {_sig(t) for t in onnx.input}
+    assert [_sig(t) for t in post.input] == [_sig(onnx.output[0])]
+    (img,) = post.output
+    c, h, w = onnx.output[0].dims
+    assert (img.name, DT.Name(img.data_type), list(img.dims)) == ("image", "TYPE_UINT8", [h, w, c])
+    if b.kind == "generator":
+        assert [_sig(t) for t in pre.input] == [("TYPE_STRING", (1,)), ("TYPE_INT64", (1,))]
+        assert [t.name for t in pre.input] == ["label", "seed"]
+        assert json.loads(pre.parameters["class_names"].string_value) == b.class_names
+    else:
+        assert [t.name for t in pre.input] == ["photo"]
+        assert [_sig(t) for t in pre.input] == [("TYPE_UINT8", (-1, -1, 3))]
+
+
+def _check_ensemble(cfgs: dict[str, MC], name: str) -> list[str]:
+    """Triton's ensemble rules: steps name existing models, every step input is fed by an ensemble input
+    or an earlier step's output of the same type and dims, each tensor is produced once, every ensemble
+    input is used and every ensemble output produced. Returns the step model names."""
+    ens = cfgs[name]
+    assert ens.platform == "ensemble"
+    avail = {t.name: _sig(t) for t in ens.input}
+    used: set[str] = set()
+    steps = []
+    for step in ens.ensemble_scheduling.step:
+        assert step.model_name in cfgs, f"step model {step.model_name!r} is not in the repository"
+        m = cfgs[step.model_name]
+        steps.append(step.model_name)
+        assert m.max_batch_size >= ens.max_batch_size, "ensemble max_batch_size must not exceed a step's"
+        m_in, m_out = {t.name: _sig(t) for t in m.input}, {t.name: _sig(t) for t in m.output}
+        assert set(step.input_map) == set(m_in), f"{step.model_name}: every input must be mapped"
+        for k, v in step.input_map.items():
+            assert v in avail, f"{step.model_name}.{k} <- {v!r}, which nothing produced yet"
+            assert avail[v] == m_in[k], f"{step.model_name}.{k}: {avail[v]} != {m_in[k]}"
+            used.add(v)
+        assert set(step.output_map) <= set(m_out)
+        for k, v in step.output_map.items():
+            assert v not in avail, f"ensemble tensor {v!r} produced twice"
+            avail[v] = m_out[k]
+    assert used >= {t.name for t in ens.input}, "an ensemble input is never used"
+    for t in ens.output:
+        assert avail.get(t.name) == _sig(t), f"ensemble output {t.name} not produced with its declared type"
+    return steps
+
+
+def test_ensemble_wiring(exported):
+    b, _, cfgs = exported
+    assert _check_ensemble(cfgs, b.name) == [f"{b.name}_pre", f"{b.name}_onnx", f"{b.name}_post"]
+
+
+# ----------------------------------------------------------------------------- the numpy pre/post
+
+
+@pytest.fixture(scope="module")
+def model_py(gen_bundle, tmp_path_factory):
+    repo = export_triton(gen_bundle, tmp_path_factory.mktemp("t") / "repo")
+    return _load_model_py(repo / f"{load_bundle(gen_bundle).name}_pre" / "1" / "model.py")
+
+
+def test_model_py_needs_only_numpy(model_py):
+    assert model_py.pb_utils is None
+    src = Path(model_py.__file__).read_text()
+    assert "import skugen" not in src and "torch" not in src
+
+
+@pytest.mark.parametrize("value_range", [(-1.0, 1.0), (0.0, 1.0)])
+def test_post_matches_the_runtime_bit_for_bit(model_py, value_range):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((3, 3, 7, 5)) * 0.8).astype(np.float32)
+    x[0, 0, 0, :4] = [np.nan, np.inf, -np.inf, 5.0]
+    got = model_py.post(x, value_range)
+    want = ref_post(x, value_range, "RGB")
+    assert got.dtype == np.uint8 and got.shape == (3, 7, 5, 3)
+    np.testing.assert_array_equal(got, want)
+    g1 = model_py.post(x[:, :1], value_range)
+    np.testing.assert_array_equal(g1, ref_post(np.ascontiguousarray(x[:, :1]), value_range, "GRAY"))
+
+
+@pytest.mark.parametrize("mean,std", [(0.0, 1.0), (0.5, 0.5), ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+def test_pre_enhancer_matches_the_runtime(model_py, mean, std):
+    rng = np.random.default_rng(1)
+    imgs = rng.integers(0, 256, (2, 9, 11, 3), dtype=np.uint8)
+    got = model_py.pre_enhancer(imgs, mean, std)
+    from skugen.kernels.reference import preprocess
+
+    want = preprocess(imgs, (9, 11), "RGB", mean, std)  # same size: the resize is the identity
+    assert got.dtype == np.float32 and got.shape == (2, 3, 9, 11)
+    np.testing.assert_array_equal(got, want)
+    if np.ndim(mean) == 0:
+        np.testing.assert_array_equal(got, prepost.images_to_unit_nchw(list(imgs), NumpyProcessor(), mean, std))
+
+
+def test_pre_generator_matches_the_runtime(model_py, gen_bundle):
+    b = load_bundle(gen_bundle)
+    names, n = b.class_names, len(b.class_names)
+    z_dim = b.io.get("z_dim") or b.io["inputs"][0]["shape"][-1]
+    queries = []
+    for name in names:  # full names in odd spellings, '/'-parts, indices
+        queries += [name, name.upper().replace(" ", "_")] + [p for p in name.split("/") if p.strip()]
+    queries += [str(i) for i in range(n)]
+    labels = np.array([[q.encode()] for q in queries], dtype=object)  # (B, 1) BYTES, as Triton delivers it
+    seeds = np.arange(len(queries), dtype=np.int64)[:, None] * 7919
+    z, oh = model_py.pre_generator(labels, seeds, names, n, z_dim)
+    want = prepost.resolve_labels(queries, None, names, n)
+    np.testing.assert_array_equal(oh, prepost.onehot(want, n))
+    for i, s in enumerate(seeds[:, 0]):
+        np.testing.assert_array_equal(z[i], prepost.make_latents(int(s), 1, z_dim)[0])  # = skugen generate --seed s
+    assert z.dtype == oh.dtype == np.float32
+    with pytest.raises(ValueError, match="unknown class 'hat'.*valid"):
+        model_py.pre_generator(np.array([[b"hat"]], dtype=object), np.array([[0]]), names, n, z_dim)
+    with pytest.raises(ValueError, match=">= 0"):
+        model_py.pre_generator(np.array([[b"0"]], dtype=object), np.array([[-1]]), names, n, z_dim)
+
+
+class _FakePbUtils(types.SimpleNamespace):
+    """The slice of triton_python_backend_utils that model.py uses."""
+
+    class Tensor:
+        def __init__(self, name, array):
+            self._name, self._a = name, array
+
+        def name(self):
+            return self._name
+
+        def as_numpy(self):
+            return self._a
+
+    class InferenceResponse:
+        def __init__(self, output_tensors, error=None):
+            self.output_tensors, self.error = output_tensors, error
+
+    class TritonError:
+        def __init__(self, msg):
+            self.msg = msg
+
+    @staticmethod
+    def get_input_tensor_by_name(request, name):
+        return request.get(name)
+
+
+def _triton_model(repo: Path, name: str, cfg: MC):
+    mod = _load_model_py(repo / name / "1" / "model.py")
+    mod.pb_utils = _FakePbUtils()
+    m = mod.TritonPythonModel()
+    # Triton hands the config over as JSON with proto field names
+    m.initialize({"model_config": json_format.MessageToJson(cfg, preserving_proto_field_name=True)})
+    return m
+
+
+def test_triton_python_model_execute(gen_bundle, tmp_path):
+    b = load_bundle(gen_bundle)
+    repo = export_triton(b, tmp_path / "repo")
+    cfgs = _configs(repo)
+    pre = _triton_model(repo, f"{b.name}_pre", cfgs[f"{b.name}_pre"])
+    T = _FakePbUtils.Tensor
+    ok = {"label": T("label", np.array([[b"1"], [b"0"]], dtype=object)),
+          "seed": T("seed", np.array([[3], [4]], dtype=np.int64))}
+    bad = {"label": T("label", np.array([[b"not-a-class"]], dtype=object)),
+           "seed": T("seed", np.array([[3]], dtype=np.int64))}
+    r_ok, r_bad = pre.execute([ok, bad])
+    assert r_ok.error is None and r_bad.error is not None and "unknown class" in r_bad.error.msg
+    outs = {t.name(): t.as_numpy() for t in r_ok.output_tensors}
+    assert outs["z"].shape[0] == outs["onehot"].shape[0] == 2 and outs["onehot"][0, 1] == 1.0
+    post = _triton_model(repo, f"{b.name}_post", cfgs[f"{b.name}_post"])
+    (r,) = post.execute([{"raw": T("raw", np.zeros((2, 1, 32, 32), np.float32))}])
+    assert r.output_tensors[0].name() == "image" and r.output_tensors[0].as_numpy().shape == (2, 32, 32, 1)
+
+
+# ----------------------------------------------------------------------------- the whole ensemble on CPU
+
+
+def _run_ensemble(repo: Path, cfgs: dict[str, MC], name: str, feed: dict[str, np.ndarray]) -> dict:
+    """Execute an ensemble the way Triton would, with the onnxruntime and numpy steps in-process."""
+    import onnxruntime as ort
+
+    tensors = dict(feed)
+    for step in cfgs[name].ensemble_scheduling.step:
+        m = cfgs[step.model_name]
+        ins = {k: tensors[v] for k, v in step.input_map.items()}
+        if m.backend == "python":
+            mod = _load_model_py(repo / m.name / "1" / "model.py")
+            params = {k: v.string_value for k, v in m.parameters.items()}
+            outs = mod.Step(params).run(ins)
+        else:
+            assert m.platform == "onnxruntime_onnx"
+            sess = ort.InferenceSession(str(repo / m.name / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+            outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, ins)))
+        for k, v in step.output_map.items():
+            tensors[v] = outs[k]
+    return {t.name: tensors[t.name] for t in cfgs[name].output}
+
+
+def _ort(bundle, feed):
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(str(bundle.model_path("fp32")), providers=["CPUExecutionProvider"])
+    return s.run(None, feed)[0]
+
+
+def test_generator_ensemble_gives_the_runtime_images(gen_bundle, tmp_path):
+    b = load_bundle(gen_bundle)
+    repo = export_triton(b, tmp_path / "repo")
+    cfgs = _configs(repo)
+    n, names = len(b.class_names), b.class_names
+    z_dim = b.io.get("z_dim") or b.io["inputs"][0]["shape"][-1]
+    labels, seeds = [names[-1], "0", names[2].lower()], [11, 12, 2**40]
+    got = _run_ensemble(repo, cfgs, b.name, {"label": np.array([[s.encode()] for s in labels], dtype=object),
+                                             "seed": np.array(seeds, dtype=np.int64)[:, None]})["image"]
+    z = np.concatenate([prepost.make_latents(s, 1, z_dim) for s in seeds])
+    oh = prepost.onehot(prepost.resolve_labels(labels, None, names, n), n)
+    vr = (b.manifest.get("postprocess") or {}).get("value_range", "-1,1")
+    want = ref_post(_ort(b, {"z": z, "onehot": oh}), vr, "GRAY" if b.io["outputs"][0]["shape"][1] == 1 else "RGB")
+    np.testing.assert_array_equal(got, want)
+
+
+def test_enhancer_ensemble_gives_the_runtime_images(enh_bundle, tmp_path):
+    b = load_bundle(enh_bundle)
+    repo = export_triton(b, tmp_path / "repo")
+    cfgs = _configs(repo)
+    photo = np.random.default_rng(3).integers(0, 256, (1, 20, 24, 3), dtype=np.uint8)
+    got = _run_ensemble(repo, cfgs, b.name, {"photo": photo})["image"]
+    pre = b.manifest.get("preprocess") or {}
+    lr = prepost.images_to_unit_nchw([photo[0]], NumpyProcessor(), pre.get("mean", 0.0), pre.get("std", 1.0))
+    vr = (b.manifest.get("postprocess") or {}).get("value_range", "0,1")
+    want = ref_post(_ort(b, {"lr": lr}), vr, "RGB")
+    assert got.shape == (1, 40, 48, 3)
+    np.testing.assert_array_equal(got, want)
+
+
+# ----------------------------------------------------------------------------- TensorRT plans
+
+
+def _fake_engine(bundle: Path, precision: str, cc: str, onnx_sha: str, built_at: str, max_batch: int = 32,
+                 trt: str = "10.3.0") -> Path:
+    b = load_bundle(bundle)
+    key = f"nvidia-gpu-sm{cc.replace('.', '')}-trt{trt}-{precision}"
+    d = bundle / "engines" / key
+    d.mkdir(parents=True)
+    (d / "engine.plan").write_bytes(f"plan {key}".encode())
+    profile = {}
+    for t in b.io["inputs"]:
+        dims = [d_ if isinstance(d_, int) else 16 for d_ in t["shape"][1:]]
+        profile[t["name"]] = {"dtype": t["dtype"], "min": [1] + dims, "opt": [8] + dims, "max": [max_batch] + dims}
+    (d / "engine.json").write_text(json.dumps({
+        "schema_version": 1, "kind": "skugen-tensorrt-engine", "key": key, "device_name": "NVIDIA GPU",
+        "compute_capability": cc, "tensorrt_version": trt, "onnx_sha256": onnx_sha, "precision": precision,
+        "plan_file": "engine.plan", "built_at": built_at, "profile": profile}))
+    return d
+
+
+def test_plan_models_from_built_engines(gen_bundle, tmp_path):
+    bdir = Path(shutil.copytree(gen_bundle, tmp_path / "b"))
+    b = load_bundle(bdir)
+    fp32_sha = b.model_sha256("fp32")
+    e87 = _fake_engine(bdir, "fp16", "8.7", fp32_sha, "2025-01-01T00:00:00+00:00", max_batch=4)
+    _fake_engine(bdir, "fp16", "9.0", fp32_sha, "2025-01-02T00:00:00+00:00", max_batch=4)
+    _fake_engine(bdir, "int8", "8.7", "0" * 64, "2025-01-01T00:00:00+00:00")  # stale: another ONNX
+    repo = export_triton(bdir, tmp_path / "repo")
+    cfgs = _configs(repo)
+    trt, gpu = cfgs[f"{b.name}_trt_fp16"], f"{b.name}_gpu_fp16"
+    assert f"{b.name}_trt_int8" not in cfgs, "a stale engine must not be served"
+    assert trt.platform == "tensorrt_plan"
+    assert [g.kind for g in trt.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
+    assert trt.max_batch_size == min(4, b.io.get("max_batch", 64)), "capped by the engine profile"
+    assert dict(trt.cc_model_filenames) == {"8.7": "model.sm87.plan", "9.0": "model.sm90.plan"}
+    assert (repo / trt.name / "1" / "model.sm87.plan").read_bytes() == (e87 / "engine.plan").read_bytes()
+    assert [_sig(t) for t in trt.input] == [_sig(t) for t in cfgs[f"{b.name}_onnx"].input]
+    assert [_sig(t) for t in trt.output] == [_sig(t) for t in cfgs[f"{b.name}_onnx"].output]
+    assert _check_ensemble(cfgs, gpu)[1] == trt.name
+    assert cfgs[gpu].max_batch_size == trt.max_batch_size
+    # --plans verified keeps only engines install.sh verified on their device
+    assert not any(m.platform == "tensorrt_plan" for m in _configs(
+        export_triton(bdir, tmp_path / "r2", TritonConfig(plans="verified"))).values())
+    shutil.rmtree(bdir / "engines" / e87.name.replace("sm87", "sm90"))
+    mark_engine_verified(bdir, "fp16")
+    cfgs3 = _configs(export_triton(bdir, tmp_path / "r3", TritonConfig(plans="verified")))
+    one = cfgs3[f"{b.name}_trt_fp16"]
+    assert one.default_model_filename == "model.plan" and not one.cc_model_filenames
+    assert (tmp_path / "r3" / one.name / "1" / "model.plan").is_file()
+
+
+# ----------------------------------------------------------------------------- options, errors, CLI
+
+
+def test_options_reach_the_configs(gen_bundle, tmp_path):
+    b = load_bundle(gen_bundle)
+    cfg = TritonConfig(name="shop gen", precision=b.precisions[-1], max_batch=6, preferred_batch_sizes=(2, 6),
+                       max_queue_delay_us=500, cpu_instances=2, ort_threads=1)
+    cfgs = _configs(export_triton(b, tmp_path / "repo", cfg))
+    c = cfgs["shop_gen_onnx"]
+    assert c.max_batch_size == 6 and list(c.dynamic_batching.preferred_batch_size) == [2, 6]
+    assert c.dynamic_batching.max_queue_delay_microseconds == 500 and c.instance_group[0].count == 2
+    assert c.parameters["intra_op_thread_count"].string_value == "1"
+    assert (tmp_path / "repo/shop_gen_onnx/1/model.onnx").read_bytes() == b.model_path(b.precisions[-1]).read_bytes()
+    _check_ensemble(cfgs, "shop_gen")
+
+
+def test_errors(gen_bundle, tmp_path):
+    with pytest.raises(InputError, match="no 'fp64' ONNX"):
+        export_triton(gen_bundle, tmp_path / "r", TritonConfig(precision="fp64"))
+    with pytest.raises(InputError, match="preferred batch sizes"):
+        export_triton(gen_bundle, tmp_path / "r", TritonConfig(max_batch=4, preferred_batch_sizes=(8,)))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not a skugen Triton repository"):
+        export_triton(gen_bundle, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    repo = export_triton(gen_bundle, tmp_path / "again")
+    assert export_triton(gen_bundle, repo) == repo, "re-exporting over our own repository is fine"
+
+
+def test_pbtxt_strings_round_trip():
+    tricky = 'a "quoted" \\ back\nslash, café, 商品'
+    msg = pbtxt({"name": tricky, "parameters": [{"key": "k", "value": {"string_value": tricky}}]})
+    cfg = text_format.Parse(msg, MC())
+    assert cfg.name == tricky and cfg.parameters["k"].string_value == tricky
+
+
+def test_cli_export_triton(gen_bundle, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["export-triton", "--help"])
+    h = capsys.readouterr().out
+    assert "Examples:" in h and "tritonserver" in h and "perf_analyzer" in h
+    assert cli.main(["export-triton", str(gen_bundle), "--out", str(tmp_path / "repo"), "--max-batch", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "tritonserver --model-repository=" in out
+    assert _configs(tmp_path / "repo")[f"{load_bundle(gen_bundle).name}_onnx"].max_batch_size == 4
+    rc = cli.main(["export-triton", str(gen_bundle), "--out", str(tmp_path / "r2"), "--precision", "fp64"])
+    assert rc == 2 and "fp64" in capsys.readouterr().err
