@@ -18,7 +18,7 @@ import argparse
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from skugen.io import sha256_bytes
 
 from . import ckpt, models, zoo
 from .onnx_export import VALUE_RANGE, ExportConfig, compare_outputs, onnx_from_torch, parity_report
-from .quantize import (EvalSet, QualityBudget, QuantConfig, enhancer_calibration, enhancer_eval_set,
+from .quantize import (QualityBudget, QuantConfig, enhancer_calibration, enhancer_eval_set,
                        generator_calibration, generator_eval_set, quantize_gated)
 
 KIND_OF_FAMILY = {"cgan": "generator", "sr": "enhancer"}
@@ -123,7 +123,7 @@ def _int8_tolerance(stats: dict, span: float) -> dict:
 # ----------------------------------------------------------------------------- manifest pieces
 
 
-def io_spec(module, kind: str, res, max_batch: int) -> dict:
+def io_spec(module, kind: str, max_batch: int) -> dict:
     c = module.cfg
     if kind == "generator":
         return {
@@ -150,7 +150,7 @@ def _class_names(n: int) -> tuple[str, ...]:
     return FMNIST_CLASSES if n == len(FMNIST_CLASSES) else tuple(f"class-{i}" for i in range(n))
 
 
-def _macs(module, kind: str) -> tuple[int, list[int]]:
+def _macs(module) -> tuple[int, list[int]]:
     x = models.example_inputs(module.cfg, batch=1, size=64)
     return models.count_macs(module, x), list(x[0].shape)
 
@@ -200,7 +200,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
                                 "the bundle was not written.")
     tolerances = {"fp32": dict(FP32_TOL), "fp16": dict(FP16_TOL)}
 
-    macs, macs_input = _macs(module, kind)
+    macs, macs_input = _macs(module)
     fp32_entry = {"file": "model.fp32.onnx", "sha256": sha256_bytes(res.onnx_bytes), "bytes": len(res.onnx_bytes),
                   "precision": "fp32", "opset": res.opset, "params": res.params, "macs": macs,
                   "macs_input": macs_input, "op_counts": res.op_counts, "bn_folded": res.folded_bn}
@@ -228,11 +228,15 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
                            "budget_ok": qr.met_budget, "final": _strip(qr.report.get("final")),
                            "all_int8": _strip(qr.report["int8_all_layers"])}
         if qr.met_budget:
+            # Both flavours run on ORT here; the golden tolerance comes from the worse of the two.
             st = compare_outputs(_ort_outputs(qr.onnx_bytes, g_in)[out_name], g_out[out_name],
                                  FP32_TOL["atol"], FP32_TOL["rtol"], vr)
-            golden_stats["int8"] = st
-            tolerances["int8"] = _int8_tolerance(st, span)
+            st_trt = compare_outputs(_ort_outputs(qr.trt_onnx_bytes, g_in)[out_name], g_out[out_name],
+                                     FP32_TOL["atol"], FP32_TOL["rtol"], vr)
+            golden_stats["int8"], golden_stats["int8_tensorrt_flavour"] = st, st_trt
+            tolerances["int8"] = _int8_tolerance(_worse(st, st_trt), span)
             files["model.int8.onnx"] = qr.onnx_bytes
+            files["model.int8.trt.onnx"] = qr.trt_onnx_bytes
             models_m["int8"] = {
                 "file": "model.int8.onnx", "sha256": sha256_bytes(qr.onnx_bytes), "bytes": len(qr.onnx_bytes),
                 "precision": "int8", "opset": res.opset, "params": res.params, "macs": macs, "macs_input": macs_input,
@@ -241,7 +245,13 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
                                  else "symmetric int8, per-tensor weights",
                                  "preset": cfg.quant.preset, "calibration_samples": min(cfg.calib_n, cfg.quant.subset_size),
                                  "ignored_layers": list(qr.kept_float), "budget": asdict(cfg.budget),
-                                 "outcome": qr.report["outcome"], "report": "reports/quantization.json"}}
+                                 "outcome": qr.report["outcome"], "report": "reports/quantization.json"},
+                "activations": "uint8 (zero point 0/128) for ONNX Runtime x86's fused U8S8 kernels",
+                # TensorRT takes int8-only Q/DQ; ORT x86 runs int8-activation QDQ un-fused (slower than FP32).
+                "variants": {"tensorrt": {
+                    "file": "model.int8.trt.onnx", "sha256": sha256_bytes(qr.trt_onnx_bytes),
+                    "bytes": len(qr.trt_onnx_bytes), "activations": "int8, zero point 0 (TensorRT explicit quantization)",
+                    "use_for": ["tensorrt"]}}}
 
     # 5. reports, card, source
     quality_report = {
@@ -265,7 +275,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
 
     manifest = {
         "schema_version": 1, "name": name, "kind": kind,
-        "io": io_spec(module, kind, res, cfg.max_batch),
+        "io": io_spec(module, kind, cfg.max_batch),
         "preprocess": ({"layout": "RGB", "tensor_layout": "NCHW", "dtype": "float32", "input_range": [0, 1],
                         "mean": [0, 0, 0], "std": [1, 1, 1]} if kind == "enhancer" else
                        {"z": "float32 normal(0,1), seeded", "labels": "float32 one-hot over class_names"}),
@@ -282,6 +292,14 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
         "quality": quality_summary,
     }
     return write_bundle(out, manifest, files)
+
+
+def _worse(a: dict, b: dict) -> dict:
+    """Per-statistic worst of two comparisons (lower PSNR, higher errors)."""
+    pa = math.inf if a.get("psnr_db") is None else a["psnr_db"]
+    pb = math.inf if b.get("psnr_db") is None else b["psnr_db"]
+    p = min(pa, pb)
+    return {"psnr_db": None if math.isinf(p) else p, "mean_abs": max(a["mean_abs"], b["mean_abs"])}
 
 
 def _strip(m: dict | None) -> dict | None:

@@ -136,10 +136,6 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
 # ----------------------------------------------------------------------------- export
 
 
-def _trace_inputs(model: nn.Module, kind: str, cfg: ExportConfig) -> tuple[torch.Tensor, ...]:
-    return models.example_inputs(model.cfg, batch=cfg.trace_batch, size=cfg.trace_size, seed=0)
-
-
 def _dynamic_axes(kind: str, cfg: ExportConfig) -> dict:
     ins, outs = IO_NAMES[kind]
     hw = cfg.dynamic_hw if cfg.dynamic_hw is not None else kind == "enhancer"
@@ -204,7 +200,7 @@ def onnx_from_torch(model: nn.Module, cfg: ExportConfig | None = None) -> Export
         raise InputError(f"opset {cfg.opset} is too old; skugen exports opset >= 17 (TensorRT 10, ORT >= 1.17).")
     kind = model_kind(model)
     folded, n_bn = fold_batchnorm(model) if cfg.fold_bn else (copy.deepcopy(model).eval(), 0)
-    x = _trace_inputs(folded, kind, cfg)
+    x = models.example_inputs(folded.cfg, batch=cfg.trace_batch, size=cfg.trace_size, seed=0)
     ins, outs = IO_NAMES[kind]
     buf = io.BytesIO()
     with warnings.catch_warnings():

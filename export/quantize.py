@@ -10,11 +10,18 @@ Runtime's quantize_static), never on the torch module: NNCF's torch path emits
 OpenVINO FakeQuantize, while the ONNX path gives plain Q/DQ that ORT and TensorRT
 both read (DESIGN.md traps).
 
-The Q/DQ flavour is TensorRT's: symmetric (zero point 0) int8 for weights
-(per channel) and activations. NNCF emits uint8 for post-ReLU activations, and
-TensorRT's ONNX parser rejects uint8 QuantizeLinear (onnx-tensorrt #884), so those
-pairs are rewritten to int8 with a scale that covers the same range
-(`QuantConfig.signed_int8`). ORT CPU runs S8S8 QDQ at full speed (its recommended default).
+Two INT8 flavours come out of ONE calibration, because the two engines disagree:
+- ONNX Runtime x86 fuses QDQ into int8 kernels only for uint8 activations (U8S8):
+  its QDQ selectors refuse int8 activations off ARM (QDQIsInt8Allowed() is false),
+  and the un-fused graph runs SLOWER than FP32 (default cGAN, batch 16, 2 cores:
+  int8 activations ~1.8x slower than FP32, uint8 ~1.7-2x faster). So the ORT model keeps NNCF's uint8
+  post-ReLU activations (zero point 0) and int8 symmetric per-channel weights.
+- TensorRT accepts only int8 Q/DQ with zero point 0 (its parser rejects uint8
+  QuantizeLinear, onnx-tensorrt #884). `to_signed_int8` rewrites every uint8 pair:
+  zero point 128 -> int8 zero point 0, same scale (exact); zero point 0 (post-ReLU,
+  [0, 255 s]) -> int8 with scale 255/127 s (same range, one bit less).
+The quality gate measures the TensorRT flavour (the coarser one), so the budget holds
+for both.
 
 Quality-gated mixed precision (our edge): INT8 can ruin generated images
 (TensorRT #1187, #4092), so which layers stay float is chosen by measuring image
@@ -23,8 +30,10 @@ like any other. See `quantize_gated`.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import sys
 import math
 import os
 import tempfile
@@ -54,7 +63,7 @@ class QuantConfig:
     fast_bias_correction: bool = True  # NNCF: cheap per-layer bias shift that cancels the int8 mean error
     calibrate_method: str = "minmax"   # ort only: minmax | entropy | percentile
     per_channel: bool = True        # per-output-channel weight scales: big accuracy win, free on ORT and TensorRT
-    signed_int8: bool = True        # rewrite uint8 Q/DQ to int8: TensorRT rejects uint8 QuantizeLinear
+    signed_int8: bool = False       # quantize_qdq output: False = ORT x86 flavour (uint8 acts), True = TensorRT's
     ignored: tuple[str, ...] = ()   # node names kept in float (the mixed-precision knob)
 
 
@@ -80,11 +89,12 @@ class EvalSet:
 
 @dataclass(frozen=True)
 class QuantResult:
-    onnx_bytes: bytes                 # the INT8 Q/DQ model, or the FP32 model when the budget cannot be met
+    onnx_bytes: bytes                 # INT8 Q/DQ for ONNX Runtime (uint8 acts), or the FP32 model when the budget fails
     precision: str                    # "int8" | "fp32"
     met_budget: bool
     kept_float: tuple[str, ...]       # layers left in float (empty = fully INT8)
     report: dict = field(hash=False)
+    trt_onnx_bytes: bytes | None = None  # the same model with int8-only Q/DQ for TensorRT (None when fp32)
 
     @property
     def message(self) -> str:
@@ -255,6 +265,13 @@ def quantize_qdq(fp32_onnx, calib: dict, cfg: QuantConfig | None = None) -> byte
     return q.SerializeToString()
 
 
+def to_signed_int8(int8_onnx) -> bytes:
+    """The TensorRT flavour of a Q/DQ model: every uint8 Q/DQ pair rewritten to int8, zero point 0."""
+    q = copy.deepcopy(_proto(int8_onnx))
+    _uint8_to_int8(q)
+    return q.SerializeToString()
+
+
 def _nncf_quantize(mp, items: list[dict], cfg: QuantConfig):
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
@@ -271,10 +288,24 @@ def _nncf_quantize(mp, items: list[dict], cfg: QuantConfig):
         from nncf.quantization.advanced_parameters import QuantizationParameters
 
         adv = AdvancedQuantizationParameters(weights_quantization_params=QuantizationParameters(per_channel=False))
-    return nncf.quantize(
-        mp, nncf.Dataset(items), subset_size=len(items), preset=preset,
-        fast_bias_correction=cfg.fast_bias_correction, advanced_parameters=adv,
-        ignored_scope=nncf.IgnoredScope(names=list(cfg.ignored), validate=False) if cfg.ignored else None)
+    with _progress_to_stderr():
+        return nncf.quantize(
+            mp, nncf.Dataset(items), subset_size=len(items), preset=preset,
+            fast_bias_correction=cfg.fast_bias_correction, advanced_parameters=adv,
+            ignored_scope=nncf.IgnoredScope(names=list(cfg.ignored), validate=False) if cfg.ignored else None)
+
+
+@contextlib.contextmanager
+def _progress_to_stderr():
+    """NNCF draws rich progress bars on stdout; keep stdout clean for `--json` (stderr, or nothing)."""
+    from skugen import config
+
+    if config.get_bool("SKUGEN_NO_PROGRESS"):
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+            yield
+    else:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
 
 
 def _ort_quantize(mp, items: list[dict], cfg: QuantConfig):
@@ -299,50 +330,64 @@ def _ort_quantize(mp, items: list[dict], cfg: QuantConfig):
         onnx.save(mp, str(src))
         quantize_static(
             str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=cfg.per_channel,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, calibrate_method=method,
+            # Symmetric: uint8 activations get zero point 128 (ORT x86's fast U8S8 path, and exactly int8
+            # zero point 0 after to_signed_int8 for TensorRT), int8 weights zero point 0.
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method,
             nodes_to_exclude=list(cfg.ignored),
-            # Symmetric int8 everywhere: the only Q/DQ flavour TensorRT accepts.
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+            # Biases stay float (as NNCF leaves them): TensorRT takes no int32 DequantizeLinear.
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
         return onnx.load(str(dst))
 
 
 def _uint8_to_int8(mp) -> int:
-    """Rewrite uint8 Q/DQ pairs with zero point 0 to int8 with scale*255/127 (same covered range). In place.
+    """Rewrite uint8 Q/DQ pairs to int8 with zero point 0 (in place); returns how many.
 
-    NNCF's symmetric preset quantizes non-negative activations (post-ReLU) to uint8
-    [0, 255*s]; int8 [0, 127*s'] with s' = 255/127*s covers the same range with one bit
-    less, which is what TensorRT would do anyway. Returns the number of rewritten tensors.
+    zero point 128 (symmetric uint8, ORT's calibrator): q_s8 = q_u8 - 128 with the same
+    scale, exact. zero point 0 (NNCF's non-negative post-ReLU activations, [0, 255 s]):
+    int8 [0, 127 s'] with s' = 255/127 s covers the same range with one bit less, which
+    is what TensorRT does with such tensors anyway. Constant uint8 data feeding a
+    DequantizeLinear (a quantized Mul/Add constant) is converted the same way.
     """
     import onnx
     from onnx import numpy_helper
 
     inits = {i.name: i for i in mp.graph.initializer}
-    done = 0
-    seen: set[str] = set()      # zero points already rewritten (Q and DQ of a pair share them)
+    mode: dict[str, str] = {}   # zero point name -> "shift" (zp 128) | "rescale" (zp 0)
     scaled: set[str] = set()    # scales already widened (never twice, even if shared)
     for node in mp.graph.node:
         if node.op_type not in QDQ_OPS or len(node.input) < 3:
             continue
         sname, zname = node.input[1], node.input[2]
-        if zname in seen or zname not in inits or sname not in inits:
+        if zname in mode or zname not in inits or sname not in inits:
             continue
         zp = numpy_helper.to_array(inits[zname])
         if zp.dtype != np.uint8:
             continue
-        if np.any(zp != 0):
+        if np.all(zp == 128):
+            mode[zname] = "shift"
+        elif not np.any(zp):
+            mode[zname] = "rescale"
+            if sname not in scaled:
+                s = numpy_helper.to_array(inits[sname]).astype(np.float32)
+                inits[sname].CopyFrom(numpy_helper.from_array((s * np.float32(255.0 / 127.0)).astype(np.float32), sname))
+                scaled.add(sname)
+        else:
             raise AssertionError(f"asymmetric uint8 zero point on {node.name}; use the 'performance' preset")
-        if sname not in scaled:
-            s = numpy_helper.to_array(inits[sname]).astype(np.float32)
-            inits[sname].CopyFrom(numpy_helper.from_array((s * np.float32(255.0 / 127.0)).astype(np.float32), sname))
-            scaled.add(sname)
         inits[zname].CopyFrom(numpy_helper.from_array(np.zeros_like(zp, dtype=np.int8), zname))
-        seen.add(zname)
-        done += 1
-    # The Q output tensors change element type: drop stale value_info so shape inference recomputes it.
+    done_data: set[str] = set()
+    for node in mp.graph.node:  # constant uint8 data dequantized with a rewritten zero point
+        if node.op_type == "DequantizeLinear" and len(node.input) > 2 and node.input[2] in mode:
+            x = node.input[0]
+            if x in inits and x not in done_data and inits[x].data_type == onnx.TensorProto.UINT8:
+                q = numpy_helper.to_array(inits[x]).astype(np.int32)
+                q = q - 128 if mode[node.input[2]] == "shift" else np.rint(q * (127.0 / 255.0))
+                inits[x].CopyFrom(numpy_helper.from_array(np.clip(q, -128, 127).astype(np.int8), x))
+                done_data.add(x)
+    # Q outputs change element type: drop stale value_info so shape inference recomputes it.
     keep = [v for v in mp.graph.value_info if v.type.tensor_type.elem_type != onnx.TensorProto.UINT8]
     del mp.graph.value_info[:]
     mp.graph.value_info.extend(keep)
-    return done
+    return len(mode)
 
 
 def qdq_summary(model) -> dict:
@@ -500,8 +545,15 @@ class _Judge:
         return {"ok": all(c["ok"] for c in checks), "checks": checks}
 
     def score(self, m: dict) -> float:
-        """Higher is better: the primary PSNR (ranks layers; fidelity follows image quality closely)."""
+        """Higher is better: the primary PSNR."""
         return m[self.primary]
+
+    def rank_key(self, m_all: dict):
+        """Sort key for probes: by the check that fails. Fidelity moves in coarse steps, so PSNR breaks ties."""
+        failing = {c["name"] for c in m_all["budget"]["checks"] if not c["ok"]}
+        if failing == {"fidelity_drop_pts"}:
+            return lambda p: (p["class_fidelity_pct"], p[self.primary])
+        return lambda p: p[self.primary]
 
 
 def _finite(x):
@@ -549,7 +601,9 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
     classify = _classifier_fn(classifier) if kind == "generator" else None
     judge = _Judge(kind, fp32, ev, budget, classify)
 
-    q_all = quantize_qdq(fp32, calib, replace(cfg, ignored=()))
+    # The gate measures the TensorRT flavour (coarser post-ReLU steps): if it holds, the ORT one holds too.
+    q_all_ort = quantize_qdq(fp32, calib, replace(cfg, ignored=(), signed_int8=False))
+    q_all = to_signed_int8(q_all_ort)
     m_all = judge.measure(q_all)
     layers = qdq_summary(q_all)["int8_layers"]                       # topological order
     weighted = [n.name for n in fp_proto.graph.node if n.op_type in WEIGHTED_OPS]
@@ -567,7 +621,7 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
         "sensitivity": [], "steps": [],
     }
     chosen: list[str] = []
-    final_bytes, final_m = q_all, m_all
+    final_bytes, final_ort, final_m = q_all, q_all_ort, m_all
     if not m_all["budget"]["ok"]:
         # -- 2. sensitivity: one probe per layer
         probes = []
@@ -575,7 +629,7 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
             m = judge.measure(keep_float(q_all, fp32, [name]))
             probes.append({"layer": name, "op": _op(fp_proto, name), "metric_if_float": m[judge.primary],
                            "gain": judge.score(m) - judge.score(m_all), **{k: v for k, v in m.items() if k != "budget"}})
-        probes.sort(key=lambda p: p["gain"], reverse=True)
+        probes.sort(key=judge.rank_key(m_all), reverse=True)
         for r, p in enumerate(probes):
             p["rank"] = r + 1
         report["sensitivity"] = probes
@@ -588,13 +642,14 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
             report["steps"].append({"kept_float": ranked[:k], "how": "graph-edit probe", **m})
             if not m["budget"]["ok"]:
                 continue
-            q = quantize_qdq(fp32, calib, replace(cfg, ignored=tuple(ranked[:k])))
+            q_ort = quantize_qdq(fp32, calib, replace(cfg, ignored=tuple(ranked[:k]), signed_int8=False))
+            q = to_signed_int8(q_ort)
             m = judge.measure(q)
             report["steps"].append({"kept_float": ranked[:k], "how": f"re-quantized ({cfg.tool} ignored scope)", **m})
             if m["budget"]["ok"]:
-                confirmed, chosen, final_bytes, final_m = True, ranked[:k], q, m
+                confirmed, chosen, final_bytes, final_ort, final_m = True, ranked[:k], q, q_ort, m
         if not confirmed:
-            chosen, final_bytes, final_m = [], fp32, None
+            chosen, final_bytes, final_ort, final_m = [], fp32, fp32, None
     met = final_m is not None and final_m["budget"]["ok"]
     gains = {p["layer"]: p for p in report["sensitivity"]}
     report["kept_float"] = [
@@ -604,15 +659,21 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
         for n in chosen]
     report["first_last_kept_float"] = {"first": report["first_layer"] in chosen, "last": report["last_layer"] in chosen}
     report["final"] = final_m
+    if final_m is not None:  # the ORT flavour of the shipped model, for the record
+        report["final_onnxruntime_flavour"] = {k: v for k, v in judge.measure(final_ort).items() if k != "budget"}
+    report["flavours"] = {"onnxruntime": "uint8 activations (zero point 0 or 128), int8 weights: ORT x86 U8S8 kernels",
+                          "tensorrt": "int8 activations and weights, zero point 0 (gate measured on this one)"}
     report["budget_check"] = final_m["budget"] if final_m else {"ok": False, "checks": m_all["budget"]["checks"]}
-    report["qdq"] = qdq_summary(final_bytes)
+    report["qdq"] = qdq_summary(final_ort)
     report["n_evals"] = judge.n_evals
     report["seconds"] = round(time.perf_counter() - t0, 2)
     if met and not chosen:
         msg = f"INT8: all {len(layers)} layers int8 within budget ({_checks(final_m)})."
         outcome = "int8"
     elif met:
-        msg = (f"INT8 mixed precision: {len(chosen)}/{len(layers)} layers kept float ({', '.join(chosen)}); "
+        ends = [f"{w} layer {report[f'{w}_layer']}" for w in ("first", "last") if report["first_last_kept_float"][w]]
+        msg = (f"INT8 mixed precision: {len(chosen)}/{len(layers)} layers kept float ({', '.join(chosen)})"
+               f"{' incl. the ' + ' and the '.join(ends) if ends else ''}; "
                f"{_checks(m_all)} with all int8 -> {_checks(final_m)}.")
         outcome = "int8-mixed"
     else:
@@ -621,7 +682,8 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
                "budget (--budget-db / --min-psnr-db / --budget-fidelity-pts) or skip --int8.")
         outcome = "fp32 (budget not met)"
     report["outcome"], report["message"] = outcome, msg
-    return QuantResult(final_bytes, "int8" if met else "fp32", met, tuple(chosen), _finite(report))
+    return QuantResult(final_ort, "int8" if met else "fp32", met, tuple(chosen), _finite(report),
+                       trt_onnx_bytes=final_bytes if met else None)
 
 
 def _op(mp, name: str) -> str:

@@ -201,10 +201,12 @@ class KernelProcessor:
         p = _spec.preprocess_params(lay, mean, std, out_channels)  # validates before any allocation
         out = np.empty((batch, p.out_channels, oh, ow), dtype=_spec.out_dtype(dtype))  # (B, C, H, W)
         per_image = out[0].nbytes
-        bufs = [dst := self._alloc(out.nbytes)]
+        dst = self._alloc(out.nbytes)
+        bufs = [dst]
         try:
-            for g in groups:
-                bufs.append(src := self._upload(g.span_bytes()))
+            for g in groups:  # one launch per group (a list of differently sized images: one each)
+                src = self._upload(g.span_bytes())  # rows keep their pitch: the kernel skips the gaps
+                bufs.append(src)
                 n, h, w, _ = g.array.shape
                 self.preprocess_device(src, int(dst) + g.start * per_image, batch=n, in_hw=(h, w), out_hw=(oh, ow),
                                        pitch=g.pitch, image_stride=g.image_stride, layout=layout, mean=mean,
@@ -221,7 +223,8 @@ class KernelProcessor:
         _spec.postprocess_params(lay, value_range)
         b, c, h, w = x4.shape
         out = np.empty((b, h, w, c), np.uint8)  # (B, H, W, C)
-        bufs = [src := self._upload(x4.reshape(-1).view(np.uint8)), dst := self._alloc(out.nbytes)]
+        src, dst = self._upload(x4.reshape(-1).view(np.uint8)), self._alloc(out.nbytes)
+        bufs = [src, dst]
         try:
             self.postprocess_device(src, dst, batch=b, hw=(h, w), layout=layout, value_range=value_range,
                                     dtype=x4.dtype)
@@ -239,7 +242,8 @@ class KernelProcessor:
         for g in groups:
             n, h, w, _ = g.array.shape
             out = np.empty((n, h, w), np.float32)  # (B, H, W)
-            bufs = [src := self._upload(g.span_bytes()), dst := self._alloc(out.nbytes)]
+            src, dst = self._upload(g.span_bytes()), self._alloc(out.nbytes)
+            bufs = [src, dst]
             try:
                 self.rgb_to_y_device(src, dst, batch=n, hw=(h, w), layout=layout,
                                      pitch=g.pitch, image_stride=g.image_stride)

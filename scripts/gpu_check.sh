@@ -152,7 +152,7 @@ fi
 
 # ----------------------------------------------------------------------------- 5. every gpu-marked test
 # shellcheck disable=SC2086
-if run pytest-gpu "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} tests; then
+if run pytest-gpu "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} ${GPU_TEST_PATHS:-tests}; then
   record pytest-gpu pass 0 "$LAST_SECONDS" ""
 else
   rc=$?

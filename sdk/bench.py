@@ -54,7 +54,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -96,6 +96,14 @@ class BenchConfig:
     sample_k: int = 4                # images per class (generator) / crops (enhancer) kept for the HTML grids
     seed: int = 0                    # every latent, label and crop derives from it: same inputs in every run
     progress: bool = True            # tqdm bar over the matrix (stderr); SKUGEN_NO_PROGRESS=1 hides it
+    teacher: str | None = None       # one teacher (convenience; added to `teachers`)
+    json_out: str | None = None      # when set, run_bench also writes the report here (and csv/md/html below)
+    csv_out: str | None = None
+    md_out: str | None = None
+    html_out: str | None = None
+
+    def all_teachers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(((self.teacher,) if self.teacher else ()) + tuple(self.teachers)))
 
     def resolved_threads(self) -> int:
         if self.threads:
@@ -174,12 +182,13 @@ class BenchReport:
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     skugen_version: str = __version__
     wall_s: float | None = None
+    summary: dict = field(default_factory=dict)      # speed_summary(): int8 vs fp32 vs teacher ratios per bundle
     samples: dict = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("schema_version", "kind", "created", "skugen_version", "command",
-                                           "environment", "config", "ceilings", "cells", "references", "notes",
-                                           "wall_s")}
+                                           "environment", "config", "ceilings", "summary", "cells", "references",
+                                           "notes", "wall_s")}
         return _clean(d)
 
     @classmethod
@@ -192,7 +201,7 @@ class BenchReport:
             raise InputError(f"bench report schema_version {v} is newer than this skugen supports "
                              f"({SCHEMA_VERSION}); upgrade skugen.")
         keys = ("config", "cells", "ceilings", "environment", "command", "references", "notes", "schema_version",
-                "created", "skugen_version", "wall_s")
+                "created", "skugen_version", "wall_s", "summary")
         return cls(**{k: d[k] for k in keys if k in d})
 
     @classmethod
@@ -487,7 +496,8 @@ def measure_ceilings(threads: int, size: int = 1024) -> dict:
          "fp32_gemm_ort": ort_gemm_ceiling("fp32", threads, size),
          "int8_gemm": ort_gemm_ceiling("int8", threads, size)}
     c["note"] = ("fraction_of_ceiling = achieved GMAC/s of the cell's inference / the GEMM's best GMAC/s with 1..T "
-                 "threads (fp32 cells vs fp32_gemm (numpy), int8 cells vs int8_gemm (ORT MatMulInteger)). "
+                 "threads (fp32 cells vs the faster of fp32_gemm (numpy) and fp32_gemm_ort, int8 cells vs int8_gemm "
+                 "(ORT MatMulInteger)); the gate's yardstick is fp32_gemm (numpy). "
                  "Convolutions rarely reach GEMM speed; small models are dominated by per-op overhead.")
     return c
 
@@ -627,6 +637,7 @@ class _Target:
     scale: int
     teacher_dir: Path | None
     source_dir: Path | None
+    teacher_mismatch: str | None = None  # why the teacher cannot take this bundle's inputs (None: it can)
 
     @property
     def torch_model(self) -> tuple[str, Path | None]:
@@ -651,8 +662,19 @@ def _load_target(path: str, cfg: BenchConfig, teachers: list[Path]) -> _Target:
     source_dir = src if (src / "card.json").is_file() and (src / "model.safetensors").is_file() else None
     fam = {"generator": "cgan", "enhancer": "sr"}[kind]
     teacher = next((t for t in teachers if _model_family(t) == fam), None)
-    return _Target(path=str(path), bundle=b, kind=kind, name=b.name, max_batch=max_batch, input_hw=hw, scale=scale,
-                   teacher_dir=teacher, source_dir=source_dir)
+    t = _Target(path=str(path), bundle=b, kind=kind, name=b.name, max_batch=max_batch, input_hw=hw, scale=scale,
+                teacher_dir=teacher, source_dir=source_dir)
+    if teacher is not None:
+        tc = json.loads((teacher / "card.json").read_text())["config"]
+        d = _io_dims(t)
+        if kind == "generator":
+            bad = [f"{k} {tc.get(k)} vs the bundle's {d[k]}" for k in ("z_dim", "n_classes") if tc.get(k) != d[k]]
+        else:
+            bad = [f"scale {tc.get('scale')} vs the bundle's {scale}"] if tc.get("scale", scale) != scale else []
+        if bad:
+            t.teacher_mismatch = (f"teacher {teacher} cannot take this bundle's inputs ({'; '.join(bad)}), so it "
+                                  "cannot be timed or compared on the same seeds")
+    return t
 
 
 def _io_dims(t: _Target) -> dict:
@@ -679,6 +701,8 @@ def _skip_reason(t: _Target, backend: str, precision: str, batch: int, trt: tupl
                     "bench it with --backends onnxruntime or tensorrt)")
         if d is None:
             return "no torch model: the bundle has no source/ model and no matching --teacher was given"
+        if model == "teacher" and t.teacher_mismatch:
+            return t.teacher_mismatch
         try:
             import importlib.util
 
@@ -936,7 +960,10 @@ def _fill_timing(cell: dict, timing: dict, facts: dict, ceilings: dict | None, t
         comp.update(ceiling=None, fraction_of_ceiling=None,
                     note="GPU cell: the measured ceilings are CPU GEMMs, so no fraction is given")
     else:
-        name = "int8_gemm" if cell["precision"] == "int8" else "fp32_gemm"
+        if cell["precision"] == "int8":
+            name = "int8_gemm"
+        else:  # the faster of numpy's and ORT's fp32 GEMM: a ceiling the cell's own kernels could reach
+            name = max(("fp32_gemm", "fp32_gemm_ort"), key=lambda n: ceiling_gmacs(ceilings, n) or 0.0)
         ceil = ceiling_gmacs(ceilings, name, threads)
         comp.update(ceiling=name, ceiling_gmacs_per_s=ceil,
                     fraction_of_ceiling=(comp["gmacs_per_s"] / ceil) if ceil and comp["gmacs_per_s"] else None)
@@ -944,8 +971,12 @@ def _fill_timing(cell: dict, timing: dict, facts: dict, ceilings: dict | None, t
             comp["note"] = f"{name} ceiling not measured in this run"
     cell["compute"] = comp
     ref = ceiling_ms(ceilings)
-    cell["normalized"] = {"p50_over_fp32_gemm": (lat["total"]["p50"] / ref) if ref else None,
-                          "yardstick": "best fp32_gemm ms (1..T threads) of the same run" if ref else None}
+    if cell["backend"] == "tensorrt":
+        # A CPU GEMM does not track GPU speed: GPU cells have no same-run yardstick (the gate says CROSS-RUN).
+        cell["normalized"] = {"p50_over_fp32_gemm": None, "yardstick": "none for GPU cells"}
+    else:
+        cell["normalized"] = {"p50_over_fp32_gemm": (lat["total"]["p50"] / ref) if ref else None,
+                              "yardstick": "best fp32_gemm ms (1..T threads) of the same run" if ref else None}
 
 # ----------------------------------------------------------------------------- quality
 
@@ -1170,7 +1201,7 @@ def run_bench(cfg: BenchConfig, argv: list[str] | None = None) -> BenchReport:
     cfg.check()
     t_run = time.perf_counter()
     threads = cfg.resolved_threads()
-    teachers = [resolve_model_dir(s) for s in cfg.teachers]
+    teachers = [resolve_model_dir(s) for s in cfg.all_teachers()]
     for tdir in teachers:
         if _model_family(tdir) not in _FAMILY_KIND:
             raise InputError(f"teacher {tdir} is a {_model_family(tdir)!r} model; teachers must be generators "
@@ -1261,8 +1292,57 @@ def run_bench(cfg: BenchConfig, argv: list[str] | None = None) -> BenchReport:
     rep = BenchReport(config=cfg.to_dict(), cells=cells, ceilings=ceilings,
                       environment=environment(threads), command=list(argv if argv is not None else sys.argv),
                       references=references, notes=notes, samples=samples)
+    rep.summary = speed_summary(rep.to_dict())
     rep.wall_s = time.perf_counter() - t_run
+    for path, write in ((cfg.json_out, rep.save_json), (cfg.csv_out, rep.save_csv), (cfg.md_out, rep.save_md)):
+        if path:
+            write(path)
+    if cfg.html_out:
+        from .html_report import write_html
+
+        write_html(rep, cfg.html_out)
     return rep
+
+
+def speed_summary(rep: dict) -> dict:
+    """Per bundle, backend and batch: INT8 student vs FP32 student vs FP32 teacher (eager torch), from ONE run.
+
+    Ratios are of p50 per call (pre + infer + post) and of infer alone; > 1 means the first is faster.
+    Also the largest back-to-back p50 spread of the run (how much to trust a ratio near 1).
+    """
+    ok = [c for c in rep.get("cells", []) if c["status"] == "ok"]
+    out: dict = {}
+    for b in dict.fromkeys(c["bundle"] for c in ok):
+        cs = [c for c in ok if c["bundle"] == b]
+        ref = {c["batch"]: c for c in cs if c["backend"] == "torch" and c["precision"] == "fp32"}
+        rows = []
+        for be in dict.fromkeys(c["backend"] for c in cs if c["backend"] != "torch"):
+            for batch in sorted({c["batch"] for c in cs}):
+                get = {c["precision"]: c for c in cs if c["backend"] == be and c["batch"] == batch}
+                i8, f32, tch = get.get("int8"), get.get("fp32"), ref.get(batch)
+
+                def p(c, stage="total"):
+                    return c["latency_ms"][stage]["p50"] if c else None
+
+                def ratio(a, b_):
+                    return (a / b_) if a and b_ else None
+
+                rows.append({
+                    "backend": be, "batch": batch, "torch_model": tch["model"] if tch else None,
+                    "p50_ms": {"student_int8": p(i8), "student_fp32": p(f32), "teacher_fp32_torch": p(tch)},
+                    "speedup": {"int8_vs_fp32": ratio(p(f32), p(i8)), "int8_vs_teacher": ratio(p(tch), p(i8)),
+                                "fp32_vs_teacher": ratio(p(tch), p(f32))},
+                    "speedup_infer_only": {"int8_vs_fp32": ratio(p(f32, "infer"), p(i8, "infer")),
+                                           "int8_vs_teacher": ratio(p(tch, "infer"), p(i8, "infer")),
+                                           "fp32_vs_teacher": ratio(p(tch, "infer"), p(f32, "infer"))},
+                    "images_per_s": {"student_int8": (i8 or {}).get("throughput_ips"),
+                                     "student_fp32": (f32 or {}).get("throughput_ips"),
+                                     "teacher_fp32_torch": (tch or {}).get("throughput_ips")}})
+        spreads = [(c["p50_spread"], c["key"]) for c in cs if c.get("p50_spread") is not None]
+        out[b] = {"rows": rows, "max_p50_spread": max(spreads)[0] if spreads else None,
+                  "max_p50_spread_cell": max(spreads)[1] if spreads else None,
+                  "note": "ratios of p50 latency measured in this one run (> 1: the first is faster)"}
+    return out
 
 
 def _run_quality(cfg, threads, targets, runnable, combos, cells, references, samples, prog, notes) -> None:
@@ -1295,6 +1375,8 @@ def _run_quality(cfg, threads, targets, runnable, combos, cells, references, sam
         teacher_why = None
         if t.teacher_dir is None:
             teacher_why = "no --teacher of this family was given"
+        elif t.teacher_mismatch:
+            teacher_why = t.teacher_mismatch
         elif ("torch", "fp32") in outs and "error" not in outs[("torch", "fp32")]:
             teacher_out = outs[("torch", "fp32")]
         else:
@@ -1549,6 +1631,22 @@ def markdown_table(rep: dict) -> str:
             f"{_f(r['pre_p50_ms'])} / {_f(r['infer_p50_ms'])} / {_f(r['post_p50_ms'])} | {_f(r['throughput_ips'], '.1f')} | "
             f"{_f(r['peak_rss_mb'], '.0f')} | {_f(r['gmacs_per_s'], '.2f')} | "
             f"{_f(frac * 100 if frac is not None else None, '.1f')} | {'; '.join(qual) or '–'} |")
+    summ = rep.get("summary") or speed_summary(rep)
+    srows = [(b, r) for b, v in summ.items() for r in v.get("rows", [])
+             if any(x is not None for x in r["speedup"].values())]
+    if srows:
+        lines += ["", "Speed ratios measured in this one run (p50 per call; > 1 = faster):", "",
+                  "| bundle | backend | batch | INT8 student ms | FP32 student ms | FP32 teacher (torch) ms | "
+                  "INT8 vs FP32 | INT8 vs teacher | FP32 vs teacher |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for b, r in srows:
+            pm, sp = r["p50_ms"], r["speedup"]
+            lines.append(f"| {b} | {r['backend']} | {r['batch']} | {_f(pm['student_int8'])} | {_f(pm['student_fp32'])} | "
+                         f"{_f(pm['teacher_fp32_torch'])} | {_f(sp['int8_vs_fp32'])}x | {_f(sp['int8_vs_teacher'])}x | "
+                         f"{_f(sp['fp32_vs_teacher'])}x |")
+        for b, v in summ.items():
+            if v.get("max_p50_spread") is not None:
+                lines.append(f"- {b}: largest back-to-back p50 spread {v['max_p50_spread'] * 100:.1f}% "
+                             f"(`{v['max_p50_spread_cell']}`)")
     if skipped:
         lines += ["", "Cells not measured here:", ""]
         lines += [f"- `{c['key']}` {c['status']}: {c.get('reason')}" for c in skipped]
@@ -1664,7 +1762,8 @@ def compare_reports(current: dict, baseline: dict, gate: GateConfig | None = Non
             cross = True
             pb, pc = _g(b, "latency_ms", "total", "p50"), _g(c, "latency_ms", "total", "p50")
             ratio = pc / pb if pb and pc else None
-            rows.append({"key": key, "metric": "p50 ms (CROSS-RUN raw ms: no ceiling in one report)",
+            why = "GPU cell" if c["backend"] == "tensorrt" else "no ceiling in one report"
+            rows.append({"key": key, "metric": f"p50 ms (CROSS-RUN raw ms: {why})",
                          "baseline": _f(pb, ".3f"), "current": _f(pc, ".3f"),
                          "change": f"x{ratio:.3f}" if ratio else "-", "limit": f"<= x{g.max_slowdown:.2f}",
                          "verdict": ("FAIL slower (cross-run)" if ratio and ratio > g.max_slowdown else "ok (cross-run)")})

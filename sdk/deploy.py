@@ -41,7 +41,7 @@ from pathlib import Path
 
 from . import __version__
 from .bundle import UNHASHED_DIRS, Bundle, load_bundle
-from .errors import BundleError, InputError, VerificationError
+from .errors import BundleError, InputError
 from .io import atomic_write_json, sha256_file
 
 PKG_SCHEMA_VERSION = 1
@@ -101,7 +101,7 @@ TARGETS: dict[str, Target] = {
     "x86-gpu": Target(
         name="x86-gpu", title="x86-64 Linux with an NVIDIA GPU", arch="x86_64", jetson=False,
         sm=None, tegra_chip=None, min_l4t_major=None,
-        jetpack="n/a (NVIDIA driver + CUDA 12; TensorRT 10 from pip when missing)",
+        jetpack="x86-64 Linux with the NVIDIA driver + CUDA 12 (TensorRT 10 from pip when missing)",
         requirements=_BASE_REQS + ("onnxruntime>=1.17", "pycuda>=2024.1"),
         notes=("TensorRT is installed from pip (requirements-tensorrt.txt) only when `import tensorrt` fails, so "
                "a system TensorRT (deb/tar) is kept.",),
@@ -171,36 +171,11 @@ def deploy(bundle: str | os.PathLike | Bundle, target: str, out: str | os.PathLi
 
 
 def _verify_on_host(b: Bundle) -> dict[str, dict]:
-    """Every precision through onnxruntime (CPU) against the golden outputs; raises on any failure."""
-    try:
-        from .verify import verify_bundle
-    except ImportError as e:  # pragma: no cover - verify ships with the runtime
-        raise BundleError(f"cannot verify the bundle before packaging: skugen.verify is unavailable ({e}). "
-                          "Reinstall skugen, or pass verify=False / --no-verify to package an unverified bundle.")
-    reports = {}
-    for prec in b.precisions:
-        rep = verify_bundle(b, backend="onnxruntime", precision=prec)
-        if hasattr(rep, "raise_if_failed"):
-            rep.raise_if_failed()  # VerificationError naming the failing outputs
-        d = _as_dict(rep)
-        ok = d.get("pass", d.get("passed", d.get("ok", True)))
-        if ok is False:
-            raise VerificationError(f"bundle {b.name!r} fails `skugen verify --backend onnxruntime --precision {prec}` "
-                                    "on this host, so it is not packaged. Run that command for the details and "
-                                    "re-export the bundle.")
-        reports[prec] = d
-    return reports
+    """Every precision through onnxruntime (CPU) against the golden outputs; VerificationError on any failure."""
+    from .verify import verify_bundle
 
-
-def _as_dict(rep) -> dict:
-    if isinstance(rep, dict):
-        return rep
-    if hasattr(rep, "to_dict"):
-        return rep.to_dict()
-    try:
-        return asdict(rep)
-    except TypeError:
-        return {"report": repr(rep)}
+    return {prec: verify_bundle(b, backend="onnxruntime", precision=prec).raise_if_failed().to_dict()
+            for prec in b.precisions}
 
 
 def _safe(name: str) -> str:
@@ -301,7 +276,8 @@ def _deploy_json(b: Bundle, t: Target, reports: dict) -> dict:
         "bundle": {"name": b.name, "kind": b.kind, "manifest_sha256": b.manifest_sha256,
                    "precisions": b.precisions, "path": "bundle"},
         "install": {"min_python": ".".join(map(str, MIN_PYTHON)), "min_tensorrt_major": MIN_TRT_MAJOR,
-                    "engine_precisions": engine_precisions(b), "verified_marker": f"bundle/engines/<key>/{VERIFIED_FILE}"},
+                    "engine_precisions": engine_precisions(b),
+                    "verified_marker": f"bundle/engines/<key>/{VERIFIED_FILE}"},
         "verified_on_build_host": {p: {"backend": "onnxruntime", "pass": True} for p in reports} or None,
     }
 
@@ -392,6 +368,7 @@ ENGINE_PRECISIONS="@@ENGINE_PRECISIONS@@"
 ORT_PRECISIONS="@@ORT_PRECISIONS@@"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SYSROOT="${SKUGEN_SYSROOT:-}"   # tests only: read /etc and /proc under another root
 BUNDLE="$HERE/bundle"
 LOGDIR="$HERE/logs"
 PY="${PYTHON:-python3}"
@@ -437,9 +414,9 @@ ARCH="$(uname -m)"
 
 SOC_SM=""
 if [ "$JETSON" = 1 ]; then
-  if [ -f /etc/nv_tegra_release ]; then
-    L4T_MAJOR="$(sed -n 's/^# R\([0-9][0-9]*\).*/\1/p' /etc/nv_tegra_release | head -n 1)"
-    L4T_REV="$(sed -n 's/.*REVISION: \([0-9.][0-9.]*\).*/\1/p' /etc/nv_tegra_release | head -n 1)"
+  if [ -f "$SYSROOT/etc/nv_tegra_release" ]; then
+    L4T_MAJOR="$(sed -n 's/^# R\([0-9][0-9]*\).*/\1/p' "$SYSROOT/etc/nv_tegra_release" | head -n 1)"
+    L4T_REV="$(sed -n 's/.*REVISION: \([0-9.][0-9.]*\).*/\1/p' "$SYSROOT/etc/nv_tegra_release" | head -n 1)"
     info "L4T R${L4T_MAJOR:-?}.${L4T_REV:-?} (/etc/nv_tegra_release)"
     if [ -z "${L4T_MAJOR:-}" ] || [ "$L4T_MAJOR" -lt "$MIN_L4T_MAJOR" ]; then
       check "L4T R${L4T_MAJOR:-?} is older than R$MIN_L4T_MAJOR; flash $JETPACK_LINE with NVIDIA SDK Manager"
@@ -452,9 +429,9 @@ if [ "$JETSON" = 1 ]; then
   else
     warn "the nvidia-jetpack package is not installed (dpkg -l nvidia-jetpack): CUDA/TensorRT may be missing; install them with: sudo apt update && sudo apt install nvidia-jetpack"
   fi
-  if [ -r /proc/device-tree/model ]; then info "module: $(tr -d '\0' < /proc/device-tree/model)"; fi
-  if [ -r /proc/device-tree/compatible ]; then
-    if tr '\0' '\n' < /proc/device-tree/compatible | grep -qx "$TEGRA_CHIP"; then
+  if [ -r "$SYSROOT/proc/device-tree/model" ]; then info "module: $(tr -d '\0' < "$SYSROOT/proc/device-tree/model")"; fi
+  if [ -r "$SYSROOT/proc/device-tree/compatible" ]; then
+    if tr '\0' '\n' < "$SYSROOT/proc/device-tree/compatible" | grep -qx "$TEGRA_CHIP"; then
       SOC_SM="$EXPECT_SM"
     else
       check "this SoC is not $TEGRA_CHIP ($TARGET_TITLE, sm_$EXPECT_SM); the package was made for another Jetson"
@@ -516,7 +493,8 @@ if [ "$SKIP_PIP" = 1 ]; then
   info "--skip-pip: using the runtime from $HERE/skugen-runtime via PYTHONPATH"
   export PYTHONPATH="$HERE/skugen-runtime${PYTHONPATH:+:$PYTHONPATH}"
 else
-  "$PY" -m pip install -r "$HERE/requirements.txt" || die "pip install -r requirements.txt failed (see the comments in that file)"
+  "$PY" -m pip install -r "$HERE/requirements.txt" \
+    || die "pip install -r requirements.txt failed (see the comments in that file; on an externally-managed Python use --venv)"
   # No network needed for the runtime itself when setuptools >= 61 is present.
   if "$PY" -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 61)' 2>/dev/null; then
     NOISO="--no-build-isolation"
@@ -534,9 +512,13 @@ if [ "$USE_TRT" = 1 ]; then
   CC="$("$PY" -c 'import pycuda.driver as d; d.init(); print("%d%d" % d.Device(0).compute_capability())' 2>"$LOGDIR/pycuda.err" || true)"
   if [ -z "$CC" ]; then
     check "pycuda cannot see a CUDA GPU ($(tail -n 1 "$LOGDIR/pycuda.err")); check the driver/CUDA install, or pass --no-tensorrt"
-    CC="$SOC_SM"
+    warn "no usable GPU: verifying on onnxruntime only"
+    USE_TRT=0
   fi
-  info "GPU compute capability sm_${CC:-?}"
+fi
+if [ "$USE_TRT" = 1 ]; then
+  info "GPU compute capability sm_$CC"
+  if [ -n "$SOC_SM" ] && [ "$SOC_SM" != "$CC" ]; then warn "pycuda reports sm_$CC but the SoC is sm_$SOC_SM"; fi
   if [ -n "$EXPECT_SM" ] && [ "$CC" != "$EXPECT_SM" ]; then
     check "GPU is sm_$CC but this package targets $TARGET_TITLE (sm_$EXPECT_SM); run 'skugen deploy' with the right --target"
   fi
@@ -569,6 +551,12 @@ info "next: ${SKUGEN[*]} info $BUNDLE   (then generate/enhance/bench; see README
 
 
 # ----------------------------------------------------------------------------- README
+
+_JETSON_BENCH_NOTE = """Record the power mode (`sudo nvpmodel -q`) with every benchmark, and do not run
+`sudo jetson_clocks` before a benchmark unless the deployed device runs with it too: it pins
+the clocks to their maximum and the numbers then describe a different device.
+
+"""
 
 def _readme(b: Bundle, t: Target, pkg: str, meta: dict) -> str:
     run = ("skugen generate bundle --class " + (b.class_names[0] if b.class_names else "0") + " --n 16 --seed 0 --out grid.png"
@@ -616,11 +604,7 @@ Then run it:
 skugen bench bundle --backends tensorrt --precisions fp16,int8 --batch 1,8   # records the nvpmodel mode
 ```
 
-Record the power mode (`sudo nvpmodel -q`) with every benchmark, and do not run
-`sudo jetson_clocks` before a benchmark unless the deployed device runs with it too: it pins
-the clocks to their maximum and the numbers then describe a different device.
-
-## Notes
+{_JETSON_BENCH_NOTE if t.jetson else ""}## Notes
 
 {notes}
 """
@@ -753,7 +737,8 @@ def _main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m skugen.deploy")
     sp = p.add_subparsers(dest="cmd", required=True)
-    m = sp.add_parser("mark-verified", help="mark the newest engine of a precision verified (after skugen verify passed)")
+    m = sp.add_parser("mark-verified",
+                      help="mark the newest engine of a precision verified (only after skugen verify passed)")
     m.add_argument("bundle")
     m.add_argument("--precision", required=True)
     m.add_argument("--log", default=None, help="file with the `skugen verify` output to keep in verified.json")
@@ -767,7 +752,8 @@ def _main(argv: list[str] | None = None) -> int:
         else:
             rows = engine_status(args.bundle)
             for r in rows:
-                print(f"[skugen] engine {r['key']}: {r['precision']}, {'VERIFIED' if r['verified'] else 'not verified'}")
+                state = "VERIFIED" if r["verified"] else "not verified"
+                print(f"[skugen] engine {r['key']}: {r['precision']}, {state}")
             if not rows:
                 print("[skugen] no TensorRT engines built (onnxruntime only)")
     except SkugenError as e:

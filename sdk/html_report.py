@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import os
 from pathlib import Path
@@ -336,6 +335,32 @@ def _matrix_section(rep: dict) -> str:
     return "\n".join(out)
 
 
+def _summary_section(rep: dict) -> str:
+    from .bench import speed_summary
+
+    summ = rep.get("summary") or speed_summary(rep)
+    rows = [(b, r) for b, v in summ.items() for r in v.get("rows", [])
+            if any(x is not None for x in r["speedup"].values())]
+    if not rows:
+        return "<p class='note'>No INT8 / FP32 / teacher pair was measured in this run.</p>"
+    out = ["<table><tr><th class='l'>bundle</th><th class='l'>backend</th><th>batch</th><th>INT8 student ms</th>"
+           "<th>FP32 student ms</th><th>FP32 teacher (torch) ms</th><th>INT8 vs FP32</th><th>INT8 vs teacher</th>"
+           "<th>FP32 vs teacher</th></tr>"]
+    for b, r in rows:
+        pm, sp = r["p50_ms"], r["speedup"]
+        out.append(f"<tr><td class='l'>{_e(b)}</td><td class='l'>{_e(r['backend'])}</td><td>{r['batch']}</td>"
+                   f"<td>{_num(pm['student_int8'])}</td><td>{_num(pm['student_fp32'])}</td>"
+                   f"<td>{_num(pm['teacher_fp32_torch'])}</td><td>{_num(sp['int8_vs_fp32'])}x</td>"
+                   f"<td>{_num(sp['int8_vs_teacher'])}x</td><td>{_num(sp['fp32_vs_teacher'])}x</td></tr>")
+    out.append("</table><p class='note'>p50 per call (pre + infer + post), all measured in this one run; "
+               "&gt; 1 means the first is faster.")
+    for b, v in summ.items():
+        if v.get("max_p50_spread") is not None:
+            out.append(f" {_e(b)}: largest back-to-back p50 spread {v['max_p50_spread'] * 100:.1f}%.")
+    out.append("</p>")
+    return "\n".join(out)
+
+
 def _rating(group: str) -> str:
     name = _e(group)
     radios = "".join(f'<label><input type="radio" class="rating" name="{name}" value="{i}">{i}</label>'
@@ -401,6 +426,7 @@ def render_html(report: Any, images: dict | None = None, title: str | None = Non
         f"<div class='meta'>created {_e(rep.get('created'))} · skugen {_e(rep.get('skugen_version'))} · "
         f"schema {_e(rep.get('schema_version'))} · {n_ok} of {n_all} cells measured · <span id='status'>"
         "loading…</span></div>",
+        "<h2>Speed ratios (same run)</h2>", _summary_section(rep),
         "<h2>Plots</h2>", *plots,
         "<h2>Matrix</h2>", _matrix_section(rep),
         "<h2>Images (same seeds in every column) and ratings</h2>", _images_section(rep, images),

@@ -13,7 +13,7 @@ Batching: a request of n items runs in chunks of at most `io.max_batch` (the
 largest batch the bundle was exported/profiled for); a smaller request uses the
 model's dynamic batch axis as it is (no padding to a fixed batch), so batch 1
 costs batch-1 compute. Enhancer tiles are batched the same way, further capped
-so one batch's float output stays under 64 MiB.
+so one batch's float output stays under 16 MiB (skugen.tiling).
 
 Threads: one Pipeline may be shared by many threads. Inference goes through the
 runner (ONNX Runtime's InferenceSession.run is re-entrant; the TensorRT runner
@@ -453,9 +453,13 @@ class Pipeline:
                                       "The bundle's model does not match its manifest; re-export it.")
                 u = self.processor.postprocess(np.ascontiguousarray(out), sp.value_range,
                                                "GRAY" if out.shape[1] == 1 else "RGB")  # (b, H, W[, C])
-                if images is None:
-                    images = np.empty((count, *out.shape[2:], out.shape[1]), dtype=np.uint8)  # (n, H, W, C)
-                images[i:j] = u.reshape(images[i:j].shape)
+                u = u.reshape(j - i, *out.shape[2:], out.shape[1])  # (b, H, W, C), a view
+                if j - i == count:  # one chunk: its fresh buffer is the result, no copy
+                    images = u
+                else:
+                    if images is None:
+                        images = np.empty((count, *u.shape[1:]), dtype=np.uint8)  # (n, H, W, C)
+                    images[i:j] = u
                 t3 = time.perf_counter()
                 infer += t2 - t1
                 post += t3 - t2

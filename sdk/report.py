@@ -63,16 +63,20 @@ def percentiles(samples: Iterable[float], qs: Iterable[float] = QUANTILES) -> di
 class LatencyStats:
     """Thread-safe rolling window of per-call stage timings (seconds in, milliseconds out).
 
-    `window` bounds memory: a process that serves millions of calls keeps only
-    the last `window` samples (the percentiles are of those), while the
-    lifetime counters (calls, images, busy seconds) keep growing.
+    The window is a preallocated ring buffer, so a process serving millions of calls
+    holds a constant `window` samples (the percentiles are of those) and its memory
+    never grows; the lifetime counters (calls, images, busy seconds) keep counting.
     """
 
     def __init__(self, window: int = 10_000) -> None:
+        from array import array
+
         self.window = int(window)
         self._lock = threading.Lock()
-        self._samples: dict[str, deque] = {s: deque(maxlen=self.window) for s in STAGES}
-        self._images: deque = deque(maxlen=self.window)
+        # One flat float64 ring per stage + images per call: allocated once, never resized.
+        self._ring = {s: array("d", bytes(8 * self.window)) for s in (*STAGES, "images")}
+        self._next = 0  # ring position of the next sample
+        self._filled = 0  # samples in the ring (<= window)
         self.calls = 0
         self.images = 0
         self.busy_s = 0.0  # sum of per-call totals (lifetime)
@@ -83,9 +87,11 @@ class LatencyStats:
         total = (pre + infer + post) if total is None else total
         now = time.perf_counter()
         with self._lock:
-            for s, v in zip(STAGES, (pre, infer, post, total)):
-                self._samples[s].append(v)
-            self._images.append(int(n_images))
+            k = self._next
+            for s, v in zip((*STAGES, "images"), (pre, infer, post, total, n_images)):
+                self._ring[s][k] = v
+            self._next = (k + 1) % self.window
+            self._filled = min(self._filled + 1, self.window)
             self.calls += 1
             self.images += int(n_images)
             self.busy_s += total
@@ -96,13 +102,13 @@ class LatencyStats:
     def summary(self) -> dict:
         """{'pre': {p50..}, 'infer': .., 'post': .., 'total': .., 'calls', 'images', 'window'} in ms."""
         with self._lock:
-            snap = {s: list(d) for s, d in self._samples.items()}
-            images_win = sum(self._images)
+            n = self._filled
+            snap = {s: self._ring[s][:n] for s in (*STAGES, "images")}  # copies, taken under the lock
             calls, images, busy = self.calls, self.images, self.busy_s
             span = (self.last_t - self.first_t) if self.first_t is not None else 0.0
-        out: dict = {s: {k: (v * 1e3 if isinstance(v, float) else v) for k, v in percentiles(xs).items()}
-                     for s, xs in snap.items()}
-        out.update(calls=calls, images=images, window=self.window, images_in_window=images_win,
+        out: dict = {s: {k: (v * 1e3 if isinstance(v, float) else v) for k, v in percentiles(snap[s]).items()}
+                     for s in STAGES}
+        out.update(calls=calls, images=images, window=self.window, images_in_window=int(sum(snap["images"])),
                    unit="ms")
         # Two throughputs, because they differ under concurrency:
         #   per_call: images / busy time of the calls (what one caller sees);
@@ -115,9 +121,7 @@ class LatencyStats:
 
     def reset(self) -> None:
         with self._lock:
-            for d in self._samples.values():
-                d.clear()
-            self._images.clear()
+            self._next = self._filled = 0
             self.calls = self.images = 0
             self.busy_s = 0.0
             self.first_t = self.last_t = None

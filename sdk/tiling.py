@@ -31,8 +31,10 @@ from .errors import InputError
 
 T = TypeVar("T")
 
-# Cap on one batch's float output tensor, so a large manifest max_batch cannot blow memory up.
-DEFAULT_BATCH_BYTES = 64 * 2**20
+# Cap on one batch's float32 output tensor, so a large manifest max_batch cannot blow memory up:
+# post-processing holds ~3-4 temporaries of that size, so 16 MiB keeps a batch's working set under
+# ~64 MiB (Jetson-friendly) while still giving ~20 tiles of 128 px per call.
+DEFAULT_BATCH_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)

@@ -368,7 +368,8 @@ def _plan_sources(b: Bundle, mode: str) -> dict[str, list[dict]]:
         if not info or prec not in want or not plan.is_file():
             continue
         if info.get("onnx_sha256") and info["onnx_sha256"] != want[prec]:
-            log.warning("skipping stale engine %s: built from another ONNX (%s...)", d.name, str(info["onnx_sha256"])[:12])
+            log.warning("skipping stale engine %s: built from another ONNX (%s...)", d.name,
+                        str(info["onnx_sha256"])[:12])
             continue
         ok = engine_verified(d)
         if mode == "verified" and not ok:
@@ -458,12 +459,16 @@ def export_triton(bundle: str | os.PathLike | Bundle, out: str | os.PathLike,
         "skugen_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "bundle": {"name": b.name, "kind": b.kind, "manifest_sha256": b.manifest_sha256, "precision": cfg.precision},
         "config": asdict(cfg), "max_batch_size": max_batch,
-        "entry_points": {name: "CPU (onnxruntime)", **{f"{name}_gpu_{p}": f"GPU (TensorRT {p})" for p in sorted(plans)}},
+        "entry_points": {name: "CPU (onnxruntime)",
+                         **{f"{name}_gpu_{p}": f"GPU (TensorRT {p})" for p in sorted(plans)}},
         "models": sorted(models), "plans": summary_plans,
         "client_inputs": [asdict(t) for t in pre_in],
         "client_outputs": [asdict(t) for t in post_out],
     }
     with atomic_dir(out) as tmp:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp made it 0700; the server often runs as another user
         for mname, spec in models.items():
             d = tmp / mname
             d.mkdir(parents=True)
@@ -484,11 +489,13 @@ def _readme(b: Bundle, name: str, summary: dict, pre_in: list[Tensor], post_out:
     ins = "\n".join(f"| `{t.name}` | {t.data_type} | {list(t.dims)} |" for t in pre_in)
     outs = "\n".join(f"| `{t.name}` | {t.data_type} | {list(t.dims)} |" for t in post_out)
     if b.kind == "generator":
-        example = (f'inp = [grpcclient.InferInput("label", [2, 1], "BYTES"), grpcclient.InferInput("seed", [2, 1], "INT64")]\n'
+        example = ('inp = [grpcclient.InferInput("label", [2, 1], "BYTES"),\n'
+                   '       grpcclient.InferInput("seed", [2, 1], "INT64")]\n'
                    f'inp[0].set_data_from_numpy(np.array([[b"{(b.class_names or ["0"])[0]}"], [b"1"]], dtype=object))\n'
                    f'inp[1].set_data_from_numpy(np.array([[0], [1]], dtype=np.int64))')
     else:
-        example = ('photo = np.asarray(PIL.Image.open("photo.jpg").convert("RGB"))[None]   # (1, H, W, 3) uint8\n'
+        example = ('import PIL.Image\n'
+                   'photo = np.asarray(PIL.Image.open("photo.jpg").convert("RGB"))[None]   # (1, H, W, 3) uint8\n'
                    'inp = [grpcclient.InferInput("photo", list(photo.shape), "UINT8")]\n'
                    'inp[0].set_data_from_numpy(photo)')
     gpu = [k for k in summary["entry_points"] if k != name]
@@ -776,6 +783,7 @@ def _cmd(args) -> int:
     for ep, what in s["entry_points"].items():
         print(f"  ensemble {ep:28s} {what}")
     if not s["plans"]:
-        print("  no TensorRT plans (no engines built in the bundle; `skugen build BUNDLE` on the serving GPU adds them)")
+        print("  no TensorRT plans (no engines built in the bundle; "
+              "`skugen build BUNDLE` on the serving GPU adds them)")
     print(f"  serve: tritonserver --model-repository={repo.resolve()}")
     return 0

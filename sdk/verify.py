@@ -19,7 +19,6 @@ import math
 import platform
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -189,8 +188,9 @@ def verify_bundle(bundle_or_path, backend: str = "onnxruntime", precision: str =
             outputs[name] = {"pass": False, "error": f"backend produced no output {name!r} (got {sorted(got)})"}
             continue
         outputs[name] = check_output(got[name], ref, tol, vr)
-    # fp16 has no ONNX of its own: TensorRT builds it from the fp32 graph
-    model_file = b.manifest["models"].get("fp32" if precision == "fp16" else precision, {}).get("file")
+    # fp16 has no ONNX of its own: TensorRT builds it from the fp32 graph; int8 has a TensorRT flavour
+    entry = b.manifest["models"].get("fp32" if precision == "fp16" else precision, {})
+    model_file = entry.get("variants", {}).get(backend, entry).get("file") if backend == "tensorrt" else entry.get("file")
     env = {"skugen": __version__, "python": platform.python_version(), "machine": platform.machine(), **info}
     try:
         import onnxruntime

@@ -32,6 +32,8 @@ def test_generator_manifest(cgan_bundle):
     q = m["models"]["int8"]["quantization"]
     assert q["tool"] == "nncf" and isinstance(q["ignored_layers"], list) and "min_psnr_db" in q["budget"]
     assert m["models"]["int8"]["bytes"] < m["models"]["fp32"]["bytes"]
+    trt = m["models"]["int8"]["variants"]["tensorrt"]  # int8-only Q/DQ flavour for TensorRT
+    assert trt["file"] == "model.int8.trt.onnx" and trt["sha256"] == m["files"][trt["file"]]
     tol = m["golden"]["tolerances"]
     assert set(tol) == {"fp32", "fp16", "int8"}
     assert {"atol", "rtol"} <= set(tol["fp32"]) and {"min_psnr_db", "max_mean_abs", "rule"} <= set(tol["int8"])

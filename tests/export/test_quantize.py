@@ -12,7 +12,8 @@ from skugen.backends.onnxruntime import OnnxRuntimeRunner
 from skugen.errors import BudgetError, InputError
 from skugen.export.onnx_export import onnx_from_torch
 from skugen.export.quantize import (EvalSet, QualityBudget, QuantConfig, enhancer_calibration, generator_calibration,
-                                    generator_eval_set, keep_float, qdq_summary, quantize_gated, quantize_qdq)
+                                    generator_eval_set, keep_float, qdq_summary, quantize_gated, quantize_qdq,
+                                    to_signed_int8)
 from skugen.metrics import psnr
 
 CAL_N, EVAL_N = 32, 64
@@ -48,20 +49,30 @@ def _img(x):  # (N, 1, H, W) [-1,1] -> (N, H, W, 1) [0,255]
     return np.clip((x.astype(np.float64) + 1) * 127.5, 0, 255).transpose(0, 2, 3, 1)
 
 
+def _zero_points(model: bytes) -> list[np.ndarray]:
+    mp = onnx.load_from_string(model)
+    zp_names = {n.input[2] for n in mp.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    return [numpy_helper.to_array(i) for i in mp.graph.initializer if i.name in zp_names]
+
+
 def test_qdq_int8_graph_runs_with_dynamic_batch(gen, int8):
     _, fp32, _, ev = gen
-    mp = onnx.load_from_string(int8)
-    s = qdq_summary(mp)
+    s = qdq_summary(int8)
     assert s["QuantizeLinear"] > 0 and s["DequantizeLinear"] > 0
     assert {"fc", "blocks.0.conv1", "to_img"} <= set(s["int8_layers"])
-    # TensorRT's flavour: every zero point is int8 and 0 (no uint8, no asymmetric)
-    zps = [numpy_helper.to_array(i) for i in mp.graph.initializer if i.name.startswith("zero_point")]
-    assert zps and all(z.dtype == np.int8 and not z.any() for z in zps)
+    # ORT flavour: symmetric (zero point 0), uint8 post-ReLU activations for ORT x86's fused U8S8 kernels
+    zps = _zero_points(int8)
+    assert zps and all(not z.any() for z in zps) and any(z.dtype == np.uint8 for z in zps)
+    trt = to_signed_int8(int8)
+    # TensorRT flavour: every zero point int8 and 0 (its parser rejects uint8 Q/DQ)
+    assert all(z.dtype == np.int8 and not z.any() for z in _zero_points(trt))
+    assert qdq_summary(trt)["int8_layers"] == s["int8_layers"]
     for b in (1, 7):
         feeds = {k: v[:b] for k, v in ev.feeds.items()}
-        q, f = _run(int8, feeds), _run(fp32, feeds)
-        assert q.shape == (b, 1, 32, 32) and np.isfinite(q).all()
-        assert psnr(_img(q), _img(f)) > 20  # quantization noise, not garbage
+        f = _run(fp32, feeds)
+        for q in (_run(int8, feeds), _run(trt, feeds)):
+            assert q.shape == (b, 1, 32, 32) and np.isfinite(q).all()
+            assert psnr(_img(q), _img(f)) > 20  # quantization noise, not garbage
 
 
 def test_ort_calibrator_gives_qdq(gen):
@@ -69,8 +80,13 @@ def test_ort_calibrator_gives_qdq(gen):
     q = quantize_qdq(fp32, calib, QuantConfig(tool="ort", calibrate_method="minmax", subset_size=16))
     s = qdq_summary(q)
     assert s["QuantizeLinear"] > 0 and "blocks.0.conv1" in s["int8_layers"]
+    assert all(int(z.ravel()[0]) in (0, 128) for z in _zero_points(q))  # symmetric uint8 acts: zero point 128
+    trt = to_signed_int8(q)  # exact for zero point 128: same scale, q - 128
+    assert all(z.dtype == np.int8 and not z.any() for z in _zero_points(trt))
     feeds = {k: v[:4] for k, v in ev.feeds.items()}
-    assert psnr(_img(_run(q, feeds)), _img(_run(fp32, feeds))) > 20
+    f, a, b = _run(fp32, feeds), _run(q, feeds), _run(trt, feeds)
+    assert psnr(_img(a), _img(f)) > 20
+    assert psnr(_img(b), _img(a)) > 35  # same quantization grid; only kernel rounding differs
 
 
 @pytest.mark.parametrize("bad,match", [
@@ -104,6 +120,8 @@ def test_keep_float_switches_one_layer_back(gen, int8):
 def test_gated_loose_budget_ships_all_int8(gated_loose):
     r = gated_loose
     assert r.met_budget and r.precision == "int8" and r.kept_float == () and r.error() is None
+    assert r.trt_onnx_bytes is not None and all(z.dtype == np.int8 for z in _zero_points(r.trt_onnx_bytes))
+    assert "final_onnxruntime_flavour" in r.report
     assert r.report["outcome"] == "int8" and r.report["budget_check"]["ok"]
     assert qdq_summary(r.onnx_bytes)["QuantizeLinear"] > 0
     json.dumps(r.report)
@@ -128,8 +146,8 @@ def test_gated_strict_budget_keeps_sensitive_layers_float(gen, gated_loose):
     assert gains == sorted(gains, reverse=True)
     assert set(rep["first_last_kept_float"]) == {"first", "last"}
     # the shipped model really has those layers float (re-quantized with IgnoredScope)
-    s = qdq_summary(r.onnx_bytes)
-    assert set(r.kept_float) <= set(s["float_layers"])
+    for model in (r.onnx_bytes, r.trt_onnx_bytes):
+        assert set(r.kept_float) <= set(qdq_summary(model)["float_layers"])
     assert any(st["how"].startswith("re-quantized") and st["budget"]["ok"] for st in rep["steps"])
 
 
@@ -137,7 +155,7 @@ def test_gated_impossible_budget_returns_float_and_says_so(gen):
     _, fp32, calib, ev = gen
     r = quantize_gated(fp32, calib, ev, QualityBudget(min_psnr_db=200.0, max_float_fraction=0.25),
                        QuantConfig(subset_size=CAL_N))
-    assert not r.met_budget and r.precision == "fp32" and r.onnx_bytes == fp32
+    assert not r.met_budget and r.precision == "fp32" and r.onnx_bytes == fp32 and r.trt_onnx_bytes is None
     assert r.report["outcome"].startswith("fp32") and "budget not met" in r.message
     assert not r.report["budget_check"]["ok"]
     assert len(r.report["sensitivity"]) == len(r.report["quantizable_layers"])  # it did try

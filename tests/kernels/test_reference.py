@@ -202,7 +202,7 @@ def test_get_processor_falls_back_to_numpy_without_cuda():
     with pytest.raises(InputError, match="prefer must be"):
         get_processor("tpu")
     try:
-        import pycuda.driver  # noqa: F401
+        import pycuda.driver  # noqa: F401  (only: is it installed?)
     except ImportError:
         auto = get_processor()
         assert isinstance(auto, NumpyProcessor) and "pycuda" in auto.fallback_reason

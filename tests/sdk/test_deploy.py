@@ -197,6 +197,62 @@ def test_install_sh_runs_on_cpu_with_onnxruntime(gen_bundle, tmp_path):
     assert r.returncode != 0 and "SHA256SUMS" in r.stderr
 
 
+def _fake_jetson(tmp: Path, l4t: str = "R36", chip: str = "nvidia,tegra234", trt: str | None = "10.3.0",
+                 cc: tuple[int, int] | None = (8, 7)) -> dict:
+    """An Orin as install.sh sees it: uname/dpkg-query/nvpmodel on PATH, /etc and /proc under
+    SKUGEN_SYSROOT, and stand-in tensorrt / pycuda modules on PYTHONPATH."""
+    bin_, root, py = tmp / "bin", tmp / "root", tmp / "py"
+    for d in (bin_, root / "etc", root / "proc" / "device-tree", py):
+        d.mkdir(parents=True, exist_ok=True)
+    scripts = {"uname": 'if [ "$1" = "-m" ]; then echo aarch64; else /bin/uname "$@"; fi',
+               "dpkg-query": "echo 6.1+b123", "nvpmodel": "echo 'NV Power Mode: 15W'; echo 0"}
+    for name, body in scripts.items():
+        (bin_ / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_ / name).chmod(0o755)
+    (root / "etc" / "nv_tegra_release").write_text(
+        f"# {l4t} (release), REVISION: 4.0, GCID: 1, BOARD: generic, EABI: aarch64, DATE: Mon\n")
+    (root / "proc" / "device-tree" / "compatible").write_bytes(f"nvidia,p3768-0000\0{chip}\0".encode())
+    (root / "proc" / "device-tree" / "model").write_bytes(b"NVIDIA Jetson Orin Nano Developer Kit\0")
+    if trt:
+        (py / "tensorrt").mkdir(exist_ok=True)
+        (py / "tensorrt" / "__init__.py").write_text(f"__version__ = {trt!r}\n")
+    if cc:
+        (py / "pycuda").mkdir(exist_ok=True)
+        (py / "pycuda" / "__init__.py").write_text("VERSION = (2024, 1)\n")
+        (py / "pycuda" / "driver.py").write_text(
+            f"def init():\n    pass\n\nclass Device:\n    def __init__(self, i):\n        pass\n\n"
+            f"    def compute_capability(self):\n        return {tuple(cc)!r}\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(PATH=f"{bin_}:{env['PATH']}", SKUGEN_SYSROOT=str(root), PYTHONPATH=str(py))
+    return env
+
+
+def _install(root: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(root / "install.sh"), "--skip-pip", "--python", sys.executable, *args],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=root)
+
+
+def test_install_sh_on_a_simulated_orin(orin_pkg, tmp_path):
+    """The device checks, on a simulated Orin: JetPack 6.0's TensorRT 8.6 -> onnxruntime-only verify;
+    an sm_72 GPU, a Xavier SoC or L4T R35 -> refused with the reason."""
+    _, pkg = orin_pkg
+    root = Path(shutil.copytree(pkg, tmp_path / "pkg"))
+    r = _install(root, _fake_jetson(tmp_path / "a", trt="8.6.2"))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    for s in ("L4T R36.4", "JetPack 6.1+b123", "module: NVIDIA Jetson Orin Nano", "power mode: NV Power Mode: 15W",
+              "verifying on onnxruntime"):
+        assert s in r.stdout, s
+    assert "TensorRT 8.6.2 found" in r.stderr and "this machine is" not in r.stderr
+    r = _install(root, _fake_jetson(tmp_path / "b", cc=(7, 2)))
+    assert r.returncode != 0 and "GPU is sm_72 but this package targets" in r.stderr
+    r = _install(root, _fake_jetson(tmp_path / "c", chip="nvidia,tegra194"))
+    assert r.returncode != 0 and "this SoC is not nvidia,tegra234" in r.stderr
+    r = _install(root, _fake_jetson(tmp_path / "d", l4t="R35"))
+    assert r.returncode != 0 and "older than R36" in r.stderr
+    r = _install(root, _fake_jetson(tmp_path / "e", trt=None))
+    assert r.returncode != 0 and "cannot import tensorrt" in r.stderr
+
+
 # ----------------------------------------------------------------------------- errors
 
 

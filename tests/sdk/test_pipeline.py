@@ -1,9 +1,8 @@
 """skugen.load / Pipeline: backend + precision choice, generate, enhance, batching, Result.save provenance,
 reports, evaluate, close, and the everyday CLI (generate / enhance / env).
 
-Bundles: the shared session fixtures `cgan_bundle` / `sr_bundle` (tests/conftest.py, written with
-export/bundle.py) when they exist; until then tiny bundles built here with torch.onnx.export
-(torch is fine in tests, never in sdk/). Other test files in this folder import the fixtures below.
+Bundles: the shared session fixtures `cgan_bundle` / `sr_bundle` from tests/conftest.py (small
+random-init models exported by export/bundle.py, fp32 + int8).
 """
 from __future__ import annotations
 
@@ -21,145 +20,17 @@ from skugen.errors import InputError
 from skugen.kernels.reference import postprocess as ref_postprocess
 from skugen.report import LatencyStats, Report, environment, percentiles
 
-FMNIST = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+# ----------------------------------------------------------------------------- fixtures
+# Bundles: the shared session fixtures `cgan_bundle` / `sr_bundle` (tests/conftest.py). The FID-proxy
+# classifier is built here: the toolchain exports classifiers with `logits` only, and the runtime
+# contract is an ONNX file with `logits` + `features`.
 
-# ----------------------------------------------------------------------------- tiny bundles (fallback)
 
-
-def _onnx_bytes(module, args, in_names, out_names, dyn) -> bytes:
+@pytest.fixture(scope="session")
+def classifier_onnx(tmp_path_factory) -> Path:
+    """A tiny classifier ONNX: image (B, 1, 32, 32) in [-1, 1] -> logits (B, 10), features (B, 16)."""
     import io
 
-    import torch
-
-    buf = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(module.eval(), args, buf, input_names=in_names, output_names=out_names,
-                          dynamic_axes=dyn, opset_version=17, dynamo=False)  # the legacy exporter: fast, no onnxscript
-    return buf.getvalue()
-
-
-def _int8(fp32: bytes, feeds: list[dict]) -> bytes:
-    """Explicit Q/DQ INT8 via ORT's quantize_static (the export toolchain does the real thing)."""
-    import tempfile
-
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter(feeds)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    with tempfile.TemporaryDirectory() as d:
-        src, dst = Path(d, "fp32.onnx"), Path(d, "int8.onnx")
-        src.write_bytes(fp32)
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-        return dst.read_bytes()
-
-
-def _run(onnx: bytes, feed: dict) -> np.ndarray:
-    import onnxruntime as ort
-
-    s = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
-    return s.run(None, feed)[0]
-
-
-def _write(out: Path, manifest: dict, models: dict[str, bytes], golden_in: dict, golden_out: dict) -> Path:
-    from skugen.bundle import npz_bytes, write_bundle
-    from skugen.io import sha256_bytes
-
-    files = {f"model.{p}.onnx": b for p, b in models.items()}
-    files["golden/inputs.npz"] = npz_bytes(golden_in)
-    files["golden/outputs.npz"] = npz_bytes(golden_out)
-    manifest["models"] = {p: {"file": f"model.{p}.onnx", "sha256": sha256_bytes(b), "bytes": len(b)}
-                          for p, b in models.items()}
-    manifest["golden"] = {"inputs": "golden/inputs.npz", "outputs": "golden/outputs.npz",
-                          "tolerances": {"max_abs": 1e-4}}
-    return write_bundle(out, manifest, files)
-
-
-def build_generator_bundle(out: Path, z_dim: int = 16, width: int = 8, seed: int = 0, int8: bool = True) -> Path:
-    """A tiny class-conditional generator (z, onehot) -> image (B, 1, 32, 32) in [-1, 1]."""
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    torch.manual_seed(seed)
-
-    class G(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(z_dim + 10, width * 16)
-            self.c1 = nn.Conv2d(width, width, 3, padding=1)
-            self.c2 = nn.Conv2d(width, 1, 3, padding=1)
-
-        def forward(self, z, onehot):
-            h = self.fc(torch.cat([z, onehot * 3], 1)).view(-1, width, 4, 4)
-            h = F.interpolate(F.relu(h), scale_factor=8.0, mode="nearest")  # (B, w, 32, 32)
-            return torch.tanh(self.c2(F.relu(self.c1(h))) * 2)
-
-    g = G()
-    rng = np.random.default_rng(0)
-    z = rng.standard_normal((4, z_dim), dtype=np.float32)
-    oh = np.eye(10, dtype=np.float32)[[0, 3, 7, 9]]
-    fp32 = _onnx_bytes(g, (torch.from_numpy(z), torch.from_numpy(oh)), ["z", "onehot"], ["image"],
-                       {"z": {0: "batch"}, "onehot": {0: "batch"}, "image": {0: "batch"}})
-    models = {"fp32": fp32}
-    if int8:
-        calib = [{"z": rng.standard_normal((8, z_dim), dtype=np.float32),
-                  "onehot": np.eye(10, dtype=np.float32)[rng.integers(0, 10, 8)]} for _ in range(8)]
-        models["int8"] = _int8(fp32, calib)
-    manifest = {
-        "name": f"tiny-cgan-{seed}", "kind": "generator",
-        "io": {"inputs": [{"name": "z", "dtype": "float32", "shape": ["batch", z_dim]},
-                          {"name": "onehot", "dtype": "float32", "shape": ["batch", 10]}],
-               "outputs": [{"name": "image", "dtype": "float32", "shape": ["batch", 1, 32, 32]}],
-               "class_names": FMNIST, "z_dim": z_dim, "n_classes": 10, "max_batch": 8},
-        "postprocess": {"value_range": "-1,1"},
-    }
-    return _write(out, manifest, models, {"z": z, "onehot": oh}, {"image": _run(fp32, {"z": z, "onehot": oh})})
-
-
-def build_enhancer_bundle(out: Path, seed: int = 0, int8: bool = True) -> Path:
-    """A tiny x2 enhancer lr (B, 3, h, w) in [0, 1] -> hr (B, 3, 2h, 2w); receptive radius 2 LR px."""
-    import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    torch.manual_seed(seed)
-
-    class E(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c1 = nn.Conv2d(3, 8, 3, padding=1)
-            self.c2 = nn.Conv2d(8, 12, 3, padding=1)
-
-        def forward(self, x):
-            skip = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-            return skip + 0.1 * F.pixel_shuffle(self.c2(F.relu(self.c1(x))), 2)
-
-    rng = np.random.default_rng(1)
-    lr = rng.random((2, 3, 24, 20), dtype=np.float32)
-    fp32 = _onnx_bytes(E(), (torch.from_numpy(lr),), ["lr"], ["hr"],
-                       {"lr": {0: "batch", 2: "h", 3: "w"}, "hr": {0: "batch", 2: "H", 3: "W"}})
-    models = {"fp32": fp32}
-    if int8:
-        models["int8"] = _int8(fp32, [{"lr": rng.random((2, 3, 32, 32), dtype=np.float32)} for _ in range(8)])
-    manifest = {
-        "name": f"tiny-sr-{seed}", "kind": "enhancer",
-        "io": {"inputs": [{"name": "lr", "dtype": "float32", "shape": ["batch", 3, "h", "w"]}],
-               "outputs": [{"name": "hr", "dtype": "float32", "shape": ["batch", 3, "2h", "2w"]}],
-               "scale": 2, "max_batch": 8},
-        "postprocess": {"value_range": "0,1"},
-        "tile": {"size": 32, "overlap": 8},
-    }
-    return _write(out, manifest, models, {"lr": lr}, {"hr": _run(fp32, {"lr": lr})})
-
-
-def build_classifier_onnx(out: Path) -> Path:
-    """A tiny classifier ONNX: image (B, 1, 32, 32) in [-1, 1] -> logits (B, 10), features (B, 16)."""
     import torch
     import torch.nn as nn
 
@@ -175,82 +46,35 @@ def build_classifier_onnx(out: Path) -> Path:
             f = torch.relu(self.conv(x)).mean((2, 3))  # (B, 16)
             return self.fc(f), f
 
-    x = torch.zeros(2, 1, 32, 32)
-    out.write_bytes(_onnx_bytes(C(), (x,), ["image"], ["logits", "features"],
-                                {"image": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}}))
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(C().eval(), (torch.zeros(2, 1, 32, 32),), buf, input_names=["image"],
+                          output_names=["logits", "features"], opset_version=17, dynamo=False,
+                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}})
+    out = tmp_path_factory.mktemp("clf") / "classifier.onnx"
+    out.write_bytes(buf.getvalue())
     return out
 
 
-# Built once per session even though several test modules import these fixtures (pytest would
-# otherwise instantiate a session fixture once per importing module).
-_BUILT: dict[str, Path] = {}
-
-
-def _once(key: str, tmp_path_factory, build) -> Path:
-    if key not in _BUILT:
-        _BUILT[key] = build(tmp_path_factory.mktemp("b") / key)
-    return _BUILT[key]
-
-
-@pytest.fixture(scope="session")
-def gen_bundle(request, tmp_path_factory) -> Path:
-    """A generator bundle with fp32 + int8: the shared `cgan_bundle` when conftest provides it."""
-    shared = _shared(request, "cgan_bundle")
-    if shared is not None:
-        return shared
-    return _once("gen", tmp_path_factory, build_generator_bundle)
-
-
-@pytest.fixture(scope="session")
-def enh_bundle(request, tmp_path_factory) -> Path:
-    shared = _shared(request, "sr_bundle")
-    if shared is not None:
-        return shared
-    return _once("enh", tmp_path_factory, build_enhancer_bundle)
-
-
-@pytest.fixture(scope="session")
-def tiny_gen_bundle(tmp_path_factory) -> Path:
-    """Always the tiny generator (threads / 1000-call property tests need a sub-millisecond model)."""
-    return _once("tiny_gen", tmp_path_factory, build_generator_bundle)
-
-
-@pytest.fixture(scope="session")
-def tiny_enh_bundle(tmp_path_factory) -> Path:
-    return _once("tiny_enh", tmp_path_factory, build_enhancer_bundle)
-
-
-@pytest.fixture(scope="session")
-def classifier_onnx(tmp_path_factory) -> Path:
-    return _once("classifier.onnx", tmp_path_factory, build_classifier_onnx)
-
-
-def _shared(request, name: str) -> Path | None:
-    try:
-        return Path(request.getfixturevalue(name))
-    except pytest.FixtureLookupError:
-        return None
-
-
 @pytest.fixture(scope="module")
-def gen(gen_bundle):
-    with skugen.load(gen_bundle, backend="onnxruntime", precision="fp32", threads=1) as p:
+def gen(cgan_bundle):
+    with skugen.load(cgan_bundle, backend="onnxruntime", precision="fp32", threads=1) as p:
         yield p
 
 
 @pytest.fixture(scope="module")
-def enh(enh_bundle):
-    with skugen.load(enh_bundle, backend="onnxruntime", precision="fp32", threads=1) as p:
+def enh(sr_bundle):
+    with skugen.load(sr_bundle, backend="onnxruntime", precision="fp32", threads=1) as p:
         yield p
 
 # ----------------------------------------------------------------------------- load / info
 
 
-def test_auto_picks_ort_int8_on_cpu(gen_bundle, monkeypatch):
+def test_auto_picks_ort_int8_on_cpu(cgan_bundle, monkeypatch):
     import skugen.backends as B
 
     monkeypatch.setattr(B, "tensorrt_usable", lambda: False)
-    with skugen.load(gen_bundle) as p:
+    with skugen.load(cgan_bundle) as p:
         assert (p.backend, p.precision, p.device) == ("onnxruntime", "int8", "cpu")
         info = p.info
         assert info["providers"] == ["CPUExecutionProvider"]
@@ -259,21 +83,21 @@ def test_auto_picks_ort_int8_on_cpu(gen_bundle, monkeypatch):
         assert info["versions"]["skugen"] == skugen.__version__ and info["versions"]["onnxruntime"]
 
 
-def test_precision_choices(gen_bundle):
-    with skugen.load(gen_bundle, backend="onnxruntime", precision="fp32") as p:
+def test_precision_choices(cgan_bundle):
+    with skugen.load(cgan_bundle, backend="onnxruntime", precision="fp32") as p:
         assert p.precision == "fp32"
     with pytest.raises(InputError, match="fp16.*TensorRT"):
-        skugen.load(gen_bundle, backend="onnxruntime", precision="fp16")
+        skugen.load(cgan_bundle, backend="onnxruntime", precision="fp16")
     with pytest.raises(InputError, match="backend must be one of"):
-        skugen.load(gen_bundle, backend="cuda")
+        skugen.load(cgan_bundle, backend="cuda")
 
 
-def test_tensorrt_requested_without_it_names_the_extra(gen_bundle, monkeypatch):
+def test_tensorrt_requested_without_it_names_the_extra(cgan_bundle, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "skugen.backends.tensorrt", None)  # import fails like a missing extra
     with pytest.raises(skugen.BackendUnavailable, match=r"skugen\[tensorrt\]"):
-        skugen.load(gen_bundle, backend="tensorrt")
+        skugen.load(cgan_bundle, backend="tensorrt")
 
 # ----------------------------------------------------------------------------- generate
 
@@ -415,8 +239,8 @@ def test_wrong_kind_call(gen, enh):
 # ----------------------------------------------------------------------------- reports
 
 
-def test_call_and_session_report(gen_bundle):
-    with skugen.load(gen_bundle, backend="onnxruntime", threads=1) as p:
+def test_call_and_session_report(cgan_bundle):
+    with skugen.load(cgan_bundle, backend="onnxruntime", threads=1) as p:
         for _ in range(5):
             res = p.generate(n=3, seed=0)
         rep = res.report
@@ -478,16 +302,16 @@ def test_evaluate_generator_without_classifier_says_why(gen):
     assert "reference" in rep.quality["psnr"]["skipped"]
 
 
-def test_evaluate_generator_against_teacher_with_classifier(gen_bundle, classifier_onnx):
-    with skugen.load(gen_bundle, backend="onnxruntime", precision="int8", threads=1) as student:
-        rep = student.evaluate(reference=gen_bundle, classifier=classifier_onnx, n=40, seed=0)
+def test_evaluate_generator_against_teacher_with_classifier(cgan_bundle, classifier_onnx):
+    with skugen.load(cgan_bundle, backend="onnxruntime", precision="int8", threads=1) as student:
+        rep = student.evaluate(reference=cgan_bundle, classifier=classifier_onnx, n=40, seed=0)
     q = rep.to_dict()["quality"]
     assert q["psnr"]["convention"] == "BasicSR" and q["psnr"]["value"] > 15 and "fp32" in q["psnr"]["against"]
     assert 0 < q["ssim"]["value"] <= 1
     assert q["fid_proxy"]["name"] == "FID-proxy (fmnist-classifier features)" and q["fid_proxy"]["value"] >= 0
     assert 0 <= q["class_fidelity"]["value"] <= 1 and 0 <= q["class_fidelity"]["reference_value"] <= 1
     # Teacher against itself: identical images -> PSNR inf (JSON null + flag), FID-proxy ~0.
-    with skugen.load(gen_bundle, backend="onnxruntime", precision="fp32", threads=1) as teacher:
+    with skugen.load(cgan_bundle, backend="onnxruntime", precision="fp32", threads=1) as teacher:
         same = teacher.evaluate(reference=teacher, classifier=classifier_onnx, n=40).to_dict()["quality"]
     assert same["psnr"]["value_is_inf"] and same["fid_proxy"]["value"] == pytest.approx(0, abs=1e-6)
 
@@ -516,16 +340,16 @@ def test_evaluate_enhancer_ground_truth_conventions(enh):
     assert rep2.quality["psnr"]["value"] == pytest.approx(want)
 
 
-def test_evaluate_enhancer_against_teacher_uses_golden_inputs(enh_bundle):
-    with skugen.load(enh_bundle, backend="onnxruntime", precision="int8", threads=1) as student:
-        rep = student.evaluate(reference=enh_bundle)
+def test_evaluate_enhancer_against_teacher_uses_golden_inputs(sr_bundle):
+    with skugen.load(sr_bundle, backend="onnxruntime", precision="int8", threads=1) as student:
+        rep = student.evaluate(reference=sr_bundle)
     assert rep.quality["psnr"]["value"] > 20 and "golden" in rep.notes[0]
 
 # ----------------------------------------------------------------------------- lifecycle
 
 
-def test_close_and_context_manager(gen_bundle):
-    p = skugen.load(gen_bundle, backend="onnxruntime", threads=1)
+def test_close_and_context_manager(cgan_bundle):
+    p = skugen.load(cgan_bundle, backend="onnxruntime", threads=1)
     with p:
         p.generate(n=1, seed=0)
     assert p.closed and not p.runner.is_active
@@ -536,14 +360,14 @@ def test_close_and_context_manager(gen_bundle):
 # ----------------------------------------------------------------------------- CLI
 
 
-def test_cli_generate_grid(gen_bundle, tmp_path, capsys):
+def test_cli_generate_grid(cgan_bundle, tmp_path, capsys):
     from PIL import Image
 
     from skugen import cli
 
-    name = skugen.bundle.load_bundle(gen_bundle).class_names[7]
+    name = skugen.bundle.load_bundle(cgan_bundle).class_names[7]
     out = tmp_path / "grid.png"
-    rc = cli.main(["generate", str(gen_bundle), "--class", "sneaker", "--n", "4", "--seed", "0", "--out", str(out),
+    rc = cli.main(["generate", str(cgan_bundle), "--class", "sneaker", "--n", "4", "--seed", "0", "--out", str(out),
                    "--backend", "onnxruntime", "--report", str(tmp_path / "r.json")])
     assert rc == 0
     with Image.open(out) as im:
@@ -553,15 +377,15 @@ def test_cli_generate_grid(gen_bundle, tmp_path, capsys):
     assert r["schema_version"] == 1 and r["latency"]["call"]["images"] == 4
 
 
-def test_cli_generate_bad_class_is_a_clean_error(gen_bundle, tmp_path, capsys):
+def test_cli_generate_bad_class_is_a_clean_error(cgan_bundle, tmp_path, capsys):
     from skugen import cli
 
-    rc = cli.main(["generate", str(gen_bundle), "--class", "hat", "--out", str(tmp_path / "g.png")])
+    rc = cli.main(["generate", str(cgan_bundle), "--class", "hat", "--out", str(tmp_path / "g.png")])
     err = capsys.readouterr().err
     assert rc == 2 and "unknown class 'hat'" in err and "sneaker" in err.lower() and "Traceback" not in err
 
 
-def test_cli_enhance(enh_bundle, tmp_path):
+def test_cli_enhance(sr_bundle, tmp_path):
     from PIL import Image
 
     from skugen import cli
@@ -569,7 +393,7 @@ def test_cli_enhance(enh_bundle, tmp_path):
     src = tmp_path / "photo.jpg"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(src)
     out = tmp_path / "photo_x2.png"
-    assert cli.main(["enhance", str(enh_bundle), str(src), "--out", str(out), "--no-progress"]) == 0
+    assert cli.main(["enhance", str(sr_bundle), str(src), "--out", str(out), "--no-progress"]) == 0
     with Image.open(out) as im:
         assert im.size == (140, 100) and im.text["Source-File"] == "photo"
 

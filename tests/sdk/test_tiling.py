@@ -10,17 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import skugen
+import skugen.bundle
 from skugen import tiling
 from skugen.errors import InputError
 from skugen.prepost import images_to_unit_nchw
 from skugen.kernels.reference import NumpyProcessor, preprocess as ref_preprocess
 
-from test_pipeline import enh_bundle, tiny_enh_bundle  # noqa: F401  (shared fixtures)
-
 
 @pytest.fixture(scope="module")
-def enh(enh_bundle):  # noqa: F811
-    with skugen.load(enh_bundle, backend="onnxruntime", precision="fp32", threads=1) as p:
+def enh(sr_bundle):
+    with skugen.load(sr_bundle, backend="onnxruntime", precision="fp32", threads=1) as p:
         yield p
 
 # ----------------------------------------------------------------------------- the plan
@@ -152,25 +151,67 @@ def test_engine_profile_limits_are_respected(enh):
 # ----------------------------------------------------------------------------- bounded memory
 
 
+class _UpsampleRunner:
+    """A stand-in x2 model (nearest upsampling in numpy): isolates the pipeline's own memory use from
+    the model's compute, so the full 4000x3000 case runs in seconds on 2 cores."""
+
+    info = {"device": "cpu"}
+    is_active = True
+
+    def __init__(self):
+        self.batches = []
+
+    def input_metadata(self):
+        from skugen.backends.base import TensorMeta
+
+        return {"lr": TensorMeta("lr", np.dtype(np.float32), (None, 3, None, None))}
+
+    def infer(self, feed, check=True):
+        x = feed["lr"]  # (b, 3, h, w)
+        self.batches.append(x.shape)
+        b, c, h, w = x.shape
+        y = np.empty((b, c, 2 * h, 2 * w), np.float32)  # (b, 3, 2h, 2w), like an ORT output
+        for dy in (0, 1):
+            for dx in (0, 1):
+                y[:, :, dy::2, dx::2] = x
+        return {"hr": y}
+
+    def deactivate(self):
+        pass
+
+
 @pytest.mark.slow
-def test_large_photo_memory_is_bounded(tiny_enh_bundle):  # noqa: F811
-    """A 2000x1500 photo (a quarter of 4000x3000, to stay fast on 2 cores; benchmarks/runtime/memory.py
-    measures the full size): numpy's peak stays at the uint8 output buffer plus one tile batch, far
-    below the whole-image float tensors an untiled run needs (input 36 MB + output 144 MB float32)."""
-    with skugen.load(tiny_enh_bundle, backend="onnxruntime", precision="fp32", threads=2) as p:
-        h, w = 1500, 2000
-        img = np.zeros((h, w, 3), np.uint8)
-        img[::7] = 200  # some structure, cheap to make
-        out_bytes = h * w * 3 * 4  # (2H, 2W, 3) uint8
-        tracemalloc.start()  # numpy reports its buffers to tracemalloc (ORT's own arena is not included)
-        try:
-            res = p.enhance(img, tile=128)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-    assert res.images.shape == (1, 2 * h, 2 * w, 3)
+def test_large_photo_memory_is_bounded(sr_bundle):
+    """A 4000x3000 photo: numpy's peak is the uint8 output buffer plus one tile batch's working set,
+    far below the whole-image float tensors an untiled run needs (input 144 MB + output 576 MB)."""
+    from skugen.pipeline import Pipeline
+
+    b = skugen.bundle.load_bundle(sr_bundle)
+    from skugen.pipeline import _spec
+
+    spec = _spec(b)
+    runner = _UpsampleRunner()
+    p = Pipeline(b, spec, runner, "onnxruntime", "fp32")
+    h, w = 3000, 4000
+    img = np.zeros((h, w, 3), np.uint8)
+    img[::7] = 200  # some structure, cheap to make
+    img[:, ::5, 1] = 77
+    out_bytes = h * w * 3 * 4  # (2H, 2W, 3) uint8
+    tracemalloc.start()  # numpy reports its buffers to tracemalloc
+    try:
+        res = p.enhance(img)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    out = res.images[0]
+    assert out.shape == (2 * h, 2 * w, 3)
+    np.testing.assert_array_equal(out[::2, ::2], img)  # every tile core landed in the right place
+    np.testing.assert_array_equal(out[1::2, 1::2], img)
+    tile_batch = max(n for n, *_ in runner.batches)
+    batch_float = tile_batch * 3 * (2 * spec.tile_size) ** 2 * 4
+    assert batch_float <= tiling.DEFAULT_BATCH_BYTES
     whole_float = h * w * 3 * 4 * (1 + 4)
-    # Beyond the output: one tile batch (8 x 3 x 256 x 256 float32 = 6 MiB) and its few postprocess temporaries.
     extra = peak - out_bytes
-    assert extra < 32 * 2**20, f"peak {peak / 2**20:.0f} MiB = output {out_bytes / 2**20:.0f} MiB + {extra / 2**20:.0f}"
+    assert extra < 6 * tiling.DEFAULT_BATCH_BYTES, \
+        f"peak {peak / 2**20:.0f} MiB = output {out_bytes / 2**20:.0f} MiB + {extra / 2**20:.0f} MiB"
     assert extra < whole_float / 5

@@ -64,6 +64,19 @@ def test_verify_fails_on_perturbed_golden(cgan_bundle, tmp_path, capsys):
     assert not rep.passed and rep.outputs["image"]["psnr_db"] < rep.tolerance["min_psnr_db"]
 
 
+@pytest.mark.parametrize("which", ["cgan_bundle", "sr_bundle"])
+def test_tensorrt_int8_flavour_meets_the_int8_tolerance_on_ort(which, request):
+    from skugen.backends.onnxruntime import OnnxRuntimeRunner
+
+    b = load_bundle(request.getfixturevalue(which))
+    gi, go = b.golden()
+    with OnnxRuntimeRunner(b.root / b.manifest["models"]["int8"]["variants"]["tensorrt"]["file"]) as r:
+        got = r.infer(gi)
+    tol = b.manifest["golden"]["tolerances"]["int8"]
+    for k, ref in go.items():
+        assert check_output(got[k], ref, tol, b.manifest["postprocess"]["value_range"])["pass"]
+
+
 def test_verify_api_report(sr_bundle):
     rep = verify_bundle(load_bundle(sr_bundle), precision="fp32")
     assert rep.passed and rep.n_inputs == 2 and rep.model_file == "model.fp32.onnx"
@@ -147,7 +160,7 @@ def test_polygraphy_agrees_with_golden(cgan_bundle, tmp_path):
     # and Polygraphy's own comparator (Python API, ONNX Runtime runner) rejects a golden that is
     # off by 1e-3, as `skugen verify` does
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
-    from polygraphy.comparator import Comparator, CompareFunc, RunResults
+    from polygraphy.comparator import Comparator, RunResults, SimpleCompareFunc
 
     go = {k: v + np.float32(1e-3) for k, v in b.golden()[1].items()}
     (tmp_path / "bad").mkdir()
@@ -155,7 +168,7 @@ def test_polygraphy_agrees_with_golden(cgan_bundle, tmp_path):
     ours = Comparator.run([OnnxrtRunner(SessionFromOnnx(model))], data_loader=[b.golden()[0]])
     both = RunResults.load(str(outp))
     both.extend(ours)
-    cmp = CompareFunc.simple(atol=tol["atol"], rtol=tol["rtol"])
+    cmp = SimpleCompareFunc(atol=tol["atol"], rtol=tol["rtol"])
     assert not bool(Comparator.compare_accuracy(both, compare_func=cmp))
     good = RunResults.load(str(tmp_path / "outputs.json"))
     good.extend(ours)
