@@ -29,6 +29,7 @@ hand, and only rank 0 writes checkpoints and outputs. Example:
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import math
 import os
@@ -305,11 +306,20 @@ def _val_inputs(teacher: nn.Module, cfg: DistillConfig, device) -> tuple[torch.T
 
 @torch.no_grad()
 def _val_l1(student: nn.Module, t_out: torch.Tensor, inputs) -> float:
+    dev = next(student.parameters()).device
     was = student.training
     student.eval()
-    v = float((student(*inputs) - t_out).abs().mean())
+    v = float((student(*[x.to(dev) for x in inputs]) - t_out.to(dev)).abs().mean())
     student.train(was)
     return v
+
+
+def _deployed_l1(student: nn.Module, cfg: DistillConfig, t_out: torch.Tensor, inputs) -> float:
+    """Val L1 of the student as it would ship: for the cGAN after BN recalibration (on a copy)."""
+    if student.cfg.family == "cgan" and cfg.bn_recal_batches > 0:
+        student = copy.deepcopy(student).cpu()
+        recalibrate_bn(student, n_batches=cfg.bn_recal_batches, seed=cfg.seed)
+    return _val_l1(student, t_out, inputs)
 
 # ----------------------------------------------------------------------------- distill
 
@@ -362,6 +372,8 @@ def distill(teacher: nn.Module, student: nn.Module, cfg: DistillConfig | None = 
     notes: list[str] = []
     dev = env.device
     out_dir = Path(out) if out is not None else None
+    if out_dir is not None and env.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     teacher = teacher.to(dev).eval().requires_grad_(False)
     student = student.to(dev).train()
 
@@ -402,7 +414,7 @@ def distill(teacher: nn.Module, student: nn.Module, cfg: DistillConfig | None = 
         val_t = teacher(*val_x) if env.main else None
     val_start = state["val_l1_start"]
     if env.main and val_start is None:
-        val_start = _val_l1(student, val_t, val_x)
+        val_start = _deployed_l1(student, cfg, val_t, val_x)
 
     local_b = max(1, math.ceil(cfg.batch / env.world))
     sample = _Inputs(teacher, cfg, env, local_b)
@@ -453,7 +465,7 @@ def distill(teacher: nn.Module, student: nn.Module, cfg: DistillConfig | None = 
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
             if (step + 1) % cfg.log_every == 0 or step == start:
                 history.append({"step": step + 1, "loss": round(loss.item(), 6),
-                                **{k: round(float(v), 6) for k, v in parts.items()}})
+                                **{k: round(float(v.detach()), 6) for k, v in parts.items()}})
             if out_dir is not None and ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps):
                 ckpt.save_checkpoint(out_dir / "ckpt", mods, optims,
                                      {"step": step + 1, "history": history, "val_l1_start": val_start})
@@ -466,12 +478,11 @@ def distill(teacher: nn.Module, student: nn.Module, cfg: DistillConfig | None = 
     if env.world > 1:
         digests = [None] * env.world  # type: ignore[list-item]
         dist.all_gather_object(digests, digest)
-    val_end = _val_l1(student, val_t, val_x) if env.main else float("nan")
+    student = student.cpu()  # the deliverable lives on the CPU (safetensors, ONNX export)
     if family == "cgan" and cfg.bn_recal_batches > 0:
         recalibrate_bn(student, n_batches=cfg.bn_recal_batches, seed=cfg.seed)  # standing BN statistics
-        if env.main:
-            val_end = _val_l1(student, val_t, val_x)
     student.eval()
+    val_end = _val_l1(student, val_t, val_x) if env.main else float("nan")
     if env.owns_group:
         dist.barrier()
         dist.destroy_process_group()

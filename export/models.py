@@ -193,13 +193,22 @@ class Discriminator(nn.Module):
         ])
         self.lin = sn(nn.Linear(ch * 4, 1))
         self.proj = sn(nn.Embedding(n_classes, ch * 4))
+        self.aux = nn.Linear(ch * 4, n_classes)  # AC-GAN head: pushes G towards clearly class-specific products
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         h = x
         for c in self.convs:
             h = F.leaky_relu(c(h), 0.1)
-        h = h.sum((2, 3))                                      # (B, 4ch)
+        return h.sum((2, 3))                                   # (B, 4ch)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.features(x)
         return self.lin(h).squeeze(1) + (self.proj(y) * h).sum(1)
+
+    def forward_aux(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(projection logit (B,), auxiliary class logits (B, n_classes)) from one pass."""
+        h = self.features(x)
+        return self.lin(h).squeeze(1) + (self.proj(y) * h).sum(1), self.aux(h)
 
 # ----------------------------------------------------------------------------- SR x2
 

@@ -148,7 +148,12 @@ def recalibrate_bn(gen: nn.Module, n_batches: int = 40, batch: int = 128, seed: 
     gen.eval()
 
 
-def train_cgan(tc: TrainConfig, out: Path, gcfg: models.CGANConfig | None = None) -> nn.Module:
+def train_cgan(tc: TrainConfig, out: Path, gcfg: models.CGANConfig | None = None, ac_weight: float = 0.5) -> nn.Module:
+    """Projection-D hinge GAN + AC-GAN auxiliary class loss (D's own head, trained on real data only).
+
+    Projection alone left confusable classes (shirt/pullover/coat) mixed: 83% class fidelity
+    at 3500 steps; the AC term makes the class evident in each sample.
+    """
     x, y = data.load_fmnist("train")
     xt = torch.from_numpy(data.fmnist_to_model(x))
     yt = torch.from_numpy(y.astype(np.int64))
@@ -177,15 +182,16 @@ def train_cgan(tc: TrainConfig, out: Path, gcfg: models.CGANConfig | None = None
         z = torch.randn(tc.batch, G.cfg.z_dim, generator=g)
         yf = torch.randint(0, n_cls, (tc.batch,), generator=g)
         fake = G(z, F.one_hot(yf, n_cls).float())
-        # D step: hinge loss on DiffAugmented real and fake
-        d_real = D(diff_augment(real, g), yr)
+        # D step: hinge loss on DiffAugmented real and fake, + AC-GAN class loss on real only
+        d_real, c_real = D.forward_aux(diff_augment(real, g), yr)
         d_fake = D(diff_augment(fake.detach(), g), yf)
-        loss_d = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
+        loss_d = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean() + ac_weight * F.cross_entropy(c_real, yr)
         oD.zero_grad(set_to_none=True)
         loss_d.backward()
         oD.step()
-        # G step
-        loss_g = -D(diff_augment(fake, g), yf).mean()
+        # G step: fool the projection D, and be classified as the asked-for class by D's own aux head
+        d_gen, c_gen = D.forward_aux(diff_augment(fake, g), yf)
+        loss_g = -d_gen.mean() + ac_weight * F.cross_entropy(c_gen, yf)
         oG.zero_grad(set_to_none=True)
         loss_g.backward()
         oG.step()

@@ -233,13 +233,24 @@ class Result:
     seeds: list | None
     seed_indices: list | None
     timing: CallTiming
-    provenance: list = field(repr=False)  # per-image PNG tEXt fields
     sources: list | None = field(default=None, repr=False)  # enhancer: input file stems
+    _prov_base: dict = field(default_factory=dict, repr=False)  # tEXt fields shared by every image
     _make_report: Any = field(default=None, repr=False)
     _report: Report | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.images)
+
+    @property
+    def provenance(self) -> list[dict[str, str]]:
+        """Per-image PNG tEXt fields (built on demand: most calls never save)."""
+        base = self._prov_base
+        if self.labels is None:  # enhancer
+            return [{**base, **({"Source-File": nm} if nm else {})} for nm in (self.sources or [None] * len(self))]
+        return [{**base, "Class": self.class_names[k], "Class-Index": str(lab),
+                 "Seed": "" if self.seeds[k] is None else str(self.seeds[k]),
+                 "Seed-Index": "" if self.seed_indices[k] is None else str(self.seed_indices[k]),
+                 "DigitalSourceType": IPTC_AI} for k, lab in enumerate(self.labels)]
 
     @property
     def report(self) -> Report:
@@ -256,7 +267,7 @@ class Result:
                 names.append(f"{i:04d}_{cls}{seed}.png")
             else:
                 stem = (self.sources[i] if self.sources else None) or "image"
-                names.append(f"{i:04d}_{stem}_x{self.provenance[i].get('Scale', '')}.png")
+                names.append(f"{i:04d}_{stem}_x{self._prov_base.get('Scale', '')}.png")
         return names
 
     def save(self, directory: str | os.PathLike) -> list[Path]:
@@ -308,6 +319,9 @@ class Pipeline:
         self.precision = precision
         self.threads = threads
         rinfo = dict(getattr(runner, "info", {}) or {})
+        # The ONNX the backend runs: a TensorRT fp16 engine is built from the fp32 graph.
+        src = precision if precision in bundle.precisions else ("fp32" if "fp32" in bundle.precisions
+                                                                 else bundle.precisions[0])
         self.device = rinfo.get("device") or ("gpu" if backend == "tensorrt" else "cpu")
         self.processor = prepost.get_processor(self.device)
         self.stats = LatencyStats()
@@ -324,8 +338,8 @@ class Pipeline:
             "processor": repr(self.processor),
             "max_batch": spec.max_batch,
             "bundle": {"name": bundle.name, "kind": bundle.kind, "path": str(bundle.root),
-                       "sha256": bundle.manifest_sha256, "model_file": bundle.manifest["models"][precision]["file"],
-                       "model_sha256": bundle.model_sha256(precision),
+                       "sha256": bundle.manifest_sha256, "model_file": bundle.manifest["models"][src]["file"],
+                       "model_sha256": bundle.model_sha256(src), "engine": rinfo.get("engine"),
                        "schema_version": bundle.manifest.get("schema_version")},
             "versions": {"skugen": __version__, "numpy": np.__version__,
                          **{k: v for k, v in rinfo.items() if k in ("onnxruntime", "tensorrt", "cuda")}},
@@ -451,9 +465,7 @@ class Pipeline:
                 if out.ndim != 4 or out.shape[0] != j - i or out.shape[1] not in (1, 3):
                     raise BundleError(f"generator output has shape {out.shape}; expected ({j - i}, 1|3, H, W). "
                                       "The bundle's model does not match its manifest; re-export it.")
-                u = self.processor.postprocess(np.ascontiguousarray(out), sp.value_range,
-                                               "GRAY" if out.shape[1] == 1 else "RGB")  # (b, H, W[, C])
-                u = u.reshape(j - i, *out.shape[2:], out.shape[1])  # (b, H, W, C), a view
+                u = prepost.nchw_to_images(out, sp.value_range, self.processor)  # (b, H, W, C) uint8
                 if j - i == count:  # one chunk: its fresh buffer is the result, no copy
                     images = u
                 else:
@@ -465,15 +477,12 @@ class Pipeline:
                 post += t3 - t2
             timing = CallTiming(pre, infer, post, count, time.perf_counter() - t0)
             self.stats.add(pre, infer, post, count, timing.total)
-        names = [sp.class_names[k] if sp.class_names else str(k) for k in y.tolist()]
-        seeds = [seed_v] * count
+        labels = y.tolist()
+        cn = sp.class_names
+        names = [cn[k] for k in labels] if cn else [str(k) for k in labels]
         idx = list(range(count)) if seed_v is not None else [None] * count
-        base = self._provenance_base()
-        prov = [{**base, "Class": names[k], "Class-Index": str(int(y[k])),
-                 "Seed": "" if seed_v is None else str(seed_v), "Seed-Index": "" if seed_v is None else str(k),
-                 "DigitalSourceType": IPTC_AI} for k in range(count)]
-        return Result(images, [int(v) for v in y], names, seeds, idx, timing, prov,
-                      _make_report=functools.partial(self._report, "call"))
+        return Result(images, labels, names, [seed_v] * count, idx, timing,
+                      _prov_base=self._provenance_base(), _make_report=functools.partial(self._report, "call"))
 
     # -- enhancer ------------------------------------------------------------------------
     def enhance(self, images: Any, tile: bool | int | None = True, progress: bool = False) -> Result:
@@ -533,8 +542,8 @@ class Pipeline:
                             raise BundleError(f"enhancer output has shape {y.shape}, expected "
                                               f"{(len(chunk), 3, ph * s, pw * s)} for x{s}; the bundle's model "
                                               "does not match its manifest. Re-export it.")
-                        y = y[:, :, : th * s, : tw * s]
-                        u = self.processor.postprocess(np.ascontiguousarray(y), sp.value_range, "RGB")
+                        u = prepost.nchw_to_images(y[:, :, : th * s, : tw * s], sp.value_range,
+                                                   self.processor)  # (b, s*th, s*tw, 3) uint8
                         for (i, t), ut in zip(chunk, u):  # ut: (s*th, s*tw, 3)
                             tiling.stitch(outs[i], t, ut, s)
                         t4 = time.perf_counter()
@@ -548,10 +557,9 @@ class Pipeline:
                     bar.close()
             timing = CallTiming(pre, infer, post, len(arrays), time.perf_counter() - t0)
             self.stats.add(pre, infer, post, len(arrays), timing.total)
-        base = self._provenance_base()
-        prov = [{**base, "Scale": str(s), **({"Source-File": nm} if nm else {})} for nm in names]
-        return Result(stacked if stacked is not None else list(outs), None, None, None, None, timing, prov,
-                      sources=names, _make_report=functools.partial(self._report, "call"))
+        return Result(stacked if stacked is not None else list(outs), None, None, None, None, timing,
+                      sources=names, _prov_base={**self._provenance_base(), "Scale": str(s)},
+                      _make_report=functools.partial(self._report, "call"))
 
     def _tile_params(self, tile: Any, max_side: int) -> tuple[int | None, int]:
         """(tile size or None for whole images, overlap) for this call."""

@@ -68,6 +68,31 @@ def rss_growth(bundle: str, calls: int, every: int, threads: int) -> dict:
             "warmup_calls": int(x[0])}
 
 
+def bare_ort_growth(bundle: str, calls: int, every: int, threads: int | None) -> dict:
+    """The same call pattern on a bare InferenceSession: the allocator noise floor to compare with."""
+    import onnxruntime as ort
+
+    import skugen.bundle
+    from skugen.report import rss_mb
+
+    b = skugen.bundle.load_bundle(bundle)
+    prec = "int8" if "int8" in b.precisions else "fp32"
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(b.model_path(prec)), so, providers=["CPUExecutionProvider"])
+    z_dim, nc = b.io["z_dim"], b.io["n_classes"]
+    samples = []
+    for i in range(calls):
+        n = 1 + i % 4
+        z = np.random.default_rng(i).standard_normal((n, z_dim), dtype=np.float32)
+        sess.run(None, {"z": z, "onehot": np.eye(nc, dtype=np.float32)[[i % nc] * n]})
+        if (i + 1) % every == 0:
+            samples.append((i + 1, rss_mb()))
+    warm = [s for s in samples if s[0] >= min(calls // 5, 2000)] or samples
+    return {"calls": calls, "samples_mb": samples, "growth_after_warmup_mb": warm[-1][1] - warm[0][1]}
+
+
 def load_close_cycles(bundle: str, cycles: int, threads: int) -> dict:
     import skugen
     from skugen.report import rss_mb
@@ -123,10 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment(),
         "rss_growth": rss_growth(args.bundle, args.calls, args.every, threads),
         "load_close": load_close_cycles(args.bundle, args.cycles, threads),
+        "bare_ort_baseline": bare_ort_growth(args.bundle, args.calls, args.every, threads),
     }
     g = result["rss_growth"]
     print(f"{args.calls} generate calls in {g['seconds']:.1f} s: RSS growth after {g['warmup_calls']} warm-up calls "
           f"{g['growth_after_warmup_mb']:+.2f} MiB (slope {g['slope_mb_per_1000_calls']:+.3f} MiB / 1000 calls)")
+    print(f"  (bare onnxruntime, same call pattern: {result['bare_ort_baseline']['growth_after_warmup_mb']:+.2f} MiB)")
     lc = result["load_close"]
     print(f"{args.cycles} load/close cycles: RSS growth over the second half {lc['growth_second_half_mb']:+.2f} MiB")
     if args.enhancer:

@@ -407,3 +407,22 @@ def test_cli_env(capsys):
     assert cli.main(["env", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert {s["name"] for s in d["settings"]} >= {"SKUGEN_CACHE_DIR"} and "environment" in d
+
+
+@pytest.mark.slow
+def test_rss_stays_flat_over_many_calls(cgan_bundle):
+    """3,000 calls after warm-up: RSS must not creep (a per-call leak of one 4 KiB image would add 12 MiB).
+    benchmarks/runtime/memory.py runs the 10,000-call version and records the numbers."""
+    from skugen.report import rss_mb
+
+    with skugen.load(cgan_bundle, backend="onnxruntime", threads=1) as p:
+        for i in range(1000):  # warm-up: ORT arenas for every batch size used below
+            p.generate(labels=i % 10, n=1 + i % 4, seed=i)
+        before = rss_mb()
+        for i in range(3000):
+            res = p.generate(labels=i % 10, n=1 + i % 4, seed=i)
+            if i % 1000 == 0:
+                res.report.to_dict()
+        growth = rss_mb() - before
+    print(f"RSS growth over 3000 calls: {growth:+.2f} MiB")
+    assert growth < 8, f"RSS grew {growth:.1f} MiB over 3000 calls"

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import skugen
 import skugen.bundle
 from skugen import tiling
 from skugen.errors import InputError
-from skugen.prepost import images_to_unit_nchw
-from skugen.kernels.reference import NumpyProcessor, preprocess as ref_preprocess
+from skugen.prepost import images_to_unit_nchw, nchw_to_images
+from skugen.kernels.reference import NumpyProcessor, postprocess as ref_postprocess, preprocess as ref_preprocess
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +65,21 @@ def test_fast_preprocess_is_bit_identical_to_the_kernel_reference():
         got = images_to_unit_nchw(crops, NumpyProcessor(), mean, std)
         want = ref_preprocess(crops, (17, 25), "RGB", mean, std)
         np.testing.assert_array_equal(got, want)
+
+@settings(max_examples=60, deadline=None)
+@given(x=hnp.arrays(st.sampled_from([np.float32, np.float16]),
+                    st.tuples(st.integers(1, 3), st.sampled_from([1, 3]), st.integers(1, 9), st.integers(1, 9))),
+       vr=st.sampled_from(["-1,1", "0,1", (-1, 1), (0.0, 1.0), (-0.5, 2.0)]))
+def test_fast_postprocess_is_bit_identical_to_the_kernel_reference(x, vr):
+    # Any float values, NaN and +-inf included: NaN -> 0 and clamping must match the reference exactly.
+    want = ref_postprocess(x, vr, "GRAY" if x.shape[1] == 1 else "RGB").reshape(
+        x.shape[0], x.shape[2], x.shape[3], x.shape[1])
+    np.testing.assert_array_equal(nchw_to_images(x, vr, NumpyProcessor()), want)
+    # Strided views (tile crops) give the same bytes as their contiguous copies.
+    v = x[:, :, 1:, :-1]
+    if v.size:
+        np.testing.assert_array_equal(nchw_to_images(v, vr, NumpyProcessor()),
+                                      nchw_to_images(np.ascontiguousarray(v), vr, NumpyProcessor()))
 
 # ----------------------------------------------------------------------------- tiled == untiled
 
