@@ -142,11 +142,3 @@ def sr_bundle(sr_model_dir, tmp_path_factory):
 
     return export_bundle(sr_model_dir, tmp_path_factory.mktemp("bundles") / "sr", _fixture_cfg("enhancer"))
 
-
-def pytest_configure(config):
-    # tests/export/test_bundle.py and tests/sdk/test_bundle.py share a basename and the test
-    # folders have no __init__.py: the default "prepend" import mode would refuse the second
-    # one. importlib mode imports test modules by path. (Same as `--import-mode=importlib`
-    # in pyproject's addopts, which is the cleaner home for it.)
-    if config.getoption("importmode") == "prepend":
-        config.option.importmode = "importlib"

@@ -562,7 +562,8 @@ class TensorRTRunner(Runner):
         b, precision = self.bundle, self.precision
         key = tp.engine_key(dev["name"], dev["compute_capability"], trt.__version__, precision)
         src, _ = tp.source_model(b.manifest, precision)
-        ident = tp.current_identity(dev, trt.__version__, b.model_sha256(src), precision)
+        ident = tp.current_identity(dev, trt.__version__, tp.tensorrt_source(b.manifest['models'][src])['sha256'],
+                                   precision)
         found = _find_engine(b, key)
         cfg = self.cfg or BuildConfig(device=self.device_index)
         if found is None:

@@ -170,6 +170,17 @@ def source_model(manifest: Mapping, precision: str) -> tuple[str, str]:
                      f"(has {sorted(models)}). Re-export the bundle.")
 
 
+def tensorrt_source(entry: Mapping) -> Mapping:
+    """The file TensorRT must read for a model entry.
+
+    The INT8 entry's main file has uint8 activations (fast fused U8S8 kernels on ONNX
+    Runtime x86), which TensorRT rejects; export writes a signed-int8 twin under
+    variants.tensorrt (same calibration) for TensorRT's explicit quantization.
+    """
+    v = (entry.get("variants") or {}).get("tensorrt")
+    return v if v and v.get("file") and v.get("sha256") else entry
+
+
 def make_build_plan(manifest: Mapping, precision: str, cfg: BuildConfig | None = None,
                     cover: Mapping[str, Iterable[Iterable[int]]] | None = None) -> BuildPlan:
     """Everything `engine_from_onnx` will ask TensorRT for, decided from the manifest alone.
@@ -191,9 +202,10 @@ def make_build_plan(manifest: Mapping, precision: str, cfg: BuildConfig | None =
         # The calibration shape stays inside the build profile: batch at most max_batch.
         calibration = {"batch": int(min(cfg.calib_batch, cfg.max_batch)), "max_batches": int(cfg.calib_max_batches),
                        "source": str(cfg.calibration_npz) if cfg.calibration_npz else "golden"}
+    src = tensorrt_source(models[source])
     return BuildPlan(
-        precision=precision, source_model=source, source_file=str(models[source]["file"]),
-        onnx_sha256=str(models[source]["sha256"]), quantization=quant, flags=tuple(flags),
+        precision=precision, source_model=source, source_file=str(src["file"]),
+        onnx_sha256=str(src["sha256"]), quantization=quant, flags=tuple(flags),
         workspace_bytes=int(cfg.workspace_mb) * (1 << 20), profile=tuple(profile_shapes(manifest, cfg, cover)),
         calibration=calibration, optimization_level=cfg.optimization_level,
         outputs=tuple(o["name"] for o in (manifest.get("io") or {}).get("outputs", [])),
