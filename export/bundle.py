@@ -55,7 +55,16 @@ class BundleConfig:
     parity_n: int = 8                       # samples in the torch-vs-ONNX parity report
     golden_seed: int = 1234
     max_batch: int = 64                     # largest batch the runtime/engines are built for
-    tile: tuple[int, int] = (128, 16)       # enhancer tiling (size, overlap) in LR pixels: bounds memory on Jetson
+    tile: tuple[int, int] = (128, 32)       # enhancer tiling (size, overlap) in LR pixels: bounds memory on Jetson;
+                                            # overlap/2 = 16 px of context >= the SR teacher's 15-px receptive radius (no seams)
+
+
+def receptive_radius(module: torch.nn.Module) -> int:
+    """LR pixels of context each output pixel sees: one per stacked 3x3 conv (k//2 for kxk), in forward order.
+
+    The runtime needs tile overlap/2 >= this for tiled output to equal untiled output.
+    """
+    return int(sum(m.kernel_size[0] // 2 for m in module.modules() if isinstance(m, torch.nn.Conv2d)))
 
 
 def kind_of(card: dict, module: torch.nn.Module) -> str:
@@ -281,7 +290,8 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
                        {"z": "float32 normal(0,1), seeded", "labels": "float32 one-hot over class_names"}),
         "postprocess": {"value_range": list(vr), "layout": "GRAY" if kind == "generator" else "RGB",
                         "clamp": True, "to_uint8": "round((x - lo) / (hi - lo) * 255)"},
-        **({"tile": {"size": cfg.tile[0], "overlap": cfg.tile[1], "units": "LR pixels"}} if kind == "enhancer" else {}),
+        **({"tile": {"size": cfg.tile[0], "overlap": cfg.tile[1], "units": "LR pixels",
+                     "receptive_radius": receptive_radius(module)}} if kind == "enhancer" else {}),
         "models": models_m,
         "golden": {"inputs": "golden/inputs.npz", "outputs": "golden/outputs.npz", "source": g_src,
                    "reference": "pytorch fp32", "n": int(next(iter(g_in.values())).shape[0]),

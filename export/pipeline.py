@@ -41,6 +41,7 @@ class PipelineConfig:
     seed: int = 0
     bench_batches: tuple[int, ...] = (1, 16)
     bench_iters: int = 30
+    bench_quality_n: int | None = None  # images for the bench's quality columns (None: bench default, 500)
     threads: int | None = None          # torch/ORT threads (None: all cores)
     skip_bench: bool = False
 
@@ -125,8 +126,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     bundle_dir = out / "bundle"
     from .bundle import BundleConfig, export_bundle
 
-    bcfg = BundleConfig(int8=True, budget_db=cfg.budget_db, budget_fidelity_pts=cfg.budget_fidelity_pts,
-                        seed=cfg.seed)
+    from .quantize import QualityBudget
+
+    bcfg = BundleConfig(int8=True, budget=QualityBudget(max_psnr_drop_db=cfg.budget_db,
+                                                        max_fidelity_drop_pts=cfg.budget_fidelity_pts))
     runner.run("export", {"student": sha256_file(student_dir / "model.safetensors"), "cfg": asdict(bcfg)},
                [bundle_dir / "manifest.json"], lambda: str(export_bundle(student_dir, bundle_dir, bcfg)))
 
@@ -158,14 +161,15 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
         bench_cfg = BenchConfig(bundles=(str(bundle_dir),), backends=("onnxruntime", "torch"),
                                 precisions=("fp32", "int8"), batches=tuple(cfg.bench_batches),
-                                iters=cfg.bench_iters, warmup=5, threads=cfg.threads,
+                                iters=cfg.bench_iters, warmup=5, threads=cfg.threads, seed=cfg.seed,
+                                quality_n=cfg.bench_quality_n,
                                 teacher=str(teacher_dir), json_out=str(bench_json), html_out=str(bench_html))
         runner.run("bench", {"bundle": bundle.manifest_sha256, "cfg": asdict(bench_cfg), "teacher": teacher_sha},
                    [bench_json, bench_html], lambda: (run_bench(bench_cfg), None)[1])
 
     # 6. summary: three lines a human reads first
     summary = _summary(out, bundle, teacher_card, bench_json if not cfg.skip_bench else None)
-    report = {"schema_version": 1, "config": asdict(cfg), "teacher": str(teacher_dir), "student": str(student_dir),
+    report = {"schema_version": 1, "config": asdict(cfg), "out": str(out), "teacher": str(teacher_dir), "student": str(student_dir),
               "bundle": str(bundle_dir), "verify": verify, "stages": runner.timings,
               "wall_time_s": round(time.time() - t_start, 1), "summary": summary,
               "reports": {"bench_json": str(bench_json), "bench_html": str(bench_html),
@@ -186,29 +190,58 @@ def _jsonable(x: Any) -> Any:
 
 
 def _summary(out: Path, bundle, teacher_card: dict, bench_json: Path | None) -> dict:
+    """The three headline numbers, all read from measurements of this run (bench JSON + bundle)."""
     s: dict = {"bundle_bytes": sum(f.stat().st_size for f in bundle.root.rglob("*") if f.is_file()),
                "bundle_int8_onnx_bytes": (bundle.model_path("int8").stat().st_size
-                                          if "int8" in bundle.precisions else None)}
-    q = bundle.manifest.get("quality") or {}
+                                          if "int8" in bundle.precisions else None),
+               "int8_outcome": (bundle.manifest.get("quality") or {}).get("int8", {}).get("outcome")}
+    if not (bench_json and bench_json.is_file()):
+        return s
+    from skugen.bench import flat_row
+
+    rows = [flat_row(c) for c in json.loads(bench_json.read_text()).get("cells", [])]
+    ok = [r for r in rows if r["status"] == "ok"]
+    batch = max((r["batch"] for r in ok), default=None)
+    pick = {(r["backend"], r["precision"]): r for r in ok if r["batch"] == batch}
+    t, i8, f32 = pick.get(("torch", "fp32")), pick.get(("onnxruntime", "int8")), pick.get(("onnxruntime", "fp32"))
+    s["batch"] = batch
+    if t and i8:
+        s["speedup_int8_vs_teacher"] = t["p50_ms"] / i8["p50_ms"]
+        s["throughput_ips"] = {"teacher_torch_fp32": t["throughput_ips"], "student_ort_int8": i8["throughput_ips"]}
+    if f32 and i8:
+        s["speedup_int8_vs_fp32_student"] = f32["p50_ms"] / i8["p50_ms"]
+    q = {}
+    for name, r in (("teacher", t), ("student_int8", i8), ("student_fp32", f32)):
+        if r:
+            q[name] = {k: r[k] for k in ("class_fidelity", "fid_proxy", "psnr_teacher_db", "ssim_teacher", "psnr_gt_db",
+                                        "ssim_gt") if r.get(k) is not None}
     s["quality"] = q
-    if bench_json and bench_json.is_file():
-        b = json.loads(bench_json.read_text())
-        s["speed"] = b.get("summary", {})
     return s
 
 
 def format_summary(report: dict) -> str:
     s = report["summary"]
-    sp = s.get("speed") or {}
+    lines = [f"report: {report['reports']['bench_html']}  (JSON: {Path(report['out']) / 'report.json'})"]
+    if "speedup_int8_vs_teacher" in s:
+        lines.append(f"speed-up vs teacher: {s['speedup_int8_vs_teacher']:.1f}x (INT8 student on ONNX Runtime vs FP32 "
+                     f"teacher in eager PyTorch, batch {s['batch']}, p50 per call); INT8 vs FP32 student "
+                     f"{s.get('speedup_int8_vs_fp32_student', float('nan')):.2f}x")
+    else:
+        lines.append("speed-up vs teacher: not benchmarked")
     q = s.get("quality") or {}
-    lines = [f"report: {report['reports']['bench_html']}  (JSON: {Path(report['bundle']).parent / 'report.json'})"]
-    lines.append("speed-up vs teacher: " + (", ".join(f"{k} {v:.2f}x" for k, v in sp.items() if isinstance(v, (int, float)))
-                                            or "not benchmarked"))
-    lines.append("quality vs teacher: " + (", ".join(f"{k} {v:.4g}" if isinstance(v, (int, float)) else f"{k} {v}"
-                                                   for k, v in q.items() if not isinstance(v, dict)) or "n/a"))
-    mb = s["bundle_bytes"] / 1e6
+    te, st = q.get("teacher", {}), q.get("student_int8", {})
+    if "class_fidelity" in st:
+        lines.append(f"quality vs teacher: class fidelity {st['class_fidelity']:.3f} vs {te.get('class_fidelity', float('nan')):.3f}, "
+                     f"FID-proxy (fmnist-classifier features) {st.get('fid_proxy', float('nan')):.3f} vs "
+                     f"{te.get('fid_proxy', float('nan')):.3f}; PSNR vs teacher output {st.get('psnr_teacher_db', float('nan')):.2f} dB")
+    elif "psnr_gt_db" in st:
+        lines.append(f"quality vs teacher: PSNR-Y vs ground truth {st['psnr_gt_db']:.2f} dB (student INT8) vs "
+                     f"{te.get('psnr_gt_db', float('nan')):.2f} dB (teacher); PSNR vs teacher output "
+                     f"{st.get('psnr_teacher_db', float('nan')):.2f} dB")
+    else:
+        lines.append("quality vs teacher: n/a")
     i8 = s.get("bundle_int8_onnx_bytes")
-    lines.append(f"bundle size: {mb:.2f} MB on disk" + (f" (INT8 ONNX {i8 / 1e6:.2f} MB)" if i8 else ""))
+    lines.append(f"bundle size: {s['bundle_bytes'] / 1e6:.2f} MB on disk" + (f" (INT8 ONNX {i8 / 1e6:.2f} MB)" if i8 else ""))
     return "\n".join(lines)
 
 

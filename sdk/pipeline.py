@@ -38,7 +38,7 @@ import numpy as np
 
 from . import __version__, prepost, tiling
 from .bundle import MANIFEST, Bundle, load_bundle
-from .errors import BackendUnavailable, BundleError, InputError, SkugenError, need_extra
+from .errors import BundleError, InputError, need_extra
 from .io import atomic_write_bytes
 from .report import CallTiming, LatencyStats, Report, memory_snapshot
 

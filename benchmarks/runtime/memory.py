@@ -63,8 +63,10 @@ def rss_growth(bundle: str, calls: int, every: int, threads: int) -> dict:
     x = np.array([s[0] for s in warm], float)
     y = np.array([s[1] for s in warm], float)
     slope = float(np.polyfit(x, y, 1)[0] * 1000) if len(warm) > 1 else 0.0
+    half = [v for c, v in samples if c >= calls // 2]
     return {"calls": calls, "seconds": elapsed, "samples_mb": samples,
             "growth_after_warmup_mb": float(y[-1] - y[0]), "slope_mb_per_1000_calls": slope,
+            "growth_second_half_mb": float(half[-1] - half[0]) if half else None,
             "warmup_calls": int(x[0])}
 
 
@@ -152,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     g = result["rss_growth"]
     print(f"{args.calls} generate calls in {g['seconds']:.1f} s: RSS growth after {g['warmup_calls']} warm-up calls "
-          f"{g['growth_after_warmup_mb']:+.2f} MiB (slope {g['slope_mb_per_1000_calls']:+.3f} MiB / 1000 calls)")
+          f"{g['growth_after_warmup_mb']:+.2f} MiB (slope {g['slope_mb_per_1000_calls']:+.3f} MiB / 1000 calls; "
+          f"second half {g['growth_second_half_mb']:+.2f} MiB)")
     print(f"  (bare onnxruntime, same call pattern: {result['bare_ort_baseline']['growth_after_warmup_mb']:+.2f} MiB)")
     lc = result["load_close"]
     print(f"{args.cycles} load/close cycles: RSS growth over the second half {lc['growth_second_half_mb']:+.2f} MiB")

@@ -323,8 +323,6 @@ def test_evaluate_generator_fid_against_real_images(gen, classifier_onnx):
 
 
 def test_evaluate_enhancer_ground_truth_conventions(enh):
-    from skimage.metrics import peak_signal_noise_ratio  # noqa: F401  (test dependency sanity)
-
     rng = np.random.default_rng(2)
     hr = [rng.integers(0, 256, (40, 36, 3), dtype=np.uint8), rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)]
     rep = enh.evaluate(reference=hr)
