@@ -29,7 +29,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,8 @@ import torch.nn as nn
 from skugen.errors import InputError, ModelError, SkugenError
 
 from . import ckpt, models, prune
-from .distill import DistillConfig, DistillResult, distill, feature_units, default_feature_layers, setup_distributed
+from .distill import (DistillConfig, DistillResult, default_feature_layers, distill, feature_units,
+                      setup_distributed)
 
 PRESET_NAMES = ("fast", "full")
 
@@ -58,17 +59,17 @@ PRESETS: dict[str, dict[str, Preset]] = {
     "fast": {
         "cgan": Preset(32, (0.25, 0.5, 0.75),
                        DistillConfig(steps=150, batch=32, bn_recal_batches=10, ckpt_every=50), True),
-        "sr": Preset(4, (0.25, 0.5, 0.75),
-                     DistillConfig(steps=60, batch=8, hr_size=64, ckpt_every=20), True),
+        "sr": Preset(8, (0.25, 0.5, 0.75),
+                     DistillConfig(steps=300, batch=8, hr_size=64, ckpt_every=100), True),
     },
-    # full: the recipe for shipped students, <= ~35 min per model on 2 cores.
-    # cGAN: 3000 steps x 64 latents (~0.5 s/step) with a light adversarial term for sharpness;
-    # SR: 3000 steps x 16 crops of 96 px (~0.45 s/step).
+    # full: the recipe for shipped students, <= ~35 min per model on 2 cores. Measured on one busy
+    # core: cGAN ~0.5 s/step (3000 x 64 latents ~25 min; an adversarial term, --w-adv 0.05, adds
+    # ~0.4 s/step), SR ~0.32 s/step (4000 x 16 crops of 96 px ~21 min).
     "full": {
         "cgan": Preset(256, (0.25, 0.5, 0.75),
-                       DistillConfig(steps=3000, batch=64, w_adv=0.05, bn_recal_batches=40), False),
+                       DistillConfig(steps=3000, batch=64, bn_recal_batches=40), False),
         "sr": Preset(16, (0.25, 0.5, 0.75),
-                     DistillConfig(steps=3000, batch=16, hr_size=96), False),
+                     DistillConfig(steps=4000, batch=16, hr_size=96), False),
     },
 }
 
@@ -84,6 +85,7 @@ class CompressConfig:
     target_macs_frac: float | None = 0.25  # student MACs / teacher MACs (per-layer ratios from sensitivity)
     prune_ratio: float | None = None       # OR one uniform ratio for every unit (wins; skips sensitivity)
     distill_steps: int | None = None       # None: the preset's; 0 = prune only
+    w_adv: float | None = None             # cGAN adversarial weight (None: the preset's, 0 = off)
     importance: str = "l1"
     seed: int = 0
     quick_eval: bool | None = None         # None: the preset's
@@ -115,6 +117,8 @@ def check_config(cfg: CompressConfig) -> None:
                          "Example: --target-macs 0.25.")
     if cfg.distill_steps is not None and cfg.distill_steps < 0:
         raise InputError(f"--distill-steps must be >= 0 (0 = prune only), got {cfg.distill_steps}.")
+    if cfg.w_adv is not None and cfg.w_adv < 0:
+        raise InputError(f"--w-adv must be >= 0, got {cfg.w_adv}.")
     if cfg.importance not in prune.IMPORTANCES:
         raise InputError(f"--importance must be one of {prune.IMPORTANCES}, got {cfg.importance!r}.")
 
@@ -141,6 +145,7 @@ def _sensitivity_cached(teacher, card, preset: Preset, cfg: CompressConfig, out:
     key = {"teacher_sha256": card.get("weights", {}).get("sha256"), "n": preset.sens_n,
            "ratios": list(preset.sens_ratios), "importance": cfg.importance, "seed": cfg.seed,
            "teacher_config": models.config_to_dict(models.config_from_model(teacher))}
+    key = json.loads(json.dumps(key))  # tuples -> lists, as it reads back from the file
     f = out / "sensitivity.json"
     if f.is_file() and key["teacher_sha256"] is not None:
         try:
@@ -230,7 +235,8 @@ def _compress(teacher, tcard, tname, cfg, preset, out, env, t0) -> CompressResul
 
     # 4. distill
     dcfg = replace(preset.distill, seed=cfg.seed, threads=cfg.threads,
-                   steps=preset.distill.steps if cfg.distill_steps is None else cfg.distill_steps)
+                   steps=preset.distill.steps if cfg.distill_steps is None else cfg.distill_steps,
+                   w_adv=preset.distill.w_adv if cfg.w_adv is None else cfg.w_adv)
     t = time.time()
     dres = None
     student = pres.model
@@ -314,6 +320,8 @@ def register(sub) -> None:
     p.add_argument("--preset", choices=PRESET_NAMES, default="fast",
                    help="fast: ~5 min demo; full: the shipped recipe (~35 min per model on 2 cores)")
     p.add_argument("--importance", choices=prune.IMPORTANCES, default="l1", help="channel importance for pruning")
+    p.add_argument("--w-adv", type=float, default=None, metavar="W",
+                   help="cGAN: weight of the adversarial distillation term (default 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--quick-eval", action="store_true", default=None, help="small evaluation sets")
@@ -325,7 +333,8 @@ def config_from_args(args) -> CompressConfig:
     cmd = "skugen " + " ".join(sys.argv[1:]) if sys.argv and "skugen" in sys.argv[0] else None
     target = args.target_macs if args.target_macs is not None or args.prune_ratio is not None else 0.25
     return CompressConfig(out=args.out, preset=args.preset, target_macs_frac=target, prune_ratio=args.prune_ratio,
-                          distill_steps=args.distill_steps, importance=args.importance, seed=args.seed,
+                          distill_steps=args.distill_steps, w_adv=args.w_adv, importance=args.importance,
+                          seed=args.seed,
                           quick_eval=args.quick_eval, threads=args.threads, command=cmd)
 
 

@@ -75,7 +75,7 @@ class DistillConfig:
 
 FAMILY_DEFAULTS = {
     "cgan": {"batch": 64, "lr": 5e-4, "w_feat": 1.0},
-    "sr": {"batch": 16, "lr": 2e-4, "w_feat": 0.1},
+    "sr": {"batch": 16, "lr": 5e-4, "w_feat": 0.1},   # the teacher's own peak LR
 }
 
 
@@ -374,7 +374,7 @@ def distill(teacher: nn.Module, student: nn.Module, cfg: DistillConfig | None = 
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and env.main:
         out_dir.mkdir(parents=True, exist_ok=True)
-    teacher = teacher.to(dev).eval().requires_grad_(False)
+    teacher = teacher.to(dev).eval()  # only ever run under no_grad (its requires_grad flags are the caller's)
     student = student.to(dev).train()
 
     layers = tuple(cfg.feat_layers or default_feature_layers(teacher)) if cfg.w_feat > 0 else ()
@@ -397,7 +397,7 @@ def distill(teacher: nn.Module, student: nn.Module, cfg: DistillConfig | None = 
         try:
             state = ckpt.load_checkpoint(out_dir / "ckpt", mods, optims) or state
         except (RuntimeError, KeyError) as e:
-            raise ModelError(f"{out_dir / 'ckpt.*'} was written for a different student or settings ({str(e)[:200]}). "
+            raise ModelError(f"{out_dir / 'ckpt.*'} was written for a different student or settings ({' '.join(str(e).split())[:200]}). "
                              "Use a fresh --out directory or delete the old ckpt files.") from e
     start = int(state["step"])
     history: list[dict] = list(state["history"])

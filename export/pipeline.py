@@ -44,6 +44,8 @@ class PipelineConfig:
     bench_quality_n: int | None = None  # images for the bench's quality columns (None: bench default, 500)
     threads: int | None = None          # torch/ORT threads (None: all cores)
     skip_bench: bool = False
+    distill_steps: int | None = None    # override the preset's distillation steps (tests, quick looks)
+    calib_n: int = 128                  # INT8 calibration samples
 
 
 def _digest(obj: Any) -> str:
@@ -118,9 +120,16 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     student_dir = out / "student"
     from .compress import CompressConfig, compress
 
-    ccfg = CompressConfig.preset(cfg.preset, target_macs_frac=cfg.target_macs, seed=cfg.seed)
-    runner.run("compress", {"teacher": teacher_sha, "cfg": asdict(ccfg)}, [student_dir / "model.safetensors"],
-               lambda: _jsonable(compress(str(teacher_dir), ccfg, out=student_dir)))
+    ccfg = CompressConfig(out=str(student_dir), preset=cfg.preset, target_macs_frac=cfg.target_macs, seed=cfg.seed,
+                          distill_steps=cfg.distill_steps,
+                          threads=cfg.threads, command="skugen " + " ".join(sys.argv[1:]))
+
+    def do_compress() -> dict:
+        r = compress(str(teacher_dir), ccfg)
+        return {"macs": r.card.get("macs"), "params": r.card.get("params"), "metrics": r.card.get("metrics")}
+
+    runner.run("compress", {"teacher": teacher_sha, "cfg": {**asdict(ccfg), "command": None}},
+               [student_dir / "model.safetensors"], do_compress)
 
     # 3. export: ONNX fp32 + quality-gated INT8 + bundle
     bundle_dir = out / "bundle"
@@ -129,7 +138,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     from .quantize import QualityBudget
 
     bcfg = BundleConfig(int8=True, budget=QualityBudget(max_psnr_drop_db=cfg.budget_db,
-                                                        max_fidelity_drop_pts=cfg.budget_fidelity_pts))
+                                                        max_fidelity_drop_pts=cfg.budget_fidelity_pts),
+                        calib_n=cfg.calib_n)
     runner.run("export", {"student": sha256_file(student_dir / "model.safetensors"), "cfg": asdict(bcfg)},
                [bundle_dir / "manifest.json"], lambda: str(export_bundle(student_dir, bundle_dir, bcfg)))
 
@@ -263,6 +273,8 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-bench", action="store_true")
+    p.add_argument("--distill-steps", type=int, default=None, help="override the preset's distillation steps")
+    p.add_argument("--calib", type=int, default=128, help="INT8 calibration samples")
     p.set_defaults(func=_cmd)
 
 
@@ -270,7 +282,8 @@ def _cmd(args) -> int:
     cfg = PipelineConfig(model=args.model, out=args.out, preset=args.preset, target_macs=args.target_macs,
                          budget_db=args.budget_db, budget_fidelity_pts=args.budget_fidelity_pts, seed=args.seed,
                          bench_batches=tuple(int(b) for b in args.batch.split(",")), bench_iters=args.iters,
-                         threads=args.threads, skip_bench=args.skip_bench)
+                         threads=args.threads, skip_bench=args.skip_bench, distill_steps=args.distill_steps,
+                         calib_n=args.calib)
     report = run_pipeline(cfg)
     print(format_summary(report))
     return 0

@@ -37,10 +37,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -261,7 +260,7 @@ def _attention_opaque(model: nn.Module):
 
 
 def dependency_graph(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tp.DependencyGraph:
-    with _attention_opaque(model):
+    with _attention_opaque(model), torch.enable_grad():
         return tp.DependencyGraph().build_dependency(
             model, example_inputs=example_inputs,
             customized_pruners={SelfAttention: _SelfAttentionPruner()})
@@ -346,7 +345,9 @@ def prune_channels(model: nn.Module, cfg: PruneConfig | None = None,
     tcfg = models.config_from_model(model)
     macs0, params0 = _macs_params(model)
 
-    student = copy.deepcopy(model).eval()
+    # A copy: the caller's teacher is never modified. The graph is traced through autograd, so the
+    # copy's parameters must require grad even if the caller froze the teacher's.
+    student = copy.deepcopy(model).eval().requires_grad_(True)
     ex = example_inputs or models.example_inputs(tcfg, 2, 16)  # spatial size is irrelevant to the graph
     dg = dependency_graph(student, ex)
     no_out, no_in = protected_layers(student)
@@ -380,7 +381,7 @@ def prune_channels(model: nn.Module, cfg: PruneConfig | None = None,
     rebuilt = models.build(scfg)
     rebuilt.load_state_dict(student.state_dict(), strict=True)
     rebuilt.eval()
-    _verify(student, rebuilt, scfg, keep, cfg.round_to)
+    _verify(student, rebuilt, tcfg, scfg, keep, cfg.round_to)
     macs1, params1 = _macs_params(rebuilt)
     widths = {u: (unit_width(tcfg, u), unit_width(scfg, u)) for u in unit_names(scfg)}
     return PruneResult(rebuilt, scfg, tcfg, cfg, widths, kept, macs0, macs1, params0, params1)
@@ -397,10 +398,11 @@ def _check_protected(group, dg, no_out, no_in, unit: str) -> None:
 
 
 @torch.no_grad()
-def _verify(pruned: nn.Module, rebuilt: nn.Module, scfg, keep: dict[str, int], round_to: int) -> None:
+def _verify(pruned: nn.Module, rebuilt: nn.Module, tcfg, scfg, keep: dict[str, int], round_to: int) -> None:
     for u, k in keep.items():
         w = unit_width(scfg, u)
         assert w == k, f"unit {u}: pruned to {w}, expected {k}"
+        assert w % round_to == 0 or w == unit_width(tcfg, u), f"unit {u}: {w} channels is not a multiple of {round_to}"
     ex = models.example_inputs(scfg, 2, 16, seed=1)
     a, b = pruned(*ex), rebuilt(*ex)
     assert torch.allclose(a, b, atol=1e-5), "rebuilt student differs from the pruned module"
@@ -409,11 +411,15 @@ def _verify(pruned: nn.Module, rebuilt: nn.Module, scfg, keep: dict[str, int], r
 
 
 def default_quality_fn(model: nn.Module, n: int = 64, seed: int = 0, classifier: nn.Module | None = None,
-                       crops: tuple[np.ndarray, np.ndarray] | None = None) -> Callable[[nn.Module], dict]:
+                       crops: tuple[np.ndarray, np.ndarray] | None = None,
+                       bn_recal_batches: int = 4) -> Callable[[nn.Module], dict]:
     """A function pruned_model -> {"psnr": dB vs `model`'s output, ...} on fixed inputs.
 
     cgan: n fixed latents with balanced labels; PSNR on images mapped to [0, 255];
           plus class fidelity when a classifier is given (or zoo's fmnist-classifier exists).
+          The pruned model's BatchNorm statistics are re-estimated first (on a copy, from
+          bn_recal_batches x 64 random latents; no weight changes): with stale statistics the
+          score would measure the mismatch that any fine-tuning removes, not the lost capacity.
     sr:   n real degraded GroceryStore val crops (96 px HR, 48 px LR); PSNR-Y, crop 2 (BasicSR),
           of the pruned output against the unpruned output.
     """
@@ -442,6 +448,11 @@ def default_quality_fn(model: nn.Module, n: int = 64, seed: int = 0, classifier:
         base = {"class_fidelity": fidelity(ref_img)} if clf is not None else {}
 
         def q(m: nn.Module) -> dict:
+            if bn_recal_batches > 0:
+                from .train import recalibrate_bn
+
+                m = copy.deepcopy(m)
+                recalibrate_bn(m, n_batches=bn_recal_batches, batch=64, seed=seed + 1)
             with torch.no_grad():
                 img = m.eval()(z, oh)
             res = {"psnr": psnr(to255(img), ref)}
@@ -450,7 +461,7 @@ def default_quality_fn(model: nn.Module, n: int = 64, seed: int = 0, classifier:
             return res
 
         q.baseline = base  # type: ignore[attr-defined]
-        q.description = (f"{n} fixed latents; PSNR of pruned vs unpruned images in [0,255]"  # type: ignore[attr-defined]
+        q.description = (f"{n} fixed latents; PSNR of pruned (BN re-estimated) vs unpruned images in [0,255]"  # type: ignore[attr-defined]
                          + ("; class fidelity by the fmnist-classifier" if clf is not None else ""))
         return q
     if fam == "sr":

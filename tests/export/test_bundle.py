@@ -68,7 +68,8 @@ def test_enhancer_manifest(sr_bundle):
     assert m["preprocess"] == {"layout": "RGB", "tensor_layout": "NCHW", "dtype": "float32",
                                "input_range": [0, 1], "mean": [0, 0, 0], "std": [1, 1, 1]}
     assert m["postprocess"]["value_range"] == [0, 1] and m["postprocess"]["layout"] == "RGB"
-    assert m["tile"]["size"] == 128 and m["tile"]["overlap"] == 16
+    assert m["tile"]["size"] == 128 and m["tile"]["overlap"] == 32
+    assert 2 * m["tile"]["receptive_radius"] <= m["tile"]["overlap"] + 1  # context covers the conv stack
     assert "GroceryStore" in m["golden"]["source"]
     assert load_bundle(sr_bundle).report("quantization")["eval"]["metric"] == "psnr_y_db"
 

@@ -1,0 +1,124 @@
+"""compress: bad input gives a clear SkugenError (CLI and API), and a tiny teacher goes end to end
+(sensitivity -> allocation -> prune -> distill -> card), resuming on re-run."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from skugen import cli
+from skugen.errors import BudgetError, InputError, ModelError
+from skugen.export import ckpt, compress, models
+from skugen.export.train import recalibrate_bn
+
+TINY = models.CGANConfig(base=64, stages=((32, 32), (32, 32), (16, 16)))
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory):
+    torch.manual_seed(0)
+    g = models.Generator(TINY)
+    with torch.no_grad():
+        g.attn.gamma.fill_(0.5)
+    recalibrate_bn(g, n_batches=2, batch=32)
+    d = tmp_path_factory.mktemp("teacher") / "tiny-cgan"
+    ckpt.save_model(g, d, {"name": "tiny-cgan", "kind": "generator"})
+    return d
+
+
+def _run(argv):
+    """Parse with the real `skugen` parser and run the command function (errors propagate)."""
+    args = cli.build_parser(only="compress").parse_args(["compress", *argv])
+    return args.func(args)
+
+
+def test_help_has_examples(capsys):
+    with pytest.raises(SystemExit):
+        cli.build_parser(only="compress").parse_args(["compress", "--help"])
+    h = capsys.readouterr().out
+    assert "Examples:" in h and "--target-macs" in h and "--prune-ratio" in h and "torchrun" in h
+
+
+def test_not_our_model_file(tmp_path):
+    f = tmp_path / "model.pt"
+    f.write_bytes(b"\x80\x04not a skugen model")
+    with pytest.raises(ModelError, match=r"is a file; compress takes a skugen model directory"):
+        _run([str(f), "--out", str(tmp_path / "o")])
+
+
+def test_not_our_model_directory(tmp_path):
+    with pytest.raises(ModelError, match="neither a zoo model"):
+        _run([str(tmp_path), "--out", str(tmp_path / "o")])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "card.json").write_text(json.dumps({"config": {"family": "resnet50"}}))
+    (bad / "model.safetensors").write_bytes(b"junk")
+    with pytest.raises(ModelError, match="unknown model family 'resnet50'"):
+        _run([str(bad), "--out", str(tmp_path / "o")])
+
+
+@pytest.mark.parametrize("argv, err, msg", [
+    (["--prune-ratio", "0"], InputError, r"--prune-ratio must be in \(0, 1\)"),
+    (["--prune-ratio", "1"], InputError, r"--prune-ratio must be in \(0, 1\)"),
+    (["--prune-ratio", "-0.5"], InputError, r"--prune-ratio must be in \(0, 1\)"),
+    (["--target-macs", "1.5"], InputError, r"--target-macs must be in \(0, 1\)"),
+    (["--distill-steps", "-3"], InputError, r"--distill-steps must be >= 0"),
+    (["--prune-ratio", "0.9"], BudgetError, r"32 channels\) would leave fewer than 8 channels.*ratio <= 0\.75"),
+])
+def test_impossible_settings(tiny_teacher, tmp_path, argv, err, msg):
+    with pytest.raises(err, match=msg):
+        _run([str(tiny_teacher), "--out", str(tmp_path / "o"), *argv])
+
+
+def test_classifier_is_not_compressible(tmp_path):
+    ckpt.save_model(models.Classifier(), tmp_path / "clf", {"name": "clf"})
+    with pytest.raises(ModelError, match="supports generators.*classifier"):
+        _run([str(tmp_path / "clf"), "--out", str(tmp_path / "o")])
+
+
+def test_api_rejects_unknown_preset():
+    with pytest.raises(InputError, match="preset must be one of"):
+        compress.compress("whatever", compress.CompressConfig(preset="turbo"))
+
+
+def test_cli_main_prints_error_and_exit_code(tmp_path, capsys):
+    rc = cli.main(["compress", str(tmp_path / "missing"), "--prune-ratio", "0.5"])
+    assert rc == 2
+    assert "skugen compress: error:" in capsys.readouterr().err
+
+
+def test_end_to_end_tiny_teacher_and_resume(tiny_teacher, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_eval(model, quick):  # the real evaluation (classifier + FMNIST features) is covered by zoo tests
+        calls.append(quick)
+        return {"fid_proxy": 2.0, "class_fidelity": 0.9}
+
+    monkeypatch.setattr(compress, "_evaluate", fake_eval)
+    out = tmp_path / "st"
+    cfg = compress.CompressConfig(out=str(out), target_macs_frac=0.35, distill_steps=4, threads=1)
+    res = compress.compress(str(tiny_teacher), cfg)
+    card = json.loads((out / "card.json").read_text())
+    assert card["macs_ratio"] <= 0.35 and card["macs"] < card["macs_teacher"]
+    assert card["teacher"]["name"] == "tiny-cgan" and card["teacher"]["sha256"]
+    assert card["prune"]["prune_config"]["per_layer"].keys() == {"base", "stage0.a", "stage0.b", "stage1.a",
+                                                                 "stage1.b", "stage2.a", "stage2.b"}
+    assert card["distill"]["steps"] == 4 and card["metrics"] and card["metrics_teacher"]
+    assert card["vs_teacher"]["macs_ok"] is False or card["macs_ratio"] <= 0.25
+    assert card["seed"] == 0 and card["wall_time_s"] > 0 and calls == [True, True]
+    for f in ("sensitivity.json", "sensitivity.png", "pruned/card.json", "distill/ckpt.safetensors",
+              "distill/distill.json", "model.safetensors"):
+        assert (out / f).is_file(), f
+    student, _ = ckpt.load_model(out)
+    assert models.config_from_model(student) == res.prune.config
+    assert all(w % 8 == 0 for _, w in res.prune.widths.values())
+
+    # re-run: sensitivity reused, distillation resumes from its checkpoint (no steps left)
+    mtime = (out / "sensitivity.json").stat().st_mtime_ns
+    res2 = compress.compress(str(tiny_teacher), cfg)
+    assert res2.distill.start_step == 4
+    assert (out / "sensitivity.json").stat().st_mtime_ns == mtime
+    # an unreachable target is reported from the same (cached) table
+    with pytest.raises(BudgetError, match="out of reach.*--target-macs >="):
+        compress.compress(str(tiny_teacher), compress.CompressConfig(out=str(out), target_macs_frac=0.01))

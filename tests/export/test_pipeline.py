@@ -1,0 +1,72 @@
+"""`skugen pipeline` end to end on a tiny teacher: stages join, re-runs resume, kill -9 never leaves a half bundle."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from skugen.bundle import load_bundle
+from skugen.errors import InputError
+from skugen.export.pipeline import PipelineConfig, format_summary, run_pipeline
+
+
+def _cfg(model_dir, out, **kw):
+    base = dict(model=str(model_dir), out=str(out), preset="fast", distill_steps=4, bench_iters=2,
+                bench_batches=(2,), bench_quality_n=20, calib_n=16, threads=1)
+    base.update(kw)
+    return PipelineConfig(**base)
+
+
+@pytest.mark.slow
+def test_pipeline_end_to_end_and_resume(cgan_model_dir, tmp_path):
+    out = tmp_path / "run"
+    rep = run_pipeline(_cfg(cgan_model_dir, out))
+    assert all(rep["verify"].values()) and rep["verify"]
+    b = load_bundle(out / "bundle")
+    assert b.kind == "generator" and "fp32" in b.precisions
+    assert (out / "reports" / "bench.html").stat().st_size > 10_000
+    assert (out / "student" / "sensitivity.json").is_file()
+    bench = json.loads((out / "reports" / "bench.json").read_text())
+    assert {c["backend"] for c in bench["cells"] if c["status"] == "ok"} >= {"onnxruntime", "torch"}
+    text = format_summary(rep)
+    assert "speed-up vs teacher" in text and "quality vs teacher" in text and "bundle size" in text
+    assert rep["summary"]["speedup_int8_vs_teacher" if "int8" in b.precisions else "batch"]
+    # second run: every stage is up to date
+    rep2 = run_pipeline(_cfg(cgan_model_dir, out))
+    assert all(t["skipped"] for t in rep2["stages"].values()), rep2["stages"]
+    # a changed input re-runs its stage and the ones after it
+    rep3 = run_pipeline(_cfg(cgan_model_dir, out, target_macs=0.5, skip_bench=True))
+    assert not rep3["stages"]["compress"]["skipped"] and not rep3["stages"]["export"]["skipped"]
+
+
+def test_pipeline_rejects_bad_config(cgan_model_dir, tmp_path):
+    with pytest.raises(InputError, match="preset"):
+        run_pipeline(_cfg(cgan_model_dir, tmp_path, preset="huge"))
+    with pytest.raises(InputError, match="target-macs"):
+        run_pipeline(_cfg(cgan_model_dir, tmp_path, target_macs=1.5))
+
+
+@pytest.mark.slow
+def test_kill_9_never_leaves_a_loadable_partial_bundle(cgan_model_dir, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "skugen.cli", "pipeline", "--model", str(cgan_model_dir), "--out", str(out),
+           "--skip-bench", "--threads", "1", "--distill-steps", "4", "--calib", "16"]
+    env = {**os.environ, "SKUGEN_NO_PROGRESS": "1"}
+    for delay in (0.0, 0.4, 1.2):  # kill at several points inside the export stage
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t0 = time.time()
+        while not (out / "student" / "model.safetensors").exists() and p.poll() is None and time.time() - t0 < 600:
+            time.sleep(0.05)
+        time.sleep(delay)
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        if (out / "bundle").exists():
+            load_bundle(out / "bundle")  # complete and verified, or it would raise
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    load_bundle(out / "bundle")
