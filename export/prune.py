@@ -317,9 +317,14 @@ def _check_config(model: nn.Module, cfg: PruneConfig) -> dict[str, int]:
             continue
         k = keep_width(n, r, cfg.round_to)
         if k < cfg.round_to:
-            raise BudgetError(f"pruning {r:.0%} of {u!r} ({n} channels) would leave fewer than {cfg.round_to} "
-                              f"channels. Use a ratio <= {max_ratio(n, cfg.round_to):.2f} for this layer, or "
-                              "--target-macs, which picks per-layer ratios within limits.")
+            msg = f"pruning {r:.0%} of {u!r} ({n} channels) would leave fewer than {cfg.round_to} channels. "
+            if cfg.per_layer and u in cfg.per_layer:
+                msg += f"Use a ratio <= {max_ratio(n, cfg.round_to):.2f} for this layer"
+            else:  # the uniform ratio: bounded by the narrowest unit
+                narrow = min(names, key=lambda v: unit_width(tcfg, v))
+                msg += (f"A uniform ratio must be <= {max_ratio(unit_width(tcfg, narrow), cfg.round_to):.2f} "
+                        f"({narrow!r} has {unit_width(tcfg, narrow)} channels)")
+            raise BudgetError(msg + ", or use --target-macs, which picks per-layer ratios within limits.")
         keep[u] = min(k, n)
     return keep
 

@@ -64,7 +64,7 @@ def test_not_our_model_directory(tmp_path):
     (["--prune-ratio", "-0.5"], InputError, r"--prune-ratio must be in \(0, 1\)"),
     (["--target-macs", "1.5"], InputError, r"--target-macs must be in \(0, 1\)"),
     (["--distill-steps", "-3"], InputError, r"--distill-steps must be >= 0"),
-    (["--prune-ratio", "0.9"], BudgetError, r"32 channels\) would leave fewer than 8 channels.*ratio <= 0\.75"),
+    (["--prune-ratio", "0.9"], BudgetError, r"fewer than 8 channels\. A uniform ratio must be <= 0\.50 \('stage2\.a'"),
 ])
 def test_impossible_settings(tiny_teacher, tmp_path, argv, err, msg):
     with pytest.raises(err, match=msg):

@@ -134,10 +134,11 @@ def test_ddp_two_processes_gloo_stay_in_sync(tmp_path):
            "--student", str(tmp_path / "student"), "--out", str(out), "--steps", "3", "--batch", "8",
            "--w-percep", "0", "--bn-recal-batches", "1", "--threads", "1"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
-    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+    log = f"--- stdout\n{p.stdout[-3000:]}\n--- stderr\n{p.stderr[-5000:]}"
+    assert p.returncode == 0, log
     lines = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.startswith("[distill rank")]
-    assert sorted(ln.split()[2].rstrip("]") for ln in lines) == ["0/2", "1/2"]  # both ranks ran
-    assert len({ln.split()[-1] for ln in lines}) == 1                     # same weights on both
+    assert sorted(ln.split()[2].rstrip("]") for ln in lines) == ["0/2", "1/2"], log  # both ranks ran
+    assert len({ln.split()[-1] for ln in lines}) == 1, log                 # same weights on both
     summary = json.loads((out / "distill.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 3
     d0, d1 = summary["param_digests"]

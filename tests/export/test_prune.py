@@ -107,7 +107,7 @@ def test_attention_block_pruned_consistently(pruned_gen):
     teacher, res = pruned_gen
     a, w = res.model.attn, res.config.stages[1][1]
     assert a.v.in_channels == a.v.out_channels == a.q.in_channels == a.k.in_channels == w == 32
-    assert float(a.gamma) == pytest.approx(0.7)
+    assert a.gamma.item() == pytest.approx(0.7)
     with torch.no_grad():
         y = res.model(*models.example_inputs(res.config, 3))
     assert y.shape == (3, 1, 32, 32) and torch.isfinite(y).all()
@@ -129,6 +129,7 @@ def test_enhancer_inner_widths(pruned_sr):
     assert 0.2 < res.macs_ratio < 0.3
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
 def test_pruned_generator_exports_to_onnx(pruned_gen):
     ort = pytest.importorskip("onnxruntime")
     _, res = pruned_gen
@@ -163,8 +164,10 @@ def test_impossible_ratio_is_input_error(ratio):
 
 
 def test_ratio_leaving_fewer_than_8_channels_is_budget_error():
-    with pytest.raises(BudgetError, match=r"fewer than 8 channels.*ratio <= 0\.50"):
+    with pytest.raises(BudgetError, match=r"fewer than 8 channels\. A uniform ratio must be <= 0\.50"):
         prune.prune_channels(_gen(SMALL_CGAN), prune.PruneConfig(ratio=0.8))
+    with pytest.raises(BudgetError, match=r"'stage2\.a' \(16 channels\).*Use a ratio <= 0\.50 for this layer"):
+        prune.prune_channels(_gen(SMALL_CGAN), prune.PruneConfig(ratio=None, per_layer={"stage2.a": 0.9}))
 
 
 def test_unknown_unit_and_foreign_model():
@@ -215,3 +218,18 @@ def test_default_quality_fn_generator_reports_psnr():
     pruned = q(res.model)
     assert same["psnr"] > pruned["psnr"] > 0
     assert 0.0 <= pruned["class_fidelity"] <= 1.0 and "class_fidelity" in q.baseline
+
+
+def test_default_quality_fn_enhancer_on_grocery_crops():
+    from skugen.export import data
+
+    try:
+        data.grocery_split("val")
+    except Exception:
+        pytest.skip("GroceryStoreDataset not installed")
+    m = _sr(models.SRConfig(head=16, blocks=(16, 16)))
+    q = prune.default_quality_fn(m, n=2)
+    assert q(m)["psnr"] == float("inf")  # identical outputs
+    res = prune.prune_channels(m, prune.PruneConfig(ratio=0.5))
+    assert 10 < q(res.model)["psnr"] < float("inf")
+    assert "PSNR-Y" in q.description
