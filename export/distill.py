@@ -556,8 +556,11 @@ def main(argv: list[str] | None = None) -> int:
     except SkugenError as e:
         print(f"distill: error: {e}", file=sys.stderr)
         return e.exit_code
-    print(f"[distill rank {res.rank}/{res.world_size}] steps {res.start_step}->{res.steps} "
-          f"digest {param_digest(res.student)[:16]}", flush=True)
+    # one write() per line: with PYTHONUNBUFFERED, print() would emit text and newline separately
+    # and the ranks' lines could interleave on the shared stdout
+    sys.stdout.write(f"[distill rank {res.rank}/{res.world_size}] steps {res.start_step}->{res.steps} "
+                     f"digest {param_digest(res.student)[:16]}\n")
+    sys.stdout.flush()
     if res.rank == 0:
         out = Path(a.out)
         card = {k: v for k, v in scard.items() if k not in ("config", "weights")}
