@@ -26,7 +26,7 @@ import torch
 
 from skugen.bundle import load_bundle, npz_bytes, to_tar, write_bundle
 from skugen.errors import DataError, ModelError, VerificationError
-from skugen.io import sha256_bytes
+from skugen.io import json_default, sha256_bytes
 
 from . import ckpt, models, zoo
 from .onnx_export import VALUE_RANGE, ExportConfig, compare_outputs, onnx_from_torch, parity_report
@@ -317,17 +317,7 @@ def _strip(m: dict | None) -> dict | None:
 
 
 def _json(obj) -> bytes:
-    return (json.dumps(obj, indent=2, default=_default) + "\n").encode()
-
-
-def _default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+    return (json.dumps(obj, indent=2, default=json_default) + "\n").encode()
 
 # ----------------------------------------------------------------------------- CLI: skugen export
 

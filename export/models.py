@@ -129,12 +129,21 @@ class SelfAttention(nn.Module):
         self.k = nn.Conv2d(ch, qk, 1)
         self.v = nn.Conv2d(ch, ch, 1)
         self.gamma = nn.Parameter(torch.zeros(1))  # starts as identity: attention is learned in gradually
+        self.scale_folded = False  # export folds 1/sqrt(qk) into q's weights: no Div on the (HW, HW) matrix
+
+    def fold_scale(self) -> None:
+        s = 1.0 / math.sqrt(self.q.out_channels)
+        with torch.no_grad():
+            self.q.weight.mul_(s)
+            self.q.bias.mul_(s)
+        self.scale_folded = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         q = self.q(x).flatten(2).transpose(1, 2)          # (B, HW, qk)
         k = self.k(x).flatten(2)                          # (B, qk, HW)
-        attn = torch.softmax(q @ k / math.sqrt(q.shape[-1]), dim=-1)  # (B, HW, HW)
+        logits = q @ k if self.scale_folded else q @ k / math.sqrt(q.shape[-1])
+        attn = torch.softmax(logits, dim=-1)              # (B, HW, HW)
         v = self.v(x).flatten(2)                          # (B, C, HW)
         out = (v @ attn.transpose(1, 2)).reshape(b, -1, h, w)
         return x + self.gamma * out

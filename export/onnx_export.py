@@ -122,6 +122,8 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
                 blk[c] = fuse_conv_bn_eval(blk[c], blk[b])
                 blk[b] = nn.Identity()
                 n += 1
+        if m.attn is not None:  # same folding idea: a constant scale moves into the producer's weights
+            m.attn.fold_scale()
     elif isinstance(m, models.Classifier):
         layers = list(m.body)
         for i in range(len(layers) - 1):
