@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -72,13 +73,24 @@ class StageRunner:
         self.state: dict = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
         self.timings: dict[str, dict] = {}
 
-    def run(self, name: str, inputs: Any, outputs: list[Path], fn: Callable[[], Any]) -> Any:
+    def run(self, name: str, inputs: Any, outputs: list[Path], fn: Callable[[], Any],
+            reset: Callable[[], None] | None = None) -> Any:
+        """Run `fn` unless its inputs and outputs are unchanged.
+
+        `reset` clears a stage's partial state (e.g. a distillation checkpoint) when the stage
+        last STARTED with different inputs: same inputs resume, different inputs start over.
+        """
         key = _digest(inputs)
         rec = self.state.get(name)
         if rec and rec["key"] == key and all(_path_digest(p) == rec["outputs"].get(str(p)) for p in outputs):
             print(f"[pipeline] {name}: up to date, skipped", file=sys.stderr)
             self.timings[name] = {"skipped": True, "seconds": 0.0}
             return rec.get("result")
+        started = self.out / ".started" / name
+        if reset is not None and started.is_file() and started.read_text().strip() != key:
+            reset()
+        started.parent.mkdir(parents=True, exist_ok=True)
+        started.write_text(key)
         print(f"[pipeline] {name} ...", file=sys.stderr)
         t0 = time.time()
         result = fn()
@@ -129,7 +141,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         return {"macs": r.card.get("macs"), "params": r.card.get("params"), "metrics": r.card.get("metrics")}
 
     runner.run("compress", {"teacher": teacher_sha, "cfg": {**asdict(ccfg), "command": None}},
-               [student_dir / "model.safetensors"], do_compress)
+               [student_dir / "model.safetensors"], do_compress, reset=lambda: shutil.rmtree(student_dir, True))
 
     # 3. export: ONNX fp32 + quality-gated INT8 + bundle
     bundle_dir = out / "bundle"
