@@ -262,6 +262,12 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
                     "bytes": len(qr.trt_onnx_bytes), "activations": "int8, zero point 0 (TensorRT explicit quantization)",
                     "use_for": ["tensorrt"]}}}
 
+    # 4b. which precision is faster on THIS machine's ONNX Runtime CPU? INT8 is not always
+    # (small students: Q/DQ transposes and float islands can cost more than int8 GEMMs save).
+    # The runtime's precision="auto" reads this instead of assuming INT8 wins.
+    for p, entry in models_m.items():
+        entry["cpu_latency"] = _cpu_latency(files[entry["file"]], kind, module)
+
     # 5. reports, card, source
     quality_report = {
         "kind": kind, "reference": "PyTorch fp32 (source weights) on the golden inputs",
@@ -310,6 +316,35 @@ def _worse(a: dict, b: dict) -> dict:
     pb = math.inf if b.get("psnr_db") is None else b["psnr_db"]
     p = min(pa, pb)
     return {"psnr_db": None if math.isinf(p) else p, "mean_abs": max(a["mean_abs"], b["mean_abs"])}
+
+
+def _cpu_latency(onnx_bytes: bytes, kind: str, module, iters: int = 20) -> dict:
+    """p50 ms of one ORT CPU call (2 threads) on a typical request: batch 16 latents, or one 128x128 LR tile."""
+    import os
+    import time
+
+    from skugen.backends.onnxruntime import OnnxRuntimeRunner
+
+    rng = np.random.default_rng(0)
+    c = module.cfg
+    if kind == "generator":
+        feed = {"z": rng.standard_normal((16, c.z_dim)).astype(np.float32),
+                "onehot": np.eye(c.n_classes, dtype=np.float32)[np.arange(16) % c.n_classes]}
+        what = "batch 16"
+    else:
+        feed = {"lr": rng.random((1, c.in_ch, 128, 128), dtype=np.float32)}
+        what = "one 128x128 LR tile"
+    threads = min(2, os.cpu_count() or 1)
+    with OnnxRuntimeRunner(onnx_bytes, intra_op_threads=threads) as r:
+        for _ in range(3):
+            r.infer(feed)
+        ts = []
+        for _ in range(iters):
+            t = time.perf_counter()
+            r.infer(feed)
+            ts.append(time.perf_counter() - t)
+    return {"p50_ms": round(float(np.median(ts)) * 1e3, 4), "request": what, "threads": threads,
+            "note": "measured at export time on the exporting machine; guides precision='auto' on ONNX Runtime"}
 
 
 def _strip(m: dict | None) -> dict | None:

@@ -7,7 +7,8 @@
 
 Choosing a backend and precision ("auto"):
     backend   = TensorRT when skugen.backends.tensorrt_usable() (TensorRT + pycuda + a GPU), else ONNX Runtime;
-    precision = on ONNX Runtime int8 when the bundle has it (else fp32); on TensorRT fp16.
+    precision = on ONNX Runtime int8 when the bundle has it (else fp32), unless the bundle's export-time
+                CPU timing (models[p].cpu_latency) measured int8 slower than fp32; on TensorRT fp16.
 
 Batching: a request of n items runs in chunks of at most `io.max_batch` (the
 largest batch the bundle was exported/profiled for); a smaller request uses the
@@ -161,7 +162,7 @@ def _resolve(backend: Any, precision: Any, bundle: Bundle) -> tuple[str, str]:
         if backend == "tensorrt":
             precision = "fp16"
         else:
-            precision = "int8" if "int8" in have else "fp32"
+            precision = _fastest_cpu_precision(bundle)
     if backend == "onnxruntime" and precision not in have:
         if precision == "fp16":
             raise InputError(f"precision 'fp16' runs on TensorRT; ONNX Runtime runs this bundle's "
@@ -169,6 +170,17 @@ def _resolve(backend: Any, precision: Any, bundle: Bundle) -> tuple[str, str]:
         raise InputError(f"bundle {bundle.name!r} has no {precision!r} model (it has {have}); "
                          "re-export with INT8 or pick one of those precisions.")
     return backend, precision
+
+
+def _fastest_cpu_precision(bundle: Bundle) -> str:
+    """int8 when the bundle has it, unless export measured it slower than fp32 on ONNX Runtime CPU."""
+    have = bundle.precisions
+    if "int8" not in have:
+        return "fp32"
+    lat = {p: (bundle.manifest["models"][p].get("cpu_latency") or {}).get("p50_ms") for p in ("fp32", "int8")}
+    if lat["fp32"] and lat["int8"] and lat["fp32"] < lat["int8"]:
+        return "fp32"
+    return "int8"
 
 
 def _check_threads(threads: Any) -> int | None:

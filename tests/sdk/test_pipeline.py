@@ -70,16 +70,35 @@ def enh(sr_bundle):
 # ----------------------------------------------------------------------------- load / info
 
 
-def test_auto_picks_ort_int8_on_cpu(cgan_bundle, monkeypatch):
+def test_fastest_cpu_precision_follows_export_timing(cgan_bundle):
+    import copy
+
+    from skugen.bundle import Bundle, load_bundle
+    from skugen.pipeline import _fastest_cpu_precision
+
+    b = load_bundle(cgan_bundle)
+    m = copy.deepcopy(b.manifest)
+    m["models"]["fp32"]["cpu_latency"] = {"p50_ms": 1.0}
+    m["models"]["int8"]["cpu_latency"] = {"p50_ms": 2.0}
+    assert _fastest_cpu_precision(Bundle(b.root, m, b.manifest_sha256)) == "fp32"
+    m["models"]["int8"]["cpu_latency"] = {"p50_ms": 0.5}
+    assert _fastest_cpu_precision(Bundle(b.root, m, b.manifest_sha256)) == "int8"
+    del m["models"]["int8"]["cpu_latency"]  # older bundles: no timing -> int8 as before
+    assert _fastest_cpu_precision(Bundle(b.root, m, b.manifest_sha256)) == "int8"
+
+
+def test_auto_picks_the_faster_ort_precision_on_cpu(cgan_bundle, monkeypatch):
     import skugen.backends as B
 
     monkeypatch.setattr(B, "tensorrt_usable", lambda: False)
     with skugen.load(cgan_bundle) as p:
-        assert (p.backend, p.precision, p.device) == ("onnxruntime", "int8", "cpu")
+        m = p.bundle.manifest["models"]
+        want = "fp32" if m["fp32"]["cpu_latency"]["p50_ms"] < m["int8"]["cpu_latency"]["p50_ms"] else "int8"
+        assert (p.backend, p.precision, p.device) == ("onnxruntime", want, "cpu")
         info = p.info
         assert info["providers"] == ["CPUExecutionProvider"]
         assert info["bundle"]["sha256"] == p.bundle.manifest_sha256 and len(info["bundle"]["sha256"]) == 64
-        assert info["bundle"]["model_sha256"] == p.bundle.manifest["models"]["int8"]["sha256"]
+        assert info["bundle"]["model_sha256"] == p.bundle.manifest["models"][want]["sha256"]
         assert info["versions"]["skugen"] == skugen.__version__ and info["versions"]["onnxruntime"]
 
 
@@ -257,7 +276,7 @@ def test_call_and_session_report(cgan_bundle):
         assert d["memory"]["peak_rss_mb"] > 0
         env = d["environment"]
         assert env["cpu"]["logical_cores"] >= 1 and env["versions"]["onnxruntime"]
-        assert d["backend"] == "onnxruntime" and d["device"] == "cpu" and d["precision"] == "int8"
+        assert d["backend"] == "onnxruntime" and d["device"] == "cpu" and d["precision"] == p.precision in ("fp32", "int8")
         srep = p.report()
         assert srep.kind == "session" and srep.latency["call"] is None
         assert Report.from_dict(srep.to_dict()).to_dict() == srep.to_dict()
