@@ -93,7 +93,6 @@ def save_checkpoint(path: str | os.PathLike, modules: dict[str, torch.nn.Module]
                 else:
                     meta["optims"][name]["keys"][f"{pid}.{k}"] = v
     tensors["rng.torch"] = torch.get_rng_state()
-    meta["rng_numpy"] = None
     _atomic_save_tensors(tensors, path.with_suffix(".safetensors"))
     atomic_write_json(path.with_suffix(".json"), meta)
 

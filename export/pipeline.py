@@ -125,7 +125,6 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
     # 1. teacher: resolve and fingerprint (the weights' sha256 drives every later stage's cache key)
     teacher_dir = zoo.resolve(cfg.model)
-    teacher_card = json.loads((teacher_dir / "card.json").read_text())
     teacher_sha = sha256_file(teacher_dir / "model.safetensors")
 
     # 2. compress: prune (with sensitivity report) + distill
@@ -190,7 +189,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
                    [bench_json, bench_html], lambda: (run_bench(bench_cfg), None)[1])
 
     # 6. summary: three lines a human reads first
-    summary = _summary(out, bundle, teacher_card, bench_json if not cfg.skip_bench else None)
+    summary = _summary(bundle, bench_json if not cfg.skip_bench else None)
     report = {"schema_version": 1, "config": asdict(cfg), "out": str(out), "teacher": str(teacher_dir), "student": str(student_dir),
               "bundle": str(bundle_dir), "verify": verify, "stages": runner.timings,
               "wall_time_s": round(time.time() - t_start, 1), "summary": summary,
@@ -211,7 +210,7 @@ def _jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, default=str))
 
 
-def _summary(out: Path, bundle, teacher_card: dict, bench_json: Path | None) -> dict:
+def _summary(bundle, bench_json: Path | None) -> dict:
     """The three headline numbers, all read from measurements of this run (bench JSON + bundle)."""
     s: dict = {"bundle_bytes": sum(f.stat().st_size for f in bundle.root.rglob("*") if f.is_file()),
                "bundle_int8_onnx_bytes": (bundle.model_path("int8").stat().st_size

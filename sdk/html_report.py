@@ -89,10 +89,8 @@ def _series_label(c: dict) -> str:
     return f"{c['model']} {c['precision']} ({c['backend']})"
 
 
-def pareto_plot(rep: dict) -> tuple[str | None, str | None]:
-    """Latency (per image, smallest batch) vs the cell's headline quality, one panel per bundle."""
-    from .bench import quality_headline
-
+def _pyplot():
+    """(matplotlib.pyplot with the Agg backend, None) or (None, why the plots are omitted)."""
     try:
         import matplotlib
 
@@ -100,6 +98,16 @@ def pareto_plot(rep: dict) -> tuple[str | None, str | None]:
         import matplotlib.pyplot as plt
     except ImportError as e:
         return None, f"matplotlib is not installed ({e}): plots omitted. pip install matplotlib"
+    return plt, None
+
+
+def pareto_plot(rep: dict) -> tuple[str | None, str | None]:
+    """Latency (per image, smallest batch) vs the cell's headline quality, one panel per bundle."""
+    from .bench import quality_headline
+
+    plt, why = _pyplot()
+    if plt is None:
+        return None, why
     ok = [c for c in rep.get("cells", []) if c["status"] == "ok" and c.get("latency_ms")]
     bundles = list(dict.fromkeys(c["bundle"] for c in ok))
     if not bundles:
@@ -153,13 +161,9 @@ def pareto_plot(rep: dict) -> tuple[str | None, str | None]:
 
 def throughput_plot(rep: dict) -> tuple[str | None, str | None]:
     """Images/s vs batch size, one line per model x precision x backend, one panel per bundle."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=True)
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        return None, f"matplotlib is not installed ({e}): plots omitted. pip install matplotlib"
+    plt, why = _pyplot()
+    if plt is None:
+        return None, why
     ok = [c for c in rep.get("cells", []) if c["status"] == "ok" and c.get("throughput_ips")]
     bundles = list(dict.fromkeys(c["bundle"] for c in ok))
     if not bundles:
