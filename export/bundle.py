@@ -62,13 +62,41 @@ class BundleConfig:
 def receptive_radius(module: torch.nn.Module) -> int:
     """LR pixels of context each output pixel sees: one per stacked 3x3 conv (k//2 for kxk), in forward order.
 
-    The runtime needs tile overlap/2 >= this for tiled output to equal untiled output.
+    The runtime needs tile overlap/2 >= this for tiled output to equal untiled output. A user's
+    model (whose layers may run in any order, or hide in a frozen graph) is measured instead.
     """
+    if isinstance(getattr(module, "cfg", None), models.CustomConfig):
+        return measured_receptive_radius(module)
     return int(sum(m.kernel_size[0] // 2 for m in module.modules() if isinstance(m, torch.nn.Conv2d)))
+
+
+@torch.no_grad()
+def measured_receptive_radius(module: torch.nn.Module, size: int = 96) -> int:
+    """Perturb one LR pixel in the middle of a random image; the LR radius of the output change is the
+    receptive radius (for this input; ReLU gating can hide a little, hence the caller's margin)."""
+    c = module.cfg
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, c.in_ch, size, size, generator=g)
+    y0 = module.eval()(x)
+    x2 = x.clone()
+    x2[:, :, size // 2, size // 2] += 0.5
+    diff = (module(x2) - y0).abs().amax(1)[0]                         # (H*s, W*s)
+    ys, xs = torch.nonzero(diff > 1e-6, as_tuple=True)
+    if len(ys) == 0:
+        return 0
+    centre = (size // 2) * c.scale + c.scale / 2.0
+    r_hr = max((ys.float() - centre).abs().max().item(), (xs.float() - centre).abs().max().item())
+    r = int(math.ceil(r_hr / c.scale))
+    if r >= size // 2 - 1:
+        raise ModelError(f"the model's output depends on pixels {r}+ px away (global context); tiled enhancement "
+                         "would not equal whole-image enhancement. Such models are not supported as enhancers.")
+    return r
 
 
 def kind_of(card: dict, module: torch.nn.Module) -> str:
     fam = card.get("config", {}).get("family")
+    if fam == "custom":
+        return module.cfg.kind
     if fam not in KIND_OF_FAMILY:
         raise ModelError(f"model family {fam!r} cannot be bundled; bundles hold a generator (cgan) or an "
                          "enhancer (sr). Classifiers are evaluation tools only.")
@@ -142,7 +170,7 @@ def io_spec(module, kind: str, max_batch: int) -> dict:
                         "encoding": "one-hot"}],
             "outputs": [{"name": "image", "dtype": "float32", "shape": ["batch", c.out_ch, c.image_size, c.image_size],
                          "range": [-1, 1]}],
-            "class_names": list(_class_names(c.n_classes)), "z_dim": c.z_dim, "n_classes": c.n_classes,
+            "class_names": list(_class_names(c.n_classes, c)), "z_dim": c.z_dim, "n_classes": c.n_classes,
             "image_size": c.image_size, "channels": c.out_ch, "max_batch": max_batch,
         }
     return {
@@ -153,7 +181,9 @@ def io_spec(module, kind: str, max_batch: int) -> dict:
     }
 
 
-def _class_names(n: int) -> tuple[str, ...]:
+def _class_names(n: int, cfg=None) -> tuple[str, ...]:
+    if getattr(cfg, "class_names", None):
+        return tuple(cfg.class_names)
     from .data import FMNIST_CLASSES
 
     return FMNIST_CLASSES if n == len(FMNIST_CLASSES) else tuple(f"class-{i}" for i in range(n))
@@ -164,10 +194,14 @@ def _macs(module) -> tuple[int, list[int]]:
     return models.count_macs(module, x), list(x[0].shape)
 
 
-def _classifier(cfg: BundleConfig, kind: str):
+def _classifier(cfg: BundleConfig, kind: str, module):
     """A callable images (N,1,32,32) [-1,1] -> logits, or None (with the reason)."""
     if kind != "generator" or cfg.classifier is None:
         return None, "not used"
+    c = module.cfg
+    if (c.n_classes, c.out_ch, c.image_size) != (10, 1, 32):
+        return None, (f"class fidelity not measured: the fmnist-classifier judges 10-class 1x32x32 images, this "
+                      f"generator makes {c.n_classes}-class {c.out_ch}x{c.image_size}x{c.image_size}")
     try:
         path = zoo.classifier_dir() if cfg.classifier == "auto" else zoo.resolve(cfg.classifier)
     except ModelError as e:
@@ -222,7 +256,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
 
     # 4. optional INT8, gated by measured quality
     if cfg.int8:
-        clf, clf_src = _classifier(cfg, kind)
+        clf, clf_src = _classifier(cfg, kind, module)
         if kind == "generator":
             c = module.cfg
             calib = generator_calibration(c.z_dim, c.n_classes, cfg.calib_n, seed=0)
@@ -285,6 +319,8 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
         "card.json": _json(bundle_card),
         "source/model.safetensors": src / "model.safetensors", "source/card.json": src / "card.json",
     })
+    if card.get("program"):  # a user's frozen program (TorchScript / ExportedProgram): the teacher's graph
+        files[f"source/{card['program']['file']}"] = src / card["program"]["file"]
     if quant_report is not None:
         files["reports/quantization.json"] = _json(quant_report)
 
@@ -294,10 +330,10 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
         "preprocess": ({"layout": "RGB", "tensor_layout": "NCHW", "dtype": "float32", "input_range": [0, 1],
                         "mean": [0, 0, 0], "std": [1, 1, 1]} if kind == "enhancer" else
                        {"z": "float32 normal(0,1), seeded", "labels": "float32 one-hot over class_names"}),
-        "postprocess": {"value_range": list(vr), "layout": "GRAY" if kind == "generator" else "RGB",
+        "postprocess": {"value_range": list(vr),
+                        "layout": "GRAY" if (module.cfg.out_ch if kind == "generator" else module.cfg.in_ch) == 1 else "RGB",
                         "clamp": True, "to_uint8": "round((x - lo) / (hi - lo) * 255)"},
-        **({"tile": {"size": cfg.tile[0], "overlap": cfg.tile[1], "units": "LR pixels",
-                     "receptive_radius": receptive_radius(module)}} if kind == "enhancer" else {}),
+        **({"tile": _tile(cfg, module)} if kind == "enhancer" else {}),
         "models": models_m,
         "golden": {"inputs": "golden/inputs.npz", "outputs": "golden/outputs.npz", "source": g_src,
                    "reference": "pytorch fp32", "n": int(next(iter(g_in.values())).shape[0]),
@@ -308,6 +344,16 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
         "quality": quality_summary,
     }
     return write_bundle(out, manifest, files)
+
+
+def _tile(cfg: BundleConfig, module) -> dict:
+    """Tiling for the runtime: overlap/2 must cover the receptive radius (raised, in steps of 8, when it does not)."""
+    r = receptive_radius(module)
+    overlap = max(cfg.tile[1], -(-2 * r // 8) * 8)
+    if overlap >= cfg.tile[0]:
+        raise ModelError(f"receptive radius {r} px needs a tile overlap of {overlap} >= the tile size {cfg.tile[0]}; "
+                         "export with a larger tile.")
+    return {"size": cfg.tile[0], "overlap": overlap, "units": "LR pixels", "receptive_radius": r}
 
 
 def _worse(a: dict, b: dict) -> dict:

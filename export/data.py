@@ -309,18 +309,20 @@ def sr_pairs(paths: list[Path], n: int, hr_size: int, seed: int, cfg: DegradeCon
 
 
 def sr_eval_set(which: str, n: int, hr_size: int = 128, seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
-    """A fixed evaluation set: 'test' (GroceryStore test photos) or 'iconic' (81 white-background shots).
+    """A fixed evaluation set: 'test' / 'val' (GroceryStore split photos) or 'iconic' (81 white-background shots).
+
+    'val' is for training curves only (never reported as a result); 'test' and 'iconic' are the reported sets.
 
     One centre-ish crop per image (deterministic), degraded with a fixed seed, so numbers are comparable across runs.
     """
-    if which == "test":
-        paths = [p for p, _, _ in grocery_split("test")]
+    if which in ("test", "val"):
+        paths = [p for p, _, _ in grocery_split(which)]
         rng = np.random.default_rng(seed)
         paths = [paths[i] for i in sorted(rng.choice(len(paths), size=min(n, len(paths)), replace=False))]
     elif which == "iconic":
         paths = grocery_iconic()[:n]
     else:
-        raise InputError(f"SR eval set must be 'test' or 'iconic', got {which!r}.")
+        raise InputError(f"SR eval set must be 'test', 'val' or 'iconic', got {which!r}.")
     rng = np.random.default_rng(seed)
     lr, hr = [], []
     for p in paths:

@@ -61,7 +61,36 @@ class SRConfig:
     res_scale: float = 0.2                  # EDSR residual scaling: stabilises training without BN
 
 
-CONFIGS = {"classifier": ClassifierConfig, "cgan": CGANConfig, "sr": SRConfig}
+@dataclass(frozen=True)
+class CustomConfig:
+    """A user's own model (`skugen import`): the I/O contract skugen needs, not the architecture.
+
+    The architecture lives in the user's code (format "factory": `pkg.mod:fn` or `file.py:fn`) or in a
+    frozen program file (format "torchscript" / "exported_program"); see skugen.export.custom.
+    """
+    family: str = "custom"
+    kind: str = "enhancer"                  # "generator" | "enhancer": what the runtime does with it
+    format: str = "factory"                 # "factory" (an nn.Module: prunable) | "torchscript" | "exported_program"
+    source: str = ""                        # factory reference, or the imported program's original file name
+    program: str | None = None              # frozen formats: the program file inside the model directory
+    factory_kwargs: dict = field(default_factory=dict)
+    # generator contract
+    z_dim: int = 0
+    n_classes: int = 0
+    class_names: tuple[str, ...] = ()
+    conditioning: str = "onehot"            # what the user's forward takes: "onehot" float (B, K) or "index" int64 (B,)
+    out_ch: int = 3
+    image_size: int = 0
+    # enhancer contract
+    in_ch: int = 3
+    scale: int = 2
+    input_range: tuple[float, float] = (0.0, 1.0)   # the user's input range (skugen feeds [0, 1])
+    # both
+    output_range: tuple[float, float] = (0.0, 1.0)  # the user's output range (mapped to skugen's: [-1,1] / [0,1])
+    ignored_layers: tuple[str, ...] = ()    # module names pruning must keep whole (besides the detected output layer)
+
+
+CONFIGS = {"classifier": ClassifierConfig, "cgan": CGANConfig, "sr": SRConfig, "custom": CustomConfig}
 
 
 def config_to_dict(cfg) -> dict:
@@ -267,12 +296,16 @@ def build(cfg) -> nn.Module:
         return Generator(cfg)
     if isinstance(cfg, SRConfig):
         return Enhancer(cfg)
+    if isinstance(cfg, CustomConfig):
+        raise ModelError("a custom model is rebuilt from its directory (skugen.export.custom.load_dir), not a config.")
     raise ModelError(f"cannot build a model from {type(cfg).__name__}")
 
 
 def config_from_model(model: nn.Module):
     """Read the (possibly pruned) channel counts back from a module into a config."""
     cfg = model.cfg
+    if isinstance(cfg, CustomConfig):  # a user's model: its architecture is its code or program, not a config
+        return cfg
     if isinstance(model, Generator):
         stages = tuple((b["conv1"].out_channels, b["conv2"].out_channels) for b in model.blocks)
         qk = model.attn.q.out_channels if model.attn is not None else cfg.attn_qk
@@ -295,6 +328,12 @@ def example_inputs(cfg, batch: int = 2, size: int = 64, seed: int = 0) -> tuple[
         return (torch.rand(batch, cfg.in_ch, size, size, generator=g),)
     if isinstance(cfg, ClassifierConfig):
         return (torch.rand(batch, cfg.in_ch, cfg.image_size, cfg.image_size, generator=g) * 2 - 1,)
+    if isinstance(cfg, CustomConfig):  # skugen's side of the contract (the wrapper converts for the user's model)
+        if cfg.kind == "generator":
+            z = torch.randn(batch, cfg.z_dim, generator=g)
+            y = torch.randint(0, cfg.n_classes, (batch,), generator=g)
+            return z, F.one_hot(y, cfg.n_classes).float()
+        return (torch.rand(batch, cfg.in_ch, size, size, generator=g),)
     raise ModelError(f"no example inputs for {type(cfg).__name__}")
 
 
@@ -306,8 +345,13 @@ def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
     """Multiply-accumulates for ONE sample, counted by forward hooks on the real module (not estimated).
 
     Conv/Linear are counted exactly; the attention MatMuls are counted by the
-    SelfAttention hook. torch-pruning's counter misses the matmuls, hence our own.
+    SelfAttention hook. torch-pruning's counter misses the matmuls, hence our own. A user's model
+    (CustomConfig) is counted by torch's aten-level FLOP counter (hooks do not fire in frozen graphs).
     """
+    if isinstance(getattr(model, "cfg", None), CustomConfig):
+        from .custom import count_macs as custom_macs
+
+        return custom_macs(model, inputs)
     total = 0
 
     def conv_hook(m, i, o):

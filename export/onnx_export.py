@@ -80,6 +80,8 @@ class ExportResult:
 
 
 def model_kind(model: nn.Module) -> str:
+    if isinstance(getattr(model, "cfg", None), models.CustomConfig):
+        return model.cfg.kind
     if isinstance(model, models.Generator):
         return "generator"
     if isinstance(model, models.Enhancer):
@@ -111,6 +113,8 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
     """A copy of `model` (eval) with every BatchNorm folded into its producer; returns (copy, n_folded)."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+    if isinstance(getattr(model, "cfg", None), models.CustomConfig):
+        return _fold_custom(model)
     m = copy.deepcopy(model).eval()
     n = 0
     if isinstance(m, models.Generator):
@@ -134,6 +138,72 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
     left = [k for k, v in m.named_modules() if isinstance(v, nn.modules.batchnorm._BatchNorm)]
     assert not left, f"BatchNorm layers left unfolded: {left}"
     return m, n
+
+
+def _is_exported_program(model: nn.Module) -> bool:
+    return isinstance(getattr(model, "cfg", None), models.CustomConfig) and model.cfg.format == "exported_program"
+
+
+def _dynamo_export(model: nn.Module, x: tuple, kind: str, cfg: ExportConfig):
+    """A torch.export program through torch.onnx's dynamo exporter.
+
+    The TorchScript exporter traces a torch.export GraphModule with its symbolic sizes
+    already turned into Python ints, baking the trace batch into every Reshape; the dynamo
+    exporter keeps them symbolic (the parity report checks a different batch and size).
+    """
+    import logging
+
+    ins, outs = IO_NAMES[kind]
+    B = torch.export.Dim("batch", min=1, max=4096) if cfg.dynamic_batch else None
+    hw = cfg.dynamic_hw if cfg.dynamic_hw is not None else kind == "enhancer"
+    dims = []
+    for _ in ins:
+        d = {0: B} if B is not None else {}
+        if hw and kind == "enhancer":
+            d.update({2: torch.export.Dim("h", min=8, max=8192), 3: torch.export.Dim("w", min=8, max=8192)})
+        dims.append(d)
+    for name in ("torch.onnx", "onnxscript"):  # their progress chatter is not ours to show
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            prog = torch.onnx.export(model, x, input_names=list(ins), output_names=list(outs), opset_version=cfg.opset,
+                                     dynamic_shapes=(tuple(dims),), dynamo=True, verbose=False)
+        except Exception as e:
+            raise ModelError(f"the dynamo ONNX exporter failed on this torch.export program ({type(e).__name__}: "
+                             f"{str(e)[:300]}).") from e
+    return prog.model_proto
+
+
+def _copy_for_export(model: nn.Module) -> nn.Module:
+    if isinstance(getattr(model, "cfg", None), models.CustomConfig) and model.cfg.format != "factory":
+        return _fold_custom(model)[0]
+    return copy.deepcopy(model).eval()
+
+
+def _fold_custom(m: nn.Module) -> tuple[nn.Module, int]:
+    """A user's module: torch.fx's Conv+BN fusion when the module is symbolically traceable.
+
+    Frozen graphs and untraceable code are left as they are: the TorchScript ONNX exporter
+    still folds eval-mode Conv+BN pairs, and export checks that no BatchNormalization node is left.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    if m.cfg.format == "torchscript":
+        from .custom import scripted
+
+        return scripted(m), 0
+    if m.cfg.format != "factory":  # a torch.export GraphModule: exported as is (not mutated, so not copied)
+        return m.eval(), 0
+    m = copy.deepcopy(m).eval()
+    n_bn = sum(isinstance(v, nn.modules.batchnorm._BatchNorm) for v in m.modules())
+    if n_bn == 0:
+        return m, 0
+    try:
+        m.net = fuse(m.net)
+    except Exception:  # not fx-traceable (data-dependent control flow): the exporter's peephole folds instead
+        return m, 0
+    return m, n_bn - sum(isinstance(v, nn.modules.batchnorm._BatchNorm) for v in m.net.modules())
 
 # ----------------------------------------------------------------------------- export
 
@@ -201,18 +271,21 @@ def onnx_from_torch(model: nn.Module, cfg: ExportConfig | None = None) -> Export
     if cfg.opset < 17:
         raise InputError(f"opset {cfg.opset} is too old; skugen exports opset >= 17 (TensorRT 10, ORT >= 1.17).")
     kind = model_kind(model)
-    folded, n_bn = fold_batchnorm(model) if cfg.fold_bn else (copy.deepcopy(model).eval(), 0)
-    x = models.example_inputs(folded.cfg, batch=cfg.trace_batch, size=cfg.trace_size, seed=0)
+    folded, n_bn = fold_batchnorm(model) if cfg.fold_bn else (_copy_for_export(model), 0)
+    x = models.example_inputs(model.cfg, batch=cfg.trace_batch, size=cfg.trace_size, seed=0)
     ins, outs = IO_NAMES[kind]
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        # The TorchScript exporter is deliberate (dynamo=False): it gives stable scope names and
-        # plain opset-17 graphs; its deprecation and tracer warnings are expected here.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(folded, x, buf, input_names=list(ins), output_names=list(outs),
-                          opset_version=cfg.opset, dynamic_axes=_dynamic_axes(kind, cfg),
-                          do_constant_folding=True, dynamo=False)
-    mp = onnx.load_from_string(buf.getvalue())
+    if _is_exported_program(model):
+        mp = _dynamo_export(folded, x, kind, cfg)
+    else:
+        buf = io.BytesIO()
+        with warnings.catch_warnings():
+            # The TorchScript exporter is deliberate (dynamo=False): it gives stable scope names and
+            # plain opset-17 graphs; its deprecation and tracer warnings are expected here.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(folded, x, buf, input_names=list(ins), output_names=list(outs),
+                              opset_version=cfg.opset, dynamic_axes=_dynamic_axes(kind, cfg),
+                              do_constant_folding=True, dynamo=False)
+        mp = onnx.load_from_string(buf.getvalue())
     if cfg.simplify:
         import onnxslim
 
@@ -223,8 +296,9 @@ def onnx_from_torch(model: nn.Module, cfg: ExportConfig | None = None) -> Export
     if cfg.check:
         onnx.checker.check_model(mp, full_check=True)
     ops = Counter(n.op_type for n in mp.graph.node)
-    if cfg.fold_bn:
-        assert ops.get("BatchNormalization", 0) == 0, "BatchNormalization survived folding"
+    if cfg.fold_bn and ops.get("BatchNormalization", 0):
+        raise ModelError(f"{ops['BatchNormalization']} BatchNormalization node(s) survived folding: each BN must "
+                         "follow a Conv/Linear in eval mode, or INT8 would quantize unfolded weights.")
     opset = next(o.version for o in mp.opset_import if o.domain in ("", "ai.onnx"))
     return ExportResult(
         onnx_bytes=mp.SerializeToString(), kind=kind, inputs=_io_spec(mp.graph.input),

@@ -47,6 +47,11 @@ class PipelineConfig:
     skip_bench: bool = False
     distill_steps: int | None = None    # override the preset's distillation steps (tests, quick looks)
     calib_n: int = 128                  # INT8 calibration samples
+    io_spec: str | None = None          # a user's model (--model REF): its I/O spec JSON (skugen import)
+    weights: str | None = None          # ... and a factory's safetensors weights
+
+# Output-distillation steps for a user's factory model (skugen.export.custom), per preset.
+CUSTOM_DISTILL_STEPS = {"fast": 300, "full": 3000}
 
 
 def _digest(obj: Any) -> str:
@@ -103,6 +108,56 @@ class StageRunner:
         return result
 
 
+def _teacher(cfg: PipelineConfig, runner: StageRunner, out: Path) -> Path:
+    """A zoo name or model directory as is; a user's model reference (+ --io-spec) imported into OUT/teacher."""
+    p = Path(cfg.model)
+    if (p / "card.json").is_file() or (zoo.ZOO_DIR / cfg.model / "card.json").is_file():
+        if cfg.io_spec or cfg.weights:
+            raise InputError("--io-spec/--weights are for a user's model reference; "
+                             f"{cfg.model!r} is already a skugen model directory or zoo name.")
+        return zoo.resolve(cfg.model)
+    from . import custom
+
+    fmt = custom.detect_format(cfg.model)  # InputError when it is none of the accepted forms
+    if not cfg.io_spec:
+        raise InputError(f"{cfg.model!r} is a {fmt.replace('_', ' ')}: give its --io-spec JSON "
+                         "(see docs/custom_models.md).")
+    spec = custom.parse_io_spec(cfg.io_spec)
+    src = cfg.model.rpartition(":")[0] if fmt == "factory" else cfg.model
+    key = {"ref": cfg.model, "spec": spec,
+           "file": sha256_file(Path(src)) if Path(src).is_file() else None,  # a module path: its code is not hashed
+           "weights": sha256_file(Path(cfg.weights)) if cfg.weights and Path(cfg.weights).is_file() else cfg.weights}
+    teacher_dir = out / "teacher"
+    runner.run("import", key, [teacher_dir / "model.safetensors"],
+               lambda: str(custom.import_model(cfg.model, spec, teacher_dir, cfg.weights)),
+               reset=lambda: shutil.rmtree(teacher_dir, True))
+    return teacher_dir
+
+
+def _compress_custom(cfg: PipelineConfig, runner: StageRunner, teacher_dir: Path, teacher_sha: str,
+                     student_dir: Path) -> Path:
+    """A user's model: MetaPruner + output distillation for factories; frozen graphs skip compression."""
+    from . import custom
+
+    card = json.loads((teacher_dir / "card.json").read_text())
+    if card["config"].get("format") != "factory":
+        why = (f"skipped: a {card['config']['format'].replace('_', ' ')} is a frozen graph (structured pruning needs "
+               "the module structure); the bundle holds the teacher. Import a factory to compress.")
+        print(f"[pipeline] compress: {why}", file=sys.stderr)
+        runner.timings["compress"] = {"skipped": True, "seconds": 0.0, "reason": why}
+        return teacher_dir
+    steps = cfg.distill_steps if cfg.distill_steps is not None else CUSTOM_DISTILL_STEPS[cfg.preset]
+
+    def do() -> dict:
+        d = custom.compress_custom(teacher_dir, student_dir, cfg.target_macs, steps=steps, seed=cfg.seed)
+        c = json.loads((d / "card.json").read_text())
+        return {"macs": c.get("macs"), "params": c.get("params"), "metrics": c.get("metrics")}
+
+    runner.run("compress", {"teacher": teacher_sha, "target": cfg.target_macs, "steps": steps, "seed": cfg.seed},
+               [student_dir / "model.safetensors"], do, reset=lambda: shutil.rmtree(student_dir, True))
+    return student_dir
+
+
 def _available_backends() -> list[str]:
     from skugen.backends import tensorrt_usable
 
@@ -124,23 +179,27 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     t_start = time.time()
 
     # 1. teacher: resolve and fingerprint (the weights' sha256 drives every later stage's cache key)
-    teacher_dir = zoo.resolve(cfg.model)
+    teacher_dir = _teacher(cfg, runner, out)
     teacher_sha = sha256_file(teacher_dir / "model.safetensors")
+    family = json.loads((teacher_dir / "card.json").read_text()).get("config", {}).get("family")
 
     # 2. compress: prune (with sensitivity report) + distill
     student_dir = out / "student"
-    from .compress import CompressConfig, compress
+    if family == "custom":
+        student_dir = _compress_custom(cfg, runner, teacher_dir, teacher_sha, student_dir)
+    else:
+        from .compress import CompressConfig, compress
 
-    ccfg = CompressConfig(out=str(student_dir), preset=cfg.preset, target_macs_frac=cfg.target_macs, seed=cfg.seed,
-                          distill_steps=cfg.distill_steps,
-                          threads=cfg.threads, command="skugen " + " ".join(sys.argv[1:]))
+        ccfg = CompressConfig(out=str(student_dir), preset=cfg.preset, target_macs_frac=cfg.target_macs, seed=cfg.seed,
+                              distill_steps=cfg.distill_steps,
+                              threads=cfg.threads, command="skugen " + " ".join(sys.argv[1:]))
 
-    def do_compress() -> dict:
-        r = compress(str(teacher_dir), ccfg)
-        return {"macs": r.card.get("macs"), "params": r.card.get("params"), "metrics": r.card.get("metrics")}
+        def do_compress() -> dict:
+            r = compress(str(teacher_dir), ccfg)
+            return {"macs": r.card.get("macs"), "params": r.card.get("params"), "metrics": r.card.get("metrics")}
 
-    runner.run("compress", {"teacher": teacher_sha, "cfg": {**asdict(ccfg), "command": None}},
-               [student_dir / "model.safetensors"], do_compress, reset=lambda: shutil.rmtree(student_dir, True))
+        runner.run("compress", {"teacher": teacher_sha, "cfg": {**asdict(ccfg), "command": None}},
+                   [student_dir / "model.safetensors"], do_compress, reset=lambda: shutil.rmtree(student_dir, True))
 
     # 3. export: ONNX fp32 + quality-gated INT8 + bundle
     bundle_dir = out / "bundle"
@@ -272,8 +331,14 @@ def register(sub) -> None:
                        description=__doc__,
                        epilog="Examples:\n  skugen pipeline --model fmnist-cgan --out runs/demo --preset fast\n"
                               "  skugen pipeline --model grocery-sr2x --out runs/sr --preset full --budget-db 0.1\n"
-                              "  skugen pipeline --model path/to/model_dir --out runs/mine   # re-run resumes\n")
-    p.add_argument("--model", required=True, help="zoo name (fmnist-cgan, grocery-sr2x) or a model directory")
+                              "  skugen pipeline --model path/to/model_dir --out runs/mine   # re-run resumes\n"
+                              "  skugen pipeline --model nets.py:make_upscaler --io-spec io.json --weights w.safetensors "
+                              "--out runs/up\n")
+    p.add_argument("--model", required=True,
+                   help="zoo name (fmnist-cgan, grocery-sr2x), a model directory, or your own model: "
+                        "pkg.module:factory, file.py:factory, a .pt2 (torch.export) or TorchScript file (needs --io-spec)")
+    p.add_argument("--io-spec", default=None, help="JSON I/O spec for your own model (docs/custom_models.md)")
+    p.add_argument("--weights", default=None, help="safetensors weights for a factory model")
     p.add_argument("--out", required=True)
     p.add_argument("--preset", choices=PRESETS, default="fast")
     p.add_argument("--target-macs", type=float, default=0.25, help="student MACs / teacher MACs")
@@ -294,7 +359,7 @@ def _cmd(args) -> int:
                          budget_db=args.budget_db, budget_fidelity_pts=args.budget_fidelity_pts, seed=args.seed,
                          bench_batches=tuple(int(b) for b in args.batch.split(",")), bench_iters=args.iters,
                          threads=args.threads, skip_bench=args.skip_bench, distill_steps=args.distill_steps,
-                         calib_n=args.calib)
+                         calib_n=args.calib, io_spec=args.io_spec, weights=args.weights)
     report = run_pipeline(cfg)
     print(format_summary(report))
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import os
 import platform
@@ -47,10 +48,16 @@ class TrainConfig:
     threads: int | None = None  # torch intra-op threads (None: torch default)
     stop_after: int | None = None  # stop (with a checkpoint) after this many steps in THIS run: time-boxing on
                                    # shared machines, and how the tests simulate an interruption
+    amp: str = "fp32"           # "bf16": CPU autocast (oneDNN bf16 convs, fp32 master weights) + channels_last
+    val_every: int = 0          # steps between validation points (training curve on the val split; 0: off)
 
 
-DEFAULT_STEPS = {"fmnist-classifier": 3300, "fmnist-cgan": 4000, "grocery-sr2x": 4000}
+DEFAULT_STEPS = {"fmnist-classifier": 3300, "fmnist-cgan": 4000, "grocery-sr2x": 8000}
 DEFAULT_BATCH = {"fmnist-classifier": 128, "fmnist-cgan": 64, "grocery-sr2x": 16}
+DEFAULT_AMP = {"grocery-sr2x": "bf16"}  # 2.7x faster steps on AVX512-BF16 CPUs (measured: 0.21 -> 0.08 s at 48x6)
+# The shipped teachers' architectures. v1 of grocery-sr2x was 48 wide x 6 blocks, fp32, 4000 steps: +1.43 dB over
+# bicubic (target +2.0). bf16 autocast bought the compute for a 64 x 8 trunk and 8000 steps inside 40 minutes.
+TEACHER_ARCH = {"grocery-sr2x": models.SRConfig(head=64, blocks=(64,) * 8)}
 
 # ----------------------------------------------------------------------------- classifier
 
@@ -237,13 +244,32 @@ class SRLoss(nn.Module):
         return l1 + self.w_grad * (gp - gt).abs().mean() + self.w_feat * (fp - ft).abs().mean()
 
 
+def _sr_validate(model: nn.Module, val: tuple[np.ndarray, np.ndarray]) -> float:
+    """PSNR-Y on the fixed val crops (float32 inference, as deployed), for the training curve."""
+    from . import zoo
+
+    model.eval()
+    with torch.no_grad():
+        q = zoo.sr_quality(zoo.enhance_np(model, val[0]), val[1])["psnr_y"]
+    model.train()
+    return float(q)
+
+
 def train_sr(tc: TrainConfig, out: Path, hr_size: int = 96) -> nn.Module:
     paths = [p for p, _, _ in data.grocery_split("train")]
-    model = models.Enhancer()
+    model = models.Enhancer(TEACHER_ARCH["grocery-sr2x"])
+    bf16 = tc.amp == "bf16"
+    if bf16:  # channels_last lets oneDNN pick its blocked conv kernels without per-layer reorders
+        model = model.to(memory_format=torch.channels_last)
     crit = SRLoss()
     base_lr = tc.lr * 2.5
     opt = torch.optim.Adam(model.parameters(), lr=base_lr, betas=(0.9, 0.99))
     st = ckpt.load_checkpoint(out / "ckpt", {"model": model}, {"opt": opt}) or {"step": 0}
+    val = data.sr_eval_set("val", 64) if tc.val_every else None
+    log = out / "train_log.jsonl"
+    if log.is_file():  # drop points past the checkpoint we resume from (written by a run that died before saving)
+        keep = [x for x in log.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= st["step"]]
+        log.write_text("".join(x + "\n" for x in keep))
     bar = progress(tc.steps, st["step"], "grocery-sr2x")
     model.train()
     for step in range(st["step"], tc.steps):
@@ -254,19 +280,28 @@ def train_sr(tc: TrainConfig, out: Path, hr_size: int = 96) -> nn.Module:
         lr_np, hr_np = data.sr_pairs(paths, tc.batch, hr_size, seed=tc.seed * 1_000_003 + step)
         lr = torch.from_numpy(lr_np).permute(0, 3, 1, 2).float() / 255.0   # (B, 3, 48, 48)
         hr = torch.from_numpy(hr_np).permute(0, 3, 1, 2).float() / 255.0   # (B, 3, 96, 96)
-        loss = crit(model(lr), hr)
+        if bf16:
+            lr = lr.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            pred = model(lr)
+        loss = crit(pred.float(), hr)  # the loss itself in fp32
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if val is not None and ((step + 1) % tc.val_every == 0 or step + 1 == tc.steps):
+            rec = {"step": step + 1, "val_psnr_y": round(_sr_validate(model, val), 4), "loss": round(loss.item(), 5)}
+            with open(log, "a") as f:  # append-only log: a resumed run continues it
+                f.write(json.dumps(rec) + "\n")
+            bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{rec['val_psnr_y']:.2f}", refresh=False)
         if (step + 1) % tc.ckpt_every == 0:
             ckpt.save_checkpoint(out / "ckpt", {"model": model}, {"opt": opt}, {"step": step + 1})
         if tc.stop_after and step + 1 - st["step"] >= tc.stop_after:
             ckpt.save_checkpoint(out / "ckpt", {"model": model}, {"opt": opt}, {"step": step + 1})
             break
     bar.close()
-    return model.eval()
+    return model.to(memory_format=torch.contiguous_format).eval()
 
 # ----------------------------------------------------------------------------- entry
 
@@ -282,14 +317,20 @@ DATASETS = {
 
 def train(name: str, out: str | os.PathLike, steps: int | None = None, seed: int = 0, batch: int | None = None,
           threads: int | None = None, evaluate: bool = True, command: str | None = None,
-          stop_after: int | None = None) -> Path:
+          stop_after: int | None = None, amp: str | None = None) -> Path:
     if name not in TRAINERS:
         raise InputError(f"unknown model {name!r}; trainable: {', '.join(TRAINERS)}")
     steps = steps or DEFAULT_STEPS[name]
     if steps <= 0:
         raise InputError(f"--steps must be positive, got {steps}")
+    amp = amp or DEFAULT_AMP.get(name, "fp32")
+    if amp not in ("fp32", "bf16"):
+        raise InputError(f"--amp must be fp32 or bf16, got {amp!r}")
+    if amp == "bf16" and name != "grocery-sr2x":
+        raise InputError(f"--amp bf16 is only wired for grocery-sr2x; train {name} with --amp fp32")
     tc = TrainConfig(name=name, steps=steps, seed=seed, batch=batch or DEFAULT_BATCH[name], threads=threads,
-                     ckpt_every=min(250, max(1, steps // 4)), stop_after=stop_after)
+                     ckpt_every=min(250, max(1, steps // 4)), stop_after=stop_after, amp=amp,
+                     val_every=500 if name == "grocery-sr2x" and steps >= 1000 else 0)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -318,6 +359,8 @@ def train(name: str, out: str | os.PathLike, steps: int | None = None, seed: int
         "macs": models.count_macs(model, ex),
         "macs_input": "one 64x64 LR image" if name == "grocery-sr2x" else "one sample",
     }
+    if (out / "train_log.jsonl").is_file():
+        card["train_curve"] = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines() if x.strip()]
     ckpt.save_model(model, out, card)  # weights first, so evaluate() can load them like a user would
     if evaluate:
         from . import zoo
@@ -339,6 +382,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch threads")
+    p.add_argument("--amp", choices=["fp32", "bf16"], default=None,
+                   help="mixed precision (default: bf16 autocast for grocery-sr2x, fp32 otherwise)")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
     p.set_defaults(func=_cmd_train)
 
@@ -346,6 +391,6 @@ def register(sub) -> None:
 def _cmd_train(args) -> int:
     out = args.out or f"runs/{args.name}"
     cmd = "skugen " + " ".join(sys.argv[1:]) if sys.argv and "skugen" in sys.argv[0] else None
-    path = train(args.name, out, args.steps, args.seed, args.batch, args.threads, not args.no_eval, cmd)
+    path = train(args.name, out, args.steps, args.seed, args.batch, args.threads, not args.no_eval, cmd, amp=args.amp)
     print(path)
     return 0

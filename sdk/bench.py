@@ -539,6 +539,14 @@ def _model_family(model_dir: Path) -> str | None:
         return None
 
 
+def _model_kind(model_dir: Path) -> str | None:
+    """generator / enhancer for skugen families and for users' models (skugen import), else None."""
+    fam = _model_family(model_dir)
+    if fam == "custom":
+        return json.loads((model_dir / "card.json").read_text())["config"].get("kind")
+    return _FAMILY_KIND.get(fam)
+
+
 def resolve_model_dir(spec: str | os.PathLike) -> Path:
     """A teacher given as a model dir (card.json + model.safetensors), a bundle (its source/), or a zoo name."""
     p = Path(spec)
@@ -591,12 +599,13 @@ class TorchRunner(Runner):
             torch.set_num_threads(int(self.threads))
         self.model, self.card = ckpt.load_model(self.model_dir)
         fam = self.card["config"]["family"]
-        if fam == "cgan":
+        kind = self.card["config"].get("kind") if fam == "custom" else _FAMILY_KIND.get(fam)
+        if kind == "generator":
             c = self.card["config"]
             self._ins, self._out = ("z", "onehot"), "image"
             self._meta = {"z": TensorMeta("z", np.dtype(np.float32), (None, c["z_dim"])),
                           "onehot": TensorMeta("onehot", np.dtype(np.float32), (None, c["n_classes"]))}
-        elif fam == "sr":
+        elif kind == "enhancer":
             self._ins, self._out = ("lr",), "hr"
             self._meta = {"lr": TensorMeta("lr", np.dtype(np.float32), (None, self.card["config"]["in_ch"], None, None))}
         else:
@@ -660,8 +669,7 @@ def _load_target(path: str, cfg: BenchConfig, teachers: list[Path]) -> _Target:
         scale = int(b.manifest.get("scale") or io_.get("scale") or tile.get("scale") or 2)
     src = b.root / "source"
     source_dir = src if (src / "card.json").is_file() and (src / "model.safetensors").is_file() else None
-    fam = {"generator": "cgan", "enhancer": "sr"}[kind]
-    teacher = next((t for t in teachers if _model_family(t) == fam), None)
+    teacher = next((t for t in teachers if _model_kind(t) == kind), None)
     t = _Target(path=str(path), bundle=b, kind=kind, name=b.name, max_batch=max_batch, input_hw=hw, scale=scale,
                 teacher_dir=teacher, source_dir=source_dir)
     if teacher is not None:
@@ -1203,7 +1211,7 @@ def run_bench(cfg: BenchConfig, argv: list[str] | None = None) -> BenchReport:
     threads = cfg.resolved_threads()
     teachers = [resolve_model_dir(s) for s in cfg.all_teachers()]
     for tdir in teachers:
-        if _model_family(tdir) not in _FAMILY_KIND:
+        if _model_kind(tdir) is None:
             raise InputError(f"teacher {tdir} is a {_model_family(tdir)!r} model; teachers must be generators "
                              "(cgan) or enhancers (sr).")
     targets = [_load_target(p, cfg, teachers) for p in cfg.bundles]

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("skugen.export.train", "train a zoo teacher from scratch (resumable)"),
     "eval": ("skugen.export.zoo", "re-compute a zoo model's metrics from its weights"),
     "zoo": ("skugen.export.zoo", "list the shipped models"),
+    "import": ("skugen.export.custom", "import your own PyTorch model (factory/TorchScript/ExportedProgram)"),
     "compress": ("skugen.export.compress", "prune + distill a teacher into a student"),
     "export": ("skugen.export.bundle", "export a model to ONNX (+INT8) and write a bundle"),
     "pipeline": ("skugen.export.pipeline", "the main job: teacher -> student -> bundle -> verify -> bench -> report"),

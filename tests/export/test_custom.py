@@ -1,0 +1,224 @@
+"""A user's own model through skugen: factory / TorchScript / ExportedProgram + I/O spec (skugen.export.custom).
+
+The fixtures (tests/export/fixtures/user_models.py) break skugen's conventions on purpose:
+[0, 255] pixels, BatchNorm, int64 class indices, [0, 1] RGB output, a hard-coded reshape.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from skugen.errors import InputError, ModelError  # noqa: E402
+from skugen.export import ckpt, custom, models  # noqa: E402
+
+FIX = Path(__file__).parent / "fixtures" / "user_models.py"
+UP_SPEC = {"kind": "enhancer", "in_ch": 3, "scale": 2, "input_range": [0, 255], "output_range": [0, 255]}
+GEN_SPEC = {"kind": "generator", "z_dim": 16, "n_classes": 4, "conditioning": "index", "out_ch": 3,
+            "image_size": 16, "output_range": [0, 1], "class_names": ["mug", "cap", "bag", "shoe"],
+            "ignored_layers": ["fc"]}
+
+
+def _user(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("user_models_t", FIX)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["user_models_t"] = mod  # so torch.save can pickle the class for the refusal test
+    spec.loader.exec_module(mod)
+    return getattr(mod, name)()
+
+
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory):
+    """The upscaler saved the three ways a user would hand it over."""
+    d = tmp_path_factory.mktemp("programs")
+    m = _user("make_upscaler")
+    x = torch.rand(2, 3, 20, 24) * 255
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(m, x), str(d / "up.ts"))
+        dims = {0: torch.export.Dim("b", min=1, max=64), 2: torch.export.Dim("h", min=8, max=512),
+                3: torch.export.Dim("w", min=8, max=512)}
+        torch.export.save(torch.export.export(m, (x,), dynamic_shapes=(dims,)), str(d / "up.pt2"))
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(d / "up.safetensors"))
+    torch.save(m, str(d / "pickled.pt"))  # what skugen must refuse to load
+    return d
+
+# ----------------------------------------------------------------------------- spec
+
+
+@pytest.mark.parametrize("spec, msg", [
+    ({"kind": "classifier"}, "'kind' must be"),
+    ({"kind": "enhancer", "scale": 0}, "'scale' must be a positive integer"),
+    ({"kind": "enhancer", "z_dim": 8}, "not valid for a enhancer"),
+    ({"kind": "enhancer", "in_ch": 1}, "in_ch must be 3"),
+    ({"kind": "enhancer", "input_range": [1, 0]}, "high > low"),
+    ({"kind": "generator", "z_dim": 8, "n_classes": 2, "image_size": 8, "class_names": ["a"]}, "2 non-empty strings"),
+    ({"kind": "generator", "z_dim": 8, "n_classes": 2, "image_size": 8, "conditioning": "text"}, "'onehot' or 'index'"),
+])
+def test_bad_specs_say_what_is_wrong(spec, msg):
+    with pytest.raises(InputError, match=msg):
+        custom.parse_io_spec(spec)
+
+
+def test_spec_file_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        custom.parse_io_spec(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{kind: enhancer")
+    with pytest.raises(InputError, match="not valid JSON"):
+        custom.parse_io_spec(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("ref, msg", [("model.onnx", "cannot tell what"), ("nomodule", "cannot tell what")])
+def test_unknown_references(ref, msg):
+    with pytest.raises(InputError, match=msg):
+        custom.detect_format(ref)
+
+# ----------------------------------------------------------------------------- import
+
+
+def test_factory_import_round_trip_and_contract(tmp_path, programs):
+    d = custom.import_model(f"{FIX}:make_upscaler", UP_SPEC, tmp_path / "up", weights=programs / "up.safetensors")
+    card = json.loads((d / "card.json").read_text())
+    assert card["config"]["family"] == "custom" and card["config"]["format"] == "factory"
+    # MACs counted, not estimated: 3x3 convs 3->32, 32->32, 32->12 on a 64x64 LR image
+    assert card["macs"] == 64 * 64 * 9 * (3 * 32 + 32 * 32 + 32 * 12)
+    model, _ = ckpt.load_model(d)
+    user = _user("make_upscaler")
+    x = torch.rand(2, 3, 16, 20)
+    with torch.no_grad():  # the wrapper maps skugen's [0, 1] onto the user's [0, 255] and back
+        np.testing.assert_allclose(model(x).numpy(), (user(x * 255) / 255).numpy(), atol=1e-5)
+
+
+def test_frozen_formats_match_the_factory(tmp_path, programs):
+    ref, _ = ckpt.load_model(custom.import_model(f"{FIX}:make_upscaler", UP_SPEC, tmp_path / "f"))
+    x = torch.rand(3, 3, 12, 28)
+    for name in ("up.ts", "up.pt2"):
+        d = custom.import_model(str(programs / name), UP_SPEC, tmp_path / name)
+        card = json.loads((d / "card.json").read_text())
+        assert (d / card["program"]["file"]).is_file()
+        m, _ = ckpt.load_model(d)
+        with torch.no_grad():
+            np.testing.assert_allclose(m(x).numpy(), ref(x).numpy(), atol=1e-5, err_msg=name)
+
+
+def test_tampered_program_is_refused(tmp_path, programs):
+    d = custom.import_model(str(programs / "up.pt2"), UP_SPEC, tmp_path / "ep")
+    p = d / "model.pt2"
+    p.write_bytes(p.read_bytes() + b"x")
+    with pytest.raises(ModelError, match="does not match the sha256"):
+        ckpt.load_model(d)
+
+
+def test_pickles_and_wrong_specs_are_refused(tmp_path, programs):
+    with pytest.raises(ModelError, match="never unpickles"):
+        custom.import_model(str(programs / "pickled.pt"), UP_SPEC, tmp_path / "p")
+    with pytest.raises(ModelError, match="promises a float32 tensor shaped"):  # it is x2, not x3
+        custom.import_model(f"{FIX}:make_upscaler", {**UP_SPEC, "scale": 3}, tmp_path / "s")
+    with pytest.raises(ModelError, match="not a torch.nn.Module"):
+        custom.import_model(f"{FIX}:not_a_module", UP_SPEC, tmp_path / "n")
+    with pytest.raises(InputError, match="no callable"):
+        custom.import_model(f"{FIX}:nothing_here", UP_SPEC, tmp_path / "n2")
+    with pytest.raises(InputError, match="carries its own weights"):
+        custom.import_model(str(programs / "up.ts"), UP_SPEC, tmp_path / "w", weights=programs / "up.safetensors")
+    assert not (tmp_path / "p").exists() and not (tmp_path / "s").exists()  # nothing half-written
+
+# ----------------------------------------------------------------------------- export + runtime
+
+
+@pytest.mark.parametrize("fmt", ["factory", "up.ts", "up.pt2"])
+def test_every_format_exports_to_a_verified_bundle(tmp_path, programs, fmt):
+    import skugen
+    from skugen.export.bundle import BundleConfig, export_bundle
+    from skugen.verify import verify_bundle
+
+    ref = f"{FIX}:make_upscaler" if fmt == "factory" else str(programs / fmt)
+    src = custom.import_model(ref, UP_SPEC, tmp_path / "m")
+    out = export_bundle(src, tmp_path / "b", BundleConfig(int8=True, calib_n=16, eval_n=8))
+    m = json.loads((out / "manifest.json").read_text())
+    # bilinear skip (1 LR px) + three 3x3 convs: measured, not assumed
+    assert m["tile"]["receptive_radius"] == 4 and m["tile"]["overlap"] >= 8
+    assert json.loads((out / "reports" / "parity.json").read_text())["pass"]
+    for p in ("fp32", "int8"):
+        assert verify_bundle(skugen.bundle.load_bundle(out), backend="onnxruntime", precision=p).passed, p
+    if fmt == "factory":
+        assert m["models"]["fp32"]["bn_folded"] == 1
+    with skugen.load(out, backend="onnxruntime", precision="fp32") as pipe:
+        img = (np.random.default_rng(0).random((40, 52, 3)) * 255).astype(np.uint8)
+        res = pipe.enhance(img)
+    assert res.images[0].shape == (80, 104, 3) and res.images[0].dtype == np.uint8
+
+
+def test_generator_compress_prunes_the_users_graph(tmp_path):
+    """MetaPruner on the user's module: MACs at target, output + ignored layers whole, student frozen via torch.export."""
+    teacher_dir = custom.import_model(f"{FIX}:make_generator", GEN_SPEC, tmp_path / "t")
+    st = custom.compress_custom(teacher_dir, tmp_path / "s", target_macs=0.5, steps=30, seed=0, batch=8)
+    card = json.loads((st / "card.json").read_text())
+    assert card["config"]["format"] == "exported_program" and card["macs_ratio"] <= 0.5
+    assert card["prune"]["macs_after"] < card["prune"]["macs_before"]
+    assert set(card["prune"]["ignored"]) == {"net.conv2", "fc"}
+    assert card["distill"]["l1_end"] < card["distill"]["l1_start"]
+    student, _ = ckpt.load_model(st)
+    teacher, _ = ckpt.load_model(teacher_dir)
+    z, onehot = models.example_inputs(teacher.cfg, 5)
+    with torch.no_grad():
+        ys, yt = student(z, onehot), teacher(z, onehot)
+    assert ys.shape == yt.shape == (5, 3, 16, 16)
+    assert float(yt.min()) >= -1.0 and float(yt.max()) <= 1.0  # user's sigmoid [0, 1] mapped to [-1, 1]
+    # class conditioning survived: the same latent gives different images for different classes
+    assert float((student(z, onehot.roll(1, 1)) - ys).abs().mean()) > 1e-3
+
+
+def test_hard_coded_reshape_gets_a_hint(tmp_path):
+    spec = {k: v for k, v in GEN_SPEC.items() if k != "ignored_layers"}
+    teacher_dir = custom.import_model(f"{FIX}:make_generator", spec, tmp_path / "t")
+    with pytest.raises(ModelError, match="ignored_layers"):
+        custom.compress_custom(teacher_dir, tmp_path / "s", target_macs=0.5, steps=1)
+
+
+def test_frozen_models_cannot_be_pruned(tmp_path, programs):
+    d = custom.import_model(str(programs / "up.ts"), UP_SPEC, tmp_path / "ts")
+    with pytest.raises(ModelError, match="frozen graph"):
+        custom.compress_custom(d, tmp_path / "s", target_macs=0.5, steps=1)
+
+
+@pytest.mark.slow
+def test_pipeline_on_a_users_generator_end_to_end(tmp_path):
+    """The main job with a factory reference: import -> prune + distill -> ONNX/INT8 bundle -> verify -> bench."""
+    from skugen.export.pipeline import PipelineConfig, format_summary, run_pipeline
+
+    spec = tmp_path / "io.json"
+    spec.write_text(json.dumps(GEN_SPEC))
+    cfg = PipelineConfig(model=f"{FIX}:make_generator", out=str(tmp_path / "run"), io_spec=str(spec),
+                         target_macs=0.5, distill_steps=20, bench_batches=(4,), bench_iters=3, bench_quality_n=32,
+                         threads=1, calib_n=16)
+    rep = run_pipeline(cfg)
+    assert all(rep["verify"].values()) and rep["verify"]
+    assert rep["stages"]["import"]["skipped"] is False
+    m = json.loads((tmp_path / "run" / "bundle" / "manifest.json").read_text())
+    assert m["io"]["class_names"] == GEN_SPEC["class_names"] and m["postprocess"]["layout"] == "RGB"
+    assert "speed-up vs teacher" in format_summary(rep) and rep["summary"].get("speedup_int8_vs_teacher", 0) > 0
+    rep2 = run_pipeline(cfg)  # a re-run resumes: every stage is up to date
+    assert all(t["skipped"] for t in rep2["stages"].values())
+
+
+def test_pipeline_skips_compress_for_frozen_graphs(tmp_path, programs):
+    from skugen.export.pipeline import PipelineConfig, run_pipeline
+
+    spec = tmp_path / "io.json"
+    spec.write_text(json.dumps(UP_SPEC))
+    rep = run_pipeline(PipelineConfig(model=str(programs / "up.pt2"), out=str(tmp_path / "run"), io_spec=str(spec),
+                                      skip_bench=True, threads=1, calib_n=16))
+    assert rep["stages"]["compress"]["skipped"] and "frozen graph" in rep["stages"]["compress"]["reason"]
+    assert all(rep["verify"].values())
+    with pytest.raises(InputError, match="give its --io-spec"):
+        run_pipeline(PipelineConfig(model=str(programs / "up.pt2"), out=str(tmp_path / "r2")))
