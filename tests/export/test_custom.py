@@ -206,7 +206,8 @@ def test_pipeline_on_a_users_generator_end_to_end(tmp_path):
     assert rep["stages"]["import"]["skipped"] is False
     m = json.loads((tmp_path / "run" / "bundle" / "manifest.json").read_text())
     assert m["io"]["class_names"] == GEN_SPEC["class_names"] and m["postprocess"]["layout"] == "RGB"
-    assert "speed-up vs teacher" in format_summary(rep) and rep["summary"].get("speedup_int8_vs_teacher", 0) > 0
+    text = format_summary(rep)
+    assert rep["summary"].get("speedup_int8_vs_teacher", 0) > 0 and "PSNR vs teacher output" in text, text
     rep2 = run_pipeline(cfg)  # a re-run resumes: every stage is up to date
     assert all(t["skipped"] for t in rep2["stages"].values())
 
