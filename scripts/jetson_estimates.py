@@ -77,8 +77,9 @@ class Workload:
 REFERENCE = (
     Workload("fmnist-cgan teacher", 91_914_560, 17, "one 32x32 sample", "count_macs(CGANConfig())"),
     Workload("fmnist-cgan student (<= 25 %)", 91_914_560 * 0.25, 17, "one 32x32 sample", "teacher x 0.25 (budget)"),
-    Workload("grocery-sr2x teacher, 64x64 LR", 1_130_692_608, 18, "64x64 -> 128x128", "count_macs(SRConfig())"),
-    Workload("grocery-sr2x teacher, 256x256 LR", 1_130_692_608 * 16, 18, "256x256 -> 512x512",
+    Workload("grocery-sr2x teacher, 64x64 LR", 2_602_303_488, 22, "64x64 -> 128x128",
+             "count_macs(TEACHER_ARCH['grocery-sr2x'])"),
+    Workload("grocery-sr2x teacher, 256x256 LR", 2_602_303_488 * 16, 22, "256x256 -> 512x512",
              "64x64 MACs x 16 (MACs scale with LR pixels)"),
 )
 
