@@ -77,9 +77,9 @@ class Workload:
 REFERENCE = (
     Workload("fmnist-cgan teacher", 91_914_560, 17, "one 32x32 sample", "count_macs(CGANConfig())"),
     Workload("fmnist-cgan student (<= 25 %)", 91_914_560 * 0.25, 17, "one 32x32 sample", "teacher x 0.25 (budget)"),
-    Workload("grocery-sr2x teacher, 64x64 LR", 2_602_303_488, 22, "64x64 -> 128x128",
+    Workload("grocery-sr2x teacher, 64x64 LR", 2_602_303_488, 21, "64x64 -> 128x128",
              "count_macs(TEACHER_ARCH['grocery-sr2x'])"),
-    Workload("grocery-sr2x teacher, 256x256 LR", 2_602_303_488 * 16, 22, "256x256 -> 512x512",
+    Workload("grocery-sr2x teacher, 256x256 LR", 2_602_303_488 * 16, 21, "256x256 -> 512x512",
              "64x64 MACs x 16 (MACs scale with LR pixels)"),
 )
 
@@ -98,8 +98,11 @@ def workload_from_card(path: Path) -> list[Workload]:
         return []
     name, macs = c.get("name", path.parent.name), float(c["macs"])
     if c["kind"] == "enhancer":
-        return [Workload(f"{name}, 64x64 LR", macs, 18, str(c.get("macs_input", "64x64 LR")), str(path)),
-                Workload(f"{name}, 256x256 LR", macs * 16, 18, "256x256 LR (x16 MACs)", str(path))]
+        cfg = c.get("config") or {}
+        # EDSR family: head + 2 convs per block + body_tail + up, plus Resize (skip) and DepthToSpace
+        k = 3 + 2 * len(cfg["blocks"]) + 2 if cfg.get("family") == "sr" and cfg.get("blocks") else 18
+        return [Workload(f"{name}, 64x64 LR", macs, k, str(c.get("macs_input", "64x64 LR")), str(path)),
+                Workload(f"{name}, 256x256 LR", macs * 16, k, "256x256 LR (x16 MACs)", str(path))]
     return [Workload(name, macs, 17, str(c.get("macs_input", "one sample")), str(path))]
 
 
