@@ -329,6 +329,20 @@ def register(sub) -> None:
     p.set_defaults(func=_cmd_compress)
 
 
+def _custom_dir(model: str) -> Path | None:
+    """The model directory when `model` is a user's imported model (family 'custom'), else None."""
+    from . import zoo
+
+    try:
+        d = zoo.resolve(model)
+        fam = json.loads((d / "card.json").read_text()).get("config", {}).get("family")
+    except (ModelError, OSError, json.JSONDecodeError):
+        return None
+    if fam != "custom":
+        return None
+    return d
+
+
 def config_from_args(args) -> CompressConfig:
     cmd = "skugen " + " ".join(sys.argv[1:]) if sys.argv and "skugen" in sys.argv[0] else None
     target = args.target_macs if args.target_macs is not None or args.prune_ratio is not None else 0.25
@@ -339,6 +353,22 @@ def config_from_args(args) -> CompressConfig:
 
 
 def _cmd_compress(args) -> int:
+    custom_dir = _custom_dir(args.model)
+    if custom_dir is not None:  # a user's model (skugen import): MetaPruner + output distillation
+        from . import custom
+
+        if args.prune_ratio is not None:
+            raise InputError("--prune-ratio is for skugen families; a user's model is pruned to --target-macs.")
+
+        steps = args.distill_steps if args.distill_steps is not None else {"fast": 300, "full": 3000}[args.preset]
+        out = custom.compress_custom(custom_dir, args.out or f"runs/compress-{custom_dir.name}",
+                                     args.target_macs if args.target_macs is not None else 0.25, steps=steps,
+                                     seed=args.seed)
+        c = json.loads((out / "card.json").read_text())
+        print(json.dumps(c, indent=2) if args.json else
+              f"student: {out}\n  MACs {c['macs_teacher']:,} -> {c['macs']:,} ({c['macs_ratio']:.1%})\n"
+              f"  PSNR vs teacher output {c['metrics']['psnr_vs_teacher_db']:.2f} dB ({c['metrics']['inputs']})")
+        return 0
     res = compress(args.model, config_from_args(args))
     if not res.card:  # not rank 0 under torchrun
         return 0

@@ -223,3 +223,19 @@ def test_pipeline_skips_compress_for_frozen_graphs(tmp_path, programs):
     assert all(rep["verify"].values())
     with pytest.raises(InputError, match="give its --io-spec"):
         run_pipeline(PipelineConfig(model=str(programs / "up.pt2"), out=str(tmp_path / "r2")))
+
+
+def test_cli_import_then_compress(tmp_path, capsys):
+    from skugen import cli
+
+    spec = tmp_path / "io.json"
+    spec.write_text(json.dumps(GEN_SPEC))
+    assert cli.main(["import", f"{FIX}:make_generator", "--io-spec", str(spec), "--out", str(tmp_path / "t")]) == 0
+    assert "generator (factory)" in capsys.readouterr().out
+    assert cli.main(["compress", str(tmp_path / "t"), "--target-macs", "0.5", "--distill-steps", "5",
+                     "--out", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert "PSNR vs teacher output" in out
+    assert json.loads((tmp_path / "s" / "card.json").read_text())["macs_ratio"] <= 0.5
+    assert cli.main(["compress", str(tmp_path / "t"), "--prune-ratio", "0.5", "--out", str(tmp_path / "s2")]) != 0
+    assert "--target-macs" in capsys.readouterr().err
