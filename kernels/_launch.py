@@ -119,9 +119,23 @@ class KernelProcessor:
 
     device = "abstract"
 
+    # Which kernel variant each op launches: "strided" (SKUGEN_PIXELS_PER_THREAD pixels blockDim.x
+    # apart: the H200-measured default) or "x4" (4 consecutive pixels, vector loads/stores).
+    # Both give identical results; scripts/gpu_kernels.py times both so the faster can become
+    # the default for a GPU (see benchmarks/kernels/). Change per processor: proc.variants[op] = "x4".
+    DEFAULT_VARIANTS = {"preprocess": "strided", "postprocess": "strided"}
+
     def __init__(self):
         self._sigs = kernel_signatures()
         self._per_thread = pixels_per_thread()
+        assert self._per_thread == 4, "the x4 kernels share the grid: SKUGEN_PIXELS_PER_THREAD must be 4"
+        self.variants = dict(self.DEFAULT_VARIANTS)
+
+    def _variant(self, op: str, name: str) -> str:
+        v = self.variants.get(op, "strided")
+        if v not in ("strided", "x4"):
+            raise ValueError(f"kernel variant for {op} must be 'strided' or 'x4', got {v!r}")
+        return name + "_x4" if v == "x4" else name
 
     # -- backend hooks
     def _alloc(self, nbytes: int):
@@ -154,7 +168,7 @@ class KernelProcessor:
         (in_h, in_w), (oh, ow) = _spec.out_size(in_hw), _spec.out_size(out_hw)
         dt = _spec.out_dtype(dtype)
         p = _spec.preprocess_params(lay, mean, std, out_channels)
-        name = "skugen_preprocess_f16" if dt == np.float16 else "skugen_preprocess_f32"
+        name = self._variant("preprocess", "skugen_preprocess_f16" if dt == np.float16 else "skugen_preprocess_f32")
         self._call(
             name, oh, ow, batch, stream,
             src=src, src_image_stride=image_stride, src_pitch=pitch,
@@ -175,7 +189,7 @@ class KernelProcessor:
         h, w = _spec.out_size(hw)
         dt = _spec.out_dtype(dtype)
         p = _spec.postprocess_params(lay, value_range)
-        name = "skugen_postprocess_f16" if dt == np.float16 else "skugen_postprocess_f32"
+        name = self._variant("postprocess", "skugen_postprocess_f16" if dt == np.float16 else "skugen_postprocess_f32")
         self._call(
             name, h, w, batch, stream,
             src=src, batch=batch, channels=p.channels, h=h, w=w,

@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sanitize", action="store_true", help="build with -fsanitize=address,undefined")
     ap.add_argument("--cases", type=int, default=40, help="random cases per kernel")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variant", choices=["strided", "x4"], default="strided",
+                    help="kernel variant for preprocess/postprocess (see KernelProcessor.DEFAULT_VARIANTS)")
     ap.add_argument("--plant-oob", action="store_true",
                     help="(test of the checker) launch preprocess with a pitch 1 byte too large")
     args = ap.parse_args(argv)
@@ -180,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     from .selftest import compare, random_cases
 
     proc = EmulatedProcessor(sanitize=args.sanitize)
+    proc.variants = {"preprocess": args.variant, "postprocess": args.variant}
     if args.plant_oob:
         src = proc._upload(np.zeros((4, 5, 3), np.uint8).reshape(-1))
         dst = proc._alloc(3 * 2 * 2 * 4)

@@ -95,41 +95,47 @@ def benchmarks(proc, cuda, bw: float, iters: int) -> tuple[list[dict], list[dict
         checks.append({"case": name, "bit_exact": bool(ok)})
         print(f"large-size check {name}: {'bit-exact' if ok else 'MISMATCH'}")
 
-    # Preprocess: full-HD camera frames -> 256x256 model input. The read floor counts only the
-    # source rows the resize touches (2 per output row), each read once.
-    b, h, w, oh, ow = 64, 1080, 1920, 256, 256
-    host = rng.integers(0, 256, (b, h, w, 3), dtype=np.uint8)
-    frames = cuda.to_device(host)
-    y0, y1, _, _ = bilinear_taps(h, oh)
-    touched = b * len(np.union1d(y0, y1)) * w * 3
-    for dt in (np.float32, np.float16):
-        out = cuda.mem_alloc(b * 3 * oh * ow * np.dtype(dt).itemsize)
-        launch = bound_launch(proc, "preprocess_device", frames, out, batch=b, in_hw=(h, w), out_hw=(oh, ow), dtype=dt)
-        record(f"preprocess_{np.dtype(dt).name} {b}x{h}x{w} RGB -> {oh}x{ow}",
-               {"batch": b, "in_hw": [h, w], "out_hw": [oh, ow]}, launch, touched, b * 3 * oh * ow * np.dtype(dt).itemsize)
-        got = np.empty((b, 3, oh, ow), dt)
-        cuda.memcpy_dtoh(got, out)
-        check(f"preprocess_{np.dtype(dt).name} full-HD x2", got[:2], reference.preprocess(host[:2], (oh, ow), dtype=dt))
-    del frames
-    # Upscaling model input (enhancer-like): 540x960 -> 1080x1920, float16.
-    b2, h2, w2, oh2, ow2 = 16, 540, 960, 1080, 1920
-    small = cuda.to_device(rng.integers(0, 256, (b2, h2, w2, 3), dtype=np.uint8))
-    out = cuda.mem_alloc(b2 * 3 * oh2 * ow2 * 2)
-    record(f"preprocess_float16 {b2}x{h2}x{w2} RGB -> {oh2}x{ow2}", {"batch": b2, "in_hw": [h2, w2], "out_hw": [oh2, ow2]},
-           bound_launch(proc, "preprocess_device", small, out, batch=b2, in_hw=(h2, w2), out_hw=(oh2, ow2), dtype=np.float16),
-           b2 * h2 * w2 * 3, b2 * 3 * oh2 * ow2 * 2)
-    # Postprocess: model output -> uint8 HWC.
-    b3, h3, w3 = 16, 1024, 1024
-    for dt in (np.float32, np.float16):
-        x = rng.uniform(-1.1, 1.1, (b3, 3, h3, w3)).astype(dt)
-        src = cuda.to_device(x)
-        dst = cuda.mem_alloc(b3 * h3 * w3 * 3)
-        record(f"postprocess_{np.dtype(dt).name} {b3}x3x{h3}x{w3} -> RGB", {"batch": b3, "hw": [h3, w3]},
-               bound_launch(proc, "postprocess_device", src, dst, batch=b3, hw=(h3, w3), dtype=dt),
-               b3 * 3 * h3 * w3 * np.dtype(dt).itemsize, b3 * h3 * w3 * 3)
-        got = np.empty((b3, h3, w3, 3), np.uint8)
-        cuda.memcpy_dtoh(got, dst)
-        check(f"postprocess_{np.dtype(dt).name} 1024x1024 x2", got[:2], reference.postprocess(x[:2]))
+    # Both variants of preprocess/postprocess (strided: the default; x4: 4 consecutive pixels per thread,
+    # vector loads/stores), timed back to back in this run so the ratio is fair.
+    for variant in ("strided", "x4"):
+        proc.variants = {"preprocess": variant, "postprocess": variant}
+        # Preprocess: full-HD camera frames -> 256x256 model input. The read floor counts only the
+        # source rows the resize touches (2 per output row), each read once.
+        b, h, w, oh, ow = 64, 1080, 1920, 256, 256
+        host = rng.integers(0, 256, (b, h, w, 3), dtype=np.uint8)
+        frames = cuda.to_device(host)
+        y0, y1, _, _ = bilinear_taps(h, oh)
+        touched = b * len(np.union1d(y0, y1)) * w * 3
+        for dt in (np.float32, np.float16):
+            out = cuda.mem_alloc(b * 3 * oh * ow * np.dtype(dt).itemsize)
+            launch = bound_launch(proc, "preprocess_device", frames, out, batch=b, in_hw=(h, w), out_hw=(oh, ow), dtype=dt)
+            record(f"preprocess_{np.dtype(dt).name} {b}x{h}x{w} RGB -> {oh}x{ow} [{variant}]",
+                   {"batch": b, "in_hw": [h, w], "out_hw": [oh, ow], "variant": variant}, launch, touched, b * 3 * oh * ow * np.dtype(dt).itemsize)
+            got = np.empty((b, 3, oh, ow), dt)
+            cuda.memcpy_dtoh(got, out)
+            check(f"preprocess_{np.dtype(dt).name} full-HD x2 [{variant}]", got[:2], reference.preprocess(host[:2], (oh, ow), dtype=dt))
+        del frames
+        # Upscaling model input (enhancer-like): 540x960 -> 1080x1920, float16.
+        b2, h2, w2, oh2, ow2 = 16, 540, 960, 1080, 1920
+        small = cuda.to_device(rng.integers(0, 256, (b2, h2, w2, 3), dtype=np.uint8))
+        out = cuda.mem_alloc(b2 * 3 * oh2 * ow2 * 2)
+        record(f"preprocess_float16 {b2}x{h2}x{w2} RGB -> {oh2}x{ow2} [{variant}]",
+               {"batch": b2, "in_hw": [h2, w2], "out_hw": [oh2, ow2], "variant": variant},
+               bound_launch(proc, "preprocess_device", small, out, batch=b2, in_hw=(h2, w2), out_hw=(oh2, ow2), dtype=np.float16),
+               b2 * h2 * w2 * 3, b2 * 3 * oh2 * ow2 * 2)
+        # Postprocess: model output -> uint8 HWC.
+        b3, h3, w3 = 16, 1024, 1024
+        for dt in (np.float32, np.float16):
+            x = rng.uniform(-1.1, 1.1, (b3, 3, h3, w3)).astype(dt)
+            src = cuda.to_device(x)
+            dst = cuda.mem_alloc(b3 * h3 * w3 * 3)
+            record(f"postprocess_{np.dtype(dt).name} {b3}x3x{h3}x{w3} -> RGB [{variant}]", {"batch": b3, "hw": [h3, w3], "variant": variant},
+                   bound_launch(proc, "postprocess_device", src, dst, batch=b3, hw=(h3, w3), dtype=dt),
+                   b3 * 3 * h3 * w3 * np.dtype(dt).itemsize, b3 * h3 * w3 * 3)
+            got = np.empty((b3, h3, w3, 3), np.uint8)
+            cuda.memcpy_dtoh(got, dst)
+            check(f"postprocess_{np.dtype(dt).name} 1024x1024 x2 [{variant}]", got[:2], reference.postprocess(x[:2]))
+    proc.variants = dict(proc.DEFAULT_VARIANTS)
     # Y channel for PSNR-Y.
     b4 = 32
     rgb_host = rng.integers(0, 256, (b4, h3, w3, 3), dtype=np.uint8)
@@ -174,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     cases: list[Case] = random_cases(np.random.default_rng(12345), args.cases)
     ref_proc = reference.NumpyProcessor()
     checks, failures = [], 0
-    for case in cases:
+    for variant, case in [(v, c) for v in ("strided", "x4") for c in cases]:
+        proc.variants = {"preprocess": variant, "postprocess": variant}
         ref, got = case.run(ref_proc), case.run(proc)
         pairs = list(zip(got, ref)) if isinstance(ref, list) else [(got, ref)]
         exact = all(g.shape == r.shape and g.dtype == r.dtype and np.array_equal(g.view(np.uint8), r.view(np.uint8))
@@ -184,11 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         tol = 0.0 if is_u8 else (2.0 ** -10 if pairs[0][1].dtype == np.float16 else 1e-6)
         ok = exact or err <= tol
         failures += not ok
-        checks.append({"case": case.desc, "bit_exact": exact, "max_scaled_error": err, "ok": ok})
+        checks.append({"case": f"{case.desc} [{variant}]", "bit_exact": exact, "max_scaled_error": err, "ok": ok})
         if not ok:
             print(f"MISMATCH {case.desc}: max scaled error {err:.3g}")
     n_exact = sum(c["bit_exact"] for c in checks)
     print(f"correctness: {len(checks) - failures}/{len(checks)} ok, {n_exact} bit-exact")
+    proc.variants = dict(proc.DEFAULT_VARIANTS)
     proc.sync_after_launch = False  # timing: launches are stream-ordered, no sync between them
 
     # 2. timing

@@ -24,11 +24,16 @@ def test_get_processor_picks_cuda(gpu):
     assert get_processor().device == "cuda"
 
 
+@pytest.mark.parametrize("variant", ["strided", "x4"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_gpu_matches_numpy(gpu, seed):
+def test_gpu_matches_numpy(gpu, seed, variant):
     """uint8 bit-exact; floats within 1e-6 (scaled) or one float16 ulp. Expected bit-exact too
     (see the arithmetic contract in reference.py); the script reports the exact max error."""
-    assert compare(gpu, random_cases(np.random.default_rng(seed), 40), exact=False) == []
+    gpu.variants = {"preprocess": variant, "postprocess": variant}
+    try:
+        assert compare(gpu, random_cases(np.random.default_rng(seed), 40), exact=False) == []
+    finally:
+        gpu.variants = dict(gpu.DEFAULT_VARIANTS)
 
 
 def test_device_pointers_pitched_roi_and_stream(gpu):

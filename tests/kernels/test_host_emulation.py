@@ -16,17 +16,21 @@ from skugen.kernels.selftest import random_cases
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="host emulation needs g++")
 
 
-@pytest.fixture(scope="module")
-def emu():
+@pytest.fixture(scope="module", params=["strided", "x4"])
+def emu(request):
+    """Every test runs on both kernel variants (strided: the default; x4: vector loads/stores)."""
     from skugen.kernels.host_emu import EmulatedProcessor
 
-    return EmulatedProcessor()
+    p = EmulatedProcessor()
+    p.variants = {"preprocess": request.param, "postprocess": request.param}
+    return p
 
 
 def test_every_kernel_is_emulated(emu):
     assert set(emu._fns) == set(kernel_signatures()) == {
         "skugen_preprocess_f32", "skugen_preprocess_f16", "skugen_postprocess_f32",
-        "skugen_postprocess_f16", "skugen_rgb_to_y"}
+        "skugen_postprocess_f16", "skugen_rgb_to_y", "skugen_preprocess_f32_x4", "skugen_preprocess_f16_x4",
+        "skugen_postprocess_f32_x4", "skugen_postprocess_f16_x4"}
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -40,6 +44,19 @@ def test_kernels_are_bit_identical_to_numpy(emu, seed):
     assert compare(emu, cases, exact=True) == []
 
 
+@pytest.mark.parametrize("w", [4, 8, 12, 13, 15, 16, 33])
+def test_vector_and_tail_paths_at_every_width_phase(emu, w):
+    """x4 takes the vector path for whole aligned quads and the scalar path for tails and misaligned rows."""
+    rng = np.random.default_rng(w)
+    for layout in ("RGB", "GRAY"):
+        c = 1 if layout == "GRAY" else 3
+        for dtype in (np.float32, np.float16):
+            x = rng.uniform(-1.2, 1.2, (2, c, 5, w)).astype(dtype)
+            np.testing.assert_array_equal(emu.postprocess(x, layout=layout), reference.postprocess(x, layout=layout))
+            img = rng.integers(0, 256, (2, 7, 11, 3), dtype=np.uint8)
+            np.testing.assert_array_equal(emu.preprocess(img, (5, w), dtype=dtype), preprocess(img, (5, w), dtype=dtype))
+
+
 def test_real_photo_and_large_scale_factors(emu, photo):
     crop = photo[10:300, 7:341]  # pitched view into the photo
     for out_hw in [(256, 256), (17, 700), (700, 9)]:
@@ -51,11 +68,12 @@ def test_real_photo_and_large_scale_factors(emu, photo):
     np.testing.assert_array_equal(emu.rgb_to_y(crop), reference.rgb_to_y(crop))
 
 
-def test_device_api_writes_into_a_pitched_destination(emu):
+@pytest.mark.parametrize("pitch", [9 * 3 + 5, 9 * 3 + 6])  # 32: word-aligned rows; 33: every row misaligned
+def test_device_api_writes_into_a_pitched_destination(emu, pitch):
     """postprocess_device into a wider frame: pixels land at the pitch, the gap bytes stay untouched."""
     rng = np.random.default_rng(7)
     x = rng.uniform(-1, 1, (2, 3, 5, 9)).astype(np.float32)
-    pitch, stride = 9 * 3 + 5, 6 * (9 * 3 + 5)
+    stride = 6 * pitch
     frame = np.full(2 * stride, 77, np.uint8)
     src, dst = emu._upload(x.reshape(-1).view(np.uint8)), emu._upload(frame)  # "device" buffers
     emu.postprocess_device(src, dst, batch=2, hw=(5, 9), pitch=pitch, image_stride=stride)
@@ -94,9 +112,10 @@ def _run_sanitized(*args) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(shutil.which("g++") is None or not _asan_available(), reason="needs g++ with libasan")
-def test_no_kernel_reads_or_writes_out_of_bounds():
+@pytest.mark.parametrize("variant", ["strided", "x4"])
+def test_no_kernel_reads_or_writes_out_of_bounds(variant):
     """Every buffer is an exact-size malloc under AddressSanitizer (+UBSan): any stray byte aborts."""
-    r = _run_sanitized("--cases", "30", "--seed", "3")
+    r = _run_sanitized("--cases", "30", "--seed", "3", "--variant", variant)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "90 cases, 0 mismatches" in r.stdout
 
