@@ -58,3 +58,28 @@ def test_tampered_weights_refused(tmp_path):
     (d / "model.safetensors").write_bytes(bytes(raw))
     with pytest.raises(ModelError, match="sha256"):
         ckpt.load_model(d)
+
+
+def test_sr_validation_curve_is_logged_and_survives_a_resume(tmp_path):
+    """Val-split PSNR-Y every val_every steps (train_log.jsonl, copied into the card); points past the
+    checkpoint a resumed run starts from (a run that died before saving) are dropped, not duplicated."""
+    from dataclasses import replace
+
+    torch.set_num_threads(1)
+    tc = train.TrainConfig(name="grocery-sr2x", steps=4, seed=0, batch=2, ckpt_every=2, val_every=2, amp="bf16")
+    train.train_sr(tc, tmp_path)
+    log = tmp_path / "train_log.jsonl"
+    pts = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [p["step"] for p in pts] == [2, 4] and all(20 < p["val_psnr_y"] < 50 for p in pts)
+    with open(log, "a") as f:
+        f.write(json.dumps({"step": 99, "val_psnr_y": 0.0, "loss": 0.0}) + "\n")
+    train.train_sr(replace(tc, steps=6), tmp_path)  # resumes at the step-4 checkpoint
+    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [2, 4, 6]
+
+
+def test_amp_choice_is_checked(tmp_path):
+    from skugen.errors import InputError
+    with pytest.raises(InputError, match="only wired for grocery-sr2x"):
+        train.train("fmnist-cgan", tmp_path, steps=1, amp="bf16")
+    with pytest.raises(InputError, match="fp32 or bf16"):
+        train.train("grocery-sr2x", tmp_path, steps=1, amp="fp16")
