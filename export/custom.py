@@ -51,7 +51,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from skugen.errors import InputError, ModelError
-from skugen.io import atomic_write_json, sha256_file
+from skugen.io import sha256_file
 
 from . import ckpt, models
 from .models import CustomConfig
