@@ -259,7 +259,19 @@ class ResBlock(nn.Module):
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.res_scale * self.conv2(F.relu(self.conv1(x)))
+        y = self.conv2(F.relu(self.conv1(x)))
+        # res_scale == 1.0 after export folds it into conv2 (see onnx_export.fold_batchnorm): no Mul
+        # between conv2 and the Add, so ONNX Runtime can fuse the int8 Conv and Add (QLinearConv/QLinearAdd)
+        return x + (y if self.res_scale == 1.0 else self.res_scale * y)
+
+    def fold_res_scale(self) -> None:
+        """Move the constant residual scale into conv2's weights and bias (exact up to float rounding)."""
+        if self.res_scale != 1.0:
+            with torch.no_grad():
+                self.conv2.weight.mul_(self.res_scale)
+                if self.conv2.bias is not None:
+                    self.conv2.bias.mul_(self.res_scale)
+            self.res_scale = 1.0
 
 
 class Enhancer(nn.Module):

@@ -135,6 +135,9 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
                 layers[i], layers[i + 1] = fuse_conv_bn_eval(layers[i], layers[i + 1]), nn.Identity()
                 n += 1
         m.body = nn.Sequential(*layers)
+    elif isinstance(m, models.Enhancer):  # no BN; the residual scale is the same kind of constant
+        for blk in m.body:
+            blk.fold_res_scale()
     left = [k for k, v in m.named_modules() if isinstance(v, nn.modules.batchnorm._BatchNorm)]
     assert not left, f"BatchNorm layers left unfolded: {left}"
     return m, n

@@ -55,14 +55,49 @@ def _zero_points(model: bytes) -> list[np.ndarray]:
     return [numpy_helper.to_array(i) for i in mp.graph.initializer if i.name in zp_names]
 
 
+def _act_zero_points(model: bytes) -> list[np.ndarray]:
+    mp = onnx.load_from_string(model)
+    inits = {i.name: numpy_helper.to_array(i) for i in mp.graph.initializer}
+    return [inits[n.input[2]] for n in mp.graph.node if n.op_type == "QuantizeLinear"]
+
+
+def _weight_zero_points(model: bytes) -> list[np.ndarray]:
+    mp = onnx.load_from_string(model)
+    inits = {i.name: numpy_helper.to_array(i) for i in mp.graph.initializer}
+    return [inits[n.input[2]] for n in mp.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+
+
+def test_signed_activations_become_uint8_exactly():
+    """int8 zero point 0 -> uint8 zero point 128 is exact: DQ(Q(x)) is the same tensor either way."""
+    from skugen.export.quantize import _int8_acts_to_uint8
+
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [64])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [64])
+    inits = [numpy_helper.from_array(np.float32(0.05), "s"), numpy_helper.from_array(np.int8(0), "z")]
+    nodes = [onnx.helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             onnx.helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
+    mp = onnx.helper.make_model(onnx.helper.make_graph(nodes, "g", [x], [y], inits),
+                                opset_imports=[onnx.helper.make_opsetid("", 17)])
+    before = mp.SerializeToString()
+    assert _int8_acts_to_uint8(mp) == 2
+    v = np.concatenate([np.linspace(-8, 8, 60), [-100.0, 100.0, 0.025, -0.025]]).astype(np.float32)
+    got = []
+    for m in (before, mp.SerializeToString()):
+        with OnnxRuntimeRunner(m) as r:
+            got.append(r.infer({"x": v})["y"])
+    np.testing.assert_array_equal(got[0], got[1])
+    assert set(np.unique(_act_zero_points(mp.SerializeToString())[0])) == {128}
+
+
 def test_qdq_int8_graph_runs_with_dynamic_batch(gen, int8):
     _, fp32, _, ev = gen
     s = qdq_summary(int8)
     assert s["QuantizeLinear"] > 0 and s["DequantizeLinear"] > 0
     assert {"fc", "blocks.0.conv1", "to_img"} <= set(s["int8_layers"])
-    # ORT flavour: symmetric (zero point 0), uint8 post-ReLU activations for ORT x86's fused U8S8 kernels
-    zps = _zero_points(int8)
-    assert zps and all(not z.any() for z in zps) and any(z.dtype == np.uint8 for z in zps)
+    # ORT flavour, for ORT x86's fused U8S8 kernels: every ACTIVATION zero point uint8 (0 for non-negative
+    # tensors, 128 for signed ones: symmetric), weights int8 with zero point 0
+    assert all(z.dtype == np.uint8 and set(np.unique(z)) <= {0, 128} for z in _act_zero_points(int8))
+    assert _act_zero_points(int8) and all(z.dtype == np.int8 and not z.any() for z in _weight_zero_points(int8))
     trt = to_signed_int8(int8)
     # TensorRT flavour: every zero point int8 and 0 (its parser rejects uint8 Q/DQ)
     assert all(z.dtype == np.int8 and not z.any() for z in _zero_points(trt))
