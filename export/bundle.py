@@ -31,7 +31,7 @@ from skugen.io import json_default, sha256_bytes
 from . import ckpt, models, zoo
 from .onnx_export import VALUE_RANGE, ExportConfig, compare_outputs, onnx_from_torch, parity_report
 from .quantize import (QualityBudget, QuantConfig, enhancer_calibration, enhancer_eval_set,
-                       generator_calibration, generator_eval_set, quantize_gated)
+                       generator_calibration, generator_eval_set, quantize_gated_auto)
 
 KIND_OF_FAMILY = {"cgan": "generator", "sr": "enhancer"}
 
@@ -47,7 +47,7 @@ FP16_TOL = {"atol": 2e-2, "rtol": 1e-2}
 class BundleConfig:
     int8: bool = False                      # add model.int8.onnx (quality-gated mixed precision)
     budget: QualityBudget = QualityBudget()  # how much quality INT8 may cost
-    quant: QuantConfig = QuantConfig()      # calibrator (nncf | ort) and Q/DQ flavour
+    quant: QuantConfig = QuantConfig(tool="auto")  # calibrator (auto | nncf | ort) and Q/DQ flavour
     calib_n: int = 128                      # calibration samples (real inputs)
     eval_n: int | None = None               # held-out eval samples; None: 500 latents / 24 photo crops
     classifier: str | None = "auto"         # generator class fidelity: zoo name/dir, "auto" = zoo's if shipped, None = off
@@ -264,7 +264,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
         else:
             calib = enhancer_calibration(cfg.calib_n)
             ev = enhancer_eval_set(cfg.eval_n or 24)
-        qr = quantize_gated(res.onnx_bytes, calib, ev, cfg.budget, cfg.quant, classifier=clf)
+        qr = quantize_gated_auto(res.onnx_bytes, calib, ev, cfg.budget, cfg.quant, classifier=clf)
         quant_report = {**qr.report, "classifier": clf_src}
         reports["quantization"] = "reports/quantization.json"
         quality["int8"] = {"outcome": qr.report["outcome"], "kept_float": list(qr.kept_float),
@@ -283,7 +283,9 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
             models_m["int8"] = {
                 "file": "model.int8.onnx", "sha256": sha256_bytes(qr.onnx_bytes), "bytes": len(qr.onnx_bytes),
                 "precision": "int8", "opset": res.opset, "params": res.params, "macs": macs, "macs_input": macs_input,
-                "quantization": {"tool": cfg.quant.tool, "format": "QDQ (QuantizeLinear/DequantizeLinear)",
+                "quantization": {"tool": qr.report["calibrator"]["tool"],
+                                 "calibrate_method": qr.report["calibrator"]["calibrate_method"],
+                                 "format": "QDQ (QuantizeLinear/DequantizeLinear)",
                                  "scheme": "symmetric int8, per-channel weights" if cfg.quant.per_channel
                                  else "symmetric int8, per-tensor weights",
                                  "preset": cfg.quant.preset, "calibration_samples": min(cfg.calib_n, cfg.quant.subset_size),
@@ -425,7 +427,8 @@ def register(sub) -> None:
     p.add_argument("--max-float-fraction", type=float, default=0.5,
                    help="give up on INT8 if more than this fraction of layers must stay float (default 0.5)")
     p.add_argument("--calib", type=int, default=128, help="calibration samples (default 128)")
-    p.add_argument("--tool", choices=["nncf", "ort"], default="nncf", help="calibrator (default nncf)")
+    p.add_argument("--tool", choices=["auto", "nncf", "ort"], default="auto",
+                   help="calibrator (default auto: NNCF, then ORT entropy, then ORT percentile, until the budget holds)")
     p.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax",
                    help="ORT calibrator range method (only with --tool ort)")
     p.add_argument("--classifier", default="auto", help="classifier for class fidelity ('auto', a zoo name/dir, 'none')")

@@ -226,3 +226,19 @@ def test_enhancer_calibration_uses_real_degraded_crops(need_grocery):
     assert x.shape == (4, 3, 32, 32) and x.dtype == np.float32
     assert 0.0 <= x.min() and x.max() <= 1.0 and x.std() > 0.01
     np.testing.assert_array_equal(x, enhancer_calibration(n=4, hr_size=64, seed=0)["lr"])  # seeded
+
+
+def test_auto_calibrator_stops_at_the_first_all_int8_and_tries_every_one_otherwise(gen):
+    from skugen.export.quantize import AUTO_CALIBRATORS, quantize_gated_auto
+
+    _, fp32, calib, ev = gen
+    easy = quantize_gated_auto(fp32, calib, ev, QualityBudget(min_psnr_db=10.0), QuantConfig(tool="auto", subset_size=CAL_N))
+    assert easy.met_budget and not easy.kept_float
+    assert easy.report["calibrator"] == {"tool": "nncf", "calibrate_method": None}
+    assert [t["tool"] for t in easy.report["calibrators_tried"]] == ["nncf"]
+    hard = quantize_gated_auto(fp32, calib, ev, QualityBudget(min_psnr_db=200.0, max_float_fraction=0.25),
+                               QuantConfig(tool="auto", subset_size=CAL_N))
+    assert not hard.met_budget and hard.precision == "fp32"
+    assert [(t["tool"], t["calibrate_method"]) for t in hard.report["calibrators_tried"]] == \
+        [(t, m if t == "ort" else None) for t, m in AUTO_CALIBRATORS]
+    json.dumps(hard.report)
