@@ -1,0 +1,31 @@
+"""Where the enhancer's gain over bicubic comes from: PSNR-Y of the shipped grocery-sr2x vs bicubic on 96 GroceryStore
+val crops (128 px HR) degraded with each part of the degradation chain alone, all of it, and none of it.
+
+    python scripts/sr_degradation_ablation.py      # numbers quoted in the issue #3 notes (v2 teacher)
+"""
+import numpy as np, torch
+from dataclasses import replace
+from skugen.export import data, zoo
+torch.set_num_threads(1)
+m, _ = zoo.load("grocery-sr2x")
+paths = [p for p, _, _ in data.grocery_split("val")]
+rng0 = np.random.default_rng(1234)
+paths = [paths[i] for i in sorted(rng0.choice(len(paths), 96, replace=False))]
+hr = []
+for p in paths:
+    img = data.load_rgb(p); h, w = img.shape[:2]; y, x = (h - 128) // 2, (w - 128) // 2
+    hr.append(np.ascontiguousarray(img[y:y+128, x:x+128]))
+hr = np.stack(hr)
+base = data.DegradeConfig()
+variants = {
+    "full": base,
+    "blur only": replace(base, gauss_sigma=(0, 0), poisson_prob=0.0, jpeg_quality=(100, 100)),
+    "noise only": replace(base, blur_sigma=(0, 0), jpeg_quality=(100, 100)),
+    "jpeg only": replace(base, blur_sigma=(0, 0), gauss_sigma=(0, 0), poisson_prob=0.0),
+    "none (bicubic down)": replace(base, blur_sigma=(0, 0), gauss_sigma=(0, 0), poisson_prob=0.0, jpeg_quality=(100, 100)),
+}
+for name, cfg in variants.items():
+    rng = np.random.default_rng(7)
+    lr = np.stack([data.degrade(h, rng, cfg) for h in hr])
+    q = zoo.sr_quality(zoo.enhance_np(m, lr), hr)["psnr_y"]; b = zoo.sr_quality(zoo.bicubic_x2(lr), hr)["psnr_y"]
+    print(f"{name:22s} model {q:.2f}  bicubic {b:.2f}  gain {q-b:+.2f}")
