@@ -428,7 +428,7 @@ def register(sub) -> None:
                    help="give up on INT8 if more than this fraction of layers must stay float (default 0.5)")
     p.add_argument("--calib", type=int, default=128, help="calibration samples (default 128)")
     p.add_argument("--tool", choices=["auto", "nncf", "ort"], default="auto",
-                   help="calibrator (default auto: NNCF, then ORT entropy, then ORT percentile, until the budget holds)")
+                   help="calibrator (default auto: NNCF; ORT entropy, then percentile, only if the budget is missed)")
     p.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax",
                    help="ORT calibrator range method (only with --tool ort)")
     p.add_argument("--classifier", default="auto", help="classifier for class fidelity ('auto', a zoo name/dir, 'none')")

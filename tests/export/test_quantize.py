@@ -228,7 +228,7 @@ def test_enhancer_calibration_uses_real_degraded_crops(need_grocery):
     np.testing.assert_array_equal(x, enhancer_calibration(n=4, hr_size=64, seed=0)["lr"])  # seeded
 
 
-def test_auto_calibrator_stops_at_the_first_all_int8_and_tries_every_one_otherwise(gen):
+def test_auto_calibrator_keeps_the_first_that_meets_the_budget_and_tries_every_one_otherwise(gen):
     from skugen.export.quantize import AUTO_CALIBRATORS, quantize_gated_auto
 
     _, fp32, calib, ev = gen
