@@ -1,13 +1,13 @@
 """Where the enhancer's gain over bicubic comes from: PSNR-Y of the shipped grocery-sr2x vs bicubic on 96 GroceryStore
 val crops (128 px HR) degraded with each part of the degradation chain alone, all of it, and none of it.
 
-    python scripts/sr_degradation_ablation.py      # numbers quoted in the issue #3 notes (v2 teacher)
+    python scripts/sr_degradation_ablation.py [MODEL_DIR]   # default: the shipped grocery-sr2x (numbers in the #3 notes)
 """
 import numpy as np, torch
 from dataclasses import replace
 from skugen.export import data, zoo
 torch.set_num_threads(1)
-m, _ = zoo.load("grocery-sr2x")
+import sys; m, _ = zoo.load(sys.argv[1]) if len(sys.argv) > 1 else zoo.load("grocery-sr2x")
 paths = [p for p, _, _ in data.grocery_split("val")]
 rng0 = np.random.default_rng(1234)
 paths = [paths[i] for i in sorted(rng0.choice(len(paths), 96, replace=False))]
