@@ -65,8 +65,9 @@ def load_model(model_dir: str | os.PathLike, verify: bool = True) -> tuple[torch
     if card["config"].get("family") == "custom":  # a user's model: rebuilt from its code / program file
         from . import custom
 
-        return custom.load_dir(d, card), card
-    model = models.build(card["config"])
+        model = custom.build_from_dir(d, card)
+    else:
+        model = models.build(card["config"])
     try:
         sd = load_file(str(d / "model.safetensors"))
         model.load_state_dict(sd, strict=True)

@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +36,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from skugen.cli import invocation
 from skugen.errors import InputError, ModelError, SkugenError
 
 from . import ckpt, models, prune
@@ -344,7 +344,7 @@ def _custom_dir(model: str) -> Path | None:
 
 
 def config_from_args(args) -> CompressConfig:
-    cmd = "skugen " + " ".join(sys.argv[1:]) if sys.argv and "skugen" in sys.argv[0] else None
+    cmd = invocation()
     target = args.target_macs if args.target_macs is not None or args.prune_ratio is not None else 0.25
     return CompressConfig(out=args.out, preset=args.preset, target_macs_frac=target, prune_ratio=args.prune_ratio,
                           distill_steps=args.distill_steps, w_adv=args.w_adv, importance=args.importance,
@@ -360,7 +360,7 @@ def _cmd_compress(args) -> int:
         if args.prune_ratio is not None:
             raise InputError("--prune-ratio is for skugen families; a user's model is pruned to --target-macs.")
 
-        steps = args.distill_steps if args.distill_steps is not None else {"fast": 300, "full": 3000}[args.preset]
+        steps = args.distill_steps if args.distill_steps is not None else custom.DISTILL_STEPS[args.preset]
         out = custom.compress_custom(custom_dir, args.out or f"runs/compress-{custom_dir.name}",
                                      args.target_macs if args.target_macs is not None else 0.25, steps=steps,
                                      seed=args.seed)

@@ -37,7 +37,6 @@ import copy
 import importlib
 import importlib.util
 import json
-import math
 import os
 import shutil
 import sys
@@ -50,6 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from skugen.cli import invocation
 from skugen.errors import InputError, ModelError
 from skugen.io import sha256_file
 
@@ -57,6 +57,7 @@ from . import ckpt, models
 from .models import CustomConfig
 
 FORMATS = ("factory", "torchscript", "exported_program")
+DISTILL_STEPS = {"fast": 300, "full": 3000}  # output distillation of a pruned factory model, per preset
 PROGRAM_FILE = {"torchscript": "model.ts", "exported_program": "model.pt2"}
 TS_SUFFIXES = (".ts", ".jit", ".torchscript", ".pt", ".pth")
 EP_SUFFIXES = (".pt2",)
@@ -255,10 +256,8 @@ def save_dir(model: CustomModel, out: str | os.PathLike, card: dict, program: Pa
     return ckpt.save_model(model, out, card)
 
 
-def load_dir(d: Path, card: dict) -> CustomModel:
-    """Rebuild a custom model directory (called by ckpt.load_model for family 'custom')."""
-    from safetensors.torch import load_file
-
+def build_from_dir(d: Path, card: dict) -> CustomModel:
+    """The module of a custom model directory, before its weights (ckpt.load_model loads those, as for any model)."""
     cfg = models.config_from_dict(card["config"])
     if cfg.format not in FORMATS:
         raise ModelError(f"{d}: unknown custom model format {cfg.format!r}; expected one of {FORMATS}.")
@@ -271,12 +270,7 @@ def load_dir(d: Path, card: dict) -> CustomModel:
             raise ModelError(f"{prog} is missing or does not match the sha256 in {d / 'card.json'}; restore it "
                              "or re-run `skugen import`.")
         net = load_program(prog, cfg.format)
-    model = CustomModel(net, cfg)
-    try:
-        model.load_state_dict(load_file(str(d / "model.safetensors")), strict=True)
-    except (RuntimeError, OSError) as e:
-        raise ModelError(f"weights in {d} do not fit the model its card describes ({str(e)[:300]}).") from e
-    return model.eval()
+    return CustomModel(net, cfg)
 
 
 def _call_factory(cfg: CustomConfig) -> nn.Module:
@@ -325,7 +319,7 @@ def import_model(ref: str, io_spec: dict | str | os.PathLike, out: str | os.Path
                                                           if k in fields},
                    "weights": str(weights) if weights else None,
                    "weights_sha256": sha256_file(Path(weights)) if weights else None},
-        "command": "skugen " + " ".join(sys.argv[1:]) if sys.argv and "skugen" in sys.argv[0] else None,
+        "command": invocation(),
     })
     return save_dir(model, out, card, program)
 
@@ -378,10 +372,14 @@ def prune_to_macs(model: CustomModel, target: float, round_to: int = 8, steps: i
     if missing:
         raise InputError(f"ignored_layers {missing} are not modules of the model; names are relative to the "
                          "factory's module (as in named_modules()).")
+    # traced once on the teacher; every probe's deep copy has the same module names
+    out_names = [n for n, mod in named.items() if any(mod is x for x in output_layers(model))]
+    keep = out_names + [f"net.{n}" for n in model.cfg.ignored_layers]
 
     def probe(ratio: float) -> tuple[CustomModel, int]:
         m = copy.deepcopy(model).eval()
-        ign = output_layers(m) + [dict(m.named_modules())[f"net.{n}"] for n in m.cfg.ignored_layers]
+        mods = dict(m.named_modules())
+        ign = [mods[n] for n in keep]
         pr = tp.pruner.MetaPruner(m, ex, importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=ratio,
                                   ignored_layers=ign, round_to=round_to)
         pr.step()
@@ -409,8 +407,7 @@ def prune_to_macs(model: CustomModel, target: float, round_to: int = 8, steps: i
         best = (m, macs, hi)
     m, macs, ratio = best
     return m, {"method": "torch-pruning MetaPruner, L1 magnitude, uniform ratio, round_to 8",
-               "ratio": round(ratio, 4), "ignored": [n for n, mod in m.named_modules()
-                                                      if any(mod is x for x in output_layers(m))] + list(m.cfg.ignored_layers),
+               "ratio": round(ratio, 4), "ignored": out_names + list(model.cfg.ignored_layers),
                "macs_before": macs0, "macs_after": macs, "macs_ratio": round(macs / macs0, 4),
                "params_before": models.count_params(model), "params_after": models.count_params(m)}
 
@@ -421,8 +418,10 @@ def _batch(cfg: CustomConfig, b: int, seed: int, paths: list | None) -> tuple[to
         return models.example_inputs(cfg, b, seed=seed)
     from . import data
 
+    from .quantize import _lr_to_feed
+
     lr, _ = data.sr_pairs(paths, b, 48 * cfg.scale, seed=seed, cfg=data.DegradeConfig(scale=cfg.scale))
-    return (torch.from_numpy(lr).permute(0, 3, 1, 2).float() / 255.0,)
+    return (torch.from_numpy(_lr_to_feed(lr)),)
 
 
 def distill_outputs(teacher: CustomModel, student: CustomModel, steps: int, batch: int = 16, lr: float = 5e-4,
@@ -432,7 +431,7 @@ def distill_outputs(teacher: CustomModel, student: CustomModel, steps: int, batc
     The family students also match intermediate features; a generic model's layers have no
     known correspondence after pruning, so only the output is matched.
     """
-    from .train import progress
+    from .train import cosine_lr, progress
 
     paths = None
     if teacher.cfg.kind == "enhancer":
@@ -446,7 +445,7 @@ def distill_outputs(teacher: CustomModel, student: CustomModel, steps: int, batc
     bar = progress(steps, 0, desc)
     for step in range(steps):
         for pg in opt.param_groups:
-            pg["lr"] = 1e-6 + (lr - 1e-6) * 0.5 * (1 + math.cos(math.pi * step / steps))
+            pg["lr"] = cosine_lr(lr, step, steps)
         x = _batch(teacher.cfg, batch, seed * 1_000_003 + step, paths)
         with torch.no_grad():
             t = teacher(*x)
@@ -523,7 +522,7 @@ def compress_custom(teacher_dir: str | os.PathLike, out: str | os.PathLike, targ
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".student-export.{os.getpid()}.pt2"
     torch.export.save(ep, str(tmp))
-    frozen = CustomModel(ep.module(), scfg)  # what load_dir will rebuild from the saved program
+    frozen = CustomModel(ep.module(), scfg)  # what build_from_dir will rebuild from the saved program
     card = _card_common(frozen, out.name, {
         "data": tcard.get("data"),
         "teacher": {"name": tcard.get("name"), "sha256": tcard.get("weights", {}).get("sha256"),
@@ -532,7 +531,7 @@ def compress_custom(teacher_dir: str | os.PathLike, out: str | os.PathLike, targ
         "prune": prep, "distill": dist, "metrics": q_student,
         "macs_teacher": prep["macs_before"], "macs_ratio": prep["macs_ratio"],
         "wall_time_s": round(time.time() - t0, 1), "timings_s": {"prune_s": round(t_prune, 1)},
-        "command": "skugen " + " ".join(sys.argv[1:]) if sys.argv and "skugen" in sys.argv[0] else None,
+        "command": invocation(),
     })
     try:
         return save_dir(frozen, out, card, tmp)

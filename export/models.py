@@ -309,7 +309,7 @@ def build(cfg) -> nn.Module:
     if isinstance(cfg, SRConfig):
         return Enhancer(cfg)
     if isinstance(cfg, CustomConfig):
-        raise ModelError("a custom model is rebuilt from its directory (skugen.export.custom.load_dir), not a config.")
+        raise ModelError("a custom model is rebuilt from its directory (skugen.export.custom.build_from_dir), not a config.")
     raise ModelError(f"cannot build a model from {type(cfg).__name__}")
 
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from skugen.errors import InputError, SkugenError
+from skugen.errors import InputError, ModelError, SkugenError
 from skugen.io import atomic_write_json, sha256_file
 
 from . import zoo
@@ -49,9 +49,6 @@ class PipelineConfig:
     calib_n: int = 128                  # INT8 calibration samples
     io_spec: str | None = None          # a user's model (--model REF): its I/O spec JSON (skugen import)
     weights: str | None = None          # ... and a factory's safetensors weights
-
-# Output-distillation steps for a user's factory model (skugen.export.custom), per preset.
-CUSTOM_DISTILL_STEPS = {"fast": 300, "full": 3000}
 
 
 def _digest(obj: Any) -> str:
@@ -110,12 +107,15 @@ class StageRunner:
 
 def _teacher(cfg: PipelineConfig, runner: StageRunner, out: Path) -> Path:
     """A zoo name or model directory as is; a user's model reference (+ --io-spec) imported into OUT/teacher."""
-    p = Path(cfg.model)
-    if (p / "card.json").is_file() or (zoo.ZOO_DIR / cfg.model / "card.json").is_file():
+    try:
+        teacher_dir = zoo.resolve(cfg.model)
+    except ModelError:
+        teacher_dir = None  # not a zoo name or model directory: a user's model reference
+    if teacher_dir is not None:
         if cfg.io_spec or cfg.weights:
             raise InputError("--io-spec/--weights are for a user's model reference; "
                              f"{cfg.model!r} is already a skugen model directory or zoo name.")
-        return zoo.resolve(cfg.model)
+        return teacher_dir
     from . import custom
 
     fmt = custom.detect_format(cfg.model)  # InputError when it is none of the accepted forms
@@ -146,7 +146,7 @@ def _compress_custom(cfg: PipelineConfig, runner: StageRunner, teacher_dir: Path
         print(f"[pipeline] compress: {why}", file=sys.stderr)
         runner.timings["compress"] = {"skipped": True, "seconds": 0.0, "reason": why}
         return teacher_dir
-    steps = cfg.distill_steps if cfg.distill_steps is not None else CUSTOM_DISTILL_STEPS[cfg.preset]
+    steps = cfg.distill_steps if cfg.distill_steps is not None else custom.DISTILL_STEPS[cfg.preset]
 
     def do() -> dict:
         d = custom.compress_custom(teacher_dir, student_dir, cfg.target_macs, steps=steps, seed=cfg.seed)

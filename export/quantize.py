@@ -349,6 +349,13 @@ def _ort_quantize(mp, items: list[dict], cfg: QuantConfig):
         return onnx.load(str(dst))
 
 
+def _drop_value_info(mp, elem_type: int) -> None:
+    """Q outputs changed element type: drop their stale value_info so shape inference recomputes it."""
+    keep = [v for v in mp.graph.value_info if v.type.tensor_type.elem_type != elem_type]
+    del mp.graph.value_info[:]
+    mp.graph.value_info.extend(keep)
+
+
 def _int8_acts_to_uint8(mp) -> int:
     """ORT x86 flavour: rewrite int8 ACTIVATION Q/DQ pairs (NNCF's signed tensors, zero point 0) to uint8
     zero point 128, same scale (in place); returns how many nodes changed.
@@ -380,10 +387,7 @@ def _int8_acts_to_uint8(mp) -> int:
             mp.graph.initializer.append(inits[name])
         node.input[2] = name
         n += 1
-    # Q outputs change element type: drop stale value_info so shape inference recomputes it.
-    keep = [v for v in mp.graph.value_info if v.type.tensor_type.elem_type != onnx.TensorProto.INT8]
-    del mp.graph.value_info[:]
-    mp.graph.value_info.extend(keep)
+    _drop_value_info(mp, onnx.TensorProto.INT8)
     return n
 
 
@@ -431,10 +435,7 @@ def _uint8_to_int8(mp) -> int:
                 q = q - 128 if mode[node.input[2]] == "shift" else np.rint(q * (127.0 / 255.0))
                 inits[x].CopyFrom(numpy_helper.from_array(np.clip(q, -128, 127).astype(np.int8), x))
                 done_data.add(x)
-    # Q outputs change element type: drop stale value_info so shape inference recomputes it.
-    keep = [v for v in mp.graph.value_info if v.type.tensor_type.elem_type != onnx.TensorProto.UINT8]
-    del mp.graph.value_info[:]
-    mp.graph.value_info.extend(keep)
+    _drop_value_info(mp, onnx.TensorProto.UINT8)
     return len(mode)
 
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from skugen.cli import invocation
 from skugen.errors import InputError
 
 from . import ckpt, data, models
@@ -35,6 +36,11 @@ def progress(total: int, initial: int = 0, desc: str = ""):
 
     return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=2.0,
                 disable=config.get_bool("SKUGEN_NO_PROGRESS"))
+
+
+def cosine_lr(base: float, step: int, steps: int, floor: float = 1e-6) -> float:
+    """Closed-form cosine decay from `base` to `floor`: a function of the step only, so resuming is exact."""
+    return floor + (base - floor) * 0.5 * (1 + math.cos(math.pi * step / steps))
 
 
 @dataclass(frozen=True)
@@ -277,7 +283,7 @@ def train_sr(tc: TrainConfig, out: Path, hr_size: int = 96) -> nn.Module:
         # each step's crops are a pure function of (seed, step): resume needs no RNG state
         # closed-form cosine schedule (a function of the step only, so resuming is exact)
         for pg in opt.param_groups:
-            pg["lr"] = 1e-6 + (base_lr - 1e-6) * 0.5 * (1 + math.cos(math.pi * step / tc.steps))
+            pg["lr"] = cosine_lr(base_lr, step, tc.steps)
         lr_np, hr_np = data.sr_pairs(paths, tc.batch, hr_size, seed=tc.seed * 1_000_003 + step)
         lr = torch.from_numpy(lr_np).permute(0, 3, 1, 2).float() / 255.0   # (B, 3, 48, 48)
         hr = torch.from_numpy(hr_np).permute(0, 3, 1, 2).float() / 255.0   # (B, 3, 96, 96)
@@ -391,7 +397,7 @@ def register(sub) -> None:
 
 def _cmd_train(args) -> int:
     out = args.out or f"runs/{args.name}"
-    cmd = "skugen " + " ".join(sys.argv[1:]) if sys.argv and "skugen" in sys.argv[0] else None
+    cmd = invocation()
     path = train(args.name, out, args.steps, args.seed, args.batch, args.threads, not args.no_eval, cmd, amp=args.amp)
     print(path)
     return 0

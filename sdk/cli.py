@@ -80,6 +80,11 @@ def _missing(name: str, mod: str, exc: Exception):
     return run
 
 
+def invocation() -> str | None:
+    """The `skugen ...` command line of this process (for model cards), or None when not run as the CLI."""
+    return "skugen " + " ".join(sys.argv[1:]) if sys.argv and "skugen" in sys.argv[0] else None
+
+
 def main(argv: list[str] | None = None) -> int:
     from .errors import SkugenError
 
