@@ -286,7 +286,7 @@ class _Inputs:
                 idx = torch.from_numpy(np.random.default_rng(s).integers(0, len(self.real[0]), self.b))
                 extra["real"], extra["y_real"] = self.real[0][idx].to(dev), self.real[1][idx].to(dev)
             return (z.to(dev), F.one_hot(y, self.tcfg.n_classes).float().to(dev)), extra
-        lr, hr = data.sr_pairs(self.paths, self.b, self.cfg.hr_size, seed=s)
+        lr, hr = data.sr_pairs(self.paths, self.b, self.cfg.hr_size, seed=s, cfg=data.TRAIN_DEGRADE)  # as the teacher saw
         lr_t = torch.from_numpy(lr).permute(0, 3, 1, 2).float().div(255.0)   # (B, 3, h, w)
         hr_t = torch.from_numpy(hr).permute(0, 3, 1, 2).float().div(255.0)   # (B, 3, 2h, 2w)
         return (lr_t.to(dev),), {"hr": hr_t.to(dev)}

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from skugen.errors import DataError, InputError
 from skugen.export import data
@@ -110,6 +111,21 @@ def test_degradation_is_seeded_and_shaped(grocery_root):
     from skugen.metrics import psnr
     from skugen.export.zoo import bicubic_x2
     assert 15 < psnr(bicubic_x2(lr1), hr1) < 40
+
+
+def test_clean_samples_are_plain_bicubic_and_off_by_default(grocery_root):
+    hr = data.random_crop(data.load_rgb(data.grocery_split("train", grocery_root)[0][0]), 64, np.random.default_rng(0))
+    clean = data.degrade(hr, np.random.default_rng(1), data.DegradeConfig(clean_prob=1.0))
+    assert np.array_equal(clean, np.asarray(Image.fromarray(hr).resize((32, 32), Image.BICUBIC)))
+    # clean_prob 0 draws nothing: the evaluation sets' RNG streams (and so every reported number) are unchanged
+    a = data.degrade(hr, np.random.default_rng(1))
+    assert np.array_equal(a, data.degrade(hr, np.random.default_rng(1), data.DegradeConfig(clean_prob=0.0)))
+    assert not np.array_equal(a, clean)
+    # the training mix: about 1 in 10 crops clean, i.e. exactly its bicubic downscale
+    paths = [p for p, _, _ in data.grocery_split("train", grocery_root)][:20]
+    lr, hr = data.sr_pairs(paths, 60, 64, seed=3, cfg=data.TRAIN_DEGRADE)
+    n_clean = sum(np.array_equal(l, np.asarray(Image.fromarray(h).resize((32, 32), Image.BICUBIC))) for l, h in zip(lr, hr))
+    assert 1 <= n_clean <= 15
 
 
 def test_degrade_rejects_bad_input():
