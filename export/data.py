@@ -321,28 +321,30 @@ def sr_eval_set(which: str, n: int, hr_size: int = 128, seed: int = 1234) -> tup
     """A fixed evaluation set: 'test' / 'val' (GroceryStore split photos) or 'iconic' (81 white-background shots).
 
     'val' is for training curves only (never reported as a result); 'test' and 'iconic' are the reported sets.
-
-    One centre-ish crop per image (deterministic), degraded with a fixed seed, so numbers are comparable across runs.
+    'test'/'val': one centre crop of `hr_size` px per photo. 'iconic': each WHOLE image at its native resolution
+    (198x198 in this dataset), mod-cropped to the scale as BasicSR does; `hr_size` does not apply. Until
+    session 3 the iconic shots were first bicubic-UPSCALED to 384 px (a comment took them for large studio
+    images), so their "ground truth" was itself an interpolated image.
+    Degraded with a fixed seed, so numbers are comparable across runs.
     """
+    scale = DegradeConfig().scale
     if which in ("test", "val"):
         paths = [p for p, _, _ in grocery_split(which)]
         rng = np.random.default_rng(seed)
         paths = [paths[i] for i in sorted(rng.choice(len(paths), size=min(n, len(paths)), replace=False))]
+        imgs = [load_rgb(p) for p in paths]
+        size = (hr_size, hr_size)
     elif which == "iconic":
-        paths = grocery_iconic()[:n]
+        imgs = [load_rgb(p) for p in grocery_iconic()[:n]]
+        size = tuple(min(im.shape[i] for im in imgs) // scale * scale for i in (0, 1))  # one stackable size
     else:
         raise InputError(f"SR eval set must be 'test', 'val' or 'iconic', got {which!r}.")
     rng = np.random.default_rng(seed)
     lr, hr = [], []
-    for p in paths:
-        img = load_rgb(p)
-        if which == "iconic":  # iconic shots are large studio images: shrink so a crop holds the product
-            im = Image.fromarray(img)
-            s = 384 / min(im.size)
-            img = np.asarray(im.resize((max(hr_size, round(im.width * s)), max(hr_size, round(im.height * s))), Image.BICUBIC))
+    for img in imgs:
         h, w = img.shape[:2]
-        y, x = (h - hr_size) // 2, (w - hr_size) // 2
-        c = np.ascontiguousarray(img[y:y + hr_size, x:x + hr_size])
+        y, x = (h - size[0]) // 2, (w - size[1]) // 2
+        c = np.ascontiguousarray(img[y:y + size[0], x:x + size[1]])
         hr.append(c)
         lr.append(degrade(c, rng))
     return np.stack(lr), np.stack(hr)

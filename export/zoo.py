@@ -145,7 +145,8 @@ def eval_enhancer(model, quick: bool = False) -> dict:
         lr, hr = data.sr_eval_set(which, n)
         q = sr_quality(enhance_np(model.eval(), lr), hr)
         b = sr_quality(bicubic_x2(lr), hr)
-        res[which] = {**q, **{f"bicubic_{k}": v for k, v in b.items()}, "n": int(len(lr)), "hr_crop": 128}
+        res[which] = {**q, **{f"bicubic_{k}": v for k, v in b.items()}, "n": int(len(lr)),
+                     "hr_size": list(hr.shape[1:3]), "hr": "centre crop" if which == "test" else "whole image"}
     # headline numbers (GroceryStore test) at top level, as `skugen eval --json` promises
     for k in ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y"):
         res[k] = res["test"][k]

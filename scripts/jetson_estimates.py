@@ -58,7 +58,7 @@ MODULES = (
     Module("Orin Nano 8GB", 8, 625, 40, 40, 68, "7W, 15W"),
     Module("Orin NX 8GB", 8, 765, 70, 50, 102.4, "10W, 15W, 20W, MAXN"),
     Module("Orin NX 16GB", 8, 918, 100, 60, 102.4, "10W, 15W, 25W, MAXN"),
-    Module("AGX Orin 32GB", 14, 930, 200, 108, 204.8, "15W, 30W, 40W"),
+    Module("AGX Orin 32GB", 14, 930, 200, 108, 204.8, "15W, 30W, 40W, MAXN"),
     Module("AGX Orin 64GB", 16, 1300, 275, 170, 204.8, "15W, 30W, 50W, MAXN"),
 )
 
