@@ -63,7 +63,8 @@ DEFAULT_BATCH = {"fmnist-classifier": 128, "fmnist-cgan": 64, "grocery-sr2x": 16
 DEFAULT_AMP = {"grocery-sr2x": "bf16"}  # 2.7x faster steps on AVX512-BF16 CPUs (measured: 0.21 -> 0.08 s at 48x6)
 # The shipped teachers' architectures. v1 of grocery-sr2x was 48 wide x 6 blocks, fp32, 4000 steps: +1.43 dB over
 # bicubic on test (target +2.0). bf16 autocast bought the compute for a 64 x 8 trunk and 8000 steps inside 40
-# minutes (v2, 33 min on 2 threads): +1.71 dB test, +1.21 dB iconic; the val curve was flat from step ~5500.
+# minutes (v2, 33 min on 2 threads): +1.71 dB test, +1.72 dB iconic (whole native images; +1.21 on the old upscaled
+# iconic crops); the val curve was flat from step ~5500.
 # v3 keeps the architecture and changes the recipe: 10% clean samples (data.TRAIN_DEGRADE), lighter SRLoss.
 TEACHER_ARCH = {"grocery-sr2x": models.SRConfig(head=64, blocks=(64,) * 8)}
 
@@ -236,7 +237,7 @@ class SRLoss(nn.Module):
     """
 
     # v3 weights (v1/v2: 0.5 / 0.1). The lighter edge/feature terms cost nothing on degraded input (test +1.68 vs
-    # +1.71 dB over bicubic, iconic +1.29 vs +1.21) and, with TRAIN_DEGRADE's clean samples, turned the v2
+    # +1.71 dB over bicubic; iconic +1.62 vs +1.72 on whole native images) and, with TRAIN_DEGRADE's clean samples, turned the v2
     # enhancer's -0.20 dB on clean photos into +0.33 dB (scripts/sr_degradation_ablation.py).
     def __init__(self, w_grad: float = 0.1, w_feat: float = 0.02, seed: int = 0):
         super().__init__()

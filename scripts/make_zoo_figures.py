@@ -40,14 +40,16 @@ def sr_strip(name: str = "grocery-sr2x", out: Path = DOCS / "sr_before_after.png
         sr = zoo.enhance_np(model, lr)
         bic = zoo.bicubic_x2(lr)
         near = np.stack([np.asarray(Image.fromarray(x).resize((x.shape[1] * 2, x.shape[0] * 2), Image.NEAREST)) for x in lr])
+        h, w = hr.shape[1:3]  # iconic images are evaluated whole (198 px): show their centre 128 px like test
+        y, x = (h - 128) // 2, (w - 128) // 2
         for i in range(n):
-            rows.append(np.concatenate([near[i], bic[i], sr[i], hr[i]], axis=1))
+            rows.append(np.concatenate([a[i, y:y + 128, x:x + 128] for a in (near, bic, sr, hr)], axis=1))
     strip = np.concatenate(rows, axis=0)
     img = Image.fromarray(strip)
     head = Image.new("RGB", (img.width, 20), (255, 255, 255))
     d = ImageDraw.Draw(head)
     for j, t in enumerate(("degraded input (x2 nearest)", "bicubic", "grocery-sr2x", "ground truth")):
-        d.text((j * hr.shape[2] + 4, 4), t, fill=(0, 0, 0))
+        d.text((j * 128 + 4, 4), t, fill=(0, 0, 0))
     full = Image.new("RGB", (img.width, img.height + 20))
     full.paste(head, (0, 0))
     full.paste(img, (0, 20))
