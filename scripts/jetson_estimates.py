@@ -97,6 +97,10 @@ def workload_from_card(path: Path) -> list[Workload]:
     if not c.get("macs") or c.get("kind") not in ("generator", "enhancer"):
         return []
     name, macs = c.get("name", path.parent.name), float(c["macs"])
+    try:  # the doc table names files relative to the repo, whatever the working directory was
+        path = path.resolve().relative_to(Path(__file__).resolve().parents[1])
+    except ValueError:
+        pass
     if c["kind"] == "enhancer":
         cfg = c.get("config") or {}
         # EDSR family: head + 2 convs per block + body_tail + up, plus Resize (skip) and DepthToSpace
