@@ -246,6 +246,8 @@ class DegradeConfig:
 
 # What the enhancer is trained and distilled on: the evaluation chain plus 10% clean samples (grocery-sr2x v3).
 TRAIN_DEGRADE = DegradeConfig(clean_prob=0.1)
+# No degradation at all: a clean photo, plainly bicubic-downscaled (evaluation of "does it harm clean input").
+CLEAN_DEGRADE = DegradeConfig(clean_prob=1.0)
 
 
 def degrade(hr: np.ndarray, rng: np.random.Generator, cfg: DegradeConfig | None = None) -> np.ndarray:
@@ -317,7 +319,8 @@ def sr_pairs(paths: list[Path], n: int, hr_size: int, seed: int, cfg: DegradeCon
     return lr, hr
 
 
-def sr_eval_set(which: str, n: int, hr_size: int = 128, seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
+def sr_eval_set(which: str, n: int, hr_size: int = 128, seed: int = 1234,
+                cfg: DegradeConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A fixed evaluation set: 'test' / 'val' (GroceryStore split photos) or 'iconic' (81 white-background shots).
 
     'val' is for training curves only (never reported as a result); 'test' and 'iconic' are the reported sets.
@@ -325,9 +328,10 @@ def sr_eval_set(which: str, n: int, hr_size: int = 128, seed: int = 1234) -> tup
     (198x198 in this dataset), mod-cropped to the scale as BasicSR does; `hr_size` does not apply. Until
     session 3 the iconic shots were first bicubic-UPSCALED to 384 px (a comment took them for large studio
     images), so their "ground truth" was itself an interpolated image.
-    Degraded with a fixed seed, so numbers are comparable across runs.
+    Degraded with a fixed seed, so numbers are comparable across runs; `cfg` swaps the degradation (e.g.
+    CLEAN_DEGRADE: the same photos plainly downscaled, to check the enhancer does not make clean input worse).
     """
-    scale = DegradeConfig().scale
+    scale = (cfg or DegradeConfig()).scale
     if which in ("test", "val"):
         paths = [p for p, _, _ in grocery_split(which)]
         rng = np.random.default_rng(seed)
@@ -346,7 +350,7 @@ def sr_eval_set(which: str, n: int, hr_size: int = 128, seed: int = 1234) -> tup
         y, x = (h - size[0]) // 2, (w - size[1]) // 2
         c = np.ascontiguousarray(img[y:y + size[0], x:x + size[1]])
         hr.append(c)
-        lr.append(degrade(c, rng))
+        lr.append(degrade(c, rng, cfg))
     return np.stack(lr), np.stack(hr)
 
 # ----------------------------------------------------------------------------- check

@@ -141,12 +141,16 @@ def sr_quality(sr: np.ndarray, hr: np.ndarray) -> dict:
 def eval_enhancer(model, quick: bool = False) -> dict:
     res: dict = {"convention": {"y_channel": "MATLAB BT.601", "crop_border": 2, "data_range": 255,
                                 "ssim": "11x11 Gaussian sigma 1.5, valid (BasicSR)"}}
-    for which, n in (("test", 40 if quick else 300), ("iconic", 20 if quick else 81)):
-        lr, hr = data.sr_eval_set(which, n)
+    sets = (("test", "test", 40 if quick else 300, None), ("iconic", "iconic", 20 if quick else 81, None),
+            # the test photos with NO degradation: an enhancer must not make already clean photos worse
+            ("test_clean", "test", 40 if quick else 300, data.CLEAN_DEGRADE))
+    for key, which, n, deg in sets:
+        lr, hr = data.sr_eval_set(which, n, cfg=deg)
         q = sr_quality(enhance_np(model.eval(), lr), hr)
         b = sr_quality(bicubic_x2(lr), hr)
-        res[which] = {**q, **{f"bicubic_{k}": v for k, v in b.items()}, "n": int(len(lr)),
-                     "hr_size": list(hr.shape[1:3]), "hr": "centre crop" if which == "test" else "whole image"}
+        res[key] = {**q, **{f"bicubic_{k}": v for k, v in b.items()}, "n": int(len(lr)),
+                    "hr_size": list(hr.shape[1:3]), "hr": "centre crop" if which == "test" else "whole image",
+                    "input": "plain bicubic downscale" if deg is not None else "degraded (blur, noise, JPEG)"}
     # headline numbers (GroceryStore test) at top level, as `skugen eval --json` promises
     for k in ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y"):
         res[k] = res["test"][k]
