@@ -18,19 +18,19 @@ import argparse
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from skugen.bundle import load_bundle, npz_bytes, to_tar, write_bundle
+from skugen.bundle import check_bundle_dest, load_bundle, npz_bytes, to_tar, write_bundle
 from skugen.errors import DataError, ModelError, VerificationError
 from skugen.io import json_default, sha256_bytes
 
 from . import ckpt, models, zoo
 from .onnx_export import VALUE_RANGE, ExportConfig, compare_outputs, onnx_from_torch, parity_report
-from .quantize import (QualityBudget, QuantConfig, enhancer_calibration, enhancer_eval_set,
+from .quantize import (ENHANCER_EVAL_N, QualityBudget, QuantConfig, enhancer_calibration, enhancer_eval_set,
                        generator_calibration, generator_eval_set, quantize_gated_auto)
 
 KIND_OF_FAMILY = {"cgan": "generator", "sr": "enhancer"}
@@ -49,7 +49,7 @@ class BundleConfig:
     budget: QualityBudget = QualityBudget()  # how much quality INT8 may cost
     quant: QuantConfig = QuantConfig(tool="auto")  # calibrator (auto | nncf | ort) and Q/DQ flavour
     calib_n: int = 128                      # calibration samples (real inputs)
-    eval_n: int | None = None               # held-out eval samples; None: 500 latents / 24 photo crops
+    eval_n: int | None = None               # held-out eval samples; None: 500 latents / 128 photo crops
     classifier: str | None = "auto"         # generator class fidelity: zoo name/dir, "auto" = zoo's if shipped, None = off
     export: ExportConfig = ExportConfig()
     parity_n: int = 8                       # samples in the torch-vs-ONNX parity report
@@ -221,6 +221,7 @@ def _classifier(cfg: BundleConfig, kind: str, module):
 def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -> Path:
     """Export, verify and write a bundle; returns its path. See the module docstring."""
     cfg = cfg or BundleConfig()
+    check_bundle_dest(out)  # before minutes of work, not after
     src = zoo.resolve(model_dir_or_zoo_name)
     module, card = ckpt.load_model(src)
     kind = kind_of(card, module)
@@ -261,15 +262,20 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
             c = module.cfg
             calib = generator_calibration(c.z_dim, c.n_classes, cfg.calib_n, seed=0)
             ev = generator_eval_set(c.z_dim, c.n_classes, cfg.eval_n or 500)
+            confirm = generator_eval_set(c.z_dim, c.n_classes, cfg.eval_n or 500, seed=20_000)
         else:
-            calib = enhancer_calibration(cfg.calib_n)
-            ev = enhancer_eval_set(cfg.eval_n or 24)
-        qr = quantize_gated_auto(res.onnx_bytes, calib, ev, cfg.budget, cfg.quant, classifier=clf)
+            scale = int(getattr(module.cfg, "scale", 2))  # x3/x4 enhancers need LR/HR pairs at THEIR scale
+            calib = enhancer_calibration(cfg.calib_n, scale=scale)
+            ev = enhancer_eval_set(cfg.eval_n or ENHANCER_EVAL_N, scale=scale)
+            confirm = enhancer_eval_set(cfg.eval_n or ENHANCER_EVAL_N, seed=8642, scale=scale)
+        # every calibration sample asked for is used (QuantConfig.subset_size alone capped --calib at 128)
+        qr = quantize_gated_auto(res.onnx_bytes, calib, ev, cfg.budget, replace(cfg.quant, subset_size=cfg.calib_n),
+                                 classifier=clf, confirm_set=confirm)
         quant_report = {**qr.report, "classifier": clf_src}
         reports["quantization"] = "reports/quantization.json"
         quality["int8"] = {"outcome": qr.report["outcome"], "kept_float": list(qr.kept_float),
                            "budget_ok": qr.met_budget, "final": _strip(qr.report.get("final")),
-                           "all_int8": _strip(qr.report["int8_all_layers"])}
+                           "all_int8": _strip(qr.report["int8_all_layers"]), "confirm": qr.report.get("confirm")}
         if qr.met_budget:
             # Both flavours run on ORT here; the golden tolerance comes from the worse of the two.
             st = compare_outputs(_ort_outputs(qr.onnx_bytes, g_in)[out_name], g_out[out_name],
@@ -288,7 +294,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
                                  "format": "QDQ (QuantizeLinear/DequantizeLinear)",
                                  "scheme": "symmetric int8, per-channel weights" if cfg.quant.per_channel
                                  else "symmetric int8, per-tensor weights",
-                                 "preset": cfg.quant.preset, "calibration_samples": min(cfg.calib_n, cfg.quant.subset_size),
+                                 "preset": cfg.quant.preset, "calibration_samples": cfg.calib_n,
                                  "ignored_layers": list(qr.kept_float), "budget": asdict(cfg.budget),
                                  "outcome": qr.report["outcome"], "report": "reports/quantization.json"},
                 "activations": "uint8 (zero point 0/128) for ONNX Runtime x86's fused U8S8 kernels",
@@ -427,6 +433,8 @@ def register(sub) -> None:
     p.add_argument("--max-float-fraction", type=float, default=0.5,
                    help="give up on INT8 if more than this fraction of layers must stay float (default 0.5)")
     p.add_argument("--calib", type=int, default=128, help="calibration samples (default 128)")
+    p.add_argument("--eval-n", type=int, default=None,
+                   help=f"held-out samples the quality gate measures (default 500 latents / {ENHANCER_EVAL_N} photo crops)")
     p.add_argument("--tool", choices=["auto", "nncf", "ort"], default="auto",
                    help="calibrator (default auto: NNCF; ORT entropy, then percentile, only if the budget is missed)")
     p.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax",
@@ -443,7 +451,7 @@ def _cmd_export(args) -> int:
     from skugen.errors import BudgetError
 
     cfg = BundleConfig(
-        int8=args.int8, calib_n=args.calib,
+        int8=args.int8, calib_n=args.calib, eval_n=args.eval_n,
         budget=QualityBudget(min_psnr_db=args.min_psnr_db, max_fidelity_drop_pts=args.budget_fidelity_pts,
                              max_psnr_drop_db=args.budget_db, max_float_fraction=args.max_float_fraction),
         quant=QuantConfig(tool=args.tool, calibrate_method=args.calibrate_method, subset_size=args.calib),
@@ -454,7 +462,8 @@ def _cmd_export(args) -> int:
     qrep = b.report("quantization")
     tar = to_tar(path, Path(str(path).rstrip("/") + ".tar")) if args.tar else None
     if args.json:
-        print(json.dumps({**s, "quantization": qrep and {k: qrep[k] for k in ("outcome", "message", "budget_check")},
+        print(json.dumps({**s, "quantization": qrep and {k: qrep.get(k) for k in ("outcome", "message", "budget_check",
+                                                                                   "confirm")},
                           "tar": str(tar) if tar else None}, indent=2))
     else:
         print(f"wrote {path}  ({s['kind']}, models: {', '.join(s['models'])})")
@@ -463,6 +472,10 @@ def _cmd_export(args) -> int:
         print(f"  parity vs PyTorch: max |err| {b.manifest['quality']['fp32']['parity_max_abs']:.2e}")
         if qrep:
             print(f"  int8: {qrep['message']}")
+            if qrep.get("confirm"):
+                c = qrep["confirm"]
+                shown = {k: round(v, 4) for k, v in c.items() if k.endswith(("_db", "_pts", "_pct")) and isinstance(v, float)}
+                print(f"  int8 on a second held-out draw ({c['source']}): {shown}")
         if tar:
             print(f"  tar: {tar}")
     if qrep and args.strict_budget and qrep["outcome"].startswith("fp32"):

@@ -338,6 +338,11 @@ def sr_eval_set(which: str, n: int, hr_size: int = 128, seed: int = 1234,
         paths = [paths[i] for i in sorted(rng.choice(len(paths), size=min(n, len(paths)), replace=False))]
         imgs = [load_rgb(p) for p in paths]
         size = (hr_size, hr_size)
+        smallest = min(min(im.shape[:2]) for im in imgs)
+        if hr_size > smallest or hr_size % scale:
+            raise InputError(f"SR eval crops of {hr_size} px do not fit: the {which} photos are at least {smallest} px "
+                             f"and crops must be a multiple of the scale {scale}. Use a smaller crop (e.g. "
+                             f"`skugen bench --tile {smallest // scale // 2 * 2}` or less for an x{scale} enhancer).")
     elif which == "iconic":
         imgs = [load_rgb(p) for p in grocery_iconic()[:n]]
         size = tuple(min(im.shape[i] for im in imgs) // scale * scale for i in (0, 1))  # one stackable size

@@ -209,6 +209,17 @@ def _extract_tar(tar: Path) -> Path:
 # ----------------------------------------------------------------------------- write
 
 
+def check_bundle_dest(out: str | os.PathLike) -> Path:
+    """Refuse an output path that writing a bundle would destroy: writing REPLACES the directory, so it must be
+    missing, empty, or a bundle already (manifest.json). A mistyped `--out .` must not delete a project."""
+    out = Path(out)
+    if out.exists() and not (out.is_dir() and (not any(out.iterdir()) or (out / "manifest.json").is_file())):
+        what = "a file" if not out.is_dir() else "a non-empty directory that is not a skugen bundle (no manifest.json)"
+        raise InputError(f"refusing to write a bundle to {out}: it is {what}, and writing a bundle replaces the whole "
+                         f"directory. Choose a new --out path (e.g. {out / 'bundle'}) or remove it first.")
+    return out
+
+
 def write_bundle(out: str | os.PathLike, manifest: dict, files: dict[str, bytes | os.PathLike]) -> Path:
     """Atomically write a bundle: `files` maps relative path -> bytes or a source file to copy.
 
@@ -219,7 +230,7 @@ def write_bundle(out: str | os.PathLike, manifest: dict, files: dict[str, bytes 
     manifest = dict(manifest)
     manifest.setdefault("schema_version", SCHEMA_VERSION)
     manifest.setdefault("skugen_version", __version__)
-    out = Path(out)
+    out = check_bundle_dest(out)
     with atomic_dir(out) as tmp:
         hashes: dict[str, str] = {}
         for rel, src in sorted(files.items()):

@@ -679,6 +679,7 @@ class Pipeline:
         n = prepost.check_count(n) if n is not None else (None if labels is not None else 256)
         res = self.generate(labels=labels, seed=seed, n=n)
         n = len(res)
+        seed = res.seeds[0]  # seed=None drew a fresh one: the reference must get the SAME latents, and cfg records it
         cfg = {"n": n, "seed": seed, "reference": _describe(reference), "classifier": _describe(classifier)}
         quality: dict = {}
         notes: list = []

@@ -157,3 +157,12 @@ def test_data_check_missing_dataset_message(tmp_path):
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     assert "lacks" in out.stdout
+
+
+def test_sr_eval_set_refuses_crops_larger_than_the_photos(grocery_root):
+    with pytest.raises(InputError, match="do not fit"):  # GroceryStore photos are 348 px on their short side
+        data.sr_eval_set("test", 4, hr_size=400)
+    with pytest.raises(InputError, match="multiple of the scale"):
+        data.sr_eval_set("test", 4, hr_size=127)
+    lr, hr = data.sr_eval_set("test", 2, hr_size=348)
+    assert hr.shape == (2, 348, 348, 3) and lr.shape == (2, 174, 174, 3)

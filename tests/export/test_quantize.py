@@ -228,6 +228,28 @@ def test_enhancer_calibration_uses_real_degraded_crops(need_grocery):
     np.testing.assert_array_equal(x, enhancer_calibration(n=4, hr_size=64, seed=0)["lr"])  # seeded
 
 
+def test_enhancer_sets_follow_the_model_scale(need_grocery):
+    from skugen.export.quantize import enhancer_eval_set
+
+    assert enhancer_calibration(n=2, hr_size=64, scale=4)["lr"].shape == (2, 3, 16, 16)   # x4: LR is HR / 4
+    ev = enhancer_eval_set(n=2, hr_size=96, scale=3)
+    assert ev.feeds["lr"].shape == (2, 3, 32, 32) and ev.hr.shape == (2, 96, 96, 3)
+
+
+def test_auto_gate_measures_the_chosen_model_again_on_a_confirm_set(gen):
+    from skugen.export.quantize import quantize_gated_auto
+
+    _, fp32, calib, ev = gen
+    r = quantize_gated_auto(fp32, calib, ev, QualityBudget(min_psnr_db=10.0), QuantConfig(tool="auto", subset_size=CAL_N),
+                            confirm_set=ev)
+    c = r.report["confirm"]
+    # the same samples as the gate: the same number, which shows it measured the shipped (TensorRT-flavour) model
+    assert c["n"] == EVAL_N
+    assert c["psnr_vs_fp32_db"] == pytest.approx(r.report["final"]["psnr_vs_fp32_db"], abs=1e-9)
+    assert c["within_budget"] is True
+    json.dumps(r.report)
+
+
 def test_auto_calibrator_keeps_the_first_that_meets_the_budget_and_tries_every_one_otherwise(gen):
     from skugen.export.quantize import AUTO_CALIBRATORS, quantize_gated_auto
 

@@ -96,3 +96,24 @@ def test_corrupted_tar_is_refused(cgan_bundle, tmp_path, monkeypatch):
     tar.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="model.fp32.onnx fails its sha256"):
         load_bundle(tar)
+
+
+def test_writing_a_bundle_never_replaces_a_directory_that_is_not_one(cgan_bundle, tmp_path):
+    from skugen.bundle import check_bundle_dest, write_bundle
+    from skugen.errors import InputError
+
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    (project / "thesis.tex").write_text("years of work")
+    manifest = load_bundle(cgan_bundle).manifest
+    with pytest.raises(InputError, match="not a skugen bundle"):
+        write_bundle(project, manifest, {"x.bin": b"1"})
+    assert (project / "thesis.tex").read_text() == "years of work" and (project / "sub").is_dir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="a file"):
+        write_bundle(tmp_path / "file", manifest, {"x.bin": b"1"})
+    # an existing bundle, an empty directory and a new path are all fine
+    old = _copy(cgan_bundle, tmp_path / "old")
+    (tmp_path / "empty").mkdir()
+    for out in (old, tmp_path / "empty", tmp_path / "new"):
+        assert check_bundle_dest(out) == out

@@ -333,6 +333,10 @@ def test_evaluate_generator_against_teacher_with_classifier(cgan_bundle, classif
     with skugen.load(cgan_bundle, backend="onnxruntime", precision="fp32", threads=1) as teacher:
         same = teacher.evaluate(reference=teacher, classifier=classifier_onnx, n=40).to_dict()["quality"]
     assert same["psnr"]["value_is_inf"] and same["fid_proxy"]["value"] == pytest.approx(0, abs=1e-6)
+    # seed=None draws one fresh seed, used for BOTH sides and recorded (it once drew a second one for the reference)
+    with skugen.load(cgan_bundle, backend="onnxruntime", precision="fp32", threads=1) as teacher:
+        fresh = teacher.evaluate(reference=teacher, n=8, seed=None).to_dict()
+    assert fresh["quality"]["psnr"]["value_is_inf"] and isinstance(fresh["config"]["evaluate"]["seed"], int)
 
 
 def test_evaluate_generator_fid_against_real_images(gen, classifier_onnx):
