@@ -238,9 +238,9 @@ class DegradeConfig:
     blur_sigma: tuple[float, float] = (0.2, 1.2)  # Gaussian blur sigma range (px, HR space): camera/lens softness
     gauss_sigma: tuple[float, float] = (0.0, 8.0)  # additive Gaussian noise std range (0..255 scale): sensor read noise
     poisson_prob: float = 0.3                     # chance of shot noise instead of Gaussian: low-light photos
-    poisson_scale: tuple[float, float] = (0.05, 0.5)  # shot-noise strength
+    poisson_scale: tuple[float, float] = (0.05, 0.5)  # shot noise: photons per grey level / 10, so SMALLER is noisier
+                                                      # (0.05 at mid-grey: std ~16/255; 0.5: ~5/255)
     jpeg_quality: tuple[int, int] = (40, 95)      # JPEG re-compression range: marketplace uploads
-    rotate_prob: float = 0.0                      # chance of a 90-degree rotation/flip (augmentation, applied to HR)
     clean_prob: float = 0.0                       # chance of no degradation at all (0: no RNG draw, streams unchanged)
 
 

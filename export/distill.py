@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import json
 import math
 import os
 import sys
@@ -354,6 +355,14 @@ def _lr_at(step: int, cfg: DistillConfig) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))  # cosine to 5% of peak
 
 
+def _weights_digest(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def distill(teacher: nn.Module, student: nn.Module, cfg: DistillConfig | None = None,
             out: str | os.PathLike | None = None, adapter_init: dict[str, Sequence[int]] | None = None,
             desc: str = "distill") -> DistillResult:
@@ -392,13 +401,26 @@ def distill(teacher: nn.Module, student: nn.Module, cfg: DistillConfig | None = 
     optims: dict[str, torch.optim.Optimizer] = {"opt": opt}
     if D is not None:
         mods["D"], optims["opt_d"] = D, opt_d
-    state = {"step": 0, "history": [], "val_l1_start": None}
+    # What a checkpoint must match to be resumed: the teacher's weights and the settings (not the step count,
+    # which a resumed run may extend). Shapes alone are not enough: a retrained teacher of the same name reuses
+    # the same default --out, and with --prune-ratio the student's widths are identical too.
+    identity = {"teacher": _weights_digest(teacher),
+                "settings": hashlib.sha256(json.dumps({k: v for k, v in asdict(cfg).items() if k != "steps"},
+                                                      sort_keys=True, default=str).encode()).hexdigest()}
+    state = {"step": 0, "history": [], "val_l1_start": None, "identity": identity}
     if out_dir is not None:
         try:
             state = ckpt.load_checkpoint(out_dir / "ckpt", mods, optims) or state
         except (RuntimeError, KeyError) as e:
             raise ModelError(f"{out_dir / 'ckpt.*'} was written for a different student or settings ({' '.join(str(e).split())[:200]}). "
                              "Use a fresh --out directory or delete the old ckpt files.") from e
+        old = state.get("identity")
+        if old is not None and old != identity:
+            what = "teacher" if old.get("teacher") != identity["teacher"] else "distillation settings"
+            raise ModelError(f"{out_dir / 'ckpt.*'} was written for a different {what}: resuming would hand back "
+                             "a student trained against something else. Use a fresh --out directory or delete the "
+                             "old ckpt files.")
+        state["identity"] = identity
     start = int(state["step"])
     history: list[dict] = list(state["history"])
     if env.world > 1:
@@ -468,7 +490,8 @@ def distill(teacher: nn.Module, student: nn.Module, cfg: DistillConfig | None = 
                                 **{k: round(float(v.detach()), 6) for k, v in parts.items()}})
             if out_dir is not None and ((step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps):
                 ckpt.save_checkpoint(out_dir / "ckpt", mods, optims,
-                                     {"step": step + 1, "history": history, "val_l1_start": val_start})
+                                     {"step": step + 1, "history": history, "val_l1_start": val_start,
+                                      "identity": identity})
     if bar is not None:
         bar.close()
     tap.close()

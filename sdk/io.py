@@ -30,7 +30,9 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, exclusive: bool = False) -> Path:
+    """Write via a temp file + rename. exclusive=True never replaces an existing file: the name gets a
+    "-1", "-2", ... suffix instead (hard-link publish, atomic and race-free between processes); returns the path used."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -40,12 +42,22 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; published files get the usual mode
-        os.replace(tmp, path)
+        if not exclusive:
+            os.replace(tmp, path)
+            return path
+        for k in range(100_000):
+            target = path if k == 0 else path.with_name(f"{path.stem}-{k}{path.suffix}")
+            try:
+                os.link(tmp, target)  # fails if target exists: nothing is ever overwritten
+            except FileExistsError:
+                continue
+            os.unlink(tmp)
+            return target
+        raise FileExistsError(f"no free name for {path} after 100000 tries")
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

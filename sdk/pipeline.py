@@ -283,16 +283,18 @@ class Result:
         return names
 
     def save(self, directory: str | os.PathLike) -> list[Path]:
-        """Write one PNG per image (atomically) with provenance tEXt; returns the paths."""
+        """Write one PNG per image (atomically) with provenance tEXt; returns the paths.
+
+        Never overwrites: names repeat across calls (index, source stem, seed), so a taken name gets a
+        "-1", "-2", ... suffix and `for im in images: pipe.enhance(im).save(d)` keeps every result."""
         d = Path(directory)
         if d.exists() and not d.is_dir():
             raise InputError(f"{d} exists and is not a directory; pass a directory to save into")
         created = _now()
         paths = []
         for name, img, text in zip(self._names(), self.images, self.provenance):
-            p = d / name
-            atomic_write_bytes(p, prepost.encode_png(img, {**text, "Creation Time": created}))
-            paths.append(p)
+            paths.append(atomic_write_bytes(d / name, prepost.encode_png(img, {**text, "Creation Time": created}),
+                                            exclusive=True))
         return paths
 
     def grid(self, cols: int | None = None, pad: int = 2) -> np.ndarray:

@@ -321,7 +321,8 @@ def check_rgb_array(img: Any, what: str) -> np.ndarray:
 
 
 def decode_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file -> (H, W, 3) uint8 RGB (EXIF orientation applied, any mode converted to RGB)."""
+    """An image file -> (H, W, 3) uint8 RGB (EXIF orientation applied; 16-bit/float grey scaled, transparency on
+    white: see _pil_rgb8)."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"image file {p} does not exist")
@@ -333,7 +334,9 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
         with Image.open(p) as im:
             im.load()  # decode now: a truncated file fails here, inside the try
             im = ImageOps.exif_transpose(im) or im
-            return np.asarray(im.convert("RGB"))
+            return _pil_rgb8(im, str(p))
+    except InputError:
+        raise
     except UnidentifiedImageError:
         raise InputError(f"{p} is not an image Pillow can read: pass a PNG, JPEG, WebP, BMP or TIFF file") from None
     except Image.DecompressionBombError as e:
@@ -346,10 +349,44 @@ def decode_image(path: str | os.PathLike) -> np.ndarray:
                          "image") from None
 
 
+def _pil_rgb8(im: Any, what: str) -> np.ndarray:
+    """A decoded PIL image -> (H, W, 3) uint8 RGB, keeping what Pillow's convert("RGB") would lose.
+
+    convert("RGB") CLIPS 16-bit and float grey at 255 (a 16-bit ramp came out 99.6% white) and turns transparent
+    pixels black. Here: 16-bit grey is scaled by 255/65535, float grey in [0, 1] by 255 (in [0, 255]: kept), other
+    ranges are refused; transparency is composited onto white, the background of product cut-outs.
+    """
+    from PIL import Image
+
+    mode = im.mode
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        a = np.asarray(im).astype(np.float64)
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if mode == "F" and lo >= 0.0 and hi <= 1.0:
+            a = a * 255.0
+        elif mode != "F" and hi > 255.0 and lo >= 0.0 and hi <= 65535.0:
+            a = a * (255.0 / 65535.0)
+        elif not (lo >= 0.0 and hi <= 255.0):
+            raise InputError(f"{what}: a {mode} image with values in [{lo:g}, {hi:g}]; skugen reads 8-bit, 16-bit "
+                             "or [0, 1] float images. Rescale it to 8-bit first.")
+        g = np.rint(a).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(im.convert("RGB"))
+
+
 def pil_to_array(im: Any, what: str) -> np.ndarray:
+    from PIL import ImageOps
+
     try:
         im.load()
-        return np.asarray(im.convert("RGB"))
+        im = ImageOps.exif_transpose(im) or im  # as for files: the same photo comes out the same way up
+        return _pil_rgb8(im, what)
+    except InputError:
+        raise
     except Exception as e:  # noqa: BLE001 - any decode/convert failure of the user's image
         raise InputError(f"{what}: Pillow cannot decode or convert this {getattr(im, 'mode', '?')} image to RGB "
                          f"({type(e).__name__}: {e})") from None

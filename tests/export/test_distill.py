@@ -2,6 +2,7 @@
 selection, and the same entry point runs as 2 DDP processes on gloo with parameters kept in sync."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -84,6 +85,21 @@ def test_resume_with_another_student_is_a_clear_error(tmp_path):
     other = prune.prune_channels(t, prune.PruneConfig(ratio=0.25)).model
     with pytest.raises(ModelError, match="different student.*fresh --out"):
         distill.distill(t, other, distill.DistillConfig(steps=2, batch=4, **FAST), tmp_path)
+
+
+def test_resume_with_another_teacher_or_settings_is_a_clear_error(tmp_path):
+    t, res, kept = _teacher_and_pruned()
+    distill.distill(t, res.model, distill.DistillConfig(steps=1, batch=4, **FAST), tmp_path, kept)
+    retrained = copy.deepcopy(t)  # same architecture and name, other weights: shapes alone would let it resume
+    with torch.no_grad():
+        next(retrained.parameters()).add_(0.01)
+    _, res2, _ = _teacher_and_pruned()
+    with pytest.raises(ModelError, match="different teacher"):
+        distill.distill(retrained, res2.model, distill.DistillConfig(steps=2, batch=4, **FAST), tmp_path)
+    with pytest.raises(ModelError, match="different distillation settings"):
+        distill.distill(t, res2.model, distill.DistillConfig(steps=2, batch=4, lr=1e-5, **FAST), tmp_path)
+    # more steps with the same teacher and settings is a resume
+    assert distill.distill(t, res2.model, distill.DistillConfig(steps=2, batch=4, **FAST), tmp_path).start_step == 1
 
 
 def test_adapters_start_as_the_pruning_selection():

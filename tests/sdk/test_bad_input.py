@@ -343,3 +343,23 @@ def test_enhance_never_leaks_a_raw_exception(enh, junk_files, data):
     event("ran")
     imgs = res.images if isinstance(res.images, list) else list(res.images)
     assert all(i.dtype == np.uint8 and i.ndim == 3 and i.shape[2] == 3 for i in imgs)
+
+
+def test_16bit_float_and_transparent_images_keep_their_content(tmp_path):
+    from PIL import Image
+
+    from skugen.prepost import as_rgb_images, decode_image
+
+    ramp = np.linspace(0, 65535, 256, dtype=np.uint16)[None].repeat(4, 0)          # (4, 256) 16-bit grey
+    Image.fromarray(ramp).save(tmp_path / "ramp16.png")
+    got = decode_image(tmp_path / "ramp16.png")
+    assert got.shape == (4, 256, 3) and len(np.unique(got)) == 256                  # convert("RGB") left 5 values
+    np.testing.assert_array_equal(got[0, :, 0], np.rint(ramp[0].astype(np.float64) * 255 / 65535).astype(np.uint8))
+    f = Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32)[None].repeat(2, 0), mode="F")
+    (img,), _ = as_rgb_images(f)
+    assert img[0, -1, 0] == 255 and img[0, 32, 0] == round(32 / 63 * 255)            # [0,1] float scaled, not 0/1
+    with pytest.raises(InputError, match="Rescale it to 8-bit"):
+        as_rgb_images(Image.fromarray(np.full((2, 2), -3.0, np.float32), mode="F"))
+    rgba = np.zeros((2, 2, 4), np.uint8)                                              # fully transparent
+    (img,), _ = as_rgb_images(Image.fromarray(rgba, "RGBA"))
+    assert (img == 255).all()                                                          # white, not black

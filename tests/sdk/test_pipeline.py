@@ -249,6 +249,14 @@ def test_enhance_save_provenance(enh, tmp_path):
         assert im.text["Bundle-SHA256"] == enh.bundle.manifest_sha256
 
 
+def test_save_in_a_loop_keeps_every_result(enh, tmp_path):
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(3)]
+    paths = [p for im in imgs for p in enh.enhance(im).save(tmp_path)]   # the same name, 0000_image_x2.png, each time
+    assert [p.name for p in paths] == ["0000_image_x2.png", "0000_image_x2-1.png", "0000_image_x2-2.png"]
+    assert len({p.read_bytes() for p in paths}) == 3 and not list(tmp_path.glob(".*.tmp"))
+
+
 def test_wrong_kind_call(gen, enh):
     with pytest.raises(InputError, match=r"a generator, not an enhancer: call pipe\.generate"):
         gen.enhance(np.zeros((4, 4, 3), np.uint8))
