@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from skugen.errors import ModelError
-from skugen.io import atomic_write_json, sha256_file
+from skugen.io import atomic_write_json, json_default, sha256_file
 
 from . import models
 
@@ -98,17 +98,36 @@ def save_checkpoint(path: str | os.PathLike, modules: dict[str, torch.nn.Module]
                 else:
                     meta["optims"][name]["keys"][f"{pid}.{k}"] = v
     tensors["rng.torch"] = torch.get_rng_state()
-    _atomic_save_tensors(tensors, path.with_suffix(".safetensors"))
+    # The counters ride INSIDE the safetensors file (its string metadata), so weights and step are one atomic
+    # rename: a kill between two files could otherwise pair a step with other weights. The .json is a
+    # readable mirror, written after.
+    _atomic_save_tensors(tensors, path.with_suffix(".safetensors"), {_META_KEY: json.dumps(meta, default=json_default)})
     atomic_write_json(path.with_suffix(".json"), meta)
+
+
+_META_KEY = "skugen_checkpoint"
+
+
+def _checkpoint_meta(path: Path) -> dict | None:
+    """The counters stored with the weights (None for checkpoints written before they were)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path.with_suffix(".safetensors")), framework="pt") as f:
+        raw = (f.metadata() or {}).get(_META_KEY)
+    return json.loads(raw) if raw else None
 
 
 def load_checkpoint(path: str | os.PathLike, modules: dict[str, torch.nn.Module],
                     optims: dict[str, torch.optim.Optimizer]) -> dict[str, Any] | None:
     path = Path(path)
-    if not path.with_suffix(".safetensors").is_file() or not path.with_suffix(".json").is_file():
+    if not path.with_suffix(".safetensors").is_file():
         return None
+    meta = _checkpoint_meta(path)
+    if meta is None:  # an older checkpoint: counters only in the .json
+        if not path.with_suffix(".json").is_file():
+            return None
+        meta = json.loads(path.with_suffix(".json").read_text())
     tensors = load_file(str(path.with_suffix(".safetensors")))
-    meta = json.loads(path.with_suffix(".json").read_text())
     for name, m in modules.items():
         pre = f"m.{name}."
         m.load_state_dict({k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)})
@@ -129,8 +148,11 @@ def load_checkpoint(path: str | os.PathLike, modules: dict[str, torch.nn.Module]
 
 
 def checkpoint_step(path: str | os.PathLike) -> int | None:
-    p = Path(path).with_suffix(".json")
-    return json.loads(p.read_text())["state"]["step"] if p.is_file() else None
+    path = Path(path)
+    meta = _checkpoint_meta(path) if path.with_suffix(".safetensors").is_file() else None
+    if meta is None and path.with_suffix(".json").is_file():
+        meta = json.loads(path.with_suffix(".json").read_text())
+    return meta["state"]["step"] if meta else None
 
 
 def numpy_rng_state(rng: np.random.Generator) -> dict:

@@ -83,3 +83,20 @@ def test_amp_choice_is_checked(tmp_path):
         train.train("fmnist-cgan", tmp_path, steps=1, amp="bf16")
     with pytest.raises(InputError, match="fp32 or bf16"):
         train.train("grocery-sr2x", tmp_path, steps=1, amp="fp16")
+
+
+def test_checkpoint_counters_travel_with_the_weights(tmp_path):
+    """Step and weights are one atomic file: a kill after the weights but before the .json mirror cannot pair
+    the new weights with the old step."""
+    m = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam(m.parameters())
+    ckpt.save_checkpoint(tmp_path / "ckpt", {"m": m}, {"opt": opt}, {"step": 1})
+    stale = (tmp_path / "ckpt.json").read_text()
+    with torch.no_grad():
+        m.weight.add_(1.0)
+    ckpt.save_checkpoint(tmp_path / "ckpt", {"m": m}, {"opt": opt}, {"step": 2})
+    (tmp_path / "ckpt.json").write_text(stale)                       # as if killed before the mirror was written
+    m2 = torch.nn.Linear(2, 2)
+    state = ckpt.load_checkpoint(tmp_path / "ckpt", {"m": m2}, {"opt": torch.optim.Adam(m2.parameters())})
+    assert state["step"] == 2 and ckpt.checkpoint_step(tmp_path / "ckpt") == 2
+    torch.testing.assert_close(m2.weight, m.weight)
