@@ -454,7 +454,7 @@ def _cmd_export(args) -> int:
         int8=args.int8, calib_n=args.calib, eval_n=args.eval_n,
         budget=QualityBudget(min_psnr_db=args.min_psnr_db, max_fidelity_drop_pts=args.budget_fidelity_pts,
                              max_psnr_drop_db=args.budget_db, max_float_fraction=args.max_float_fraction),
-        quant=QuantConfig(tool=args.tool, calibrate_method=args.calibrate_method, subset_size=args.calib),
+        quant=QuantConfig(tool=args.tool, calibrate_method=args.calibrate_method),
         classifier=None if args.classifier.lower() == "none" else args.classifier)
     path = export_bundle(args.model, args.out, cfg)
     b = load_bundle(path)

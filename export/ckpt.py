@@ -109,24 +109,26 @@ _META_KEY = "skugen_checkpoint"
 
 
 def _checkpoint_meta(path: Path) -> dict | None:
-    """The counters stored with the weights (None for checkpoints written before they were)."""
+    """The counters stored with the weights; the .json mirror for checkpoints written before they were;
+    None when there is no checkpoint."""
     from safetensors import safe_open
 
+    if not path.with_suffix(".safetensors").is_file():
+        return None
     with safe_open(str(path.with_suffix(".safetensors")), framework="pt") as f:
         raw = (f.metadata() or {}).get(_META_KEY)
-    return json.loads(raw) if raw else None
+    if raw:
+        return json.loads(raw)
+    mirror = path.with_suffix(".json")
+    return json.loads(mirror.read_text()) if mirror.is_file() else None
 
 
 def load_checkpoint(path: str | os.PathLike, modules: dict[str, torch.nn.Module],
                     optims: dict[str, torch.optim.Optimizer]) -> dict[str, Any] | None:
     path = Path(path)
-    if not path.with_suffix(".safetensors").is_file():
-        return None
     meta = _checkpoint_meta(path)
-    if meta is None:  # an older checkpoint: counters only in the .json
-        if not path.with_suffix(".json").is_file():
-            return None
-        meta = json.loads(path.with_suffix(".json").read_text())
+    if meta is None:
+        return None
     tensors = load_file(str(path.with_suffix(".safetensors")))
     for name, m in modules.items():
         pre = f"m.{name}."
@@ -148,10 +150,7 @@ def load_checkpoint(path: str | os.PathLike, modules: dict[str, torch.nn.Module]
 
 
 def checkpoint_step(path: str | os.PathLike) -> int | None:
-    path = Path(path)
-    meta = _checkpoint_meta(path) if path.with_suffix(".safetensors").is_file() else None
-    if meta is None and path.with_suffix(".json").is_file():
-        meta = json.loads(path.with_suffix(".json").read_text())
+    meta = _checkpoint_meta(Path(path))
     return meta["state"]["step"] if meta else None
 
 

@@ -355,14 +355,6 @@ def _lr_at(step: int, cfg: DistillConfig) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))  # cosine to 5% of peak
 
 
-def _weights_digest(module: nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def distill(teacher: nn.Module, student: nn.Module, cfg: DistillConfig | None = None,
             out: str | os.PathLike | None = None, adapter_init: dict[str, Sequence[int]] | None = None,
             desc: str = "distill") -> DistillResult:
@@ -404,7 +396,7 @@ def distill(teacher: nn.Module, student: nn.Module, cfg: DistillConfig | None = 
     # What a checkpoint must match to be resumed: the teacher's weights and the settings (not the step count,
     # which a resumed run may extend). Shapes alone are not enough: a retrained teacher of the same name reuses
     # the same default --out, and with --prune-ratio the student's widths are identical too.
-    identity = {"teacher": _weights_digest(teacher),
+    identity = {"teacher": param_digest(teacher),
                 "settings": hashlib.sha256(json.dumps({k: v for k, v in asdict(cfg).items() if k != "steps"},
                                                       sort_keys=True, default=str).encode()).hexdigest()}
     state = {"step": 0, "history": [], "val_l1_start": None, "identity": identity}

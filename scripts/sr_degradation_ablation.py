@@ -12,14 +12,7 @@ from dataclasses import replace
 from skugen.export import data, zoo
 torch.set_num_threads(1)
 import sys; m, _ = zoo.load(sys.argv[1]) if len(sys.argv) > 1 else zoo.load("grocery-sr2x")
-paths = [p for p, _, _ in data.grocery_split("val")]
-rng0 = np.random.default_rng(1234)
-paths = [paths[i] for i in sorted(rng0.choice(len(paths), 96, replace=False))]
-hr = []
-for p in paths:
-    img = data.load_rgb(p); h, w = img.shape[:2]; y, x = (h - 128) // 2, (w - 128) // 2
-    hr.append(np.ascontiguousarray(img[y:y+128, x:x+128]))
-hr = np.stack(hr)
+_, hr = data.sr_eval_set("val", 96)  # the clean centre crops; each variant degrades them itself
 base = data.DegradeConfig()
 variants = {
     "full": base,
