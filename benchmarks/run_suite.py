@@ -170,9 +170,7 @@ def main(argv=None) -> int:
         rep.save_md(stem.with_suffix(".md"))
         files = [f"{s['name']}.json", f"{s['name']}.csv", f"{s['name']}.md"]
         if not args.no_html:
-            from skugen.html_report import write_html
-
-            write_html(rep, stem.with_suffix(".html"))
+            rep.save_html(stem.with_suffix(".html"))
             files.append(f"{s['name']}.html")
         env = rep.environment
         bsum = next(iter(rep.summary.values()), {})

@@ -243,9 +243,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
                                 precisions=("fp32", "int8"), batches=tuple(cfg.bench_batches),
                                 iters=cfg.bench_iters, warmup=5, threads=cfg.threads, seed=cfg.seed,
                                 quality_n=cfg.bench_quality_n,
-                                teacher=str(teacher_dir), json_out=str(bench_json), html_out=str(bench_html))
+                                teacher=str(teacher_dir))
         runner.run("bench", {"bundle": bundle.manifest_sha256, "cfg": asdict(bench_cfg), "teacher": teacher_sha},
-                   [bench_json, bench_html], lambda: (run_bench(bench_cfg), None)[1])
+                   [bench_json, bench_html],
+                   lambda: (run_bench(bench_cfg).save(json_path=bench_json, html_path=bench_html), None)[1])
 
     # 6. summary: three lines a human reads first
     summary = _summary(bundle, bench_json if not cfg.skip_bench else None)

@@ -16,21 +16,7 @@ from pathlib import Path
 import pytest
 
 from skugen.bench import BenchReport
-from skugen.html_report import render_html, write_html
-
-
-def _load_shared_bench():
-    # test_bench.py (same folder) runs the bench once per session; load it by path so this works
-    # under any pytest import mode.
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_skugen_test_bench_shared", Path(__file__).with_name("test_bench.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.shared_bench
-
-
-shared_bench = _load_shared_bench()
+from skugen.bench.html import render_html, write_html
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium", shutil.which("chromium-browser"),
                              shutil.which("google-chrome")) if p and Path(p).exists()), None)
@@ -42,8 +28,8 @@ need_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium not instal
 
 
 @pytest.fixture(scope="module")
-def page(request, tmp_path_factory):
-    run = shared_bench(request, tmp_path_factory)
+def page(bench):
+    run = bench  # the session's one bench run (conftest.py)
     out = run["dir"] / "report.html"
     write_html(run["report"], out)
     return {"run": run, "html": out, "text": out.read_text()}

@@ -1,9 +1,8 @@
 """A self-contained HTML page for a `skugen bench` report (one file, no network).
 
-    from skugen.bench import run_bench, BenchConfig
-    from skugen.html_report import write_html
+    from skugen.bench import run_bench, BenchConfig, write_html
     rep = run_bench(BenchConfig(bundles=("runs/demo/bundle",), backends=("onnxruntime", "torch")))
-    write_html(rep, "bench.html")          # images default to rep.samples
+    write_html(rep, "bench.html")          # images default to rep.samples; same as rep.save_html("bench.html")
 
 What the page holds, all inline (images and plots are base64 data: URIs, CSS
 and JS are in the page, nothing is fetched, so it opens offline and can be
@@ -19,7 +18,9 @@ mailed or attached to a CI run):
   JSON file through a Blob URL (no server, no network).
 On load, the page's script counts the decoded images and sets
 `document.body.dataset.ready = "1"`, `data-images` and `data-decoded`, so a
-headless browser can check the page rendered (tests/sdk/test_html_report.py does).
+headless browser can check the page rendered (tests/sdk/bench/test_html.py does).
+
+It reads the report only through skugen.bench.views (a report dict in, HTML out).
 """
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from .io import atomic_write_text
+from ..io import atomic_write_text
+from .views import flat_row, quality_headline, speed_summary
 
 # ----------------------------------------------------------------------------- encoding helpers
 
@@ -103,8 +105,6 @@ def _pyplot():
 
 def pareto_plot(rep: dict) -> tuple[str | None, str | None]:
     """Latency (per image, smallest batch) vs the cell's headline quality, one panel per bundle."""
-    from .bench import quality_headline
-
     plt, why = _pyplot()
     if plt is None:
         return None, why
@@ -280,8 +280,6 @@ def _env_section(rep: dict) -> str:
 
 
 def _matrix_section(rep: dict) -> str:
-    from .bench import flat_row
-
     head = ["bundle", "model", "backend", "prec", "batch", "status", "p50 ms", "p90", "p99", "pre p50", "infer p50",
             "post p50", "img/s", "peak RSS MiB", "size KB", "GMAC/s", "% ceiling", "PSNR ref dB", "PSNR teacher dB",
             "PSNR-Y GT dB", "SSIM-Y GT", "class fidelity", "FID-proxy", "reason / note"]
@@ -340,8 +338,6 @@ def _matrix_section(rep: dict) -> str:
 
 
 def _summary_section(rep: dict) -> str:
-    from .bench import speed_summary
-
     summ = rep.get("summary") or speed_summary(rep)
     rows = [(b, r) for b, v in summ.items() for r in v.get("rows", [])
             if any(x is not None for x in r["speedup"].values())]

@@ -1,0 +1,105 @@
+"""`skugen bench` argument parsing: the only place in skugen.bench that knows argparse.
+
+Kept beside the library until the CLI package (sdk/cli/) takes the command over;
+`skugen.bench.register` forwards here. No logic: it builds BenchConfig/GateConfig,
+calls run_bench / compare_reports, prints and saves the report.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import InputError
+from .config import BACKENDS, BenchConfig, GateConfig
+from .gate import compare_reports
+from .report import BenchReport, load_report_json
+from .run import run_bench
+
+
+def _csv_list(s: str, cast=str) -> tuple:
+    try:
+        return tuple(cast(x.strip()) for x in s.split(",") if x.strip())
+    except ValueError as e:
+        raise InputError(f"cannot parse {s!r} as a comma-separated list ({e}). Example: --batch 1,8,32") from e
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "bench", help="benchmark bundles over backend x precision x batch (latency, throughput, memory, quality)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Benchmark bundles: latency p50/p90/p99 split into pre/infer/post, throughput, peak memory, "
+                    "GMAC/s against measured GEMM ceilings, and quality (PSNR/SSIM, class fidelity, FID-proxy).",
+        epilog="Examples:\n"
+               "  skugen bench runs/demo/bundle --backends onnxruntime,torch --precisions fp32,int8 --batch 1,8,32 \\\n"
+               "      --teacher export/zoo/fmnist-cgan --json bench.json --md bench.md --html bench.html\n"
+               "  skugen bench runs/demo/bundle --duration 5 --threads 2 --csv bench.csv\n"
+               "  skugen bench runs/demo/bundle --json new.json --baseline benchmarks/results/cgan.json "
+               "--max-slowdown 1.10 --max-quality-drop 0.1\n"
+               "  skugen bench --from-report new.json --baseline old.json   # gate an existing report\n"
+               "Exit status: 0 ok, 1 regression gate failed, 2 usage/bundle error.")
+    p.add_argument("bundles", nargs="*", metavar="BUNDLE", help="bundle directories (or .tar)")
+    p.add_argument("--backends", default="onnxruntime", help=f"comma list of {','.join(BACKENDS)} (default onnxruntime)")
+    p.add_argument("--precisions", default="fp32,int8", help="comma list of fp32,fp16,int8 (default fp32,int8)")
+    p.add_argument("--batch", default="1", help="comma list of batch sizes (default 1)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls per cell (default 3)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--iters", type=int, default=None, help="timed calls per cell (default 30)")
+    g.add_argument("--duration", type=float, default=None, metavar="S", help="time-box each cell to S seconds instead")
+    p.add_argument("--repeats", type=int, default=1, help="back-to-back timed runs per cell (p50 spread; default 1)")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads for ORT/torch and the ceilings "
+                                                             "(default SKUGEN_NUM_THREADS or all cores)")
+    p.add_argument("--tile", type=int, default=None, help="enhancer LR input side (default: the bundle's tile.size)")
+    p.add_argument("--teacher", action="append", default=[], metavar="MODEL_DIR_OR_BUNDLE",
+                   help="eager-PyTorch teacher run beside the students (repeatable; matched to bundles by family)")
+    p.add_argument("--classifier", default=None, help="classifier model dir for class fidelity / FID-proxy "
+                                                      "(default: the zoo's fmnist-classifier)")
+    p.add_argument("--quality-n", type=int, default=None, help="images (generator, 500) / crops (enhancer, 16) for quality")
+    p.add_argument("--no-quality", action="store_true", help="latency only")
+    p.add_argument("--no-ceilings", action="store_true", help="skip the GEMM ceilings (the gate then compares "
+                                                              "raw ms across runs, and says so)")
+    p.add_argument("--ceiling-size", type=int, default=1024, help="M=K=N of the ceiling GEMMs (default 1024)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", dest="json_out", default=None, metavar="OUT")
+    p.add_argument("--csv", dest="csv_out", default=None, metavar="OUT")
+    p.add_argument("--md", dest="md_out", default=None, metavar="OUT")
+    p.add_argument("--html", dest="html_out", default=None, metavar="OUT")
+    p.add_argument("--from-report", default=None, metavar="REPORT.json",
+                   help="do not run: load this report (for --baseline gating or re-rendering --md/--csv/--html)")
+    p.add_argument("--baseline", default=None, metavar="OLD.json", help="regression gate against this report")
+    p.add_argument("--max-slowdown", type=float, default=GateConfig.max_slowdown)
+    p.add_argument("--max-quality-drop", type=float, default=GateConfig.max_quality_drop, help="dB of PSNR")
+    p.add_argument("--max-ssim-drop", type=float, default=GateConfig.max_ssim_drop)
+    p.add_argument("--max-fidelity-drop", type=float, default=GateConfig.max_fidelity_drop)
+    p.add_argument("--max-fid-rise", type=float, default=GateConfig.max_fid_rise)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_bench)
+
+
+def config_from_args(args) -> BenchConfig:
+    return BenchConfig(
+        bundles=tuple(args.bundles), backends=_csv_list(args.backends), precisions=_csv_list(args.precisions),
+        batches=_csv_list(args.batch, int), warmup=args.warmup,
+        iters=args.iters if args.iters is not None else (None if args.duration else 30),
+        duration_s=args.duration, threads=args.threads, teachers=tuple(args.teacher), tile=args.tile,
+        repeats=args.repeats, quality=not args.no_quality, quality_n=args.quality_n, classifier=args.classifier,
+        ceilings=not args.no_ceilings, ceiling_size=args.ceiling_size, seed=args.seed,
+        progress=not args.no_progress)
+
+
+def _cmd_bench(args) -> int:
+    if args.from_report:
+        if args.bundles:
+            raise InputError("give either BUNDLE(s) to run or --from-report REPORT.json, not both.")
+        rep = BenchReport.load(args.from_report)
+    else:
+        rep = run_bench(config_from_args(args), argv=sys.argv)
+    print(rep.to_markdown())
+    rep.save(json_path=args.json_out, csv_path=args.csv_out, md_path=args.md_out, html_path=args.html_out)
+    if args.baseline:
+        gate = GateConfig(max_slowdown=args.max_slowdown, max_quality_drop=args.max_quality_drop,
+                          max_ssim_drop=args.max_ssim_drop, max_fidelity_drop=args.max_fidelity_drop,
+                          max_fid_rise=args.max_fid_rise)
+        res = compare_reports(rep.to_dict(), load_report_json(args.baseline), gate)
+        print(res.table())
+        return 0 if res.passed else 1
+    return 0
