@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..io import atomic_write_text
-from .views import flat_row, quality_headline, speed_summary
+from .views import _f, flat_row, quality_headline, speed_summary
 
 # ----------------------------------------------------------------------------- encoding helpers
 
@@ -66,14 +66,8 @@ def _e(x: Any) -> str:
 
 
 def _num(v: Any, fmt: str = ".2f") -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float) and math.isinf(v):
-        return "inf"
-    try:
-        return format(v, fmt)
-    except (TypeError, ValueError):
-        return _e(v)
+    """The Markdown view's number format (– for None, inf), HTML-escaped."""
+    return _e(_f(v, fmt))
 
 # ----------------------------------------------------------------------------- plots
 

@@ -24,6 +24,8 @@ from . import cells as _cells
 from .cells import _VALUE_RANGE, _io_dims, _Target, resolve_model_dir
 from .config import FID_NAME, BenchConfig
 
+# ----------------------------------------------------------------------------- quality inputs and outputs
+
 
 @dataclass
 class _QualityInputs:
@@ -101,6 +103,8 @@ def _quality_outputs(runner: Runner, t: _Target, q: _QualityInputs, chunk: int) 
         x = _run_chunks(runner, {"lr": lr}, chunk)                        # (n, 3, 2h, 2w)
         out["images"] = postprocess(x, "0,1", "RGB")                     # (n, 2h, 2w, 3) uint8
     return out
+
+# ----------------------------------------------------------------------------- metrics
 
 
 def _to_255(x: np.ndarray, kind: str) -> np.ndarray:
@@ -236,6 +240,8 @@ def _generator_metrics(images_u8: np.ndarray, labels: np.ndarray, clf: _Classifi
                             "note": "Frechet distance on the classifier's penultimate features, not Inception FID; "
                                     "it depends on n, so compare only reports with the same n"}
     return out
+
+# ----------------------------------------------------------------------------- the quality pass
 
 
 def _run_quality(cfg, threads, targets, runnable, combos, cells, references, samples, prog, notes) -> None:

@@ -12,7 +12,7 @@ from skugen.bench import BenchConfig, compare_reports, run_bench
 
 def test_tensorrt_cells_plumbing_with_a_stand_in_runner(bench, monkeypatch):
     """No GPU here: a stand-in runner (ORT underneath, TensorRT's info keys) checks what TRT cells record."""
-    from skugen.bench import cells as sb
+    from skugen.bench import cells
 
     class FakeTRT(OnnxRuntimeRunner):
         name = "tensorrt"
@@ -22,9 +22,9 @@ def test_tensorrt_cells_plumbing_with_a_stand_in_runner(bench, monkeypatch):
             self.info = {"backend": "tensorrt", "device": "cpu",  # "cpu": keep the numpy pre/post here
                          "gpu_memory": {"engine_bytes": 1 << 20, "used_by_runner_bytes": 3 << 20}}
 
-    real = sb._make_runner
-    monkeypatch.setattr(sb, "_tensorrt_status", lambda: (True, ""))
-    monkeypatch.setattr(sb, "_make_runner", lambda t, be, p, th: FakeTRT(t.bundle.model_path("fp32"), intra_op_threads=1)
+    real = cells._make_runner
+    monkeypatch.setattr(cells, "_tensorrt_status", lambda: (True, ""))
+    monkeypatch.setattr(cells, "_make_runner", lambda t, be, p, th: FakeTRT(t.bundle.model_path("fp32"), intra_op_threads=1)
                         if be == "tensorrt" else real(t, be, p, th))
     rep = run_bench(BenchConfig(bundles=(str(bench["cgan"]),), backends=("tensorrt",), precisions=("fp16",),
                                 batches=(1,), warmup=1, iters=2, threads=1, quality=False, ceiling_size=64,
