@@ -9,7 +9,7 @@ import pytest
 
 RUNTIME_MODULES = ["skugen", "skugen.pipeline", "skugen.bundle", "skugen.verify", "skugen.backends",
                    "skugen.backends.onnxruntime", "skugen.backends.tensorrt", "skugen.metrics", "skugen.report",
-                   "skugen.tiling", "skugen.prepost", "skugen.commands", "skugen.kernels"]
+                   "skugen.tiling", "skugen.prepost", "skugen.cli", "skugen.cli.runtime", "skugen.kernels"]
 # Toolchain packages: heavy (torch ~1-2 s to import) and absent from runtime installs.
 FORBIDDEN = ["torch", "torchvision", "nncf", "onnx", "onnxslim", "torch_pruning", "safetensors", "scipy",
              "skimage", "cv2", "matplotlib", "skugen.export"]
