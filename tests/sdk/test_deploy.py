@@ -343,3 +343,13 @@ def test_cli_deploy_and_help(gen_bundle, tmp_path, capsys):
     sh = (root / "install.sh").read_text()
     assert 'EXPECT_SM="72"' in sh and "nvidia,tegra194" in sh
     assert "Python 3.8" in (root / "README.md").read_text()
+
+
+def test_default_package_path_is_decided_by_deploy(gen_bundle, tmp_path, monkeypatch):
+    """deploy(out=None) names the package after the bundle and target, in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    b = load_bundle(gen_bundle)
+    path = deploy(gen_bundle, "x86-gpu", verify=False)
+    assert path == Path(f"skugen-{b.name}-x86-gpu.tar.gz") and (tmp_path / path).is_file()
+    with tarfile.open(tmp_path / path) as tf:
+        assert all(n.split("/")[0] == path.name[:-len(".tar.gz")] for n in tf.getnames())
