@@ -14,7 +14,6 @@ compares with the tolerances written here.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -24,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from skugen.bundle import check_bundle_dest, load_bundle, npz_bytes, to_tar, write_bundle
-from skugen.errors import DataError, ModelError, VerificationError
+from skugen.bundle import check_bundle_dest, npz_bytes, write_bundle
+from skugen.errors import BudgetError, DataError, ModelError, VerificationError
 from skugen.io import json_default, sha256_bytes
 
 from . import ckpt, models, zoo
@@ -55,6 +54,8 @@ class BundleConfig:
     parity_n: int = 8                       # samples in the torch-vs-ONNX parity report
     golden_seed: int = 1234
     max_batch: int = 64                     # largest batch the runtime/engines are built for
+    strict_budget: bool = False             # raise BudgetError (after writing the bundle) when INT8 misses
+                                            # the budget and the bundle ships FP32 only
     tile: tuple[int, int] = (128, 32)       # enhancer tiling (size, overlap) in LR pixels: bounds memory on Jetson;
                                             # overlap/2 = 16 px of context >= the SR teacher's 15-px receptive radius (no seams)
 
@@ -351,7 +352,10 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
                    "sha256": card.get("weights", {}).get("sha256")},
         "quality": quality_summary,
     }
-    return write_bundle(out, manifest, files)
+    path = write_bundle(out, manifest, files)
+    if cfg.strict_budget and quant_report is not None and quant_report["outcome"].startswith("fp32"):
+        raise BudgetError(f"the bundle {path} ships FP32 only (strict budget): {quant_report['message']}")
+    return path
 
 
 def _tile(cfg: BundleConfig, module) -> dict:
@@ -407,77 +411,3 @@ def _strip(m: dict | None) -> dict | None:
 
 def _json(obj) -> bytes:
     return (json.dumps(obj, indent=2, default=json_default) + "\n").encode()
-
-# ----------------------------------------------------------------------------- CLI: skugen export
-
-
-def register(sub) -> None:
-    p = sub.add_parser(
-        "export", help="export a model to ONNX (+INT8) and write a verified bundle",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Export a trained generator/enhancer to a bundle: FP32 ONNX checked against PyTorch, golden "
-                    "inputs/outputs, reports, source weights; with --int8 a quality-gated INT8 Q/DQ model.",
-        epilog="Examples:\n"
-               "  skugen export fmnist-cgan --out runs/demo/bundle\n"
-               "  skugen export fmnist-cgan --out runs/demo/bundle --int8 --min-psnr-db 30 --budget-fidelity-pts 1.0\n"
-               "  skugen export grocery-sr --out runs/sr/bundle --int8 --budget-db 0.1 --calib 128 --tar\n"
-               "  skugen export runs/my-student --out b --int8 --tool ort --calibrate-method percentile\n")
-    p.add_argument("model", help="zoo name (skugen zoo list) or a model directory (card.json + model.safetensors)")
-    p.add_argument("--out", required=True, help="bundle directory to write (replaced atomically)")
-    p.add_argument("--int8", action="store_true", help="add a quality-gated INT8 (explicit Q/DQ) model")
-    p.add_argument("--budget-db", type=float, default=0.1, help="enhancer: max PSNR-Y drop vs FP32 (dB, default 0.1)")
-    p.add_argument("--min-psnr-db", type=float, default=30.0,
-                   help="generator: min PSNR of INT8 vs FP32 images (dB, default 30)")
-    p.add_argument("--budget-fidelity-pts", type=float, default=1.0,
-                   help="generator: max class-fidelity drop in points (needs the zoo classifier; default 1.0)")
-    p.add_argument("--max-float-fraction", type=float, default=0.5,
-                   help="give up on INT8 if more than this fraction of layers must stay float (default 0.5)")
-    p.add_argument("--calib", type=int, default=128, help="calibration samples (default 128)")
-    p.add_argument("--eval-n", type=int, default=None,
-                   help=f"held-out samples the quality gate measures (default 500 latents / {ENHANCER_EVAL_N} photo crops)")
-    p.add_argument("--tool", choices=["auto", "nncf", "ort"], default="auto",
-                   help="calibrator (default auto: NNCF; ORT entropy, then percentile, only if the budget is missed)")
-    p.add_argument("--calibrate-method", choices=["minmax", "entropy", "percentile"], default="minmax",
-                   help="ORT calibrator range method (only with --tool ort)")
-    p.add_argument("--classifier", default="auto", help="classifier for class fidelity ('auto', a zoo name/dir, 'none')")
-    p.add_argument("--strict-budget", action="store_true", help="exit non-zero when INT8 misses the budget")
-    p.add_argument("--tar", action="store_true", help="also pack the bundle into OUT.tar")
-    p.add_argument("--json", action="store_true", help="print the bundle summary as JSON")
-    p.set_defaults(func=_cmd_export)
-
-
-def _cmd_export(args) -> int:
-    from skugen.bundle import summary
-    from skugen.errors import BudgetError
-
-    cfg = BundleConfig(
-        int8=args.int8, calib_n=args.calib, eval_n=args.eval_n,
-        budget=QualityBudget(min_psnr_db=args.min_psnr_db, max_fidelity_drop_pts=args.budget_fidelity_pts,
-                             max_psnr_drop_db=args.budget_db, max_float_fraction=args.max_float_fraction),
-        quant=QuantConfig(tool=args.tool, calibrate_method=args.calibrate_method),
-        classifier=None if args.classifier.lower() == "none" else args.classifier)
-    path = export_bundle(args.model, args.out, cfg)
-    b = load_bundle(path)
-    s = summary(b)
-    qrep = b.report("quantization")
-    tar = to_tar(path, Path(str(path).rstrip("/") + ".tar")) if args.tar else None
-    if args.json:
-        print(json.dumps({**s, "quantization": qrep and {k: qrep.get(k) for k in ("outcome", "message", "budget_check",
-                                                                                   "confirm")},
-                          "tar": str(tar) if tar else None}, indent=2))
-    else:
-        print(f"wrote {path}  ({s['kind']}, models: {', '.join(s['models'])})")
-        for k, v in s["models"].items():
-            print(f"  {k:5s} {v['file']:18s} {v['bytes'] / 1e6:7.2f} MB  params {v['params']:,}  MACs {v['macs']:,}")
-        print(f"  parity vs PyTorch: max |err| {b.manifest['quality']['fp32']['parity_max_abs']:.2e}")
-        if qrep:
-            print(f"  int8: {qrep['message']}")
-            if qrep.get("confirm"):
-                c = qrep["confirm"]
-                shown = {k: round(v, 4) for k, v in c.items() if k.endswith(("_db", "_pts", "_pct")) and isinstance(v, float)}
-                print(f"  int8 on a second held-out draw ({c['source']}): {shown}")
-        if tar:
-            print(f"  tar: {tar}")
-    if qrep and args.strict_budget and qrep["outcome"].startswith("fp32"):
-        raise BudgetError(qrep["message"])
-    return 0

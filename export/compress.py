@@ -7,7 +7,7 @@
 2. allocation: per-unit ratios that reach the MACs target, pruning insensitive units
    most (prune.ratios_for_macs); or one uniform --prune-ratio;
 3. prune (torch-pruning DependencyGraph, widths rounded to 8) -> OUT/pruned/ (a model
-   directory, so `python -m skugen.export.distill` / torchrun can take over from here);
+   directory, so `skugen distill` / torchrun can take over from here);
 4. distill from the teacher (distill.distill; resumable from OUT/distill/ckpt.*);
 5. evaluate teacher and student with the same evaluation (zoo.evaluate_model) and write
    the student model directory OUT/ (model.safetensors + card.json), with MACs, params,
@@ -23,7 +23,6 @@ ranks share the distillation (DDP).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -36,7 +35,6 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from skugen.cli import invocation
 from skugen.errors import InputError, ModelError, SkugenError
 
 from . import ckpt, models, prune
@@ -98,7 +96,7 @@ class CompressResult:
     out: Path
     student: nn.Module
     card: dict
-    prune: prune.PruneResult
+    prune: prune.PruneResult | None    # None for a user's model (MetaPruner; see card['prune'])
     distill: DistillResult | None
     sensitivity: dict | None = None
 
@@ -187,6 +185,9 @@ def _targets(family: str, macs_ratio: float, mt: dict, ms: dict) -> dict:
 def compress(model: str | os.PathLike | nn.Module, cfg: CompressConfig | None = None) -> CompressResult:
     cfg = cfg or CompressConfig()
     check_config(cfg)
+    custom_dir = _custom_dir(model)
+    if custom_dir is not None:  # a user's model (skugen import): MetaPruner + output distillation
+        return _compress_user_model(custom_dir, cfg)
     t0 = time.time()
     teacher, tcard, tname = load_teacher(model)
     family = teacher.cfg.family
@@ -292,47 +293,15 @@ def _compress(teacher, tcard, tname, cfg, preset, out, env, t0) -> CompressResul
         atomic_write_json(out / "distill" / "distill.json", dres.summary())
     return CompressResult(out, student, card, pres, dres, report)
 
-# ----------------------------------------------------------------------------- CLI
+# ----------------------------------------------------------------------------- a user's model (skugen import)
 
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "compress", help="prune + distill a teacher into a student (resumable, seeded)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Compress a zoo model or model directory: sensitivity-guided structured pruning to a MACs "
-                    "target (channels physically removed, widths multiples of 8), then distillation from the "
-                    "teacher. Writes a model directory with a card comparing teacher and student.",
-        epilog="Examples:\n"
-               "  skugen compress fmnist-cgan --target-macs 0.25 --preset fast --out runs/cgan-st\n"
-               "  skugen compress grocery-sr2x --target-macs 0.25 --preset full --out runs/sr-st --seed 0\n"
-               "  skugen compress runs/my-cgan --prune-ratio 0.5 --distill-steps 500 --out runs/my-st\n"
-               "  torchrun --standalone --nproc_per_node 2 -m skugen.cli compress fmnist-cgan --preset full "
-               "--out runs/st\n"
-               "Re-running the same command resumes (sensitivity reused, distillation from its checkpoint).")
-    p.add_argument("model", help="zoo name (skugen zoo list) or model directory")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--target-macs", type=float, default=None, metavar="F",
-                   help="student MACs as a fraction of the teacher's (default 0.25); per-layer ratios from sensitivity")
-    g.add_argument("--prune-ratio", type=float, default=None, metavar="R",
-                   help="remove this fraction of channels from every layer instead (0 < R < 1)")
-    p.add_argument("--distill-steps", type=int, default=None, metavar="N", help="default: the preset's; 0 = prune only")
-    p.add_argument("--out", default=None, help="output model directory (default runs/compress-MODEL)")
-    p.add_argument("--preset", choices=PRESET_NAMES, default="fast",
-                   help="fast: ~5 min demo; full: the shipped recipe (~35 min per model on 2 cores)")
-    p.add_argument("--importance", choices=prune.IMPORTANCES, default="l1", help="channel importance for pruning")
-    p.add_argument("--w-adv", type=float, default=None, metavar="W",
-                   help="cGAN: weight of the adversarial distillation term (default 0: off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
-    p.add_argument("--quick-eval", action="store_true", default=None, help="small evaluation sets")
-    p.add_argument("--json", action="store_true", help="print the student's card as JSON")
-    p.set_defaults(func=_cmd_compress)
-
-
-def _custom_dir(model: str) -> Path | None:
+def _custom_dir(model) -> Path | None:
     """The model directory when `model` is a user's imported model (family 'custom'), else None."""
     from . import zoo
 
+    if isinstance(model, nn.Module):
+        return None
     try:
         d = zoo.resolve(model)
         fam = json.loads((d / "card.json").read_text()).get("config", {}).get("family")
@@ -343,48 +312,15 @@ def _custom_dir(model: str) -> Path | None:
     return d
 
 
-def config_from_args(args) -> CompressConfig:
-    cmd = invocation()
-    target = args.target_macs if args.target_macs is not None or args.prune_ratio is not None else 0.25
-    return CompressConfig(out=args.out, preset=args.preset, target_macs_frac=target, prune_ratio=args.prune_ratio,
-                          distill_steps=args.distill_steps, w_adv=args.w_adv, importance=args.importance,
-                          seed=args.seed,
-                          quick_eval=args.quick_eval, threads=args.threads, command=cmd)
+def _compress_user_model(teacher_dir: Path, cfg: CompressConfig) -> CompressResult:
+    """MetaPruner to the MACs target + output distillation (custom.compress_custom); no sensitivity pass."""
+    from . import custom
 
-
-def _cmd_compress(args) -> int:
-    custom_dir = _custom_dir(args.model)
-    if custom_dir is not None:  # a user's model (skugen import): MetaPruner + output distillation
-        from . import custom
-
-        if args.prune_ratio is not None:
-            raise InputError("--prune-ratio is for skugen families; a user's model is pruned to --target-macs.")
-
-        steps = args.distill_steps if args.distill_steps is not None else custom.DISTILL_STEPS[args.preset]
-        out = custom.compress_custom(custom_dir, args.out or f"runs/compress-{custom_dir.name}",
-                                     args.target_macs if args.target_macs is not None else 0.25, steps=steps,
-                                     seed=args.seed)
-        c = json.loads((out / "card.json").read_text())
-        print(json.dumps(c, indent=2) if args.json else
-              f"student: {out}\n  MACs {c['macs_teacher']:,} -> {c['macs']:,} ({c['macs_ratio']:.1%})\n"
-              f"  PSNR vs teacher output {c['metrics']['psnr_vs_teacher_db']:.2f} dB ({c['metrics']['inputs']})")
-        return 0
-    res = compress(args.model, config_from_args(args))
-    if not res.card:  # not rank 0 under torchrun
-        return 0
-    if args.json:
-        print(json.dumps(res.card, indent=2))
-        return 0
-    c = res.card
-    print(f"student: {res.out}")
-    print(f"  MACs   {c['macs_teacher']:>13,} -> {c['macs']:>13,}  ({c['macs_ratio']:.1%})")
-    print(f"  params {c['params_teacher']:>13,} -> {c['params']:>13,}  ({c['params_ratio']:.1%})")
-    keys = ("fid_proxy", "class_fidelity") if c["prune"]["student_config"]["family"] == "cgan" else ("psnr_y", "ssim_y")
-    for k in keys:
-        mt, ms = c["metrics_teacher"].get(k), c["metrics"].get(k)
-        if mt is not None and ms is not None:
-            print(f"  {k:15s} teacher {mt:.4f}  student {ms:.4f}")
-    if "skipped" in c["metrics"]:
-        print(f"  metrics skipped: {c['metrics']['skipped']}")
-    print(f"  wall time {c['wall_time_s']:.0f} s ({', '.join(f'{k}={v}' for k, v in c['timings_s'].items())})")
-    return 0
+    if cfg.prune_ratio is not None:
+        raise InputError("--prune-ratio is for skugen families; a user's model is pruned to --target-macs.")
+    steps = cfg.distill_steps if cfg.distill_steps is not None else custom.DISTILL_STEPS[cfg.preset]
+    target = cfg.target_macs_frac if cfg.target_macs_frac is not None else 0.25
+    out = custom.compress_custom(teacher_dir, cfg.out or f"runs/compress-{teacher_dir.name}", target, steps=steps,
+                                 seed=cfg.seed)
+    student, card = ckpt.load_model(out)
+    return CompressResult(out, student, card, prune=None, distill=None)

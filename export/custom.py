@@ -32,7 +32,6 @@ like any model; frozen formats keep their program file beside it (sha256 checked
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import importlib
 import importlib.util
@@ -49,9 +48,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from skugen.cli import invocation
 from skugen.errors import InputError, ModelError
 from skugen.io import sha256_file
+from skugen.report import invocation
 
 from . import ckpt, models
 from .models import CustomConfig
@@ -537,34 +536,6 @@ def compress_custom(teacher_dir: str | os.PathLike, out: str | os.PathLike, targ
         return save_dir(frozen, out, card, tmp)
     finally:
         tmp.unlink(missing_ok=True)
-
-# ----------------------------------------------------------------------------- CLI: skugen import
-
-
-def register(sub) -> None:
-    p = sub.add_parser(
-        "import", help="import your own PyTorch model (factory, TorchScript, ExportedProgram) with an I/O spec",
-        formatter_class=argparse.RawDescriptionHelpFormatter, description=__doc__,
-        epilog="Examples:\n"
-               "  skugen import my_pkg.nets:make_upscaler --io-spec io.json --weights up.safetensors --out runs/up\n"
-               "  skugen import nets.py:make_gen --io-spec gen_io.json --out runs/gen\n"
-               "  skugen import upscaler.pt2 --io-spec io.json --out runs/up-ep       # torch.export.save\n"
-               "  skugen import upscaler.ts --io-spec io.json --out runs/up-ts        # torch.jit.save\n"
-               "  skugen pipeline --model runs/up --out runs/up-deploy\n")
-    p.add_argument("ref", help="package.module:function, file.py:function, a .pt2 or a TorchScript file")
-    p.add_argument("--io-spec", required=True, help="JSON I/O spec (kind, shapes, ranges; see docs/custom_models.md)")
-    p.add_argument("--weights", default=None, help="safetensors state dict for a factory's module")
-    p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--name", default=None)
-    p.set_defaults(func=_cmd_import)
-
-
-def _cmd_import(args) -> int:
-    out = import_model(args.ref, args.io_spec, args.out, args.weights, args.name)
-    card = json.loads((out / "card.json").read_text())
-    print(f"{out}: {card['kind']} ({card['config']['format']}), {card['params']:,} params, {card['macs']:,} MACs "
-          f"per {card['macs_input']}")
-    return 0
 
 # ----------------------------------------------------------------------------- TorchScript export helper
 

@@ -14,12 +14,11 @@ import csv
 import gzip
 import hashlib
 import io
-import json
 import os
 import struct
 import sys
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -414,30 +413,3 @@ def check_grocery() -> DatasetStatus:
     except DataError as e:
         st.error = str(e)
     return st
-
-
-def register(sub) -> None:
-    p = sub.add_parser("data", help="check the product datasets",
-                       description="Locate and verify the datasets skugen trains and evaluates on.",
-                       epilog="Examples:\n  skugen data check\n  skugen data check --json --data-dir ~/fmnist",
-                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    dsub = p.add_subparsers(dest="data_cmd", required=True)
-    c = dsub.add_parser("check", help="find both datasets, count splits, verify checksums")
-    c.add_argument("--json", action="store_true", help="print JSON")
-    c.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (overrides SKUGEN_FMNIST_DIR)")
-    c.set_defaults(func=_cmd_check)
-
-
-def _cmd_check(args) -> int:
-    res = [check_fmnist(args.data_dir), check_grocery()]
-    if args.json:
-        print(json.dumps({"datasets": {r.name: asdict(r) for r in res}}, indent=2))
-    else:
-        for r in res:
-            state = "OK" if r.found and r.verified else "MISSING" if not r.found else "BAD"
-            print(f"{r.name:14s} {state:8s} {r.path or ''}")
-            if r.counts:
-                print("    counts: " + ", ".join(f"{k}={v}" for k, v in r.counts.items()) + f"  verified={r.verified}")
-            if r.error:
-                print(f"    {r.error}")
-    return 0 if all(r.found and r.verified for r in res) else 1

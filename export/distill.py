@@ -23,18 +23,16 @@ the student + adapters are one DistributedDataParallel module, each rank draws i
 own share of the global batch, the discriminator's gradients are all-reduced by
 hand, and only rank 0 writes checkpoints and outputs. Example:
 
-    torchrun --standalone --nproc_per_node 2 -m skugen.export.distill \\
+    torchrun --standalone --nproc_per_node 2 -m skugen.cli distill \\
         --teacher fmnist-cgan --student runs/pruned --out runs/distilled --steps 3000
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -527,65 +525,30 @@ def _perceptual(family: str, cfg: DistillConfig, dev, notes: list[str]):
 
     return feat_l1
 
-# ----------------------------------------------------------------------------- CLI (torchrun entry point)
+# ----------------------------------------------------------------------------- model directories (skugen distill)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m skugen.export.distill",
-        description="Distil a pruned student model directory from its teacher (resumable; DDP under torchrun).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Examples:\n"
-               "  python -m skugen.export.distill --teacher fmnist-cgan --student runs/pruned --out runs/st\n"
-               "  torchrun --standalone --nproc_per_node 2 -m skugen.export.distill \\\n"
-               "      --teacher grocery-sr2x --student runs/sr-pruned --out runs/sr-st --steps 3000\n")
-    p.add_argument("--teacher", required=True, help="zoo name or model directory")
-    p.add_argument("--student", required=True, help="model directory of the pruned student (initial weights)")
-    p.add_argument("--out", required=True, help="output directory: ckpt.* (resume), model + card, distill.json")
-    d = DistillConfig()
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch", type=int, default=None, help="global batch over all ranks")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--hr-size", type=int, default=d.hr_size)
-    p.add_argument("--w-pixel", type=float, default=d.w_pixel)
-    p.add_argument("--w-feat", type=float, default=None)
-    p.add_argument("--w-percep", type=float, default=d.w_percep)
-    p.add_argument("--w-adv", type=float, default=d.w_adv)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
-    p.add_argument("--bn-recal-batches", type=int, default=d.bn_recal_batches)
-    p.add_argument("--threads", type=int, default=None)
-    a = p.parse_args(argv)
-    from skugen.errors import SkugenError
+def distill_dirs(teacher: str | os.PathLike, student: str | os.PathLike, out: str | os.PathLike,
+                 cfg: DistillConfig | None = None, command: str | None = None) -> DistillResult:
+    """`skugen distill`: teacher (zoo name or model directory) -> the pruned student directory, distilled.
+
+    Every rank trains (DDP under torchrun); rank 0 writes OUT/ as a model directory
+    (model.safetensors + card.json with the distillation summary, the teacher and
+    `command`) and OUT/distill.json.
+    """
     from skugen.io import atomic_write_json
 
     from . import zoo
 
-    try:
-        teacher, tcard = zoo.load(a.teacher)
-        student, scard = ckpt.load_model(zoo.resolve(a.student))
-        cfg = DistillConfig(steps=a.steps, batch=a.batch, lr=a.lr, hr_size=a.hr_size, w_pixel=a.w_pixel,
-                            w_feat=a.w_feat, w_percep=a.w_percep, w_adv=a.w_adv, seed=a.seed,
-                            ckpt_every=a.ckpt_every, bn_recal_batches=a.bn_recal_batches, threads=a.threads)
-        res = distill(teacher, student, cfg, a.out)
-    except SkugenError as e:
-        print(f"distill: error: {e}", file=sys.stderr)
-        return e.exit_code
-    # one write() per line: with PYTHONUNBUFFERED, print() would emit text and newline separately
-    # and the ranks' lines could interleave on the shared stdout
-    sys.stdout.write(f"[distill rank {res.rank}/{res.world_size}] steps {res.start_step}->{res.steps} "
-                     f"digest {param_digest(res.student)[:16]}\n")
-    sys.stdout.flush()
+    teacher_m, tcard = zoo.load(teacher)
+    student_m, scard = ckpt.load_model(zoo.resolve(student))
+    res = distill(teacher_m, student_m, cfg, out)
     if res.rank == 0:
-        out = Path(a.out)
+        out = Path(out)
         card = {k: v for k, v in scard.items() if k not in ("config", "weights")}
         card["distill"] = {k: v for k, v in res.summary().items() if k != "history"}
-        card["teacher"] = {"name": tcard.get("name", str(a.teacher)), "sha256": tcard.get("weights", {}).get("sha256")}
-        card["command"] = "python -m skugen.export.distill " + " ".join(argv if argv is not None else sys.argv[1:])
+        card["teacher"] = {"name": tcard.get("name", str(teacher)), "sha256": tcard.get("weights", {}).get("sha256")}
+        card["command"] = command
         ckpt.save_model(res.student, out, card)
         atomic_write_json(out / "distill.json", res.summary())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return res

@@ -11,7 +11,6 @@ rename), so a kill -9 at any point never leaves a bundle that loads but is incom
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -25,6 +24,7 @@ from typing import Any, Callable
 
 from skugen.errors import InputError, ModelError, SkugenError
 from skugen.io import atomic_write_json, sha256_file
+from skugen.report import invocation
 
 from . import zoo
 
@@ -192,7 +192,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
         ccfg = CompressConfig(out=str(student_dir), preset=cfg.preset, target_macs_frac=cfg.target_macs, seed=cfg.seed,
                               distill_steps=cfg.distill_steps,
-                              threads=cfg.threads, command="skugen " + " ".join(sys.argv[1:]))
+                              threads=cfg.threads, command=invocation())
 
         def do_compress() -> dict:
             r = compress(str(teacher_dir), ccfg)
@@ -327,43 +327,3 @@ def format_summary(report: dict) -> str:
     i8 = s.get("bundle_int8_onnx_bytes")
     lines.append(f"bundle size: {s['bundle_bytes'] / 1e6:.2f} MB on disk" + (f" (INT8 ONNX {i8 / 1e6:.2f} MB)" if i8 else ""))
     return "\n".join(lines)
-
-
-def register(sub) -> None:
-    p = sub.add_parser("pipeline", help="the main job: teacher -> student -> bundle -> verify -> bench -> report",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description=__doc__,
-                       epilog="Examples:\n  skugen pipeline --model fmnist-cgan --out runs/demo --preset fast\n"
-                              "  skugen pipeline --model grocery-sr2x --out runs/sr --preset full --budget-db 0.1\n"
-                              "  skugen pipeline --model path/to/model_dir --out runs/mine   # re-run resumes\n"
-                              "  skugen pipeline --model nets.py:make_upscaler --io-spec io.json --weights w.safetensors "
-                              "--out runs/up\n")
-    p.add_argument("--model", required=True,
-                   help="zoo name (fmnist-cgan, grocery-sr2x), a model directory, or your own model: "
-                        "pkg.module:factory, file.py:factory, a .pt2 (torch.export) or TorchScript file (needs --io-spec)")
-    p.add_argument("--io-spec", default=None, help="JSON I/O spec for your own model (docs/custom_models.md)")
-    p.add_argument("--weights", default=None, help="safetensors weights for a factory model")
-    p.add_argument("--out", required=True)
-    p.add_argument("--preset", choices=PRESETS, default="fast")
-    p.add_argument("--target-macs", type=float, default=0.25, help="student MACs / teacher MACs")
-    p.add_argument("--budget-db", type=float, default=0.1, help="INT8 PSNR-Y budget (enhancer)")
-    p.add_argument("--budget-fidelity-pts", type=float, default=1.0, help="INT8 class-fidelity budget (generator)")
-    p.add_argument("--batch", default="1,16", help="bench batch sizes")
-    p.add_argument("--iters", type=int, default=30, help="bench iterations per cell")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--skip-bench", action="store_true")
-    p.add_argument("--distill-steps", type=int, default=None, help="override the preset's distillation steps")
-    p.add_argument("--calib", type=int, default=128, help="INT8 calibration samples")
-    p.set_defaults(func=_cmd)
-
-
-def _cmd(args) -> int:
-    cfg = PipelineConfig(model=args.model, out=args.out, preset=args.preset, target_macs=args.target_macs,
-                         budget_db=args.budget_db, budget_fidelity_pts=args.budget_fidelity_pts, seed=args.seed,
-                         bench_batches=tuple(int(b) for b in args.batch.split(",")), bench_iters=args.iters,
-                         threads=args.threads, skip_bench=args.skip_bench, distill_steps=args.distill_steps,
-                         calib_n=args.calib, io_spec=args.io_spec, weights=args.weights)
-    report = run_pipeline(cfg)
-    print(format_summary(report))
-    return 0

@@ -7,7 +7,6 @@ model.safetensors + card.json, the same format as the shipped zoo files.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -23,7 +22,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from skugen.cli import invocation
 from skugen.errors import InputError
 
 from . import ckpt, data, models
@@ -329,7 +327,7 @@ DATASETS = {
 }
 
 
-def train(name: str, out: str | os.PathLike, steps: int | None = None, seed: int = 0, batch: int | None = None,
+def train(name: str, out: str | os.PathLike | None = None, steps: int | None = None, seed: int = 0, batch: int | None = None,
           threads: int | None = None, evaluate: bool = True, command: str | None = None,
           stop_after: int | None = None, amp: str | None = None) -> Path:
     if name not in TRAINERS:
@@ -342,6 +340,7 @@ def train(name: str, out: str | os.PathLike, steps: int | None = None, seed: int
         raise InputError(f"--amp must be fp32 or bf16, got {amp!r}")
     if amp == "bf16" and name != "grocery-sr2x":
         raise InputError(f"--amp bf16 is only wired for grocery-sr2x; train {name} with --amp fp32")
+    out = out if out is not None else f"runs/{name}"  # the default model directory
     tc = TrainConfig(name=name, steps=steps, seed=seed, batch=batch or DEFAULT_BATCH[name], threads=threads,
                      ckpt_every=min(250, max(1, steps // 4)), stop_after=stop_after, amp=amp,
                      val_every=500 if name == "grocery-sr2x" and steps >= 1000 else 0)
@@ -382,29 +381,3 @@ def train(name: str, out: str | os.PathLike, steps: int | None = None, seed: int
         card["metrics"] = zoo.evaluate_dir(out, quick=False)
         ckpt.save_model(model, out, card)
     return out
-
-
-def register(sub) -> None:
-    p = sub.add_parser("train", help="train a zoo teacher (resumable, seeded)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Train one of the zoo teachers from scratch on real data.",
-                       epilog="Examples:\n  skugen train fmnist-classifier --out runs/cls\n"
-                              "  skugen train fmnist-cgan --steps 4000 --seed 0 --out runs/cgan   # re-run resumes\n")
-    p.add_argument("name", choices=list(TRAINERS))
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the shipped recipe)")
-    p.add_argument("--out", default=None, help="output model directory (default runs/NAME)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
-    p.add_argument("--amp", choices=["fp32", "bf16"], default=None,
-                   help="mixed precision (default: bf16 autocast for grocery-sr2x, fp32 otherwise)")
-    p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
-    p.set_defaults(func=_cmd_train)
-
-
-def _cmd_train(args) -> int:
-    out = args.out or f"runs/{args.name}"
-    cmd = invocation()
-    path = train(args.name, out, args.steps, args.seed, args.batch, args.threads, not args.no_eval, cmd, amp=args.amp)
-    print(path)
-    return 0

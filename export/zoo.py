@@ -7,7 +7,6 @@ penultimate features, NOT Inception FID (nothing can be downloaded here).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -172,45 +171,21 @@ def evaluate_dir(path, quick: bool = False) -> dict:
     model, card = ckpt.load_model(resolve(path))
     return evaluate_model(model, card, quick)
 
-# ----------------------------------------------------------------------------- CLI
-
-
-def register(sub) -> None:
-    fmt = argparse.RawDescriptionHelpFormatter
-    z = sub.add_parser("zoo", help="list the shipped models", formatter_class=fmt,
-                       epilog="Examples:\n  skugen zoo list\n  skugen zoo list --json")
-    zs = z.add_subparsers(dest="zoo_cmd", required=True)
-    zl = zs.add_parser("list")
-    zl.add_argument("--json", action="store_true")
-    zl.set_defaults(func=_cmd_list)
-    e = sub.add_parser("eval", help="re-compute a model's metrics from its weights", formatter_class=fmt,
-                       epilog="Examples:\n  skugen eval fmnist-cgan --json\n  skugen eval runs/my-student --quick")
-    e.add_argument("name", help="zoo name or model directory")
-    e.add_argument("--json", action="store_true")
-    e.add_argument("--quick", action="store_true", help="smaller evaluation sets (smoke checks)")
-    e.set_defaults(func=_cmd_eval)
-
-
-def _cmd_list(args) -> int:
+def model_table() -> list[dict]:
+    """One row per shipped model (name, kind, family, params, MACs, sha256, metrics, path), from the cards."""
     rows = []
     for n in names():
         c = json.loads((ZOO_DIR / n / "card.json").read_text())
         rows.append({"name": n, "kind": c.get("kind"), "family": c["config"]["family"], "params": c.get("params"),
                      "macs": c.get("macs"), "sha256": c.get("weights", {}).get("sha256"),
                      "metrics": c.get("metrics", {}), "path": str(ZOO_DIR / n)})
-    if args.json:
-        print(json.dumps({"models": rows}, indent=2))
-    else:
-        for r in rows:
-            print(f"{r['name']:24s} {r['kind']:10s} params={r['params']:>9,} MACs={r['macs']:>13,}")
-    return 0
+    return rows
 
 
-def _cmd_eval(args) -> int:
-    path = resolve(args.name)
+def evaluate_named(name_or_dir, quick: bool = False) -> dict:
+    """`skugen eval`: a model's metrics re-computed from its weights, next to the ones its card records."""
+    path = resolve(name_or_dir)
     model, card = ckpt.load_model(path)
-    m = evaluate_model(model, card, args.quick)
-    out = {"name": card.get("name", str(args.name)), "path": str(path), "quick": args.quick, "metrics": m,
-           "card_metrics": card.get("metrics"), "params": models.count_params(model)}
-    print(json.dumps(out, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in m.items()))
-    return 0
+    m = evaluate_model(model, card, quick)
+    return {"name": card.get("name", str(name_or_dir)), "path": str(path), "quick": quick, "metrics": m,
+            "card_metrics": card.get("metrics"), "params": models.count_params(model)}

@@ -1,6 +1,6 @@
 """nvcc compile check of every kernel, with the ptxas resource report (no GPU needed).
 
-    python -m skugen.kernels.compile_check [--out benchmarks/kernels/ptxas_report.json] [--arch sm_87 ...]
+    skugen kernels compile-check [--out benchmarks/kernels/ptxas_report.json] [--arch sm_87 ...]
 
 Compiles each source for sm_87 (Jetson Orin), sm_90 (H100/H200) and the oldest
 architecture the local nvcc supports, with the launcher's flags plus -Xptxas -v,
@@ -8,17 +8,14 @@ and records registers, spills, stack, shared and constant memory per kernel.
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from skugen.errors import BackendUnavailable
-from skugen.io import atomic_write_json
 
 from ._launch import KERNEL_DIR, NVCC_OPTIONS, SOURCES, source_hash
 
@@ -111,25 +108,3 @@ def compile_check(archs: list[str] | None = None, nvcc: str = "nvcc") -> dict:
         report["kernels"] += [dict(r, source=s) for r in records]
     report["ok"] = all(v["ok"] for v in report["sources"].values())
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m skugen.kernels.compile_check")
-    ap.add_argument("--out", type=Path, default=DEFAULT_REPORT)
-    ap.add_argument("--arch", action="append", help="sm_XY (repeatable); default: oldest, sm_87, sm_90")
-    ap.add_argument("--nvcc", default="nvcc")
-    args = ap.parse_args(argv)
-    report = compile_check(args.arch, args.nvcc)
-    atomic_write_json(args.out, report)
-    for k in report["kernels"]:
-        print(f"{k['arch']:>7} {k['kernel']:<24} {k['registers']:>3} regs  spills {k['spill_store_bytes']}/"
-              f"{k['spill_load_bytes']} B  stack {k['stack_bytes']} B  smem {k['smem_bytes']} B")
-    for s, v in report["sources"].items():
-        if not v["ok"]:
-            print(f"FAILED {s}:\n{v['log']}", file=sys.stderr)
-    print(f"{'ok' if report['ok'] else 'FAILED'}: wrote {args.out}")
-    return 0 if report["ok"] else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

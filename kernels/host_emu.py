@@ -9,17 +9,15 @@ and, built with AddressSanitizer, to prove no kernel reads or writes out of boun
 Every buffer handed to an emulated kernel is a fresh exact-size malloc (the "device"
 memory), so with `sanitize=True` any byte past an input or output is an ASan error.
 A sanitized library can only load into a process started with libasan preloaded:
-run `python -m skugen.kernels.host_emu --sanitize` (it re-executes itself that way).
+run `python -m skugen.cli kernels emulate --sanitize` (it re-executes itself that way).
 """
 from __future__ import annotations
 
-import argparse
 import ctypes
 import functools
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -153,49 +151,35 @@ class EmulatedProcessor(KernelProcessor):
         return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Compare the emulated kernels with the numpy reference on random cases; exit 1 on mismatch.
+def needs_reexec(sanitize: bool) -> bool:
+    """True when a sanitized library cannot load into this process (libasan is not preloaded)."""
+    return sanitize and "libasan" not in os.environ.get("LD_PRELOAD", "")
 
-    With --sanitize the kernels are built with ASan+UBSan and this process re-executes
-    itself with libasan preloaded; any out-of-bounds access aborts with an ASan report.
-    """
-    ap = argparse.ArgumentParser(prog="python -m skugen.kernels.host_emu")
-    ap.add_argument("--sanitize", action="store_true", help="build with -fsanitize=address,undefined")
-    ap.add_argument("--cases", type=int, default=40, help="random cases per kernel")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variant", choices=["strided", "x4"], default="strided",
-                    help="kernel variant for preprocess/postprocess (see KernelProcessor.DEFAULT_VARIANTS)")
-    ap.add_argument("--plant-oob", action="store_true",
-                    help="(test of the checker) launch preprocess with a pitch 1 byte too large")
-    args = ap.parse_args(argv)
 
-    if args.sanitize and "libasan" not in os.environ.get("LD_PRELOAD", ""):
-        rt = asan_runtime()
-        if rt is None:
-            print("no libasan for this compiler", file=sys.stderr)
-            return 3
-        env = dict(os.environ, LD_PRELOAD=rt, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:exitcode=86",
-                   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87")
-        return subprocess.run([sys.executable, "-m", "skugen.kernels.host_emu", *(argv or sys.argv[1:])],
-                              env=env).returncode
+def sanitized_env() -> dict[str, str] | None:
+    """This process's environment with libasan preloaded (ASan exits 86, UBSan 87), or None without libasan."""
+    rt = asan_runtime()
+    if rt is None:
+        return None
+    return dict(os.environ, LD_PRELOAD=rt, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:exitcode=86",
+                UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=87")
 
+
+def emulated_processor(sanitize: bool = False, variant: str = "strided") -> EmulatedProcessor:
+    proc = EmulatedProcessor(sanitize=sanitize)
+    proc.variants = {"preprocess": variant, "postprocess": variant}
+    return proc
+
+
+def emulation_mismatches(proc: EmulatedProcessor, cases: int = 40, seed: int = 0) -> list:
+    """The emulated kernels against the numpy reference on `cases` random cases per kernel (exact)."""
     from .selftest import compare, random_cases
 
-    proc = EmulatedProcessor(sanitize=args.sanitize)
-    proc.variants = {"preprocess": args.variant, "postprocess": args.variant}
-    if args.plant_oob:
-        src = proc._upload(np.zeros((4, 5, 3), np.uint8).reshape(-1))
-        dst = proc._alloc(3 * 2 * 2 * 4)
-        proc.preprocess_device(src, dst, batch=1, in_hw=(4, 5), pitch=16, out_hw=(2, 2))
-        print("planted out-of-bounds read was NOT detected")
-        return 0
-    failures = compare(proc, random_cases(np.random.default_rng(args.seed), args.cases), exact=True)
-    for f in failures:
-        print("MISMATCH", f, file=sys.stderr)
-    print(f"host emulation{' (ASan+UBSan)' if args.sanitize else ''}: "
-          f"{args.cases * 3} cases, {len(failures)} mismatches")
-    return 1 if failures else 0
+    return compare(proc, random_cases(np.random.default_rng(seed), cases), exact=True)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def plant_oob(proc: EmulatedProcessor) -> None:
+    """(a test of the checker) launch preprocess with a pitch 1 byte too large: ASan must abort here."""
+    src = proc._upload(np.zeros((4, 5, 3), np.uint8).reshape(-1))
+    dst = proc._alloc(3 * 2 * 2 * 4)
+    proc.preprocess_device(src, dst, batch=1, in_hw=(4, 5), pitch=16, out_hw=(2, 2))

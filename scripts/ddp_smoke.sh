@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # DDP smoke check for distillation: a tiny random cGAN teacher, its 50%-pruned student, and
-# `python -m skugen.export.distill` under torchrun with NPROC processes (gloo on CPU, nccl on GPUs).
+# `skugen distill` (python -m skugen.cli distill) under torchrun with NPROC processes (gloo on CPU, nccl on GPUs).
 # Passes when every rank ran and all ranks end with the same parameter digest.
 #
 #   scripts/ddp_smoke.sh            # 2 CPU processes
@@ -25,7 +25,7 @@ ckpt.save_model(prune.prune_channels(t, prune.PruneConfig(ratio=0.5)).model, f"{
 EOF
 
 SKUGEN_NO_PROGRESS=1 OMP_NUM_THREADS=1 "$PY" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" \
-    -m skugen.export.distill --teacher "$WORK/teacher" --student "$WORK/student" --out "$WORK/out" \
+    -m skugen.cli distill --teacher "$WORK/teacher" --student "$WORK/student" --out "$WORK/out" \
     --steps "$STEPS" --batch $((4 * NPROC)) --w-percep 0 --bn-recal-batches 1 --threads 1 | tee "$WORK/log"
 
 ranks=$(grep -c '^\[distill rank' "$WORK/log" || true)

@@ -19,7 +19,6 @@ kill -9 never leaves a bundle that loads but is incomplete.
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -284,31 +283,3 @@ def summary(b: Bundle) -> dict:
         "quality": m.get("quality"), "source": m.get("source", {}).get("name"),
         "engines": sorted(str(p.relative_to(b.root)) for p in b.engines_dir().glob("*/engine.json")),
     }
-
-
-def register(sub) -> None:
-    p = sub.add_parser("info", help="show a bundle's manifest summary (verifies every sha256)",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       epilog="Examples:\n  skugen info runs/demo/bundle\n  skugen info bundle.tar --json")
-    p.add_argument("bundle")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_info)
-
-
-def _cmd_info(args) -> int:
-    s = summary(load_bundle(args.bundle))
-    if args.json:
-        print(json.dumps(s, indent=2))
-        return 0
-    print(f"{s['name']}  ({s['kind']}, schema {s['schema_version']}, skugen {s['skugen_version']})  verified: all sha256 OK")
-    print(f"  path: {s['path']}")
-    for io_ in ("inputs", "outputs"):
-        for t in s[io_]:
-            print(f"  {io_[:-1]:6s} {t['name']:8s} {t['dtype']:8s} {t['shape']}")
-    for k, v in s["models"].items():
-        print(f"  model  {k:5s} {v['file']}  {v.get('bytes', 0) / 1e6:.2f} MB  sha256 {v['sha256'][:12]}")
-    if s["class_names"]:
-        print(f"  classes: {', '.join(s['class_names'])}")
-    if s["engines"]:
-        print(f"  engines: {', '.join(s['engines'])}")
-    return 0

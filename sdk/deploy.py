@@ -20,18 +20,16 @@ TensorRT version that built it, so install.sh rebuilds them on the device from t
 bundle's ONNX and verifies them against the bundle's golden outputs before marking
 them usable (engines/<key>/verified.json, tied to the engine file by its sha256).
 
-Also runnable on the device as `python -m skugen.deploy mark-verified|status BUNDLE ...`
-(install.sh uses it; nothing here needs torch).
+On the device, `skugen engines mark-verified|status BUNDLE ...` calls mark_engine_verified and
+engine_status (install.sh uses them; nothing here needs torch).
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
 import platform
 import shutil
-import sys
 import tarfile
 import tempfile
 import time
@@ -131,14 +129,20 @@ def engine_precisions(b: Bundle) -> list[str]:
 
 # ----------------------------------------------------------------------------- deploy
 
-def deploy(bundle: str | os.PathLike | Bundle, target: str, out: str | os.PathLike, verify: bool = True) -> Path:
+def deploy(bundle: str | os.PathLike | Bundle, target: str, out: str | os.PathLike | None = None,
+           verify: bool = True) -> Path:
     """Write a self-contained deployment package for `target` to `out` (.tar.gz, atomic); returns `out`.
+
+    out=None writes ./skugen-NAME-TARGET.tar.gz (see package_name).
 
     The bundle is sha256-checked and, unless verify=False, run through `skugen verify`
     on onnxruntime (CPU) for every precision it has; a failure stops here, before
     anything is written. Engines are left out: install.sh builds them on the device.
     """
     t = get_target(target)
+    if out is None:
+        bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        out = f"{package_name(bundle, t.name)}.tar.gz"
     out = Path(out)
     if out.is_dir():
         raise InputError(f"--out {out} is a directory; give a file name such as {out / 'package.tar.gz'}.")
@@ -146,7 +150,7 @@ def deploy(bundle: str | os.PathLike | Bundle, target: str, out: str | os.PathLi
         raise InputError(f"--out {out} must end in .tar.gz or .tgz (the package is a gzipped tar).")
     b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)  # sha256 of every file checked here
     reports = _verify_on_host(b) if verify else {}
-    pkg_name = _safe(f"skugen-{b.name}-{t.name}")
+    pkg_name = package_name(b, t.name)
 
     with tempfile.TemporaryDirectory(prefix=".skugen-deploy.") as td:
         root = Path(td) / pkg_name
@@ -176,6 +180,11 @@ def _verify_on_host(b: Bundle) -> dict[str, dict]:
 
     return {prec: verify_bundle(b, backend="onnxruntime", precision=prec).raise_if_failed().to_dict()
             for prec in b.precisions}
+
+
+def package_name(b: Bundle, target: str) -> str:
+    """The package's top directory (and default file stem): skugen-NAME-TARGET, file-name safe."""
+    return _safe(f"skugen-{b.name}-{target}")
 
 
 def _safe(name: str) -> str:
@@ -533,7 +542,7 @@ if [ "$USE_TRT" = 1 ]; then
     info "verifying the $P engine against the golden outputs"
     "${SKUGEN[@]}" verify "$BUNDLE" --backend tensorrt --precision "$P" 2>&1 | tee "$LOGDIR/verify-tensorrt-$P.log" \
       || die "skugen verify --backend tensorrt --precision $P FAILED: the engine is NOT marked usable; see $LOGDIR/verify-tensorrt-$P.log"
-    "$PY" -m skugen.deploy mark-verified "$BUNDLE" --precision "$P" --log "$LOGDIR/verify-tensorrt-$P.log" \
+    "${SKUGEN[@]}" engines mark-verified "$BUNDLE" --precision "$P" --log "$LOGDIR/verify-tensorrt-$P.log" \
       || die "could not mark the $P engine verified"
   done
 else
@@ -544,7 +553,7 @@ else
   done
 fi
 
-"$PY" -m skugen.deploy status "$BUNDLE" || true
+"${SKUGEN[@]}" engines status "$BUNDLE" || true
 info "done. Bundle: $BUNDLE"
 info "next: ${SKUGEN[*]} info $BUNDLE   (then generate/enhance/bench; see README.md)"
 '''
@@ -595,7 +604,7 @@ skugen verify bundle --backend tensorrt --precision fp16    # against the bundle
 
 and only then writes `bundle/engines/<key>/{VERIFIED_FILE}` (tied to the engine by its sha256).
 A failed verify leaves the engine unmarked and install.sh exits non-zero. `--no-tensorrt` verifies
-on onnxruntime only. Check the state any time with `python3 -m skugen.deploy status bundle`.
+on onnxruntime only. Check the state any time with `python3 -m skugen.cli engines status bundle`.
 
 Then run it:
 
@@ -682,85 +691,3 @@ def engine_status(bundle: str | os.PathLike | Bundle) -> list[dict]:
     b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     return [{"key": d.name, "precision": _engine_precision(d, _engine_info(d)), "verified": engine_verified(d)}
             for d in _engine_dirs(b)]
-
-
-# ----------------------------------------------------------------------------- CLI
-
-_EPILOG = """\
-Targets:
-  jetson-orin     AGX Orin / Orin NX / Orin Nano, JetPack 6.1+ (sm_87, TensorRT 10)
-  jetson-xavier   AGX Xavier / Xavier NX, JetPack 5.1 (sm_72; onnxruntime only, see docs/jetson.md)
-  x86-gpu         x86-64 Linux + any NVIDIA GPU (TensorRT 10 from pip when missing)
-
-Examples:
-  skugen deploy runs/demo/bundle --target jetson-orin --out cgan-orin.tar.gz
-  skugen deploy bundle.tar --target x86-gpu --out pkg.tgz --json
-  # on the device:
-  tar xzf cgan-orin.tar.gz && cd skugen-*-jetson-orin && ./install.sh
-"""
-
-
-def register(sub) -> None:
-    p = sub.add_parser("deploy", help="package a bundle for Jetson / x86-gpu",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Verify a bundle, then write a self-contained .tar.gz for one target: the bundle "
-                                   "(no engines), the runtime (no torch), requirements, install.sh (device checks, "
-                                   "engine build + verify on the device) and a README.",
-                       epilog=_EPILOG)
-    p.add_argument("bundle", help="bundle directory or .tar")
-    p.add_argument("--target", required=True, metavar="TARGET", help=f"one of: {', '.join(TARGETS)}")
-    p.add_argument("--out", default=None, help="package file (.tar.gz); default skugen-NAME-TARGET.tar.gz")
-    p.add_argument("--no-verify", action="store_true", help="package without running `skugen verify` first")
-    p.add_argument("--json", action="store_true", help="print the package summary as JSON")
-    p.set_defaults(func=_cmd_deploy)
-
-
-def _cmd_deploy(args) -> int:
-    t = get_target(args.target)  # fail on a bad target before touching the bundle
-    b = load_bundle(args.bundle)
-    out = Path(args.out or f"{_safe(f'skugen-{b.name}-{t.name}')}.tar.gz")
-    path = deploy(b, t.name, out, verify=not args.no_verify)
-    s = {"package": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path), "target": t.name,
-         "bundle": b.name, "engine_precisions": engine_precisions(b), "verified": not args.no_verify}
-    if args.json:
-        print(json.dumps(s, indent=2))
-    else:
-        print(f"{path}  ({s['bytes'] / 1e6:.2f} MB, sha256 {s['sha256'][:16]}...)")
-        print(f"  bundle {b.name} ({b.kind}) for {t.title}; verified on this host: {'yes' if s['verified'] else 'NO'}")
-        print(f"  on the device: tar xzf {path.name} && cd {_safe(f'skugen-{b.name}-{t.name}')} && ./install.sh")
-    return 0
-
-
-def _main(argv: list[str] | None = None) -> int:
-    """`python -m skugen.deploy mark-verified|status BUNDLE`: the device-side helpers install.sh calls."""
-    from .errors import SkugenError
-
-    p = argparse.ArgumentParser(prog="python -m skugen.deploy")
-    sp = p.add_subparsers(dest="cmd", required=True)
-    m = sp.add_parser("mark-verified",
-                      help="mark the newest engine of a precision verified (only after skugen verify passed)")
-    m.add_argument("bundle")
-    m.add_argument("--precision", required=True)
-    m.add_argument("--log", default=None, help="file with the `skugen verify` output to keep in verified.json")
-    s = sp.add_parser("status", help="list the bundle's engines and whether each is verified")
-    s.add_argument("bundle")
-    args = p.parse_args(argv)
-    try:
-        if args.cmd == "mark-verified":
-            log = Path(args.log).read_text(errors="replace")[-20000:] if args.log else None
-            print(f"[skugen] marked verified: {mark_engine_verified(args.bundle, args.precision, log)}")
-        else:
-            rows = engine_status(args.bundle)
-            for r in rows:
-                state = "VERIFIED" if r["verified"] else "not verified"
-                print(f"[skugen] engine {r['key']}: {r['precision']}, {state}")
-            if not rows:
-                print("[skugen] no TensorRT engines built (onnxruntime only)")
-    except SkugenError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main())

@@ -297,6 +297,11 @@ def environment() -> dict:
     env["skugen_settings"] = {k: v for k, v in os.environ.items() if k.startswith("SKUGEN_")}
     return env
 
+
+def invocation() -> str | None:
+    """The `skugen ...` command line of this process (for model cards), or None when not run as the CLI."""
+    return "skugen " + " ".join(sys.argv[1:]) if sys.argv and "skugen" in sys.argv[0] else None
+
 # ----------------------------------------------------------------------------- the report
 
 

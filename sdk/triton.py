@@ -27,7 +27,6 @@ text format; the tests parse each with tritonclient's ModelConfig.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -724,66 +723,3 @@ class TritonPythonModel:
     def finalize(self):
         pass
 '''
-
-
-# ----------------------------------------------------------------------------- CLI
-
-_EPILOG = """\
-Examples:
-  skugen export-triton runs/demo/bundle --out triton_repo
-  skugen export-triton bundle --out repo --max-batch 32 --preferred-batch 8,32 --max-queue-delay-us 200
-  skugen export-triton bundle --out repo --precision int8 --cpu-instances 2 --ort-threads 1
-  tritonserver --model-repository=$PWD/triton_repo
-  perf_analyzer -m NAME --input-data zero -b 8 --concurrency-range 1:8   # see docs/triton.md
-"""
-
-
-def _batch_list(s: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in s.split(",") if x.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 8,16, got {s!r}") from None
-
-
-def register(sub) -> None:
-    p = sub.add_parser("export-triton", help="write a Triton Inference Server model repository",
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Write a Triton model repository: an onnxruntime model (KIND_CPU), a tensorrt_plan "
-                                   "model per built engine precision (KIND_GPU), numpy Python-backend pre/post steps "
-                                   "and ensembles wiring pre -> model -> post.",
-                       epilog=_EPILOG)
-    p.add_argument("bundle", help="bundle directory or .tar")
-    p.add_argument("--out", required=True, help="repository directory to write (replaced atomically)")
-    p.add_argument("--name", default=None, help="model name prefix (default: the bundle name)")
-    p.add_argument("--precision", default="fp32", help="ONNX for the onnxruntime model: fp32 (default) or int8")
-    p.add_argument("--max-batch", type=int, default=None, help="max_batch_size (default: the manifest's io.max_batch)")
-    p.add_argument("--preferred-batch", type=_batch_list, default=None, metavar="N,M",
-                   help="dynamic_batching preferred_batch_size (default: the two largest powers of 2 <= max batch)")
-    p.add_argument("--max-queue-delay-us", type=int, default=100, help="dynamic batching queue delay (default 100)")
-    p.add_argument("--cpu-instances", type=int, default=1, help="KIND_CPU instances per CPU model (default 1)")
-    p.add_argument("--gpu-instances", type=int, default=1, help="KIND_GPU instances per plan model (default 1)")
-    p.add_argument("--ort-threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
-    p.add_argument("--plans", choices=PLAN_MODES, default="all",
-                   help="which built TensorRT engines to add: all (default), verified (install.sh-verified), none")
-    p.add_argument("--json", action="store_true", help="print skugen_triton.json")
-    p.set_defaults(func=_cmd)
-
-
-def _cmd(args) -> int:
-    cfg = TritonConfig(name=args.name, precision=args.precision, max_batch=args.max_batch,
-                       preferred_batch_sizes=args.preferred_batch, max_queue_delay_us=args.max_queue_delay_us,
-                       cpu_instances=args.cpu_instances, gpu_instances=args.gpu_instances,
-                       ort_threads=args.ort_threads, plans=args.plans)
-    repo = export_triton(args.bundle, args.out, cfg)
-    s = json.loads((repo / "skugen_triton.json").read_text())
-    if args.json:
-        print(json.dumps(s, indent=2))
-        return 0
-    print(f"{repo}: {len(s['models'])} models for bundle {s['bundle']['name']} ({s['bundle']['kind']})")
-    for ep, what in s["entry_points"].items():
-        print(f"  ensemble {ep:28s} {what}")
-    if not s["plans"]:
-        print("  no TensorRT plans (no engines built in the bundle; "
-              "`skugen build BUNDLE` on the serving GPU adds them)")
-    print(f"  serve: tritonserver --model-repository={repo.resolve()}")
-    return 0

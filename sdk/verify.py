@@ -13,8 +13,6 @@ manifest["golden"]["tolerances"]:
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import platform
 import time
@@ -202,30 +200,3 @@ def verify_bundle(bundle_or_path, backend: str = "onnxruntime", precision: str =
         bundle=str(b.root), name=b.name, backend=backend, precision=precision, model_file=model_file,
         tolerance=tol, outputs=outputs, passed=all(s["pass"] for s in outputs.values()),
         n_inputs=int(next(iter(g_in.values())).shape[0]), seconds=round(time.perf_counter() - t0, 3), environment=env)
-
-# ----------------------------------------------------------------------------- CLI
-
-
-def register(sub) -> None:
-    p = sub.add_parser(
-        "verify", help="run a bundle's golden inputs through a backend and compare",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Check a bundle (every sha256) and that a backend reproduces its golden outputs within the "
-                    "manifest's tolerances. Exit status 1 on mismatch.",
-        epilog="Examples:\n  skugen verify runs/demo/bundle\n  skugen verify runs/demo/bundle --precision int8 --json\n"
-               "  skugen verify bundle.tar --backend tensorrt --precision fp16\n")
-    p.add_argument("bundle", help="bundle directory or .tar")
-    p.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=_cmd_verify)
-
-
-def _cmd_verify(args) -> int:
-    rep = verify_bundle(args.bundle, backend=args.backend, precision=args.precision)
-    if args.json:
-        print(json.dumps(rep.to_dict(), indent=2, default=str))
-    else:
-        print("\n".join(rep.lines()))
-    rep.raise_if_failed()
-    return 0

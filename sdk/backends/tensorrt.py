@@ -18,7 +18,6 @@ TensorRT, pycuda or a GPU is missing.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -41,8 +40,7 @@ from .trt_plan import BuildConfig, BuildPlan
 
 log = logging.getLogger("skugen.tensorrt")
 
-__all__ = ["BuildConfig", "EngineRecord", "TensorRTRunner", "engine_from_onnx", "is_available", "current_device",
-           "register"]
+__all__ = ["BuildConfig", "EngineRecord", "TensorRTRunner", "engine_from_onnx", "is_available", "current_device"]
 
 # ----------------------------------------------------------------------------- lazy imports
 
@@ -814,60 +812,3 @@ class TensorRTRunner(Runner):
             self.stream.synchronize()
             self.last_inference_time = time.perf_counter() - t0
             return {k: v.copy() for k, v in outs.items()}
-
-# ----------------------------------------------------------------------------- CLI: skugen build
-
-
-def register(sub) -> None:
-    p = sub.add_parser(
-        "build", help="build TensorRT engines for this GPU from a bundle",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Build TensorRT 10 engines from a bundle's ONNX for THIS GPU and store them under "
-                    "BUNDLE/engines/<gpu>-sm<cc>-trt<version>-<precision>/ (engine.plan + engine.json).",
-        epilog="Examples:\n  skugen build runs/demo/bundle --precision fp16\n"
-               "  skugen build runs/demo/bundle --precision fp16 int8 --max-batch 64\n"
-               "  skugen build runs/sr/bundle --precision int8 --opt-hw 128 --max-hw 256 --force\n")
-    p.add_argument("bundle", help="bundle directory or .tar")
-    p.add_argument("--backend", default="tensorrt", choices=["tensorrt"], help="engine backend (only tensorrt)")
-    p.add_argument("--precision", nargs="+", default=["fp16"], choices=tp.PRECISIONS, help="one or more precisions")
-    d = BuildConfig()
-    p.add_argument("--min-batch", type=int, default=d.min_batch)
-    p.add_argument("--opt-batch", type=int, default=d.opt_batch, help="batch the kernels are tuned for")
-    p.add_argument("--max-batch", type=int, default=d.max_batch, help="larger batches are run in chunks")
-    p.add_argument("--min-hw", type=int, default=None, help="enhancer: smallest input side (default min(8, tile))")
-    p.add_argument("--opt-hw", type=int, default=None, help="enhancer: tuned input side (default manifest tile size)")
-    p.add_argument("--max-hw", type=int, default=None, help="enhancer: largest input side (default tile size)")
-    p.add_argument("--workspace-mb", type=int, default=d.workspace_mb, help="builder scratch memory cap (MiB)")
-    p.add_argument("--calibration", default=None, metavar="NPZ",
-                   help="INT8 without a Q/DQ model: calibration inputs (default: the bundle's golden inputs)")
-    p.add_argument("--opt-level", type=int, default=None, help="builder optimisation level 0..5 (default 3)")
-    p.add_argument("--no-timing-cache", action="store_true", help="do not reuse/persist the tactic timing cache")
-    p.add_argument("--device", type=int, default=0, help="CUDA device ordinal")
-    p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date engine exists")
-    p.add_argument("--json", action="store_true", help="print the engine records as JSON")
-    p.set_defaults(func=_cmd_build)
-
-
-def _cmd_build(args) -> int:
-    _require(args.device)  # before verifying the bundle: say at once what is missing
-    from skugen.bundle import load_bundle
-
-    b = load_bundle(args.bundle)
-    cfg = BuildConfig(min_batch=args.min_batch, opt_batch=args.opt_batch, max_batch=args.max_batch,
-                      min_hw=args.min_hw, opt_hw=args.opt_hw, max_hw=args.max_hw, workspace_mb=args.workspace_mb,
-                      force=args.force, calibration_npz=args.calibration, optimization_level=args.opt_level,
-                      timing_cache=not args.no_timing_cache, device=args.device)
-    records = [engine_from_onnx(b, prec, cfg) for prec in dict.fromkeys(args.precision)]
-    if args.json:
-        print(json.dumps([r.to_dict() for r in records], indent=2))
-        return 0
-    for r in records:
-        m = r.metadata
-        counts = ", ".join(f"{k} {v}" for k, v in (m.get("precision_counts") or {}).get("compute", {}).items())
-        what = f"built in {m.get('build_seconds', 0):.1f} s" if r.built else "up to date"
-        print(f"{r.key}: {what} ({m.get('quantization')}) -> {r.plan_path}")
-        print("  profile: " + "; ".join(f"{n} {v['min']}..{v['max']} (opt {v['opt']})"
-                                        for n, v in (m.get("profile") or {}).items()))
-        if counts:
-            print(f"  layers by precision: {counts}")
-    return 0

@@ -17,7 +17,6 @@ One module per concern:
     views     flat rows, CSV / Markdown tables, speed_summary, quality_headline
     gate      compare_reports -> GateResult
     html      the self-contained HTML page (reads the views only)
-    cli       `skugen bench` argument parsing (the only argparse user here)
 
 The eager-PyTorch backend is skugen.backends.torch (TorchRunner). torch is imported
 only by that backend and the classifier-based metrics (through skugen.export, lazily):
@@ -38,12 +37,6 @@ from .views import CSV_FIELDS, flat_row, markdown_table, quality_headline, speed
 __all__ = ["BACKENDS", "CSV_FIELDS", "FID_NAME", "PRECISIONS", "SCHEMA_VERSION", "BenchConfig", "BenchReport",
            "GateConfig", "GateResult", "TorchRunner", "ceiling_gmacs", "ceiling_ms", "compare_reports", "environment",
            "flat_row", "fp32_gemm_ceiling", "load_report_json", "markdown_table", "measure_ceilings",
-           "ort_gemm_ceiling", "quality_headline", "register", "render_html", "resolve_model_dir", "run_bench",
+           "ort_gemm_ceiling", "quality_headline", "render_html", "resolve_model_dir", "run_bench",
            "speed_summary", "write_html"]
 
-
-def register(sub) -> None:
-    """Add the `bench` sub-command to `skugen`'s parser (skugen.cli imports this module per command)."""
-    from .cli import register as _register
-
-    _register(sub)

@@ -1,6 +1,6 @@
 """What a bench run measures (BenchConfig) and what the regression gate tolerates (GateConfig).
 
-Both are frozen dataclasses: the CLI builds them from its arguments (skugen.bench.cli),
+Both are frozen dataclasses: the CLI builds them from its arguments (skugen.cli.bench),
 Python callers build them directly. `BenchConfig.check()` raises InputError for
 anything a user can get wrong, with the fix in the message.
 """

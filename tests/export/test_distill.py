@@ -146,7 +146,7 @@ def test_ddp_two_processes_gloo_stay_in_sync(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "SKUGEN_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
-           "-m", "skugen.export.distill", "--teacher", str(tmp_path / "teacher"),
+           "-m", "skugen.cli", "distill", "--teacher", str(tmp_path / "teacher"),
            "--student", str(tmp_path / "student"), "--out", str(out), "--steps", "3", "--batch", "8",
            "--w-percep", "0", "--bn-recal-batches", "1", "--threads", "1"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)

@@ -107,7 +107,7 @@ def _asan_available() -> bool:
 
 
 def _run_sanitized(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "skugen.kernels.host_emu", "--sanitize", *args],
+    return subprocess.run([sys.executable, "-m", "skugen.cli", "kernels", "emulate", "--sanitize", *args],
                           capture_output=True, text=True, timeout=300)
 
 

@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from skugen import cli
 from skugen.kernels import compile_check as cc
 from skugen.kernels._launch import KERNEL_DIR, SOURCES, kernel_signatures, source_hash
 
@@ -32,7 +33,7 @@ def test_parse_ptxas_report():
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("ptxas") / "report.json"
-    assert cc.main(["--out", str(out)]) == 0
+    assert cli.main(["kernels", "compile-check", "--out", str(out)]) == 0
     return json.loads(out.read_text())
 
 
@@ -53,7 +54,7 @@ def test_every_kernel_compiles_for_orin_hopper_and_the_oldest_arch(report):
 def test_committed_report_is_current(report):
     committed = json.loads(cc.DEFAULT_REPORT.read_text())
     assert committed["source_sha256"] == source_hash(), (
-        "kernels changed: regenerate with `python -m skugen.kernels.compile_check`")
+        "kernels changed: regenerate with `skugen kernels compile-check`")
     assert committed["ok"] and committed["archs"] == report["archs"]
     assert {(k["kernel"], k["arch"]) for k in committed["kernels"]} == {(k["kernel"], k["arch"]) for k in report["kernels"]}
 

@@ -56,7 +56,7 @@ def test_package_layout(orin_pkg, gen_bundle):
     assert tar.is_file() and not list(tar.parent.glob(".*.tmp")), "the write must be atomic (no temp left)"
     for f in ("README.md", "install.sh", "requirements.txt", "deploy.json", "SHA256SUMS",
               "bundle/manifest.json", "skugen-runtime/pyproject.toml", "skugen-runtime/skugen/__init__.py",
-              "skugen-runtime/skugen/cli.py", "skugen-runtime/skugen/deploy.py",
+              "skugen-runtime/skugen/cli/__init__.py", "skugen-runtime/skugen/deploy.py",
               "skugen-runtime/skugen/kernels/reference.py"):
         assert (root / f).is_file(), f
     assert list((root / "skugen-runtime/skugen/kernels").glob("*.cu")), "CUDA sources ship with the runtime"
@@ -136,7 +136,7 @@ def test_runtime_builds_as_a_wheel(orin_pkg, tmp_path):
 
     (whl,) = tmp_path.glob("skugen-*.whl")
     names = zipfile.ZipFile(whl).namelist()
-    assert "skugen/cli.py" in names and "skugen/backends/onnxruntime.py" in names
+    assert "skugen/cli/__init__.py" in names and "skugen/backends/onnxruntime.py" in names
     assert any(n.startswith("skugen/kernels/") and n.endswith(".cu") for n in names)
     assert not any("export" in n.split("/")[:2] for n in names)
     meta = zipfile.ZipFile(whl).read(next(n for n in names if n.endswith("METADATA"))).decode()
@@ -161,7 +161,7 @@ def test_install_sh_is_valid_bash_with_the_device_checks(orin_pkg, gen_bundle):
     want = "fp16 int8" if "int8" in b.precisions else "fp16"
     assert f'ENGINE_PRECISIONS="{want}"' in text
     # verify gates the mark: the mark-verified line comes after the verify line, which dies on failure
-    assert text.index("verify \"$BUNDLE\" --backend tensorrt") < text.index("skugen.deploy mark-verified")
+    assert text.index("verify \"$BUNDLE\" --backend tensorrt") < text.index("engines mark-verified")
     h = subprocess.run(["bash", str(sh), "--help"], capture_output=True, text=True)
     assert h.returncode == 0 and "--no-tensorrt" in h.stdout
 
@@ -321,7 +321,7 @@ def test_mark_verified_is_tied_to_the_engine_file(gen_bundle, tmp_path):
     assert engine_status(b) == [{"key": d.name, "precision": "fp16", "verified": True}]
     (d / "engine.plan").write_bytes(b"rebuilt")  # a rebuilt engine is not verified until verified again
     assert not engine_verified(d)
-    r = subprocess.run([sys.executable, "-m", "skugen.deploy", "status", str(b)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "skugen.cli", "engines", "status", str(b)], capture_output=True, text=True,
                        cwd=REPO)
     assert r.returncode == 0 and "not verified" in r.stdout
 
@@ -343,3 +343,13 @@ def test_cli_deploy_and_help(gen_bundle, tmp_path, capsys):
     sh = (root / "install.sh").read_text()
     assert 'EXPECT_SM="72"' in sh and "nvidia,tegra194" in sh
     assert "Python 3.8" in (root / "README.md").read_text()
+
+
+def test_default_package_path_is_decided_by_deploy(gen_bundle, tmp_path, monkeypatch):
+    """deploy(out=None) names the package after the bundle and target, in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    b = load_bundle(gen_bundle)
+    path = deploy(gen_bundle, "x86-gpu", verify=False)
+    assert path == Path(f"skugen-{b.name}-x86-gpu.tar.gz") and (tmp_path / path).is_file()
+    with tarfile.open(tmp_path / path) as tf:
+        assert all(n.split("/")[0] == path.name[:-len(".tar.gz")] for n in tf.getnames())

@@ -48,3 +48,31 @@ def test_error_tree():
     assert issubclass(errors.IntegrityError, errors.BundleError)
     e = errors.need_extra("TensorRT", "tensorrt")
     assert "pip install 'skugen[tensorrt]'" in str(e)
+
+
+def test_hidden_kernels_command_parses_but_is_not_listed(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0 and "kernels" not in capsys.readouterr().out
+    for name in cli.HIDDEN:
+        with pytest.raises(SystemExit) as e:
+            cli.main([name, "--help"])
+        assert e.value.code == 0 and "Example" in capsys.readouterr().out
+
+
+def test_missing_toolchain_names_the_extra(monkeypatch, capsys):
+    """A runtime-only install: the toolchain does not import, so the command says which extra to install."""
+    monkeypatch.setitem(sys.modules, "skugen.export.compress", None)  # import fails as without torch
+    rc = cli.main(["compress", "fmnist-cgan", "--target-macs", "0.25", "--out", "runs/never"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "skugen compress: error:" in err and "pip install 'skugen[export]'" in err
+
+
+def test_help_shows_defaults_where_asked(capsys):
+    for name, flag in (("compress", "--preset"), ("pipeline", "--iters")):
+        with pytest.raises(SystemExit):
+            cli.main([name, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert "(default: " in out, f"`skugen {name} --help` shows no defaults"
+    assert "(default: fast)" in out and "(default: 30)" in out

@@ -1,7 +1,7 @@
-"""One real bench run over the small fixture bundles (tiny iteration counts), shared by every test here.
+"""Shared sdk test fixtures: one real bench run over the small fixture bundles (tiny iteration counts).
 
 `bench` runs the matrix once per session; `bench_cell`, `fabricate` and `gate_key`
-are the small helpers the cell, quality, gate and CLI tests read it with.
+are the small helpers the bench (tests/sdk/bench/) and CLI (tests/sdk/cli/test_bench.py) tests read it with.
 """
 from __future__ import annotations
 

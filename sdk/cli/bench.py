@@ -1,7 +1,4 @@
-"""`skugen bench` argument parsing: the only place in skugen.bench that knows argparse.
-
-Kept beside the library until the CLI package (sdk/cli/) takes the command over;
-`skugen.bench.register` forwards here. No logic: it builds BenchConfig/GateConfig,
+"""`skugen bench` argument parsing. No logic: it builds BenchConfig/GateConfig,
 calls run_bench / compare_reports, prints and saves the report.
 """
 from __future__ import annotations
@@ -9,11 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..bench.config import BACKENDS, BenchConfig, GateConfig
+from ..bench.gate import compare_reports
+from ..bench.report import BenchReport, load_report_json
+from ..bench.run import run_bench
 from ..errors import InputError
-from .config import BACKENDS, BenchConfig, GateConfig
-from .gate import compare_reports
-from .report import BenchReport, load_report_json
-from .run import run_bench
 
 
 def _csv_list(s: str, cast=str) -> tuple:
@@ -23,7 +20,7 @@ def _csv_list(s: str, cast=str) -> tuple:
         raise InputError(f"cannot parse {s!r} as a comma-separated list ({e}). Example: --batch 1,8,32") from e
 
 
-def register(sub) -> None:
+def add_bench(sub) -> None:
     p = sub.add_parser(
         "bench", help="benchmark bundles over backend x precision x batch (latency, throughput, memory, quality)",
         formatter_class=argparse.RawDescriptionHelpFormatter,

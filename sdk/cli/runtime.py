@@ -1,0 +1,450 @@
+"""Runtime commands (numpy + onnxruntime; never torch): generate, enhance, env, info, verify, build,
+deploy, engines, export-triton.
+
+Argument parsing and printing only; the work is the library's (the CLI prints and saves
+the same objects the API returns). Library modules are imported inside each function so
+that `skugen --help` and `skugen generate` load nothing they do not use.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+
+_FMT = argparse.RawDescriptionHelpFormatter
+_BACKEND_HELP = "auto (TensorRT when usable, else ONNX Runtime) | onnxruntime | tensorrt"
+_PRECISION_HELP = "auto (int8 on ONNX Runtime when the bundle has it, fp16 on TensorRT) | fp32 | fp16 | int8"
+
+# ----------------------------------------------------------------------------- generate / enhance / env
+
+
+def _add_runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"), help=_BACKEND_HELP)
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"), help=_PRECISION_HELP)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime (default: all cores)")
+    p.add_argument("--report", metavar="JSON", help="also write the call's Report (latency, memory, env) here")
+    p.add_argument("--json", action="store_true", help="print the Report as JSON instead of a summary")
+
+
+def add_generate(sub) -> None:
+    g = sub.add_parser(
+        "generate", help="generate product images from a generator bundle", formatter_class=_FMT,
+        description="Generate product images. Writes a grid PNG (--out) and/or one PNG per image (--out-dir); "
+                    "every PNG carries provenance tEXt (software, bundle sha256, model, seed, class, "
+                    "ai_generated=true, creation time).",
+        epilog="Examples:\n"
+               "  skugen generate runs/demo/bundle --class sneaker --n 16 --seed 0 --out grid.png\n"
+               "  skugen generate bundle.tar --class sneaker --class bag --seed 7 --out-dir out/\n"
+               "  skugen generate runs/demo/bundle --n 10 --seed 0 --out all_classes.png   # one per class\n")
+    g.add_argument("bundle", help="bundle directory or .tar")
+    g.add_argument("--class", dest="classes", action="append", metavar="NAME",
+                   help="class name or index (repeat, or comma-separate, for several; default: every class in turn)")
+    g.add_argument("--n", type=int, default=None, help="number of images (default: one per --class, else 16)")
+    g.add_argument("--seed", type=int, default=None, help="latent seed (default: random, printed and recorded)")
+    g.add_argument("--out", metavar="PNG", help="grid PNG to write")
+    g.add_argument("--out-dir", metavar="DIR", help="directory for one PNG per image")
+    g.add_argument("--cols", type=int, default=None, help="grid columns (default: square-ish)")
+    _add_runtime_args(g)
+    g.set_defaults(func=_generate)
+
+
+def add_enhance(sub) -> None:
+    e = sub.add_parser(
+        "enhance", help="enhance (x2) product photos with an enhancer bundle", formatter_class=_FMT,
+        description="Enhance photos with an enhancer bundle. Large photos are processed in overlapping tiles "
+                    "(bounded memory; the result equals the untiled one), with a progress bar when tqdm is "
+                    "installed (SKUGEN_NO_PROGRESS=1 hides it).",
+        epilog="Examples:\n"
+               "  skugen enhance runs/demo/sr_bundle photo.jpg --out photo_x2.png\n"
+               "  skugen enhance sr_bundle.tar a.jpg b.png --out-dir enhanced/\n"
+               "  skugen enhance sr_bundle photo.jpg --out big.png --no-tile   # whole image at once\n")
+    e.add_argument("bundle", help="bundle directory or .tar")
+    e.add_argument("images", nargs="+", help="image files (PNG, JPEG, WebP, ...)")
+    e.add_argument("--out", metavar="PNG", help="output PNG (one input image only)")
+    e.add_argument("--out-dir", metavar="DIR", help="directory for the outputs (several images)")
+    e.add_argument("--tile", type=int, default=None, help="tile size in LR pixels (default: the bundle's)")
+    e.add_argument("--no-tile", action="store_true", help="run each image whole (more memory)")
+    e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_runtime_args(e)
+    e.set_defaults(func=_enhance)
+
+
+def add_env(sub) -> None:
+    v = sub.add_parser(
+        "env", help="show SKUGEN_* settings and the environment", formatter_class=_FMT,
+        description="Show every SKUGEN_* setting (value, default, meaning), the machine, library versions "
+                    "and which backends are usable here.",
+        epilog="Examples:\n  skugen env\n  skugen env --json > env.json\n")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=_env)
+
+
+def _emit(report, args) -> None:
+    if args.report:
+        report.save(args.report)
+    if args.json:
+        print(report.to_json())
+    else:
+        print(report.summary_text(), file=sys.stderr)
+
+
+def _generate(args) -> int:
+    from ..pipeline import load
+
+    if not args.out and not args.out_dir:
+        raise InputError("pass --out GRID.png and/or --out-dir DIR: where should the images go?")
+    labels = None
+    if args.classes:
+        labels = [c.strip() for item in args.classes for c in item.split(",") if c.strip()]
+    n = args.n if args.n is not None else (None if labels else 16)
+    with load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads) as pipe:
+        res = pipe.generate(labels=labels, seed=args.seed, n=n)
+        written = []
+        if args.out:
+            written.append(res.save_grid(args.out, cols=args.cols))
+        if args.out_dir:
+            written += res.save(args.out_dir)
+        rep = res.report
+    print(f"generated {len(res)} image(s) of {sorted(set(res.class_names))} with seed {res.seeds[0]}; "
+          f"wrote {written[0]}" + (f" (+{len(written) - 1} more)" if len(written) > 1 else ""), file=sys.stderr)
+    _emit(rep, args)
+    return 0
+
+
+def _enhance(args) -> int:
+    from ..pipeline import load
+
+    if not args.out and not args.out_dir:
+        raise InputError("pass --out OUT.png (one image) or --out-dir DIR")
+    if args.out and len(args.images) > 1:
+        raise InputError(f"--out takes one output but {len(args.images)} images were given; use --out-dir DIR")
+    tile = False if args.no_tile else (args.tile if args.tile is not None else True)
+    progress = not args.no_progress and sys.stderr.isatty()
+    with load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads) as pipe:
+        # One image per call keeps peak memory at one photo's output (plus one tile batch).
+        written = []
+        for path in args.images:
+            res = pipe.enhance([path], tile=tile, progress=progress)
+            if args.out:
+                written.append(_save_one(res, Path(args.out)))
+            else:
+                written.append(_save_one(res, Path(args.out_dir) / f"{Path(path).stem}_x{pipe.spec.scale}.png"))
+        rep = pipe.report()
+    for w in written:
+        print(f"wrote {w}", file=sys.stderr)
+    _emit(rep, args)
+    return 0
+
+
+def _save_one(res, path: Path) -> Path:
+    from .. import prepost
+    from ..io import atomic_write_bytes
+    from ..pipeline import _now
+
+    img = res.images[0]
+    return atomic_write_bytes(path, prepost.encode_png(img, {**res.provenance[0], "Creation Time": _now()}))
+
+
+def _env(args) -> int:
+    from .. import config
+    from ..backends import tensorrt_usable
+    from ..backends.onnxruntime import available_providers
+    from ..report import environment
+
+    info = {"settings": config.settings_table(), "environment": environment(),
+            "backends": {"onnxruntime": available_providers(), "tensorrt_usable": tensorrt_usable()}}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print("SKUGEN_* settings:")
+    for s in info["settings"]:
+        src = "set" if os.environ.get(s["name"]) not in (None, "") else "default"
+        print(f"  {s['name']:22s} = {s['value']!s:30s} ({src})")
+        print(f"      {s['doc']}")
+    env = info["environment"]
+    cpu = env["cpu"]
+    print(f"machine: {cpu['model']} ({cpu['usable_cores']}/{cpu['logical_cores']} cores; {', '.join(cpu['flags'])})")
+    print(f"  os {env['os']}, python {env['python']}")
+    print("  GPUs: " + (", ".join(g["name"] or "?" for g in env["gpus"]) or "none"))
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v))
+    print(f"backends: onnxruntime providers {info['backends']['onnxruntime']}; "
+          f"tensorrt {'usable' if info['backends']['tensorrt_usable'] else 'not usable'}")
+    return 0
+
+# ----------------------------------------------------------------------------- info / verify
+
+
+def add_info(sub) -> None:
+    p = sub.add_parser("info", help="show a bundle's manifest summary (verifies every sha256)", formatter_class=_FMT,
+                       epilog="Examples:\n  skugen info runs/demo/bundle\n  skugen info bundle.tar --json")
+    p.add_argument("bundle")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_info)
+
+
+def _info(args) -> int:
+    from ..bundle import load_bundle, summary
+
+    s = summary(load_bundle(args.bundle))
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    print(f"{s['name']}  ({s['kind']}, schema {s['schema_version']}, skugen {s['skugen_version']})  verified: all sha256 OK")
+    print(f"  path: {s['path']}")
+    for io_ in ("inputs", "outputs"):
+        for t in s[io_]:
+            print(f"  {io_[:-1]:6s} {t['name']:8s} {t['dtype']:8s} {t['shape']}")
+    for k, v in s["models"].items():
+        print(f"  model  {k:5s} {v['file']}  {v.get('bytes', 0) / 1e6:.2f} MB  sha256 {v['sha256'][:12]}")
+    if s["class_names"]:
+        print(f"  classes: {', '.join(s['class_names'])}")
+    if s["engines"]:
+        print(f"  engines: {', '.join(s['engines'])}")
+    return 0
+
+
+def add_verify(sub) -> None:
+    from ..verify import BACKENDS, PRECISIONS
+
+    p = sub.add_parser(
+        "verify", help="run a bundle's golden inputs through a backend and compare", formatter_class=_FMT,
+        description="Check a bundle (every sha256) and that a backend reproduces its golden outputs within the "
+                    "manifest's tolerances. Exit status 1 on mismatch.",
+        epilog="Examples:\n  skugen verify runs/demo/bundle\n  skugen verify runs/demo/bundle --precision int8 --json\n"
+               "  skugen verify bundle.tar --backend tensorrt --precision fp16\n")
+    p.add_argument("bundle", help="bundle directory or .tar")
+    p.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_verify)
+
+
+def _verify(args) -> int:
+    from ..verify import verify_bundle
+
+    rep = verify_bundle(args.bundle, backend=args.backend, precision=args.precision)
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=2, default=str))
+    else:
+        print("\n".join(rep.lines()))
+    rep.raise_if_failed()
+    return 0
+
+# ----------------------------------------------------------------------------- build (TensorRT)
+
+
+def add_build(sub) -> None:
+    from ..backends import trt_plan as tp
+
+    p = sub.add_parser(
+        "build", help="build TensorRT engines for this GPU from a bundle", formatter_class=_FMT,
+        description="Build TensorRT 10 engines from a bundle's ONNX for THIS GPU and store them under "
+                    "BUNDLE/engines/<gpu>-sm<cc>-trt<version>-<precision>/ (engine.plan + engine.json).",
+        epilog="Examples:\n  skugen build runs/demo/bundle --precision fp16\n"
+               "  skugen build runs/demo/bundle --precision fp16 int8 --max-batch 64\n"
+               "  skugen build runs/sr/bundle --precision int8 --opt-hw 128 --max-hw 256 --force\n")
+    p.add_argument("bundle", help="bundle directory or .tar")
+    p.add_argument("--backend", default="tensorrt", choices=["tensorrt"], help="engine backend (only tensorrt)")
+    p.add_argument("--precision", nargs="+", default=["fp16"], choices=tp.PRECISIONS, help="one or more precisions")
+    d = tp.BuildConfig()
+    p.add_argument("--min-batch", type=int, default=d.min_batch)
+    p.add_argument("--opt-batch", type=int, default=d.opt_batch, help="batch the kernels are tuned for")
+    p.add_argument("--max-batch", type=int, default=d.max_batch, help="larger batches are run in chunks")
+    p.add_argument("--min-hw", type=int, default=None, help="enhancer: smallest input side (default min(8, tile))")
+    p.add_argument("--opt-hw", type=int, default=None, help="enhancer: tuned input side (default manifest tile size)")
+    p.add_argument("--max-hw", type=int, default=None, help="enhancer: largest input side (default tile size)")
+    p.add_argument("--workspace-mb", type=int, default=d.workspace_mb, help="builder scratch memory cap (MiB)")
+    p.add_argument("--calibration", default=None, metavar="NPZ",
+                   help="INT8 without a Q/DQ model: calibration inputs (default: the bundle's golden inputs)")
+    p.add_argument("--opt-level", type=int, default=None, help="builder optimisation level 0..5 (default 3)")
+    p.add_argument("--no-timing-cache", action="store_true", help="do not reuse/persist the tactic timing cache")
+    p.add_argument("--device", type=int, default=0, help="CUDA device ordinal")
+    p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date engine exists")
+    p.add_argument("--json", action="store_true", help="print the engine records as JSON")
+    p.set_defaults(func=_build)
+
+
+def _build(args) -> int:
+    from ..backends import tensorrt as trt_backend
+    from ..bundle import load_bundle
+
+    trt_backend._require(args.device)  # before verifying the bundle: say at once what is missing
+    b = load_bundle(args.bundle)
+    cfg = trt_backend.BuildConfig(
+        min_batch=args.min_batch, opt_batch=args.opt_batch, max_batch=args.max_batch, min_hw=args.min_hw,
+        opt_hw=args.opt_hw, max_hw=args.max_hw, workspace_mb=args.workspace_mb, force=args.force,
+        calibration_npz=args.calibration, optimization_level=args.opt_level,
+        timing_cache=not args.no_timing_cache, device=args.device)
+    records = [trt_backend.engine_from_onnx(b, prec, cfg) for prec in dict.fromkeys(args.precision)]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in records], indent=2))
+        return 0
+    for r in records:
+        m = r.metadata
+        counts = ", ".join(f"{k} {v}" for k, v in (m.get("precision_counts") or {}).get("compute", {}).items())
+        what = f"built in {m.get('build_seconds', 0):.1f} s" if r.built else "up to date"
+        print(f"{r.key}: {what} ({m.get('quantization')}) -> {r.plan_path}")
+        print("  profile: " + "; ".join(f"{n} {v['min']}..{v['max']} (opt {v['opt']})"
+                                        for n, v in (m.get("profile") or {}).items()))
+        if counts:
+            print(f"  layers by precision: {counts}")
+    return 0
+
+# ----------------------------------------------------------------------------- deploy / engines
+
+_DEPLOY_EPILOG = """\
+Targets:
+  jetson-orin     AGX Orin / Orin NX / Orin Nano, JetPack 6.1+ (sm_87, TensorRT 10)
+  jetson-xavier   AGX Xavier / Xavier NX, JetPack 5.1 (sm_72; onnxruntime only, see docs/jetson.md)
+  x86-gpu         x86-64 Linux + any NVIDIA GPU (TensorRT 10 from pip when missing)
+
+Examples:
+  skugen deploy runs/demo/bundle --target jetson-orin --out cgan-orin.tar.gz
+  skugen deploy bundle.tar --target x86-gpu --out pkg.tgz --json
+  # on the device:
+  tar xzf cgan-orin.tar.gz && cd skugen-*-jetson-orin && ./install.sh
+"""
+
+
+def add_deploy(sub) -> None:
+    from ..deploy import TARGETS
+
+    p = sub.add_parser("deploy", help="package a bundle for Jetson / x86-gpu", formatter_class=_FMT,
+                       description="Verify a bundle, then write a self-contained .tar.gz for one target: the bundle "
+                                   "(no engines), the runtime (no torch), requirements, install.sh (device checks, "
+                                   "engine build + verify on the device) and a README.",
+                       epilog=_DEPLOY_EPILOG)
+    p.add_argument("bundle", help="bundle directory or .tar")
+    p.add_argument("--target", required=True, metavar="TARGET", help=f"one of: {', '.join(TARGETS)}")
+    p.add_argument("--out", default=None, help="package file (.tar.gz); default skugen-NAME-TARGET.tar.gz")
+    p.add_argument("--no-verify", action="store_true", help="package without running `skugen verify` first")
+    p.add_argument("--json", action="store_true", help="print the package summary as JSON")
+    p.set_defaults(func=_deploy)
+
+
+def _deploy(args) -> int:
+    from ..bundle import load_bundle
+    from ..deploy import deploy, engine_precisions, get_target, package_name
+    from ..io import sha256_file
+
+    t = get_target(args.target)  # fail on a bad target before touching the bundle
+    b = load_bundle(args.bundle)
+    path = deploy(b, t.name, args.out, verify=not args.no_verify)
+    s = {"package": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path), "target": t.name,
+         "bundle": b.name, "engine_precisions": engine_precisions(b), "verified": not args.no_verify}
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(f"{path}  ({s['bytes'] / 1e6:.2f} MB, sha256 {s['sha256'][:16]}...)")
+        print(f"  bundle {b.name} ({b.kind}) for {t.title}; verified on this host: {'yes' if s['verified'] else 'NO'}")
+        print(f"  on the device: tar xzf {path.name} && cd {package_name(b, t.name)} && ./install.sh")
+    return 0
+
+
+def add_engines(sub) -> None:
+    p = sub.add_parser(
+        "engines", help="list a bundle's TensorRT engines, mark one verified (install.sh runs this)",
+        formatter_class=_FMT,
+        description="The device-side engine helpers: list the engines built in a bundle and whether `skugen verify` "
+                    "passed on each; mark the newest engine of a precision verified (only after it did).",
+        epilog="Examples:\n  skugen engines status bundle\n"
+               "  skugen engines mark-verified bundle --precision fp16 --log logs/verify-tensorrt-fp16.log\n")
+    sp = p.add_subparsers(dest="engines_cmd", required=True)
+    m = sp.add_parser("mark-verified",
+                      help="mark the newest engine of a precision verified (only after skugen verify passed)")
+    m.add_argument("bundle")
+    m.add_argument("--precision", required=True)
+    m.add_argument("--log", default=None, help="file with the `skugen verify` output to keep in verified.json")
+    m.set_defaults(func=_engines_mark)
+    s = sp.add_parser("status", help="list the bundle's engines and whether each is verified")
+    s.add_argument("bundle")
+    s.set_defaults(func=_engines_status)
+
+
+def _engines_mark(args) -> int:
+    from ..deploy import mark_engine_verified
+
+    log = Path(args.log).read_text(errors="replace")[-20000:] if args.log else None
+    print(f"[skugen] marked verified: {mark_engine_verified(args.bundle, args.precision, log)}")
+    return 0
+
+
+def _engines_status(args) -> int:
+    from ..deploy import engine_status
+
+    rows = engine_status(args.bundle)
+    for r in rows:
+        state = "VERIFIED" if r["verified"] else "not verified"
+        print(f"[skugen] engine {r['key']}: {r['precision']}, {state}")
+    if not rows:
+        print("[skugen] no TensorRT engines built (onnxruntime only)")
+    return 0
+
+# ----------------------------------------------------------------------------- export-triton
+
+_TRITON_EPILOG = """\
+Examples:
+  skugen export-triton runs/demo/bundle --out triton_repo
+  skugen export-triton bundle --out repo --max-batch 32 --preferred-batch 8,32 --max-queue-delay-us 200
+  skugen export-triton bundle --out repo --precision int8 --cpu-instances 2 --ort-threads 1
+  tritonserver --model-repository=$PWD/triton_repo
+  perf_analyzer -m NAME --input-data zero -b 8 --concurrency-range 1:8   # see docs/triton.md
+"""
+
+
+def _batch_list(s: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 8,16, got {s!r}") from None
+
+
+def add_export_triton(sub) -> None:
+    from ..triton import PLAN_MODES
+
+    p = sub.add_parser("export-triton", help="write a Triton Inference Server model repository", formatter_class=_FMT,
+                       description="Write a Triton model repository: an onnxruntime model (KIND_CPU), a tensorrt_plan "
+                                   "model per built engine precision (KIND_GPU), numpy Python-backend pre/post steps "
+                                   "and ensembles wiring pre -> model -> post.",
+                       epilog=_TRITON_EPILOG)
+    p.add_argument("bundle", help="bundle directory or .tar")
+    p.add_argument("--out", required=True, help="repository directory to write (replaced atomically)")
+    p.add_argument("--name", default=None, help="model name prefix (default: the bundle name)")
+    p.add_argument("--precision", default="fp32", help="ONNX for the onnxruntime model: fp32 (default) or int8")
+    p.add_argument("--max-batch", type=int, default=None, help="max_batch_size (default: the manifest's io.max_batch)")
+    p.add_argument("--preferred-batch", type=_batch_list, default=None, metavar="N,M",
+                   help="dynamic_batching preferred_batch_size (default: the two largest powers of 2 <= max batch)")
+    p.add_argument("--max-queue-delay-us", type=int, default=100, help="dynamic batching queue delay (default 100)")
+    p.add_argument("--cpu-instances", type=int, default=1, help="KIND_CPU instances per CPU model (default 1)")
+    p.add_argument("--gpu-instances", type=int, default=1, help="KIND_GPU instances per plan model (default 1)")
+    p.add_argument("--ort-threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
+    p.add_argument("--plans", choices=PLAN_MODES, default="all",
+                   help="which built TensorRT engines to add: all (default), verified (install.sh-verified), none")
+    p.add_argument("--json", action="store_true", help="print skugen_triton.json")
+    p.set_defaults(func=_export_triton)
+
+
+def _export_triton(args) -> int:
+    from ..triton import TritonConfig, export_triton
+
+    cfg = TritonConfig(name=args.name, precision=args.precision, max_batch=args.max_batch,
+                       preferred_batch_sizes=args.preferred_batch, max_queue_delay_us=args.max_queue_delay_us,
+                       cpu_instances=args.cpu_instances, gpu_instances=args.gpu_instances,
+                       ort_threads=args.ort_threads, plans=args.plans)
+    repo = export_triton(args.bundle, args.out, cfg)
+    s = json.loads((repo / "skugen_triton.json").read_text())
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    print(f"{repo}: {len(s['models'])} models for bundle {s['bundle']['name']} ({s['bundle']['kind']})")
+    for ep, what in s["entry_points"].items():
+        print(f"  ensemble {ep:28s} {what}")
+    if not s["plans"]:
+        print("  no TensorRT plans (no engines built in the bundle; "
+              "`skugen build BUNDLE` on the serving GPU adds them)")
+    print(f"  serve: tritonserver --model-repository={repo.resolve()}")
+    return 0
