@@ -33,7 +33,7 @@ import numpy as np
 
 from . import __version__
 from .errors import BundleError, InputError, IntegrityError
-from .manifest import SCHEMA_VERSION, IOSpec, Manifest
+from .manifest import SCHEMA_VERSION, Manifest
 from .io import atomic_dir, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 
 MANIFEST = "manifest.json"
@@ -50,11 +50,17 @@ class Bundle:
     manifest_sha256: str
 
     # -- convenience accessors ------------------------------------------------
+    # Plain-dict views, kept only for sdk/bench.py and benchmarks/ until they read `spec`; new code reads
+    # the parsed `spec` (b.spec.io.max_batch, b.spec.value_range, b.spec.variant(p, backend), ...).
     @property
     def manifest(self) -> dict:
-        """The manifest as a plain dict (spec.to_dict()). Only for sdk/bench.py until it reads `spec`;
-        new code reads the parsed `spec`."""
+        """The manifest as a plain dict (spec.to_dict())."""
         return self.spec.to_dict()
+
+    @property
+    def io(self) -> dict:
+        """The io section as a plain dict (spec.io.to_dict())."""
+        return self.spec.io.to_dict()
 
     @property
     def name(self) -> str:
@@ -63,10 +69,6 @@ class Bundle:
     @property
     def kind(self) -> str:
         return self.spec.kind
-
-    @property
-    def io(self) -> IOSpec:
-        return self.spec.io
 
     @property
     def class_names(self) -> list[str]:

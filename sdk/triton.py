@@ -191,7 +191,7 @@ def _io_tensor(spec: TensorSpec, batched: bool) -> Tensor:
 
 def _batched(b: Bundle) -> bool:
     """True when every model tensor's axis 0 is dynamic (the batch axis Triton owns)."""
-    specs = b.io.inputs + b.io.outputs
+    specs = b.spec.io.inputs + b.spec.io.outputs
     return all(s.shape and not _is_dim(s.shape[0]) for s in specs)
 
 
@@ -205,7 +205,7 @@ def _num(v, default: float):
 
 def _gen_sizes(b: Bundle) -> tuple[int, int]:
     """(z_dim, n_classes): the parsed manifest has them (filled from the z/onehot shapes when io lacks them)."""
-    return b.io.z_dim, b.io.n_classes
+    return b.spec.io.z_dim, b.spec.io.n_classes
 
 
 # ----------------------------------------------------------------------------- model configs
@@ -229,8 +229,8 @@ def onnx_model_config(b: Bundle, name: str, cfg: TritonConfig, max_batch: int) -
         "name": name,
         "platform": "onnxruntime_onnx",
         "max_batch_size": max_batch,
-        "input": [_io_tensor(s, batched).cfg() for s in b.io.inputs],
-        "output": [_io_tensor(s, batched).cfg() for s in b.io.outputs],
+        "input": [_io_tensor(s, batched).cfg() for s in b.spec.io.inputs],
+        "output": [_io_tensor(s, batched).cfg() for s in b.spec.io.outputs],
         "dynamic_batching": _dyn_batching(cfg, max_batch) if batched else None,
         "instance_group": [{"count": int(cfg.cpu_instances), "kind": _Enum("KIND_CPU")}],
         "parameters": _params({"intra_op_thread_count": cfg.ort_threads}) if cfg.ort_threads else None,
@@ -249,8 +249,8 @@ def plan_model_config(b: Bundle, name: str, cfg: TritonConfig, max_batch: int, f
         "default_model_filename": default,
         # Triton picks the plan built for the GPU it runs on; engines are not portable across GPUs.
         "cc_model_filenames": [{"key": cc, "value": f} for cc, f in files.items()] if len(files) > 1 else None,
-        "input": [_io_tensor(s, batched).cfg() for s in b.io.inputs],
-        "output": [_io_tensor(s, batched).cfg() for s in b.io.outputs],
+        "input": [_io_tensor(s, batched).cfg() for s in b.spec.io.inputs],
+        "output": [_io_tensor(s, batched).cfg() for s in b.spec.io.outputs],
         "dynamic_batching": _dyn_batching(cfg, max_batch) if batched else None,
         "instance_group": [{"count": int(cfg.gpu_instances), "kind": _Enum("KIND_GPU")}],
     }
@@ -258,7 +258,7 @@ def plan_model_config(b: Bundle, name: str, cfg: TritonConfig, max_batch: int, f
 
 def _pre_post_io(b: Bundle, batched: bool) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor], dict, dict]:
     """(pre inputs, pre outputs, post inputs, post outputs, pre params, post params)."""
-    out_spec = b.io.outputs[0]
+    out_spec = b.spec.io.outputs[0]
     out_t = _io_tensor(out_spec, batched)
     if len(out_t.dims) != 3:
         raise BundleError(f"bundle {b.name!r} output {out_t.name!r} shape {list(out_spec.shape)} is not (batch, C, H, W); "
@@ -273,13 +273,13 @@ def _pre_post_io(b: Bundle, batched: bool) -> tuple[list[Tensor], list[Tensor], 
         names = b.class_names
         if names and len(names) != n_classes:
             raise BundleError(f"bundle {b.name!r} has {len(names)} class names but {n_classes} classes. Re-export it.")
-        ins = {t.name: _io_tensor(t, batched) for t in b.io.inputs}
+        ins = {t.name: _io_tensor(t, batched) for t in b.spec.io.inputs}
         pre_in = [Tensor("label", "TYPE_STRING", (1,)), Tensor("seed", "TYPE_INT64", (1,))]
         pre_out = [ins["z"], ins["onehot"]]
         pre_params = {"skugen_role": "pre", "kind": "generator", "z_dim": z_dim, "n_classes": n_classes,
                       "class_names": json.dumps(names)}
     else:
-        ins = b.io.inputs
+        ins = b.spec.io.inputs
         if len(ins) != 1:
             raise BundleError(f"enhancer bundle {b.name!r} has inputs {[t.name for t in ins]}, expected one image.")
         lr = _io_tensor(ins[0], batched)
@@ -403,11 +403,11 @@ def export_triton(bundle: str | os.PathLike | Bundle, out: str | os.PathLike,
                          "Pick a new --out directory (or delete it first).")
     name = _safe_name(cfg.name or b.name)
     batched = _batched(b)
-    max_batch = int(cfg.max_batch if cfg.max_batch is not None else b.io.max_batch) if batched else 0
+    max_batch = int(cfg.max_batch if cfg.max_batch is not None else b.spec.io.max_batch) if batched else 0
     if batched and max_batch < 1:
         raise InputError(f"max_batch must be >= 1, got {max_batch}.")
     pre_in, pre_out, post_in, post_out, pre_p, post_p = _pre_post_io(b, batched)
-    model_out = b.io.outputs[0].name
+    model_out = b.spec.io.outputs[0].name
     plans = _plan_sources(b, cfg.plans)
 
     models: dict[str, dict] = {}  # name -> {"config": dict, "files": {relpath: src path | text}}
