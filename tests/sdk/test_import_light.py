@@ -9,7 +9,8 @@ import pytest
 
 RUNTIME_MODULES = ["skugen", "skugen.pipeline", "skugen.bundle", "skugen.verify", "skugen.backends",
                    "skugen.backends.onnxruntime", "skugen.backends.tensorrt", "skugen.metrics", "skugen.report",
-                   "skugen.tiling", "skugen.prepost", "skugen.commands", "skugen.kernels"]
+                   "skugen.tiling", "skugen.prepost", "skugen.commands", "skugen.kernels", "skugen.manifest",
+                   "skugen.result", "skugen.selection"]
 # Toolchain packages: heavy (torch ~1-2 s to import) and absent from runtime installs.
 FORBIDDEN = ["torch", "torchvision", "nncf", "onnx", "onnxslim", "torch_pruning", "safetensors", "scipy",
              "skimage", "cv2", "matplotlib", "skugen.export"]
