@@ -23,12 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from skugen import __version__ as skugen_version
 from skugen.bundle import check_bundle_dest, npz_bytes, write_bundle
 from skugen.errors import BudgetError, DataError, ModelError, VerificationError
 from skugen.io import json_default, sha256_bytes
+from skugen.manifest import (DEFAULT_VALUE_RANGE, SCHEMA_VERSION, Golden, IOSpec, Manifest, Postprocess, Preprocess,
+                             TensorSpec, Tile, Variant)
 
 from . import ckpt, models, zoo
-from .onnx_export import VALUE_RANGE, ExportConfig, compare_outputs, onnx_from_torch, parity_report
+from .onnx_export import ExportConfig, compare_outputs, onnx_from_torch, parity_report
 from .quantize import (ENHANCER_EVAL_N, QualityBudget, QuantConfig, enhancer_calibration, enhancer_eval_set,
                        generator_calibration, generator_eval_set, quantize_gated_auto)
 
@@ -161,25 +164,21 @@ def _int8_tolerance(stats: dict, span: float) -> dict:
 # ----------------------------------------------------------------------------- manifest pieces
 
 
-def io_spec(module, kind: str, max_batch: int) -> dict:
+def io_spec(module, kind: str, max_batch: int) -> IOSpec:
     c = module.cfg
     if kind == "generator":
-        return {
-            "inputs": [{"name": "z", "dtype": "float32", "shape": ["batch", c.z_dim], "range": None,
-                        "distribution": "normal(0,1)"},
-                       {"name": "onehot", "dtype": "float32", "shape": ["batch", c.n_classes], "range": [0, 1],
-                        "encoding": "one-hot"}],
-            "outputs": [{"name": "image", "dtype": "float32", "shape": ["batch", c.out_ch, c.image_size, c.image_size],
-                         "range": [-1, 1]}],
-            "class_names": list(_class_names(c.n_classes, c)), "z_dim": c.z_dim, "n_classes": c.n_classes,
-            "image_size": c.image_size, "channels": c.out_ch, "max_batch": max_batch,
-        }
-    return {
-        "inputs": [{"name": "lr", "dtype": "float32", "shape": ["batch", c.in_ch, "h", "w"], "range": [0, 1]}],
-        "outputs": [{"name": "hr", "dtype": "float32", "shape": ["batch", c.in_ch, f"{c.scale}h", f"{c.scale}w"],
-                     "range": [0, 1], "note": "unclamped; postprocess clamps"}],
-        "class_names": [], "image_size": None, "channels": c.in_ch, "scale": c.scale, "max_batch": max_batch,
-    }
+        return IOSpec(
+            inputs=(TensorSpec("z", ("batch", c.z_dim), extra={"distribution": "normal(0,1)"}),
+                    TensorSpec("onehot", ("batch", c.n_classes), range=(0.0, 1.0), extra={"encoding": "one-hot"})),
+            outputs=(TensorSpec("image", ("batch", c.out_ch, c.image_size, c.image_size),
+                                range=DEFAULT_VALUE_RANGE[kind]),),
+            class_names=tuple(_class_names(c.n_classes, c)), z_dim=c.z_dim, n_classes=c.n_classes,
+            image_size=c.image_size, channels=c.out_ch, max_batch=max_batch)
+    return IOSpec(
+        inputs=(TensorSpec("lr", ("batch", c.in_ch, "h", "w"), range=(0.0, 1.0)),),
+        outputs=(TensorSpec("hr", ("batch", c.in_ch, f"{c.scale}h", f"{c.scale}w"), range=DEFAULT_VALUE_RANGE[kind],
+                            extra={"note": "unclamped; postprocess clamps"}),),
+        channels=c.in_ch, scale=c.scale, max_batch=max_batch)
 
 
 def _class_names(n: int, cfg=None) -> tuple[str, ...]:
@@ -227,7 +226,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     module, card = ckpt.load_model(src)
     kind = kind_of(card, module)
     name = card.get("name") or src.name
-    vr = VALUE_RANGE[kind]
+    vr = DEFAULT_VALUE_RANGE[kind]
     span = vr[1] - vr[0]
 
     # 1-2. FP32 ONNX + parity against PyTorch (VerificationError stops the export)
@@ -246,11 +245,11 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     tolerances = {"fp32": dict(FP32_TOL), "fp16": dict(FP16_TOL)}
 
     macs, macs_input = _macs(module)
-    fp32_entry = {"file": "model.fp32.onnx", "sha256": sha256_bytes(res.onnx_bytes), "bytes": len(res.onnx_bytes),
-                  "precision": "fp32", "opset": res.opset, "params": res.params, "macs": macs,
-                  "macs_input": macs_input, "op_counts": res.op_counts, "bn_folded": res.folded_bn}
+    fp32_entry = Variant("model.fp32.onnx", sha256_bytes(res.onnx_bytes), bytes=len(res.onnx_bytes),
+                         precision="fp32", opset=res.opset, params=res.params, macs=macs,
+                         macs_input=tuple(macs_input), op_counts=res.op_counts, bn_folded=res.folded_bn)
     files: dict[str, bytes | os.PathLike] = {"model.fp32.onnx": res.onnx_bytes}
-    models_m = {"fp32": fp32_entry}
+    models_m: dict[str, Variant] = {"fp32": fp32_entry}
     quality = {"fp32": {"parity_max_abs": parity["outputs"][out_name]["max_abs"],
                         "golden_max_abs": golden_stats["fp32"]["max_abs"]}}
     reports = {"parity": "reports/parity.json", "quality": "reports/quality.json"}
@@ -287,10 +286,10 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
             tolerances["int8"] = _int8_tolerance(_worse(st, st_trt), span)
             files["model.int8.onnx"] = qr.onnx_bytes
             files["model.int8.trt.onnx"] = qr.trt_onnx_bytes
-            models_m["int8"] = {
-                "file": "model.int8.onnx", "sha256": sha256_bytes(qr.onnx_bytes), "bytes": len(qr.onnx_bytes),
-                "precision": "int8", "opset": res.opset, "params": res.params, "macs": macs, "macs_input": macs_input,
-                "quantization": {"tool": qr.report["calibrator"]["tool"],
+            models_m["int8"] = Variant(
+                "model.int8.onnx", sha256_bytes(qr.onnx_bytes), bytes=len(qr.onnx_bytes),
+                precision="int8", opset=res.opset, params=res.params, macs=macs, macs_input=tuple(macs_input),
+                quantization={"tool": qr.report["calibrator"]["tool"],
                                  "calibrate_method": qr.report["calibrator"]["calibrate_method"],
                                  "format": "QDQ (QuantizeLinear/DequantizeLinear)",
                                  "scheme": "symmetric int8, per-channel weights" if cfg.quant.per_channel
@@ -298,18 +297,16 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
                                  "preset": cfg.quant.preset, "calibration_samples": cfg.calib_n,
                                  "ignored_layers": list(qr.kept_float), "budget": asdict(cfg.budget),
                                  "outcome": qr.report["outcome"], "report": "reports/quantization.json"},
-                "activations": "uint8 (zero point 0/128) for ONNX Runtime x86's fused U8S8 kernels",
+                activations="uint8 (zero point 0/128) for ONNX Runtime x86's fused U8S8 kernels",
                 # TensorRT takes int8-only Q/DQ; ORT x86 runs int8-activation QDQ un-fused (slower than FP32).
-                "variants": {"tensorrt": {
-                    "file": "model.int8.trt.onnx", "sha256": sha256_bytes(qr.trt_onnx_bytes),
-                    "bytes": len(qr.trt_onnx_bytes), "activations": "int8, zero point 0 (TensorRT explicit quantization)",
-                    "use_for": ["tensorrt"]}}}
+                variants={"tensorrt": Variant(
+                    "model.int8.trt.onnx", sha256_bytes(qr.trt_onnx_bytes), bytes=len(qr.trt_onnx_bytes),
+                    activations="int8, zero point 0 (TensorRT explicit quantization)", use_for=("tensorrt",))})
 
     # 4b. which precision is faster on THIS machine's ONNX Runtime CPU? INT8 is not always
     # (small students: Q/DQ transposes and float islands can cost more than int8 GEMMs save).
     # The runtime's precision="auto" reads this instead of assuming INT8 wins.
-    for p, entry in models_m.items():
-        entry["cpu_latency"] = _cpu_latency(files[entry["file"]], kind, module)
+    models_m = {p: replace(v, cpu_latency=_cpu_latency(files[v.file], kind, module)) for p, v in models_m.items()}
 
     # 5. reports, card, source
     quality_report = {
@@ -333,39 +330,38 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     if quant_report is not None:
         files["reports/quantization.json"] = _json(quant_report)
 
-    manifest = {
-        "schema_version": 1, "name": name, "kind": kind,
-        "io": io_spec(module, kind, cfg.max_batch),
-        "preprocess": ({"layout": "RGB", "tensor_layout": "NCHW", "dtype": "float32", "input_range": [0, 1],
-                        "mean": [0, 0, 0], "std": [1, 1, 1]} if kind == "enhancer" else
-                       {"z": "float32 normal(0,1), seeded", "labels": "float32 one-hot over class_names"}),
-        "postprocess": {"value_range": list(vr),
-                        "layout": "GRAY" if (module.cfg.out_ch if kind == "generator" else module.cfg.in_ch) == 1 else "RGB",
-                        "clamp": True, "to_uint8": "round((x - lo) / (hi - lo) * 255)"},
-        **({"tile": _tile(cfg, module)} if kind == "enhancer" else {}),
-        "models": models_m,
-        "golden": {"inputs": "golden/inputs.npz", "outputs": "golden/outputs.npz", "source": g_src,
-                   "reference": "pytorch fp32", "n": int(next(iter(g_in.values())).shape[0]),
-                   "tolerances": tolerances},
-        "reports": reports, "card": "card.json",
-        "source": {"name": name, "weights": "source/model.safetensors", "card": "source/card.json",
-                   "sha256": card.get("weights", {}).get("sha256")},
-        "quality": quality_summary,
-    }
+    manifest = Manifest(
+        schema_version=SCHEMA_VERSION, skugen_version=skugen_version, name=name, kind=kind,
+        io=io_spec(module, kind, cfg.max_batch),
+        preprocess=(Preprocess(layout="RGB", tensor_layout="NCHW", dtype="float32", input_range=(0.0, 1.0),
+                               mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)) if kind == "enhancer" else
+                    Preprocess(z="float32 normal(0,1), seeded", labels="float32 one-hot over class_names")),
+        postprocess=Postprocess(
+            value_range=vr, clamp=True, to_uint8="round((x - lo) / (hi - lo) * 255)",
+            layout="GRAY" if (module.cfg.out_ch if kind == "generator" else module.cfg.in_ch) == 1 else "RGB"),
+        tile=_tile(cfg, module) if kind == "enhancer" else None,
+        models=models_m,
+        golden=Golden("golden/inputs.npz", "golden/outputs.npz", source=g_src, reference="pytorch fp32",
+                      n=int(next(iter(g_in.values())).shape[0]), tolerances=tolerances),
+        reports=reports, card="card.json",
+        source={"name": name, "weights": "source/model.safetensors", "card": "source/card.json",
+                "sha256": card.get("weights", {}).get("sha256")},
+        quality=json.loads(json.dumps(quality_summary, default=json_default)),
+    )
     path = write_bundle(out, manifest, files)
     if cfg.strict_budget and quant_report is not None and quant_report["outcome"].startswith("fp32"):
         raise BudgetError(f"the bundle {path} ships FP32 only (strict budget): {quant_report['message']}")
     return path
 
 
-def _tile(cfg: BundleConfig, module) -> dict:
+def _tile(cfg: BundleConfig, module) -> Tile:
     """Tiling for the runtime: overlap/2 must cover the receptive radius (raised, in steps of 8, when it does not)."""
     r = receptive_radius(module)
     overlap = max(cfg.tile[1], -(-2 * r // 8) * 8)
     if overlap >= cfg.tile[0]:
         raise ModelError(f"receptive radius {r} px needs a tile overlap of {overlap} >= the tile size {cfg.tile[0]}; "
                          "export with a larger tile.")
-    return {"size": cfg.tile[0], "overlap": overlap, "units": "LR pixels", "receptive_radius": r}
+    return Tile(size=cfg.tile[0], overlap=overlap, units="LR pixels", receptive_radius=r)
 
 
 def _worse(a: dict, b: dict) -> dict:

@@ -27,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from skugen.errors import InputError, ModelError, VerificationError
+from skugen.manifest import DEFAULT_VALUE_RANGE
 
 from . import models
 
@@ -337,7 +338,7 @@ def to_uint8_range(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarra
     return np.clip(y, 0.0, 255.0).transpose(0, 2, 3, 1)
 
 
-VALUE_RANGE = {"generator": (-1.0, 1.0), "enhancer": (0.0, 1.0)}
+VALUE_RANGE = DEFAULT_VALUE_RANGE  # the one table (skugen.manifest); bundles carry theirs in postprocess.value_range
 
 
 def compare_outputs(got: np.ndarray, ref: np.ndarray, atol: float, rtol: float,

@@ -275,7 +275,7 @@ def _summary(bundle, bench_json: Path | None) -> dict:
     s: dict = {"bundle_bytes": sum(f.stat().st_size for f in bundle.root.rglob("*") if f.is_file()),
                "bundle_int8_onnx_bytes": (bundle.model_path("int8").stat().st_size
                                           if "int8" in bundle.precisions else None),
-               "int8_outcome": (bundle.manifest.get("quality") or {}).get("int8", {}).get("outcome")}
+               "int8_outcome": (bundle.spec.quality or {}).get("int8", {}).get("outcome")}
     if not (bench_json and bench_json.is_file()):
         return s
     from skugen.bench import flat_row

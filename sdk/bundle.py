@@ -27,16 +27,14 @@ import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from . import __version__
 from .errors import BundleError, InputError, IntegrityError
+from .manifest import SCHEMA_VERSION, Manifest
 from .io import atomic_dir, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 
-SCHEMA_VERSION = 1
-KINDS = ("generator", "enhancer")
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest.sha256"
 UNHASHED_DIRS = ("engines",)  # device-built caches; verified by their own sidecar instead
@@ -44,48 +42,53 @@ UNHASHED_DIRS = ("engines",)  # device-built caches; verified by their own sidec
 
 @dataclass
 class Bundle:
-    """A verified, loaded bundle (read-only view)."""
+    """A verified, loaded bundle (read-only view). `spec` is the parsed manifest (skugen.manifest.Manifest)."""
 
     root: Path
-    manifest: dict
+    spec: Manifest
     manifest_sha256: str
 
     # -- convenience accessors ------------------------------------------------
+    # Plain-dict views, kept only for sdk/bench.py and benchmarks/ until they read `spec`; new code reads
+    # the parsed `spec` (b.spec.io.max_batch, b.spec.value_range, b.spec.variant(p, backend), ...).
     @property
-    def name(self) -> str:
-        return self.manifest["name"]
-
-    @property
-    def kind(self) -> str:
-        return self.manifest["kind"]
+    def manifest(self) -> dict:
+        """The manifest as a plain dict (spec.to_dict())."""
+        return self.spec.to_dict()
 
     @property
     def io(self) -> dict:
-        return self.manifest["io"]
+        """The io section as a plain dict (spec.io.to_dict())."""
+        return self.spec.io.to_dict()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.manifest["io"].get("class_names") or [])
+        return list(self.spec.io.class_names)
 
     @property
     def precisions(self) -> list[str]:
-        return list(self.manifest["models"])
+        return list(self.spec.precisions)
 
-    def model_path(self, precision: str) -> Path:
-        if precision not in self.manifest["models"]:
-            raise InputError(f"bundle {self.name!r} has no {precision!r} model; it has {self.precisions}. "
-                             "Re-export with `skugen export ... --int8` to add INT8.")
-        return self.root / self.manifest["models"][precision]["file"]
+    def model_path(self, precision: str, backend: str | None = None) -> Path:
+        return self.root / self.spec.variant(precision, backend).file
 
-    def model_sha256(self, precision: str) -> str:
-        return self.manifest["models"][precision]["sha256"]
+    def model_sha256(self, precision: str, backend: str | None = None) -> str:
+        return self.spec.variant(precision, backend).sha256
 
     def golden(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        g = self.manifest["golden"]
-        return _load_npz(self.root / g["inputs"]), _load_npz(self.root / g["outputs"])
+        g = self.spec.golden
+        return _load_npz(self.root / g.inputs), _load_npz(self.root / g.outputs)
 
     def report(self, name: str) -> dict | None:
-        rel = self.manifest.get("reports", {}).get(name)
+        rel = self.spec.reports.get(name)
         return json.loads((self.root / rel).read_text()) if rel else None
 
     def engines_dir(self) -> Path:
@@ -130,37 +133,18 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
             raise IntegrityError(f"{MANIFEST} does not match {MANIFEST_DIGEST} (sha256 {digest[:12]}... != "
                                  f"{want[:12]}...): the manifest was altered or corrupted. Re-export or re-copy the bundle.")
     try:
-        manifest = json.loads(raw)
+        raw_dict = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{mf} is not valid JSON ({e}). Re-copy or re-export the bundle.") from e
-    _check_schema(manifest, p)
+    spec = Manifest.from_dict(raw_dict, f"bundle {p}")
     if verify:
-        verify_files(p, manifest)
-    return Bundle(p, manifest, digest)
+        verify_files(p, spec)
+    return Bundle(p, spec, digest)
 
 
-def _check_schema(m: Any, root: Path) -> None:
-    if not isinstance(m, dict) or "schema_version" not in m:
-        raise BundleError(f"{root / MANIFEST} has no schema_version: not a skugen bundle.")
-    v = m["schema_version"]
-    if not isinstance(v, int):
-        raise BundleError(f"schema_version {v!r} is not an integer.")
-    if v > SCHEMA_VERSION:
-        raise BundleError(f"bundle schema_version {v} is newer than this skugen supports ({SCHEMA_VERSION}). "
-                          "Upgrade skugen (`pip install -U skugen`) or re-export the bundle with this version.")
-    for key in ("name", "kind", "io", "models", "files", "golden"):
-        if key not in m:
-            raise BundleError(f"{root / MANIFEST} lacks {key!r}; the bundle is incomplete. Re-export it.")
-    if m["kind"] not in KINDS:
-        raise BundleError(f"bundle kind {m['kind']!r} unknown; expected one of {KINDS}.")
-    if not m["models"]:
-        raise BundleError(f"bundle at {root} lists no models. Re-export it.")
-
-
-def verify_files(root: Path, manifest: dict) -> None:
-    files: dict[str, str] = manifest["files"]
-    for rel in [v["file"] for v in manifest["models"].values()] + [manifest["golden"]["inputs"],
-                                                                     manifest["golden"]["outputs"]]:
+def verify_files(root: Path, spec: Manifest) -> None:
+    files = spec.files
+    for rel in spec.referenced_files():
         if rel not in files:
             raise IntegrityError(f"{rel} is used by the manifest but has no sha256 in 'files'. Re-export the bundle.")
     for rel, want in files.items():
@@ -219,16 +203,19 @@ def check_bundle_dest(out: str | os.PathLike) -> Path:
     return out
 
 
-def write_bundle(out: str | os.PathLike, manifest: dict, files: dict[str, bytes | os.PathLike]) -> Path:
+def write_bundle(out: str | os.PathLike, manifest: Manifest | dict, files: dict[str, bytes | os.PathLike]) -> Path:
     """Atomically write a bundle: `files` maps relative path -> bytes or a source file to copy.
 
-    Fills manifest["files"] with every file's sha256, adds schema_version and
-    skugen_version, writes manifest.json + manifest.sha256, then renames the
-    temp dir into place. The toolchain (skugen.export) calls this; it needs no torch.
+    `manifest` is a Manifest (what the exporter builds) or its dict form (parsed here, so a malformed
+    one is refused before anything is written). Fills `files` with every file's sha256, adds
+    schema_version and skugen_version when missing, writes manifest.json + manifest.sha256, then
+    renames the temp dir into place. The toolchain (skugen.export) calls this; it needs no torch.
     """
-    manifest = dict(manifest)
+    manifest = dict(manifest.to_dict() if isinstance(manifest, Manifest) else manifest)
     manifest.setdefault("schema_version", SCHEMA_VERSION)
     manifest.setdefault("skugen_version", __version__)
+    manifest.setdefault("files", {})
+    Manifest.from_dict(manifest, "the manifest to write")
     out = check_bundle_dest(out)
     with atomic_dir(out) as tmp:
         hashes: dict[str, str] = {}
@@ -241,7 +228,10 @@ def write_bundle(out: str | os.PathLike, manifest: dict, files: dict[str, bytes 
                 shutil.copyfile(src, dst)
             hashes[rel] = sha256_file(dst)
         manifest["files"] = hashes
-        _check_schema(manifest, tmp)
+        spec = Manifest.from_dict(manifest, f"bundle {out}")
+        if missing := [rel for rel in spec.referenced_files() if rel not in hashes]:
+            raise BundleError(f"the manifest to write refers to {missing}, which are not among the bundle's files "
+                              f"{sorted(hashes)}. Pass them in `files` (a bug in the exporter if it wrote this).")
         raw = (json.dumps(manifest, indent=2) + "\n").encode()
         (tmp / MANIFEST).write_bytes(raw)
         (tmp / MANIFEST_DIGEST).write_text(f"{sha256_bytes(raw)}  {MANIFEST}\n")
@@ -273,13 +263,15 @@ def to_tar(bundle_dir: str | os.PathLike, tar_path: str | os.PathLike, include_e
 
 
 def summary(b: Bundle) -> dict:
-    m = b.manifest
+    m = b.spec
     return {
-        "name": m["name"], "kind": m["kind"], "schema_version": m["schema_version"],
-        "skugen_version": m.get("skugen_version"), "path": str(b.root), "manifest_sha256": b.manifest_sha256,
-        "inputs": m["io"]["inputs"], "outputs": m["io"]["outputs"], "class_names": m["io"].get("class_names"),
-        "models": {k: {kk: vv for kk, vv in v.items() if kk in ("file", "sha256", "bytes", "precision", "params", "macs")}
-                   for k, v in m["models"].items()},
-        "quality": m.get("quality"), "source": m.get("source", {}).get("name"),
+        "name": m.name, "kind": m.kind, "schema_version": m.schema_version,
+        "skugen_version": m.skugen_version, "path": str(b.root), "manifest_sha256": b.manifest_sha256,
+        "inputs": [t.to_dict() for t in m.io.inputs], "outputs": [t.to_dict() for t in m.io.outputs],
+        "class_names": list(m.io.class_names),
+        "models": {k: {kk: vv for kk, vv in v.to_dict().items()
+                       if kk in ("file", "sha256", "bytes", "precision", "params", "macs")}
+                   for k, v in m.models.items()},
+        "quality": m.quality, "source": (m.source or {}).get("name"),
         "engines": sorted(str(p.relative_to(b.root)) for p in b.engines_dir().glob("*/engine.json")),
     }

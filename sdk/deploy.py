@@ -121,8 +121,8 @@ def engine_precisions(b: Bundle) -> list[str]:
     """TensorRT precisions install.sh builds: fp16 from the fp32 ONNX, int8 from the Q/DQ ONNX when present,
     each only when the manifest has a golden tolerance for it (`skugen verify` needs one)."""
     out = (["fp16"] if "fp32" in b.precisions else []) + (["int8"] if "int8" in b.precisions else [])
-    tols = b.manifest.get("golden", {}).get("tolerances")
-    if isinstance(tols, dict) and tols and all(isinstance(v, dict) for v in tols.values()):
+    tols = b.spec.golden.tolerances
+    if tols:
         out = [p for p in out if p in tols]
     return out
 

@@ -30,8 +30,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,155 +38,16 @@ import numpy as np
 from . import __version__, prepost, tiling
 from .bundle import MANIFEST, Bundle, load_bundle
 from .errors import BundleError, InputError, need_extra
-from .io import atomic_write_bytes
+from .manifest import Manifest
 from .report import CallTiming, LatencyStats, Report, memory_snapshot
+from .result import Result
+from .selection import BACKENDS, PRECISIONS, check_threads, resolve  # noqa: F401  (PRECISIONS: public)
 
 log = logging.getLogger("skugen.pipeline")
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
-DEFAULT_MAX_BATCH = 64
 FID_NAME = "FID-proxy (fmnist-classifier features)"
-IPTC_AI = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
-
-# ----------------------------------------------------------------------------- model spec from the manifest
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What the pipeline needs from a manifest, validated once at load (BundleError if malformed)."""
-
-    kind: str
-    inputs: tuple[str, ...]
-    output: str
-    max_batch: int
-    value_range: Any
-    # generator
-    z_dim: int = 0
-    n_classes: int = 0
-    class_names: tuple[str, ...] = ()
-    # enhancer
-    scale: int = 1
-    tile_size: int | None = None
-    tile_overlap: int = 0
-    in_mean: tuple = (0.0,)
-    in_std: tuple = (1.0,)
-
-
-def _spec(b: Bundle) -> ModelSpec:
-    m = b.manifest
-    where = f"bundle {b.root}"
-
-    def fail(what: str) -> BundleError:
-        return BundleError(f"{where}: manifest {what}. The bundle is malformed or from an incompatible "
-                           "exporter; re-export it with `skugen export`.")
-
-    io_ = m.get("io")
-    if not isinstance(io_, dict):
-        raise fail("has no 'io' section")
-    try:
-        ins = tuple(str(t["name"]) for t in io_["inputs"])
-        outs = [str(t["name"]) for t in io_["outputs"]]
-    except (KeyError, TypeError):
-        raise fail("io.inputs / io.outputs must be lists of {name, dtype, shape}") from None
-    if not outs:
-        raise fail("lists no outputs")
-
-    def pos_int(d: dict, key: str, default=None) -> int:
-        v = d.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise fail(f"field {key}={v!r} must be a positive int")
-        return v
-
-    max_batch = pos_int(io_, "max_batch", DEFAULT_MAX_BATCH)
-    post = m.get("postprocess") or {}
-    kind = m["kind"]
-    if kind == "generator":
-        if set(ins) != {"z", "onehot"}:
-            raise fail(f"generator inputs {ins} are not (z, onehot)")
-        names = io_.get("class_names") or []
-        if not isinstance(names, list) or not all(isinstance(s, str) for s in names):
-            raise fail("io.class_names must be a list of strings")
-        n_classes = pos_int(io_, "n_classes", len(names) or None)
-        if names and len(names) != n_classes:
-            raise fail(f"has {len(names)} class names but n_classes={n_classes}")
-        return ModelSpec(kind, ("z", "onehot"), outs[0], max_batch, _value_range(post.get("value_range", "-1,1")),
-                         z_dim=pos_int(io_, "z_dim"), n_classes=n_classes, class_names=tuple(names))
-    if ins != ("lr",):
-        raise fail(f"enhancer inputs {ins} are not (lr,)")
-    tile = m.get("tile") or io_.get("tile") or {}
-    size = tile.get("size")
-    overlap = tile.get("overlap", 0)
-    if size is not None:
-        try:
-            tiling.check_tile_params(size, overlap)
-        except InputError as e:
-            raise fail(f"tile section is invalid ({e})") from None
-    pre = m.get("preprocess") or {}
-    try:  # one number or one per channel, in [0, 1] units (torchvision style)
-        mean = tuple(float(v) for v in np.atleast_1d(pre.get("mean", 0.0)))
-        std = tuple(float(v) for v in np.atleast_1d(pre.get("std", 1.0)))
-    except (TypeError, ValueError):
-        raise fail(f"preprocess mean/std {pre.get('mean')!r}/{pre.get('std')!r} are not numbers") from None
-    if len(mean) not in (1, 3) or len(std) not in (1, 3) or min(std) <= 0:
-        raise fail(f"preprocess mean/std {mean}/{std} must be 1 or 3 numbers, std > 0")
-    radius = tile.get("receptive_radius")
-    if size is not None and isinstance(radius, int) and overlap // 2 < radius:
-        log.warning("bundle %s: tile overlap %d < 2 x receptive radius %d; tiled outputs will differ from "
-                    "untiled ones near tile seams. Re-export with a larger tile overlap.", b.name, overlap, radius)
-    return ModelSpec(kind, ("lr",), outs[0], max_batch, _value_range(post.get("value_range", "0,1")),
-                     scale=pos_int(io_, "scale", 2), tile_size=size, tile_overlap=int(overlap),
-                     in_mean=mean, in_std=std)
-
-
-def _value_range(v: Any) -> Any:
-    # Manifests write [lo, hi]; the kernels take "-1,1" / "0,1" or a (lo, hi) pair.
-    return tuple(v) if isinstance(v, list) else v
 
 # ----------------------------------------------------------------------------- load
-
-
-def _resolve(backend: Any, precision: Any, bundle: Bundle) -> tuple[str, str]:
-    if backend not in BACKENDS:
-        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if backend == "auto":
-        from .backends import tensorrt_usable
-
-        backend = "tensorrt" if tensorrt_usable() else "onnxruntime"
-    have = bundle.precisions
-    if precision == "auto":
-        if backend == "tensorrt":
-            precision = "fp16"
-        else:
-            precision = _fastest_cpu_precision(bundle)
-    if backend == "onnxruntime" and precision not in have:
-        if precision == "fp16":
-            raise InputError(f"precision 'fp16' runs on TensorRT; ONNX Runtime runs this bundle's "
-                             f"{have} models. Use backend='tensorrt' on an NVIDIA GPU, or precision='fp32'/'int8'.")
-        raise InputError(f"bundle {bundle.name!r} has no {precision!r} model (it has {have}); "
-                         "re-export with INT8 or pick one of those precisions.")
-    return backend, precision
-
-
-def _fastest_cpu_precision(bundle: Bundle) -> str:
-    """int8 when the bundle has it, unless export measured it slower than fp32 on ONNX Runtime CPU."""
-    have = bundle.precisions
-    if "int8" not in have:
-        return "fp32"
-    lat = {p: (bundle.manifest["models"][p].get("cpu_latency") or {}).get("p50_ms") for p in ("fp32", "int8")}
-    if lat["fp32"] and lat["int8"] and lat["fp32"] < lat["int8"]:
-        return "fp32"
-    return "int8"
-
-
-def _check_threads(threads: Any) -> int | None:
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise InputError(f"threads must be a positive int or None (all cores), got {threads!r}")
-    return int(threads)
 
 
 def load(path: Any, backend: str = "auto", precision: str = "auto", threads: int | None = None,
@@ -201,12 +60,12 @@ def load(path: Any, backend: str = "auto", precision: str = "auto", threads: int
     """
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"bundle path must be a str or path, got {type(path).__name__}")
-    threads = _check_threads(threads)
+    threads = check_threads(threads)
     if backend not in BACKENDS:  # before the (slower) bundle verification
         raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
     bundle = load_bundle(path, verify=verify)
-    spec = _spec(bundle)
-    backend, precision = _resolve(backend, precision, bundle)
+    spec = bundle.spec
+    backend, precision = resolve(backend, precision, bundle)
     if backend == "tensorrt":
         try:
             from .backends.tensorrt import TensorRTRunner
@@ -224,107 +83,13 @@ def load(path: Any, backend: str = "auto", precision: str = "auto", threads: int
         runner.deactivate()
         raise
 
-# ----------------------------------------------------------------------------- result
-
-
-@dataclass
-class Result:
-    """What generate/enhance return.
-
-    images: uint8 (N, H, W, C) array, or a list of (H, W, C) arrays when sizes differ.
-    labels / class_names / seeds / seed_indices: per image (generator), None for the enhancer.
-        Image i came from latents row `seed_indices[i]` of default_rng(seeds[i]); None when
-        the caller passed latents.
-    report: a Report with this call's pre/infer/post latency and the pipeline's rolling
-        session statistics as of when you first read it.
-    """
-
-    images: np.ndarray | list
-    labels: list | None
-    class_names: list | None
-    seeds: list | None
-    seed_indices: list | None
-    timing: CallTiming
-    sources: list | None = field(default=None, repr=False)  # enhancer: input file stems
-    _prov_base: dict = field(default_factory=dict, repr=False)  # tEXt fields shared by every image
-    _make_report: Any = field(default=None, repr=False)
-    _report: Report | None = field(default=None, repr=False)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    @property
-    def provenance(self) -> list[dict[str, str]]:
-        """Per-image PNG tEXt fields (built on demand: most calls never save)."""
-        base = self._prov_base
-        if self.labels is None:  # enhancer
-            return [{**base, **({"Source-File": nm} if nm else {})} for nm in (self.sources or [None] * len(self))]
-        return [{**base, "Class": self.class_names[k], "Class-Index": str(lab),
-                 "Seed": "" if self.seeds[k] is None else str(self.seeds[k]),
-                 "Seed-Index": "" if self.seed_indices[k] is None else str(self.seed_indices[k]),
-                 "DigitalSourceType": IPTC_AI} for k, lab in enumerate(self.labels)]
-
-    @property
-    def report(self) -> Report:
-        if self._report is None:
-            self._report = self._make_report(self.timing)
-        return self._report
-
-    def _names(self) -> list[str]:
-        names = []
-        for i in range(len(self)):
-            if self.class_names is not None:
-                cls = prepost._norm_name(self.class_names[i]) or f"class{self.labels[i]}"
-                seed = f"_seed{self.seeds[i]}-{self.seed_indices[i]}" if self.seeds and self.seeds[i] is not None else ""
-                names.append(f"{i:04d}_{cls}{seed}.png")
-            else:
-                stem = (self.sources[i] if self.sources else None) or "image"
-                names.append(f"{i:04d}_{stem}_x{self._prov_base.get('Scale', '')}.png")
-        return names
-
-    def save(self, directory: str | os.PathLike) -> list[Path]:
-        """Write one PNG per image (atomically) with provenance tEXt; returns the paths.
-
-        Never overwrites: names repeat across calls (index, source stem, seed), so a taken name gets a
-        "-1", "-2", ... suffix and `for im in images: pipe.enhance(im).save(d)` keeps every result."""
-        d = Path(directory)
-        if d.exists() and not d.is_dir():
-            raise InputError(f"{d} exists and is not a directory; pass a directory to save into")
-        created = _now()
-        paths = []
-        for name, img, text in zip(self._names(), self.images, self.provenance):
-            paths.append(atomic_write_bytes(d / name, prepost.encode_png(img, {**text, "Creation Time": created}),
-                                            exclusive=True))
-        return paths
-
-    def grid(self, cols: int | None = None, pad: int = 2) -> np.ndarray:
-        """All images tiled into one uint8 (H, W, C) array (a contact sheet)."""
-        return prepost.make_grid(list(self.images), cols=cols, pad=pad)
-
-    def save_grid(self, path: str | os.PathLike, cols: int | None = None, pad: int = 2) -> Path:
-        """One grid PNG with provenance tEXt summarising every image (classes, seeds)."""
-        text = dict(self.provenance[0])
-        for k in ("Class", "Seed", "Seed-Index", "Source-File"):
-            text.pop(k, None)
-        if self.class_names is not None:
-            text["Classes"] = ",".join(self.class_names)
-            if self.seeds and self.seeds[0] is not None:
-                text["Seed"] = str(self.seeds[0])  # one seed per call: row-major latents, see seed_indices
-        text["Images"] = str(len(self))
-        text["Creation Time"] = _now()
-        return atomic_write_bytes(Path(path), prepost.encode_png(self.grid(cols, pad), text))
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
 # ----------------------------------------------------------------------------- pipeline
 
 
 class Pipeline:
     """A loaded bundle + backend runner + pre/post-processing. Create with skugen.load()."""
 
-    def __init__(self, bundle: Bundle, spec: ModelSpec, runner, backend: str, precision: str,
+    def __init__(self, bundle: Bundle, spec: Manifest, runner, backend: str, precision: str,
                  threads: int | None = None) -> None:
         self.bundle = bundle
         self.spec = spec
@@ -352,9 +117,9 @@ class Pipeline:
             "processor": repr(self.processor),
             "max_batch": spec.max_batch,
             "bundle": {"name": bundle.name, "kind": bundle.kind, "path": str(bundle.root),
-                       "sha256": bundle.manifest_sha256, "model_file": bundle.manifest["models"][src]["file"],
+                       "sha256": bundle.manifest_sha256, "model_file": spec.variant(src).file,
                        "model_sha256": bundle.model_sha256(src), "engine": rinfo.get("engine"),
-                       "schema_version": bundle.manifest.get("schema_version")},
+                       "schema_version": spec.schema_version},
             "versions": {"skugen": __version__, "numpy": np.__version__,
                          **{k: v for k, v in rinfo.items() if k in ("onnxruntime", "tensorrt", "cuda")}},
         }

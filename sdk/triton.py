@@ -41,6 +41,7 @@ from . import __version__
 from .bundle import Bundle, load_bundle
 from .errors import BundleError, InputError
 from .io import atomic_dir
+from .manifest import TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -180,49 +181,30 @@ def _is_dim(d: Any) -> bool:
     return isinstance(d, int) and not isinstance(d, bool) and d >= 0
 
 
-def _io_tensor(spec: dict, batched: bool) -> Tensor:
-    shape = list(spec["shape"])
+def _io_tensor(spec: TensorSpec, batched: bool) -> Tensor:
+    shape = list(spec.shape)
     dims = shape[1:] if batched else shape
-    return Tensor(str(spec["name"]), triton_dtype(spec.get("dtype", "float32")),
+    return Tensor(spec.name, triton_dtype(spec.dtype),
                   tuple(int(d) if _is_dim(d) else -1 for d in dims))
 
 
 def _batched(b: Bundle) -> bool:
     """True when every model tensor's axis 0 is dynamic (the batch axis Triton owns)."""
-    specs = b.io["inputs"] + b.io["outputs"]
-    return all(s["shape"] and not _is_dim(s["shape"][0]) for s in specs)
+    specs = b.spec.io.inputs + b.spec.io.outputs
+    return all(s.shape and not _is_dim(s.shape[0]) for s in specs)
 
 
-def _value_range(m: dict) -> tuple[float, float]:
-    default = "-1,1" if m["kind"] == "generator" else "0,1"
-    v = (m.get("postprocess") or {}).get("value_range", default)
-    named = {"-1,1": (-1.0, 1.0), "0,1": (0.0, 1.0)}
-    if isinstance(v, str) and v.replace(" ", "") in named:
-        return named[v.replace(" ", "")]
-    try:
-        lo, hi = (float(x) for x in v)
-    except (TypeError, ValueError):
-        raise BundleError(f"manifest postprocess.value_range {v!r} is not '-1,1', '0,1' or [low, high]. "
-                          "Re-export the bundle.") from None
-    if not hi > lo:
-        raise BundleError(f"manifest postprocess.value_range {v!r} needs low < high. Re-export the bundle.")
-    return lo, hi
+def _num(v, default: float):
+    """A manifest mean/std (one number or one per channel) as JSON-ready plain numbers (ints stay ints)."""
+    if v is None:
+        return default
+    vals = [int(x) if float(x).is_integer() else x for x in (v if isinstance(v, tuple) else (v,))]
+    return vals if isinstance(v, tuple) else vals[0]
 
 
 def _gen_sizes(b: Bundle) -> tuple[int, int]:
-    """(z_dim, n_classes) from io.z_dim/io.n_classes, else the z/onehot shapes."""
-    ins = {t["name"]: t for t in b.io["inputs"]}
-    if set(ins) != {"z", "onehot"}:
-        raise BundleError(f"generator bundle {b.name!r} inputs are {sorted(ins)}, not (z, onehot). Re-export it.")
-
-    def size(key: str, tensor: str) -> int:
-        v = b.io.get(key, ins[tensor]["shape"][-1])
-        if not _is_dim(v) or v < 1:
-            raise BundleError(f"bundle {b.name!r}: cannot tell {key} (io.{key} / {tensor} shape "
-                              f"{ins[tensor]['shape']}). Re-export it.")
-        return int(v)
-
-    return size("z_dim", "z"), size("n_classes", "onehot")
+    """(z_dim, n_classes): the parsed manifest has them (filled from the z/onehot shapes when io lacks them)."""
+    return b.spec.io.z_dim, b.spec.io.n_classes
 
 
 # ----------------------------------------------------------------------------- model configs
@@ -246,8 +228,8 @@ def onnx_model_config(b: Bundle, name: str, cfg: TritonConfig, max_batch: int) -
         "name": name,
         "platform": "onnxruntime_onnx",
         "max_batch_size": max_batch,
-        "input": [_io_tensor(s, batched).cfg() for s in b.io["inputs"]],
-        "output": [_io_tensor(s, batched).cfg() for s in b.io["outputs"]],
+        "input": [_io_tensor(s, batched).cfg() for s in b.spec.io.inputs],
+        "output": [_io_tensor(s, batched).cfg() for s in b.spec.io.outputs],
         "dynamic_batching": _dyn_batching(cfg, max_batch) if batched else None,
         "instance_group": [{"count": int(cfg.cpu_instances), "kind": _Enum("KIND_CPU")}],
         "parameters": _params({"intra_op_thread_count": cfg.ort_threads}) if cfg.ort_threads else None,
@@ -266,8 +248,8 @@ def plan_model_config(b: Bundle, name: str, cfg: TritonConfig, max_batch: int, f
         "default_model_filename": default,
         # Triton picks the plan built for the GPU it runs on; engines are not portable across GPUs.
         "cc_model_filenames": [{"key": cc, "value": f} for cc, f in files.items()] if len(files) > 1 else None,
-        "input": [_io_tensor(s, batched).cfg() for s in b.io["inputs"]],
-        "output": [_io_tensor(s, batched).cfg() for s in b.io["outputs"]],
+        "input": [_io_tensor(s, batched).cfg() for s in b.spec.io.inputs],
+        "output": [_io_tensor(s, batched).cfg() for s in b.spec.io.outputs],
         "dynamic_batching": _dyn_batching(cfg, max_batch) if batched else None,
         "instance_group": [{"count": int(cfg.gpu_instances), "kind": _Enum("KIND_GPU")}],
     }
@@ -275,14 +257,13 @@ def plan_model_config(b: Bundle, name: str, cfg: TritonConfig, max_batch: int, f
 
 def _pre_post_io(b: Bundle, batched: bool) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor], dict, dict]:
     """(pre inputs, pre outputs, post inputs, post outputs, pre params, post params)."""
-    m = b.manifest
-    out_spec = b.io["outputs"][0]
+    out_spec = b.spec.io.outputs[0]
     out_t = _io_tensor(out_spec, batched)
     if len(out_t.dims) != 3:
-        raise BundleError(f"bundle {b.name!r} output {out_t.name!r} shape {out_spec['shape']} is not (batch, C, H, W); "
+        raise BundleError(f"bundle {b.name!r} output {out_t.name!r} shape {list(out_spec.shape)} is not (batch, C, H, W); "
                           "export-triton needs an image output.")
     c, h, w = out_t.dims
-    lo, hi = _value_range(m)
+    lo, hi = b.spec.value_range
     post_in = [Tensor("raw", out_t.data_type, out_t.dims)]
     post_out = [Tensor("image", "TYPE_UINT8", (h, w, c))]  # HWC, like PIL / cv2 images
     post_params = {"skugen_role": "post", "kind": b.kind, "value_range": f"{lo!r},{hi!r}"}
@@ -291,23 +272,23 @@ def _pre_post_io(b: Bundle, batched: bool) -> tuple[list[Tensor], list[Tensor], 
         names = b.class_names
         if names and len(names) != n_classes:
             raise BundleError(f"bundle {b.name!r} has {len(names)} class names but {n_classes} classes. Re-export it.")
-        ins = {t["name"]: _io_tensor(t, batched) for t in b.io["inputs"]}
+        ins = {t.name: _io_tensor(t, batched) for t in b.spec.io.inputs}
         pre_in = [Tensor("label", "TYPE_STRING", (1,)), Tensor("seed", "TYPE_INT64", (1,))]
         pre_out = [ins["z"], ins["onehot"]]
         pre_params = {"skugen_role": "pre", "kind": "generator", "z_dim": z_dim, "n_classes": n_classes,
                       "class_names": json.dumps(names)}
     else:
-        ins = b.io["inputs"]
+        ins = b.spec.io.inputs
         if len(ins) != 1:
-            raise BundleError(f"enhancer bundle {b.name!r} has inputs {[t['name'] for t in ins]}, expected one image.")
+            raise BundleError(f"enhancer bundle {b.name!r} has inputs {[t.name for t in ins]}, expected one image.")
         lr = _io_tensor(ins[0], batched)
         if len(lr.dims) != 3 or lr.dims[0] not in (1, 3):
             raise BundleError(f"enhancer input {lr.name!r} dims {lr.dims} are not (C, H, W) with C in (1, 3).")
         pre_in = [Tensor("photo", "TYPE_UINT8", (lr.dims[1], lr.dims[2], lr.dims[0]))]
         pre_out = [lr]
-        pre = m.get("preprocess") or {}
+        pre = b.spec.preprocess
         pre_params = {"skugen_role": "pre", "kind": "enhancer", "output": lr.name,
-                      "mean": json.dumps(pre.get("mean", 0.0)), "std": json.dumps(pre.get("std", 1.0))}
+                      "mean": json.dumps(_num(pre.mean, 0.0)), "std": json.dumps(_num(pre.std, 1.0))}
     return pre_in, pre_out, post_in, post_out, pre_params, post_params
 
 
@@ -357,8 +338,9 @@ def _plan_sources(b: Bundle, mode: str) -> dict[str, list[dict]]:
 
     if mode == "none" or not b.engines_dir().is_dir():
         return {}
-    want = {"fp16": b.manifest["models"].get("fp32", {}).get("sha256"),
-            "int8": b.manifest["models"].get("int8", b.manifest["models"].get("fp32", {})).get("sha256")}
+    models = b.spec.models
+    fp32 = models["fp32"].sha256 if "fp32" in models else None
+    want = {"fp16": fp32, "int8": models["int8"].sha256 if "int8" in models else fp32}
     out: dict[str, list[dict]] = {}
     for d in sorted(b.engines_dir().iterdir()):
         info = _engine_info(d) if d.is_dir() else {}
@@ -420,11 +402,11 @@ def export_triton(bundle: str | os.PathLike | Bundle, out: str | os.PathLike,
                          "Pick a new --out directory (or delete it first).")
     name = _safe_name(cfg.name or b.name)
     batched = _batched(b)
-    max_batch = int(cfg.max_batch if cfg.max_batch is not None else b.io.get("max_batch") or 64) if batched else 0
+    max_batch = int(cfg.max_batch if cfg.max_batch is not None else b.spec.io.max_batch) if batched else 0
     if batched and max_batch < 1:
         raise InputError(f"max_batch must be >= 1, got {max_batch}.")
     pre_in, pre_out, post_in, post_out, pre_p, post_p = _pre_post_io(b, batched)
-    model_out = b.io["outputs"][0]["name"]
+    model_out = b.spec.io.outputs[0].name
     plans = _plan_sources(b, cfg.plans)
 
     models: dict[str, dict] = {}  # name -> {"config": dict, "files": {relpath: src path | text}}

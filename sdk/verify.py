@@ -2,7 +2,7 @@
 
 Runtime side: numpy + the backend only, never torch. The golden outputs were made
 by the source PyTorch model at export time; the tolerances per precision are in
-manifest["golden"]["tolerances"]:
+the parsed manifest's golden.tolerances (Bundle.spec.tolerance(precision)):
 
 - fp32 / fp16: element-wise, Polygraphy semantics: |out - golden| <= atol + rtol * |golden|;
 - int8: INT8 cannot match element-wise, so image statistics: PSNR >= min_psnr_db and
@@ -169,13 +169,9 @@ def verify_bundle(bundle_or_path, backend: str = "onnxruntime", precision: str =
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; choose one of {PRECISIONS}.")
     b = bundle_or_path if isinstance(bundle_or_path, Bundle) else load_bundle(bundle_or_path)
-    tols = b.manifest["golden"].get("tolerances", {})
-    if precision not in tols:
-        hint = " Re-export with `skugen export ... --int8`." if precision == "int8" else " Re-export the bundle."
-        raise BundleError(f"bundle {b.name!r} has no golden tolerance for {precision}; it has {sorted(tols)}.{hint}")
-    tol = tols[precision]
+    tol = b.spec.tolerance(precision)
     g_in, g_out = b.golden()
-    vr = b.manifest.get("postprocess", {}).get("value_range")
+    vr = b.spec.value_range
     runner = make_runner(b, backend, precision)
     with runner:
         got = runner.infer(g_in)
@@ -187,8 +183,8 @@ def verify_bundle(bundle_or_path, backend: str = "onnxruntime", precision: str =
             continue
         outputs[name] = check_output(got[name], ref, tol, vr)
     # fp16 has no ONNX of its own: TensorRT builds it from the fp32 graph; int8 has a TensorRT flavour
-    entry = b.manifest["models"].get("fp32" if precision == "fp16" else precision, {})
-    model_file = entry.get("variants", {}).get(backend, entry).get("file") if backend == "tensorrt" else entry.get("file")
+    src = "fp32" if precision == "fp16" else precision
+    model_file = b.spec.variant(src, backend).file if src in b.spec.models else None
     env = {"skugen": __version__, "python": platform.python_version(), "machine": platform.machine(), **info}
     try:
         import onnxruntime

@@ -274,7 +274,7 @@ def engine_from_onnx(bundle, precision: str = "fp16", cfg: BuildConfig | None = 
     cfg = cfg or BuildConfig()
     trt, cuda = _require(cfg.device)
     b = _as_bundle(bundle)
-    plan = tp.make_build_plan(b.manifest, precision, cfg, cover=_golden_shapes(b))
+    plan = tp.make_build_plan(b.spec, precision, cfg, cover=_golden_shapes(b))
     pctx = _PrimaryContext(cuda, cfg.device)
     try:
         with pctx.scope():
@@ -559,9 +559,8 @@ class TensorRTRunner(Runner):
     def _resolve_engine(self, trt, dev: dict) -> EngineRecord:
         b, precision = self.bundle, self.precision
         key = tp.engine_key(dev["name"], dev["compute_capability"], trt.__version__, precision)
-        src, _ = tp.source_model(b.manifest, precision)
-        ident = tp.current_identity(dev, trt.__version__, tp.tensorrt_source(b.manifest['models'][src])['sha256'],
-                                   precision)
+        src, _ = tp.source_model(b.spec, precision)
+        ident = tp.current_identity(dev, trt.__version__, tp.tensorrt_source(b.spec, src).sha256, precision)
         found = _find_engine(b, key)
         cfg = self.cfg or BuildConfig(device=self.device_index)
         if found is None:

@@ -1,6 +1,6 @@
 """TensorRT build planning: everything about an engine build that needs no GPU.
 
-Pure functions over a bundle manifest and plain dicts, so the CPU test suite can
+Pure functions over a parsed bundle manifest (skugen.manifest.Manifest) and plain dicts, so the CPU test suite can
 check them thoroughly. `skugen.backends.tensorrt` turns a `BuildPlan` into
 TensorRT 10 API calls; nothing here imports tensorrt or pycuda.
 
@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from skugen.errors import InputError
+from skugen.manifest import Manifest, Variant
 
 PRECISIONS = ("fp16", "int8")
 SIDECAR_SCHEMA = 1
@@ -116,7 +117,7 @@ class InputProfile:
 @dataclass(frozen=True)
 class BuildPlan:
     precision: str
-    source_model: str          # key in manifest["models"] the engine is built from
+    source_model: str          # key in manifest.models the engine is built from
     source_file: str           # bundle-relative ONNX path
     onnx_sha256: str
     quantization: str          # QUANT_NONE | QUANT_QDQ | QUANT_CALIB
@@ -148,40 +149,39 @@ def check_precision(precision: str) -> str:
     return p
 
 
-def source_model(manifest: Mapping, precision: str) -> tuple[str, str]:
-    """(key in manifest["models"] the engine is built from, quantization mode).
+def source_model(manifest: Manifest, precision: str) -> tuple[str, str]:
+    """(key in manifest.models the engine is built from, quantization mode).
 
     FP16 engines come from the FP32 graph. INT8 engines come from the explicit Q/DQ
     graph when the bundle has one; otherwise from the FP32 graph with entropy
     calibration (the TensorRT 10 fallback, deprecated upstream but still present).
     """
     precision = check_precision(precision)
-    models = manifest.get("models") or {}
+    models = manifest.models
     if precision == "fp16":
         if "fp32" not in models:
-            raise InputError(f"bundle {manifest.get('name')!r} has no fp32 ONNX model (has {sorted(models)}); an FP16 "
+            raise InputError(f"bundle {manifest.name!r} has no fp32 ONNX model (has {sorted(models)}); an FP16 "
                              "engine is built from model.fp32.onnx. Re-export the bundle.")
         return "fp32", QUANT_NONE
     if "int8" in models:
         return "int8", QUANT_QDQ
     if "fp32" in models:
         return "fp32", QUANT_CALIB
-    raise InputError(f"bundle {manifest.get('name')!r} has neither an int8 nor an fp32 ONNX model "
+    raise InputError(f"bundle {manifest.name!r} has neither an int8 nor an fp32 ONNX model "
                      f"(has {sorted(models)}). Re-export the bundle.")
 
 
-def tensorrt_source(entry: Mapping) -> Mapping:
-    """The file TensorRT must read for a model entry.
+def tensorrt_source(manifest: Manifest, model: str) -> Variant:
+    """The file TensorRT must read for models[model].
 
     The INT8 entry's main file has uint8 activations (fast fused U8S8 kernels on ONNX
     Runtime x86), which TensorRT rejects; export writes a signed-int8 twin under
     variants.tensorrt (same calibration) for TensorRT's explicit quantization.
     """
-    v = (entry.get("variants") or {}).get("tensorrt")
-    return v if v and v.get("file") and v.get("sha256") else entry
+    return manifest.variant(model, "tensorrt")
 
 
-def make_build_plan(manifest: Mapping, precision: str, cfg: BuildConfig | None = None,
+def make_build_plan(manifest: Manifest, precision: str, cfg: BuildConfig | None = None,
                     cover: Mapping[str, Iterable[Iterable[int]]] | None = None) -> BuildPlan:
     """Everything `engine_from_onnx` will ask TensorRT for, decided from the manifest alone.
 
@@ -191,7 +191,6 @@ def make_build_plan(manifest: Mapping, precision: str, cfg: BuildConfig | None =
     cfg = cfg or BuildConfig()
     precision = check_precision(precision)
     _check_config(cfg)
-    models = manifest.get("models") or {}
     source, quant = source_model(manifest, precision)
     if precision == "fp16":
         flags = PRECISION_FLAGS["fp16"]
@@ -202,13 +201,13 @@ def make_build_plan(manifest: Mapping, precision: str, cfg: BuildConfig | None =
         # The calibration shape stays inside the build profile: batch at most max_batch.
         calibration = {"batch": int(min(cfg.calib_batch, cfg.max_batch)), "max_batches": int(cfg.calib_max_batches),
                        "source": str(cfg.calibration_npz) if cfg.calibration_npz else "golden"}
-    src = tensorrt_source(models[source])
+    src = tensorrt_source(manifest, source)
     return BuildPlan(
-        precision=precision, source_model=source, source_file=str(src["file"]),
-        onnx_sha256=str(src["sha256"]), quantization=quant, flags=tuple(flags),
+        precision=precision, source_model=source, source_file=src.file,
+        onnx_sha256=src.sha256, quantization=quant, flags=tuple(flags),
         workspace_bytes=int(cfg.workspace_mb) * (1 << 20), profile=tuple(profile_shapes(manifest, cfg, cover)),
         calibration=calibration, optimization_level=cfg.optimization_level,
-        outputs=tuple(o["name"] for o in (manifest.get("io") or {}).get("outputs", [])),
+        outputs=tuple(o.name for o in manifest.io.outputs),
     )
 
 
@@ -250,9 +249,9 @@ def _axis_role(shape: list, axis: int) -> str:
     return "other"
 
 
-def spatial_range(manifest: Mapping, cfg: BuildConfig) -> tuple[int, int, int]:
+def spatial_range(manifest: Manifest, cfg: BuildConfig) -> tuple[int, int, int]:
     """(min, opt, max) side length for dynamic H/W axes."""
-    size = (manifest.get("tile") or {}).get("size")
+    size = manifest.tile_size
     opt = cfg.opt_hw if cfg.opt_hw is not None else size
     mx = cfg.max_hw if cfg.max_hw is not None else size
     if opt is None and mx is not None:
@@ -260,7 +259,7 @@ def spatial_range(manifest: Mapping, cfg: BuildConfig) -> tuple[int, int, int]:
     if mx is None and opt is not None:
         mx = opt
     if opt is None:
-        raise InputError(f"bundle {manifest.get('name')!r} has inputs with dynamic height/width but its manifest has "
+        raise InputError(f"bundle {manifest.name!r} has inputs with dynamic height/width but its manifest has "
                          "no tile.size; pass the spatial range: --min-hw/--opt-hw/--max-hw (BuildConfig.min_hw/...).")
     mn = cfg.min_hw if cfg.min_hw is not None else min(MIN_HW, int(opt))
     mn, opt, mx = int(mn), int(opt), int(mx)
@@ -269,23 +268,22 @@ def spatial_range(manifest: Mapping, cfg: BuildConfig) -> tuple[int, int, int]:
     return mn, opt, mx
 
 
-def profile_shapes(manifest: Mapping, cfg: BuildConfig | None = None,
+def profile_shapes(manifest: Manifest, cfg: BuildConfig | None = None,
                    cover: Mapping[str, Iterable[Iterable[int]]] | None = None) -> list[InputProfile]:
     """One (min, opt, max) triple per manifest input, dynamic axes filled from the config."""
     cfg = cfg or BuildConfig()
-    inputs = (manifest.get("io") or {}).get("inputs") or []
+    inputs = manifest.io.inputs
     if not inputs:
-        raise InputError(f"bundle {manifest.get('name')!r} manifest lists no io.inputs; re-export the bundle.")
+        raise InputError(f"bundle {manifest.name!r} manifest lists no io.inputs; re-export the bundle.")
     explicit = dict(cfg.shapes or {})
-    unknown = set(explicit) - {i["name"] for i in inputs}
+    unknown = set(explicit) - {i.name for i in inputs}
     if unknown:
         raise InputError(f"BuildConfig.shapes names {sorted(unknown)}, which are not inputs of this bundle "
-                         f"({[i['name'] for i in inputs]}).")
+                         f"({[i.name for i in inputs]}).")
     hw: tuple[int, int, int] | None = None
     out: list[InputProfile] = []
     for spec in inputs:
-        name, shape = spec["name"], list(spec["shape"])
-        dtype = str(spec.get("dtype", "float32"))
+        name, shape, dtype = spec.name, list(spec.shape), spec.dtype
         if name in explicit:
             mn, op, mx = (tuple(int(x) for x in s) for s in explicit[name])
             _check_triplet(name, shape, mn, op, mx)

@@ -143,7 +143,7 @@ def _enhance(args) -> int:
 def _save_one(res, path: Path) -> Path:
     from .. import prepost
     from ..io import atomic_write_bytes
-    from ..pipeline import _now
+    from ..result import _now
 
     img = res.images[0]
     return atomic_write_bytes(path, prepost.encode_png(img, {**res.provenance[0], "Creation Time": _now()}))

@@ -349,7 +349,7 @@ def _export(args) -> int:
     print(f"wrote {path}  ({s['kind']}, models: {', '.join(s['models'])})")
     for k, v in s["models"].items():
         print(f"  {k:5s} {v['file']:18s} {v['bytes'] / 1e6:7.2f} MB  params {v['params']:,}  MACs {v['macs']:,}")
-    print(f"  parity vs PyTorch: max |err| {b.manifest['quality']['fp32']['parity_max_abs']:.2e}")
+    print(f"  parity vs PyTorch: max |err| {b.spec.quality['fp32']['parity_max_abs']:.2e}")
     if qrep:
         print(f"  int8: {qrep['message']}")
         if qrep.get("confirm"):

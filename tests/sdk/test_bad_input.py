@@ -185,9 +185,13 @@ def test_newer_schema(cgan_bundle, tmp_path):
 
 @pytest.mark.parametrize("edit, match", [
     (lambda m: m["io"].update(z_dim="big"), r"z_dim='big' must be a positive int"),
-    (lambda m: m["io"].update(inputs=[{"name": "x"}]), r"generator inputs \('x',\) are not \(z, onehot\)"),
+    (lambda m: m["io"].update(inputs=[{"name": "x"}]), r"lacks 'io.inputs\[0\].shape'.*re-export it"),
+    (lambda m: m["io"].update(inputs=[{"name": "x", "shape": ["batch", 4]}]),
+     r"generator inputs \('x',\) are not \(z, onehot\)"),
     (lambda m: m["io"].update(class_names=["a", "b"]), r"2 class names but n_classes=10"),
-    (lambda m: m["io"].pop("outputs"), r"io.inputs / io.outputs must be lists"),
+    (lambda m: m["io"].pop("outputs"), r"lacks 'io.outputs'"),
+    (lambda m: m["io"].update(outputs={"name": "image"}), r"io.outputs=.* must be a list"),
+    (lambda m: m["postprocess"].update(value_range=[1, -1]), r"value_range \[1.0, -1.0\] needs low < high.*re-export"),
     (lambda m: m["io"].update(max_batch=0), r"max_batch=0 must be a positive int"),
 ])
 def test_malformed_manifest_fields(cgan_bundle, tmp_path, edit, match):

@@ -12,7 +12,8 @@ RUNTIME_MODULES = ["skugen", "skugen.pipeline", "skugen.bundle", "skugen.verify"
                    "skugen.tiling", "skugen.prepost", "skugen.cli", "skugen.cli.runtime", "skugen.cli.bench",
                    "skugen.kernels", "skugen.backends.torch", "skugen.bench", "skugen.bench.config",
                    "skugen.bench.ceilings", "skugen.bench.cells", "skugen.bench.quality", "skugen.bench.run",
-                   "skugen.bench.report", "skugen.bench.views", "skugen.bench.gate", "skugen.bench.html"]
+                   "skugen.bench.report", "skugen.bench.views", "skugen.bench.gate", "skugen.bench.html",
+                   "skugen.manifest", "skugen.result", "skugen.selection"]
 # Toolchain packages: heavy (torch ~1-2 s to import) and absent from runtime installs.
 FORBIDDEN = ["torch", "torchvision", "nncf", "onnx", "onnxslim", "torch_pruning", "safetensors", "scipy",
              "skimage", "cv2", "matplotlib", "skugen.export"]

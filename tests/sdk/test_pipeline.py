@@ -71,20 +71,22 @@ def enh(sr_bundle):
 
 
 def test_fastest_cpu_precision_follows_export_timing(cgan_bundle):
-    import copy
+    from dataclasses import replace
 
     from skugen.bundle import Bundle, load_bundle
-    from skugen.pipeline import _fastest_cpu_precision
+    from skugen.manifest import CpuLatency
+    from skugen.selection import fastest_cpu_precision
 
     b = load_bundle(cgan_bundle)
-    m = copy.deepcopy(b.manifest)
-    m["models"]["fp32"]["cpu_latency"] = {"p50_ms": 1.0}
-    m["models"]["int8"]["cpu_latency"] = {"p50_ms": 2.0}
-    assert _fastest_cpu_precision(Bundle(b.root, m, b.manifest_sha256)) == "fp32"
-    m["models"]["int8"]["cpu_latency"] = {"p50_ms": 0.5}
-    assert _fastest_cpu_precision(Bundle(b.root, m, b.manifest_sha256)) == "int8"
-    del m["models"]["int8"]["cpu_latency"]  # older bundles: no timing -> int8 as before
-    assert _fastest_cpu_precision(Bundle(b.root, m, b.manifest_sha256)) == "int8"
+
+    def timed(fp32, int8):
+        mods = b.spec.models
+        new = {"fp32": replace(mods["fp32"], cpu_latency=fp32 and CpuLatency(p50_ms=fp32)),
+               "int8": replace(mods["int8"], cpu_latency=int8 and CpuLatency(p50_ms=int8))}
+        return Bundle(b.root, replace(b.spec, models=new), b.manifest_sha256)
+    assert fastest_cpu_precision(timed(1.0, 2.0)) == "fp32"
+    assert fastest_cpu_precision(timed(1.0, 0.5)) == "int8"
+    assert fastest_cpu_precision(timed(1.0, None)) == "int8"  # older bundles: no timing -> int8 as before
 
 
 def test_auto_picks_the_faster_ort_precision_on_cpu(cgan_bundle, monkeypatch):
@@ -92,13 +94,13 @@ def test_auto_picks_the_faster_ort_precision_on_cpu(cgan_bundle, monkeypatch):
 
     monkeypatch.setattr(B, "tensorrt_usable", lambda: False)
     with skugen.load(cgan_bundle) as p:
-        m = p.bundle.manifest["models"]
-        want = "fp32" if m["fp32"]["cpu_latency"]["p50_ms"] < m["int8"]["cpu_latency"]["p50_ms"] else "int8"
+        m = p.bundle.spec.models
+        want = "fp32" if m["fp32"].cpu_latency.p50_ms < m["int8"].cpu_latency.p50_ms else "int8"
         assert (p.backend, p.precision, p.device) == ("onnxruntime", want, "cpu")
         info = p.info
         assert info["providers"] == ["CPUExecutionProvider"]
         assert info["bundle"]["sha256"] == p.bundle.manifest_sha256 and len(info["bundle"]["sha256"]) == 64
-        assert info["bundle"]["model_sha256"] == p.bundle.manifest["models"][want]["sha256"]
+        assert info["bundle"]["model_sha256"] == p.bundle.spec.models[want].sha256
         assert info["versions"]["skugen"] == skugen.__version__ and info["versions"]["onnxruntime"]
 
 

@@ -203,9 +203,7 @@ def test_large_photo_memory_is_bounded(sr_bundle):
     from skugen.pipeline import Pipeline
 
     b = skugen.bundle.load_bundle(sr_bundle)
-    from skugen.pipeline import _spec
-
-    spec = _spec(b)
+    spec = b.spec
     runner = _UpsampleRunner()
     p = Pipeline(b, spec, runner, "onnxruntime", "fp32")
     h, w = 3000, 4000

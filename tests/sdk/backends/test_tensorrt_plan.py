@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from skugen.backends.trt_plan import BuildConfig
 from skugen.bundle import load_bundle, npz_bytes, write_bundle
 from skugen.errors import BackendUnavailable, BundleError, EngineMismatch, InputError
 from skugen.io import atomic_write_json
+from skugen.manifest import Manifest, TensorSpec
 
 SHA_FP32 = hashlib.sha256(b"fp32").hexdigest()
 SHA_INT8 = hashlib.sha256(b"int8").hexdigest()
@@ -61,6 +63,10 @@ H200 = {"index": 0, "name": "NVIDIA H200", "compute_capability": "9.0", "total_m
 ORIN = {"index": 0, "name": "Orin (nvgpu)", "compute_capability": "8.7", "total_memory_bytes": 64_000_000_000}
 
 
+def M(d: dict) -> Manifest:
+    return Manifest.from_dict(d, "test manifest")
+
+
 def prof(plan: tp.BuildPlan) -> dict:
     return {p.name: (p.min, p.opt, p.max) for p in plan.profile}
 
@@ -68,7 +74,7 @@ def prof(plan: tp.BuildPlan) -> dict:
 
 
 def test_fp16_plan_for_generator():
-    plan = tp.make_build_plan(CGAN, "fp16")
+    plan = tp.make_build_plan(M(CGAN), "fp16")
     assert plan.source_model == "fp32" and plan.source_file == "model.fp32.onnx"
     assert plan.onnx_sha256 == SHA_FP32
     assert plan.quantization == tp.QUANT_NONE and plan.calibration is None
@@ -80,20 +86,20 @@ def test_fp16_plan_for_generator():
 
 
 def test_int8_plan_uses_qdq_model_with_fp16_fallback():
-    plan = tp.make_build_plan(CGAN, "INT8", BuildConfig(min_batch=2, opt_batch=4, max_batch=16, workspace_mb=256))
+    plan = tp.make_build_plan(M(CGAN), "INT8", BuildConfig(min_batch=2, opt_batch=4, max_batch=16, workspace_mb=256))
     assert (plan.precision, plan.source_model, plan.onnx_sha256) == ("int8", "int8", SHA_INT8)
     assert plan.quantization == tp.QUANT_QDQ and plan.calibration is None
     assert plan.flags == ("INT8", "FP16")
     assert plan.workspace_bytes == 256 * 2**20
     assert prof(plan)["z"] == ((2, 128), (4, 128), (16, 128))
-    assert tp.make_build_plan(CGAN, "int8", BuildConfig(int8_fp16_fallback=False)).flags == ("INT8",)
+    assert tp.make_build_plan(M(CGAN), "int8", BuildConfig(int8_fp16_fallback=False)).flags == ("INT8",)
 
 
 def test_int8_without_qdq_model_falls_back_to_calibration():
-    plan = tp.make_build_plan(SR, "int8", BuildConfig(calib_batch=4, calib_max_batches=10))
+    plan = tp.make_build_plan(M(SR), "int8", BuildConfig(calib_batch=4, calib_max_batches=10))
     assert plan.source_model == "fp32" and plan.quantization == tp.QUANT_CALIB
     assert plan.calibration == {"batch": 4, "max_batches": 10, "source": "golden"}
-    plan2 = tp.make_build_plan(SR, "int8", BuildConfig(calibration_npz="/data/calib.npz"))
+    plan2 = tp.make_build_plan(M(SR), "int8", BuildConfig(calibration_npz="/data/calib.npz"))
     assert plan2.calibration["source"] == "/data/calib.npz"
 
 
@@ -101,38 +107,36 @@ def test_source_model_errors():
     no_fp32 = copy.deepcopy(CGAN)
     del no_fp32["models"]["fp32"]
     with pytest.raises(InputError, match="no fp32 ONNX model"):
-        tp.make_build_plan(no_fp32, "fp16")
-    assert tp.source_model(no_fp32, "int8") == ("int8", tp.QUANT_QDQ)
-    empty = copy.deepcopy(CGAN)
-    empty["models"] = {}
+        tp.make_build_plan(M(no_fp32), "fp16")
+    assert tp.source_model(M(no_fp32), "int8") == ("int8", tp.QUANT_QDQ)
     with pytest.raises(InputError, match="neither an int8 nor an fp32"):
-        tp.source_model(empty, "int8")
+        tp.source_model(replace(M(CGAN), models={}), "int8")  # (a manifest with no models does not parse)
 
 
 @pytest.mark.parametrize("bad", ["fp32", "bf16", "", "int4"])
 def test_unsupported_precision(bad):
     with pytest.raises(InputError, match="onnxruntime"):
-        tp.make_build_plan(CGAN, bad)
+        tp.make_build_plan(M(CGAN), bad)
 
 
 def test_enhancer_profile_from_tile():
-    plan = tp.make_build_plan(SR, "fp16")
+    plan = tp.make_build_plan(M(SR), "fp16")
     # skugen.tiling feeds tiles of exactly tile.size (overlap included), or one smaller tile for a small photo
     assert prof(plan) == {"lr": ((1, 3, 8, 8), (8, 3, 64, 64), (32, 3, 64, 64))}
 
 
 def test_enhancer_profile_overrides():
-    plan = tp.make_build_plan(SR, "fp16", BuildConfig(min_hw=32, opt_hw=96, max_hw=128, opt_batch=2, max_batch=4))
+    plan = tp.make_build_plan(M(SR), "fp16", BuildConfig(min_hw=32, opt_hw=96, max_hw=128, opt_batch=2, max_batch=4))
     assert prof(plan)["lr"] == ((1, 3, 32, 32), (2, 3, 96, 96), (4, 3, 128, 128))
     with pytest.raises(InputError, match="spatial range"):
-        tp.make_build_plan(SR, "fp16", BuildConfig(min_hw=100))  # min above the tile size
+        tp.make_build_plan(M(SR), "fp16", BuildConfig(min_hw=100))  # min above the tile size
 
 
 def test_enhancer_without_tile_needs_explicit_range():
     no_tile = {k: v for k, v in SR.items() if k != "tile"}
     with pytest.raises(InputError, match="--opt-hw"):
-        tp.make_build_plan(no_tile, "fp16")
-    plan = tp.make_build_plan(no_tile, "fp16", BuildConfig(opt_hw=48))
+        tp.make_build_plan(M(no_tile), "fp16")
+    plan = tp.make_build_plan(M(no_tile), "fp16", BuildConfig(opt_hw=48))
     assert prof(plan)["lr"] == ((1, 3, 8, 8), (8, 3, 48, 48), (32, 3, 48, 48))
 
 
@@ -141,18 +145,22 @@ def test_enhancer_without_tile_needs_explicit_range():
 def test_dynamic_axis_spellings(dims):
     m = copy.deepcopy(SR)
     m["io"]["inputs"][0]["shape"] = dims
-    assert prof(tp.make_build_plan(m, "fp16"))["lr"] == ((1, 3, 8, 8), (8, 3, 64, 64), (32, 3, 64, 64))
+    assert prof(tp.make_build_plan(M(m), "fp16"))["lr"] == ((1, 3, 8, 8), (8, 3, 64, 64), (32, 3, 64, 64))
+
+
+def _with_inputs(d: dict, *inputs: dict) -> Manifest:
+    """A parsed manifest with other inputs: the planner is generic over them (the kind checks are the parser's)."""
+    m = M(d)
+    return replace(m, io=replace(m.io, inputs=tuple(TensorSpec.from_dict(t) for t in inputs)))
 
 
 def test_static_model_needs_no_dynamic_ranges():
-    m = copy.deepcopy(CGAN)
-    m["io"]["inputs"] = [{"name": "z", "dtype": "float32", "shape": [4, 128]}]
+    m = _with_inputs(CGAN, {"name": "z", "dtype": "float32", "shape": [4, 128]})
     assert prof(tp.make_build_plan(m, "fp16"))["z"] == ((4, 128),) * 3
 
 
 def test_unknown_dynamic_axis_needs_explicit_shapes():
-    m = copy.deepcopy(CGAN)
-    m["io"]["inputs"] = [{"name": "tokens", "dtype": "int64", "shape": ["batch", "seq"]}]
+    m = _with_inputs(CGAN, {"name": "tokens", "dtype": "int64", "shape": ["batch", "seq"]})
     with pytest.raises(InputError, match=r"BuildConfig.shapes\['tokens'\]"):
         tp.make_build_plan(m, "fp16")
     cfg = BuildConfig(shapes={"tokens": ((1, 4), (8, 16), (32, 64))})
@@ -169,7 +177,7 @@ def test_unknown_dynamic_axis_needs_explicit_shapes():
 ])
 def test_explicit_shapes_are_validated(shapes, match):
     with pytest.raises(InputError, match=match):
-        tp.make_build_plan(CGAN, "fp16", BuildConfig(shapes=shapes))
+        tp.make_build_plan(M(CGAN), "fp16", BuildConfig(shapes=shapes))
 
 
 @pytest.mark.parametrize("kw", [dict(min_batch=0), dict(min_batch=4, opt_batch=2), dict(opt_batch=64, max_batch=32),
@@ -177,25 +185,24 @@ def test_explicit_shapes_are_validated(shapes, match):
                                 dict(optimization_level=7)])
 def test_bad_build_config(kw):
     with pytest.raises(InputError):
-        tp.make_build_plan(SR, "fp16", BuildConfig(**kw))
+        tp.make_build_plan(M(SR), "fp16", BuildConfig(**kw))
 
 
 def test_cover_widens_spatial_range_not_batch():
     # Golden inputs are bigger than a tile and than max_batch: the spatial range grows to admit them,
     # the batch range does not (the runner chunks big batches).
-    plan = tp.make_build_plan(SR, "fp16", cover={"lr": [(48, 3, 96, 112), (1, 3, 4, 6)]})
+    plan = tp.make_build_plan(M(SR), "fp16", cover={"lr": [(48, 3, 96, 112), (1, 3, 4, 6)]})
     assert prof(plan)["lr"] == ((1, 3, 4, 6), (8, 3, 64, 64), (32, 3, 96, 112))  # per axis
     with pytest.raises(InputError, match="fixes it at 3"):
-        tp.make_build_plan(SR, "fp16", cover={"lr": [(1, 4, 64, 64)]})
+        tp.make_build_plan(M(SR), "fp16", cover={"lr": [(1, 4, 64, 64)]})
     with pytest.raises(InputError, match="rank"):
-        tp.make_build_plan(SR, "fp16", cover={"lr": [(1, 3, 64)]})
+        tp.make_build_plan(M(SR), "fp16", cover={"lr": [(1, 3, 64)]})
 
 
 def test_manifest_without_inputs():
-    m = copy.deepcopy(CGAN)
-    m["io"]["inputs"] = []
+    m = M(CGAN)
     with pytest.raises(InputError, match="no io.inputs"):
-        tp.make_build_plan(m, "fp16")
+        tp.make_build_plan(replace(m, io=replace(m.io, inputs=())), "fp16")
 
 # ----------------------------------------------------------------------------- identity
 
@@ -297,7 +304,7 @@ def test_tensor_dtype(fmt, dtype):
 
 
 def _meta(**over):
-    plan = tp.make_build_plan(CGAN, "int8", BuildConfig(max_batch=16))
+    plan = tp.make_build_plan(M(CGAN), "int8", BuildConfig(max_batch=16))
     meta = tp.engine_metadata(plan, H200, trt_version="10.3.0", skugen_version="0.1.0", build_seconds=12.3456,
                               plan_sha256="d" * 64, plan_bytes=1234, layers=tp.layer_precisions(INSPECTOR_JSON),
                               io={"inputs": [{"name": "z"}], "outputs": [{"name": "image"}]},
@@ -359,9 +366,9 @@ def test_edited_sidecar_gives_several_differences():
 def test_profile_matches():
     plan, meta = _meta()
     assert tp.profile_matches(meta, plan)
-    assert not tp.profile_matches(meta, tp.make_build_plan(CGAN, "int8", BuildConfig(max_batch=32)))
-    assert not tp.profile_matches(meta, tp.make_build_plan(CGAN, "int8", BuildConfig(max_batch=16, workspace_mb=64)))
-    assert not tp.profile_matches(meta, tp.make_build_plan(CGAN, "int8", BuildConfig(max_batch=16,
+    assert not tp.profile_matches(meta, tp.make_build_plan(M(CGAN), "int8", BuildConfig(max_batch=32)))
+    assert not tp.profile_matches(meta, tp.make_build_plan(M(CGAN), "int8", BuildConfig(max_batch=16, workspace_mb=64)))
+    assert not tp.profile_matches(meta, tp.make_build_plan(M(CGAN), "int8", BuildConfig(max_batch=16,
                                                                                       int8_fp16_fallback=False)))
     # A Q/DQ request that had to fall back to calibration is still "the same build".
     _, fell_back = _meta(quantization=tp.QUANT_CALIB, quantization_requested=tp.QUANT_QDQ)
@@ -1068,7 +1075,7 @@ def test_fake_enhancer_profile_covers_golden_and_calibrates(fake_trt, tmp_path):
 def test_fake_qdq_model_without_qdq_layers_falls_back(fake_trt, tmp_path):
     b, spec = _fake_bundle(tmp_path / "g", "generator")
     # Rewrite model.int8.onnx without Q/DQ: the build falls back to calibration on it.
-    m = copy.deepcopy(b.manifest)
+    m = b.spec.to_dict()
     data = json.dumps(spec).encode()
     m["models"]["int8"]["sha256"] = hashlib.sha256(data).hexdigest()
     files = {"model.fp32.onnx": b.model_path("fp32").read_bytes(), "model.int8.onnx": data,
@@ -1091,7 +1098,7 @@ def test_fake_bad_onnx_and_cli(fake_trt, tmp_path, capsys):
     assert rc == 0 and recs[0]["built"] is False and recs[0]["precision"] == "fp16"
     rc = cli.main(["build", str(b.root), "--max-batch", "2", "--opt-batch", "4"])
     assert rc != 0 and "batch range" in capsys.readouterr().err
-    m = copy.deepcopy(b.manifest)
+    m = b.spec.to_dict()
     m["models"].pop("int8")
     m["models"]["fp32"]["sha256"] = hashlib.sha256(b"\x08\x01garbage").hexdigest()
     bad = load_bundle(write_bundle(tmp_path / "bad", m, {"model.fp32.onnx": b"\x08\x01garbage",
