@@ -17,16 +17,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from skugen.errors import ModelError
-from skugen.io import atomic_write_json, json_default, sha256_file
+from skugen.io import atomic_file, atomic_write_json, json_default, sha256_file
 
 from . import models
 
 
 def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp),
-              metadata={k: str(v) for k, v in (meta or {}).items()})
-    os.replace(tmp, path)
+    with atomic_file(path) as af:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(af.tmp),
+                  metadata={k: str(v) for k, v in (meta or {}).items()})
 
 
 def save_model(model: torch.nn.Module, out_dir: str | os.PathLike, card: dict | None = None) -> Path:

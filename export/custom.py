@@ -49,7 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from skugen.errors import InputError, ModelError
-from skugen.io import sha256_file
+from skugen.io import atomic_file, sha256_file
 from skugen.report import invocation
 
 from . import ckpt, models
@@ -248,9 +248,8 @@ def save_dir(model: CustomModel, out: str | os.PathLike, card: dict, program: Pa
             raise ModelError("a frozen-format custom model needs its program file")
         dst = out / PROGRAM_FILE[c.format]
         if program.resolve() != dst.resolve():
-            tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-            shutil.copyfile(program, tmp)
-            os.replace(tmp, dst)
+            with atomic_file(dst) as af:
+                shutil.copyfile(program, af.tmp)
         card = {**card, "program": {"file": dst.name, "format": c.format, "sha256": sha256_file(dst)}}
     return ckpt.save_model(model, out, card)
 

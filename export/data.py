@@ -18,7 +18,7 @@ import os
 import struct
 import sys
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -360,6 +360,18 @@ def sr_eval_set(which: str, n: int, hr_size: int = 128, seed: int = 1234,
 # ----------------------------------------------------------------------------- check
 
 
+# What each dataset is for, so a report about a missing one says what the user loses (and what still works).
+DATASET_USES = {
+    "fashion-mnist": ("the fmnist models: `make demo`, `skugen pipeline/train/compress/export/eval/bench` on "
+                      "fmnist-cgan, fmnist-cgan-student, fmnist-classifier (FID-proxy and class fidelity)"),
+    "grocery-store": ("the enhancer: `skugen pipeline/train/compress/export/eval/bench` on grocery-sr2x and "
+                      "grocery-sr2x-student, and INT8 calibration/eval of any enhancer bundle"),
+}
+# Names accepted by check_data(require=...) (and `skugen data check --require`).
+DATASET_ALIASES = {"fmnist": "fashion-mnist", "fashion-mnist": "fashion-mnist",
+                   "grocery": "grocery-store", "grocery-store": "grocery-store"}
+
+
 @dataclass
 class DatasetStatus:
     name: str
@@ -369,10 +381,19 @@ class DatasetStatus:
     verified: bool = False
     error: str | None = None
     extra: dict = field(default_factory=dict)
+    needed_by: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.found and self.verified
+
+    @property
+    def state(self) -> str:
+        return "OK" if self.usable else "MISSING" if not self.found else "BAD"
 
 
 def check_fmnist(data_dir=None) -> DatasetStatus:
-    st = DatasetStatus("fashion-mnist", False)
+    st = DatasetStatus("fashion-mnist", False, needed_by=DATASET_USES["fashion-mnist"])
     try:
         root = find_fmnist(data_dir, allow_download=False)
         st.found, st.path = True, str(root)
@@ -389,7 +410,7 @@ def check_fmnist(data_dir=None) -> DatasetStatus:
 
 
 def check_grocery() -> DatasetStatus:
-    st = DatasetStatus("grocery-store", False)
+    st = DatasetStatus("grocery-store", False, needed_by=DATASET_USES["grocery-store"])
     try:
         root = find_grocery()
         st.found, st.path = True, str(root)
@@ -413,3 +434,63 @@ def check_grocery() -> DatasetStatus:
     except DataError as e:
         st.error = str(e)
     return st
+
+
+@dataclass
+class DataReport:
+    """`check_data`'s answer: every dataset's status, and whether what was asked for is usable."""
+
+    datasets: list[DatasetStatus]
+    required: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """The required datasets are all usable; with none required, at least one dataset is."""
+        by_name = {d.name: d for d in self.datasets}
+        if self.required:
+            return all(by_name[r].usable for r in self.required)
+        return any(d.usable for d in self.datasets)
+
+    @property
+    def problems(self) -> list[DatasetStatus]:
+        """The datasets that make `ok` false (required ones not usable; all, when none is usable)."""
+        if self.ok:
+            return []
+        return [d for d in self.datasets if not d.usable and (not self.required or d.name in self.required)]
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "required": list(self.required),
+                "datasets": {d.name: {**asdict(d), "state": d.state} for d in self.datasets}}
+
+    def format(self) -> str:
+        lines = []
+        for d in self.datasets:
+            need = " (required)" if d.name in self.required else ""
+            lines.append(f"{d.name:14s} {d.state:8s} {d.path or ''}{need}")
+            if d.counts:
+                lines.append("    counts: " + ", ".join(f"{k}={v}" for k, v in d.counts.items())
+                             + f"  verified={d.verified}")
+            if d.error:
+                lines.append(f"    {d.error}")
+            if not d.usable:
+                lines.append(f"    without it you cannot run: {d.needed_by}")
+        if not self.ok:
+            names = ", ".join(d.name for d in self.problems)
+            lines.append(f"not usable: {names}. Install it as described above (see README, 'Real data only').")
+        return "\n".join(lines)
+
+
+def check_data(require: tuple[str, ...] | list[str] = (), data_dir=None) -> DataReport:
+    """Locate and verify both datasets. `require` names those the caller needs ('fmnist', 'grocery', ...).
+
+    Never raises for a missing dataset: the report says what is present, what is missing and what each
+    one is needed for; `report.ok` says whether the required ones (or, with none required, any) are usable.
+    """
+    req = []
+    for r in require:
+        if r not in DATASET_ALIASES:
+            raise InputError(f"unknown dataset {r!r}; choose from {sorted(DATASET_ALIASES)}.")
+        if DATASET_ALIASES[r] not in req:
+            req.append(DATASET_ALIASES[r])
+    return DataReport([check_fmnist(data_dir), check_grocery()], tuple(req))
+

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import tarfile
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,8 +31,8 @@ import numpy as np
 
 from . import __version__
 from .errors import BundleError, InputError, IntegrityError
+from .io import atomic_dir, atomic_file, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 from .manifest import SCHEMA_VERSION, Manifest
-from .io import atomic_dir, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest.sha256"
@@ -242,21 +241,13 @@ def to_tar(bundle_dir: str | os.PathLike, tar_path: str | os.PathLike, include_e
     """Pack a bundle directory into a .tar (atomically). Engines are device-specific and left out by default."""
     b = load_bundle(bundle_dir)  # refuse to pack a corrupted bundle
     tar_path = Path(tar_path)
-    tar_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".tar.tmp", dir=tar_path.parent)
-    os.close(fd)
-    try:
-        with tarfile.open(tmp, "w") as tf:
-            for f in sorted(b.root.rglob("*")):
-                rel = f.relative_to(b.root)
-                if not include_engines and rel.parts and rel.parts[0] in UNHASHED_DIRS:
-                    continue
-                if f.is_file():
-                    tf.add(f, arcname=str(rel))
-        os.replace(tmp, tar_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(tar_path) as af, tarfile.open(af.tmp, "w") as tf:
+        for f in sorted(b.root.rglob("*")):
+            rel = f.relative_to(b.root)
+            if not include_engines and rel.parts and rel.parts[0] in UNHASHED_DIRS:
+                continue
+            if f.is_file():
+                tf.add(f, arcname=str(rel))
     return tar_path
 
 # ----------------------------------------------------------------------------- CLI: skugen info

@@ -70,12 +70,14 @@ def make_sr(seed: int = 0, **overrides):
 
 
 def grocery_available() -> bool:
-    try:
-        from skugen.export import data
+    """False only when the dataset is missing (DataError); any other error is a bug and propagates."""
+    from skugen.errors import DataError
+    from skugen.export import data
 
+    try:
         data.find_grocery()
         return True
-    except Exception:
+    except DataError:
         return False
 
 

@@ -15,6 +15,18 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tenso
               "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
 
 
+def _is_input_problem(e: Exception) -> bool:
+    """True for ORT's errors about the feed itself: wrong dtype, rank, dimensions or names.
+
+    ORT's C++ core raises INVALID_ARGUMENT (pybind type `InvalidArgument`) for dtype/shape/unknown
+    names, and its Python wrapper a plain ValueError for missing inputs. Everything else (FAIL,
+    RUNTIME_EXCEPTION, EP errors, a torn-down session) is not the caller's input and surfaces as is.
+    """
+    from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+    return isinstance(e, InvalidArgument) or type(e) is ValueError
+
+
 def available_providers() -> list[str]:
     try:
         import onnxruntime as ort
@@ -96,9 +108,15 @@ class OnnxRuntimeRunner(Runner):
         return self._outputs
 
     def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sess = self.sess  # one read: deactivate() may clear it from another thread
+        if sess is None:
+            raise RuntimeError("onnxruntime runner is not active (its session was closed by deactivate()): "
+                               "call activate() again or use it as a context manager")
         try:
-            outs = self.sess.run(self._outputs, feed)
+            outs = sess.run(self._outputs, feed)
         except Exception as e:
+            if not _is_input_problem(e):
+                raise  # a kernel failure, an EP error, ...: not something the caller's inputs caused
             raise InputError(f"onnxruntime rejected the inputs ({type(e).__name__}: {str(e)[:300]}). "
                              f"Expected {[m.to_dict() for m in self._meta.values()]}.") from e
         return dict(zip(self._outputs, outs))

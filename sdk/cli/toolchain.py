@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from ..report import invocation
@@ -32,34 +31,28 @@ class _DefaultsFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def add_data(sub) -> None:
-    from ..export import data  # noqa: F401 - the toolchain must be importable
+    from ..export.data import DATASET_ALIASES
 
     p = sub.add_parser("data", help="check the product datasets",
                        description="Locate and verify the datasets skugen trains and evaluates on.",
-                       epilog="Examples:\n  skugen data check\n  skugen data check --json --data-dir ~/fmnist",
+                       epilog=("Examples:\n  skugen data check\n  skugen data check --require fmnist\n"
+                               "  skugen data check --json --data-dir ~/fmnist"),
                        formatter_class=_FMT)
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     c = dsub.add_parser("check", help="find both datasets, count splits, verify checksums")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (overrides SKUGEN_FMNIST_DIR)")
+    c.add_argument("--require", action="append", default=[], choices=sorted(DATASET_ALIASES),
+                   help="fail (exit 1) unless this dataset is usable; repeatable. Without it: exit 0 if any is")
     c.set_defaults(func=_data_check)
 
 
 def _data_check(args) -> int:
-    from ..export.data import check_fmnist, check_grocery
+    from ..export.data import check_data
 
-    res = [check_fmnist(args.data_dir), check_grocery()]
-    if args.json:
-        print(json.dumps({"datasets": {r.name: asdict(r) for r in res}}, indent=2))
-    else:
-        for r in res:
-            state = "OK" if r.found and r.verified else "MISSING" if not r.found else "BAD"
-            print(f"{r.name:14s} {state:8s} {r.path or ''}")
-            if r.counts:
-                print("    counts: " + ", ".join(f"{k}={v}" for k, v in r.counts.items()) + f"  verified={r.verified}")
-            if r.error:
-                print(f"    {r.error}")
-    return 0 if all(r.found and r.verified for r in res) else 1
+    rep = check_data(args.require, args.data_dir)
+    print(json.dumps(rep.to_dict(), indent=2) if args.json else rep.format())
+    return 0 if rep.ok else 1
 
 
 def add_train(sub) -> None:

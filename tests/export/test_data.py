@@ -147,16 +147,41 @@ def test_data_check_cli_json(fmnist_root, grocery_root):
 
 
 def test_data_check_missing_dataset_message(tmp_path):
-    env = {"SKUGEN_GROCERY_DIR": str(tmp_path / "nothing"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    import os
-    env = {**os.environ, **env}
-    # point the repo-relative fallback away by running from a copy-less cwd: only the env var is consulted first,
-    # the ../shared fallback still exists in this checkout, so grocery will be found; check fmnist instead
-    out = subprocess.run([sys.executable, "-m", "skugen.cli", "data", "check", "--data-dir", str(tmp_path)],
-                         capture_output=True, text=True, env=env, timeout=300)
+    # --data-dir is strict, so pointing it at an empty folder makes Fashion-MNIST missing in this checkout
+    out = subprocess.run([sys.executable, "-m", "skugen.cli", "data", "check", "--data-dir", str(tmp_path),
+                          "--require", "fmnist"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
-    assert "lacks" in out.stdout
+    assert "lacks" in out.stdout and "without it you cannot run" in out.stdout and "make demo" in out.stdout
+
+
+@pytest.fixture
+def no_grocery(monkeypatch, tmp_path):
+    monkeypatch.setattr(data, "grocery_candidates", lambda: [tmp_path / "no-grocery"])
+
+
+def test_data_check_reports_missing_grocery_without_failing_fmnist_work(fmnist_root, no_grocery):
+    rep = data.check_data()
+    by = {d.name: d for d in rep.datasets}
+    assert by["fashion-mnist"].usable and by["grocery-store"].state == "MISSING"
+    assert rep.ok and rep.problems == []  # nothing was required and Fashion-MNIST is usable
+    text = rep.format()
+    assert "grocery-store  MISSING" in text and "grocery-sr2x" in text and "without it you cannot run" in text
+    assert data.check_data(["fmnist"]).ok
+    bad = data.check_data(["fmnist", "grocery"])
+    assert not bad.ok and [d.name for d in bad.problems] == ["grocery-store"]
+    assert bad.to_dict()["datasets"]["grocery-store"]["state"] == "MISSING" and not bad.to_dict()["ok"]
+
+
+def test_data_check_fails_when_nothing_is_usable(no_grocery, tmp_path):
+    rep = data.check_data(data_dir=tmp_path)  # an explicit, empty Fashion-MNIST folder
+    assert not rep.ok and {d.name for d in rep.problems} == {"fashion-mnist", "grocery-store"}
+    assert "not usable: fashion-mnist, grocery-store" in rep.format()
+
+
+def test_data_check_rejects_unknown_dataset():
+    with pytest.raises(InputError, match="unknown dataset 'imagenet'.*choose from"):
+        data.check_data(["imagenet"])
 
 
 def test_sr_eval_set_refuses_crops_larger_than_the_photos(grocery_root):

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from skugen.errors import BudgetError, InputError, ModelError
+from skugen.errors import BudgetError, DataError, InputError, ModelError
 from skugen.export import ckpt, models, prune
 
 SMALL_CGAN = models.CGANConfig(base=64, stages=((32, 32), (32, 32), (16, 16)))
@@ -225,8 +225,8 @@ def test_default_quality_fn_enhancer_on_grocery_crops():
 
     try:
         data.grocery_split("val")
-    except Exception:
-        pytest.skip("GroceryStoreDataset not installed")
+    except DataError as e:
+        pytest.skip(f"GroceryStoreDataset not installed: {e}")
     m = _sr(models.SRConfig(head=16, blocks=(16, 16)))
     q = prune.default_quality_fn(m, n=2)
     assert q(m)["psnr"] == float("inf")  # identical outputs

@@ -5,6 +5,12 @@ They skip (saying why) unless TensorRT 10, pycuda and a CUDA GPU are all present
 from the session fixtures `cgan_bundle` / `sr_bundle` (tests/conftest.py); each test module works
 on a copy, because building writes engines into the bundle.
 
+These are the only tests that exercise the real TensorRT and pycuda APIs: API names and signatures,
+ONNX parsing, the precisions the builder really picks, numerics against ONNX Runtime, and speed. The
+CPU tests in test_tensorrt_plan.py run the same code on a fake TensorRT and cannot catch any of that.
+When they skip (no TensorRT here: the CI machines and the lent H200 have none), nothing in this list
+has been checked.
+
 Set SKUGEN_GPU_OUT to a directory to keep the benchmark JSON (scripts/gpu_check.sh does).
 """
 from __future__ import annotations

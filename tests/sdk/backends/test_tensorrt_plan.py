@@ -2,6 +2,17 @@
 detection, inspector parsing, calibration batching, and the no-TensorRT error path.
 
 Nothing here needs TensorRT, pycuda or a GPU (the GPU half is test_tensorrt_gpu.py).
+
+What these tests CAN catch: mistakes in skugen's own logic around TensorRT - build plans and
+optimisation profiles, engine keys and sidecars, EngineMismatch decisions, inspector-JSON parsing,
+calibration batching, error messages, and (with the fake TensorRT at the bottom) the control flow of
+engine_from_onnx / TensorRTRunner: caching, rebuilds, buffer sizing, chunking, context push/pop.
+
+What they CANNOT catch: anything about the real TensorRT/pycuda. The fake only has the API names the
+backend uses, written from the TensorRT 10 docs, so a misspelled or removed API (e.g. TensorRT 11
+dropping the INT8 flag/calibrators), wrong argument types, a real ONNX parse failure, numerics,
+precision actually chosen per layer, memory/stream semantics and speed all pass here unnoticed.
+Those are test_tensorrt_gpu.py's job, on a machine with TensorRT and a GPU.
 """
 from __future__ import annotations
 
@@ -563,6 +574,13 @@ def test_engine_dir_selection(cgan_bundle_dir, tmp_path, monkeypatch):
 
 
 class _FakeCuda(types.ModuleType):
+    """Stand-in for pycuda.driver: device memory is a dict of numpy byte arrays, contexts a push/pop counter.
+
+    Catches: unbalanced context push/pop (the fixture asserts depth 0), use of freed or unallocated
+    pointers, copies of the wrong size. Cannot catch: real CUDA errors, async/stream ordering races,
+    alignment, pinned-memory behaviour, or pycuda API drift (only the names used are modelled).
+    """
+
     class Error(Exception):
         pass
 
@@ -686,6 +704,14 @@ def _fake_compute(spec: dict, xs: dict) -> dict:
 
 
 def _make_fake_trt(cuda: _FakeCuda, version: str = "10.3.0") -> types.ModuleType:
+    """A `tensorrt` module with just the TensorRT 10 names the backend calls; "ONNX" files are JSON specs.
+
+    Catches: wrong call ORDER or missing calls in our code (building without a current context, no
+    timing cache or detailed profiling, INT8 without a calibration profile, profiles that miss an input,
+    input shapes outside the profile, unset tensor addresses), and what we do with its answers. Cannot
+    catch: whether the real bindings have these names and signatures, real parser/builder errors, the
+    engine's numerics or the precisions TensorRT really picks (the inspector JSON here is scripted).
+    """
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.builds = []
@@ -923,6 +949,7 @@ def _make_fake_trt(cuda: _FakeCuda, version: str = "10.3.0") -> types.ModuleType
 
 @pytest.fixture
 def fake_trt(monkeypatch, tmp_path):
+    """Install the fake tensorrt + pycuda modules for one test (see _make_fake_trt for its limits)."""
     cuda = _FakeCuda()
     trt = _make_fake_trt(cuda)
     pkg = types.ModuleType("pycuda")
