@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from skugen.errors import InputError
+from ..errors import InputError  # relative: export-triton copies this module into a package of its own
 
 # Largest grid.z (batch) and grid.y (rows / 8) a launch may use: CUDA's limit is 65535 for both.
 MAX_BATCH = 65535

@@ -8,8 +8,8 @@ Layout (NAME = the bundle name, made safe for a directory):
         README.md, skugen_triton.json     how to serve it; what was exported from which bundle
         NAME_onnx/       platform onnxruntime_onnx, KIND_CPU, dynamic batching; 1/model.onnx
         NAME_trt_fp16/   platform tensorrt_plan, KIND_GPU (only when the bundle has built engines); 1/model.plan
-        NAME_pre/        Python backend (numpy only): user inputs -> model tensors
-        NAME_post/       Python backend (numpy only): model output -> uint8 HWC image
+        NAME_pre/        Python backend (numpy only): user inputs -> model tensors; 1/model.py + 1/skugen_prepost/
+        NAME_post/       Python backend (numpy only): model output -> uint8 HWC image; the same two
         NAME/            ensemble NAME_pre -> NAME_onnx -> NAME_post   (the one clients call)
         NAME_gpu_fp16/   ensemble NAME_pre -> NAME_trt_fp16 -> NAME_post
 
@@ -19,14 +19,18 @@ Client-facing tensors of the ensembles:
     enhancer   in: photo (TYPE_UINT8 [-1, -1, C], an RGB photo)
                out: image (TYPE_UINT8 [-1, -1, C], the x2 photo)
 
-The pre/post arithmetic matches the skugen runtime bit for bit: latents are
-`np.random.default_rng(seed).standard_normal(z_dim, dtype=float32)` (row 0 of
-`skugen generate --seed S --n 1`), normalisation and the float -> uint8 mapping
-use the float32 constants of skugen.kernels. Every config.pbtxt is plain protobuf
-text format; the tests parse each with tritonclient's ModelConfig.
+The pre/post arithmetic IS the skugen runtime's: model.py (package data,
+sdk/triton_files/model.py) is only the Triton glue, and export copies skugen's own
+modules (PREPOST_SOURCES: skugen.gen_inputs for labels/seeds -> onehot/latents,
+skugen.kernels.reference for normalisation and float -> uint8) verbatim into
+1/skugen_prepost/ beside it, their sha256 recorded in skugen_triton.json. So latents
+are row 0 of `skugen generate --seed S --n 1` and the images match bit for bit, with
+only numpy in the Triton container. Every config.pbtxt is plain protobuf text format;
+the tests parse each with tritonclient's ModelConfig.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -34,6 +38,8 @@ import re
 import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from importlib import resources
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +58,15 @@ DTYPES = {  # numpy dtype name -> Triton data type
     "bool": "TYPE_BOOL", "object": "TYPE_STRING", "bytes": "TYPE_STRING", "str": "TYPE_STRING",
 }
 PLAN_MODES = ("all", "verified", "none")
+# What the Python-backend models run beside model.py: skugen's own modules, copied verbatim at export time
+# into 1/skugen_prepost/ (a tiny package, so their relative imports work). Path there -> skugen module.
+PREPOST_SOURCES = {
+    "errors.py": "skugen.errors",
+    "gen_inputs.py": "skugen.gen_inputs",
+    "kernels/_spec.py": "skugen.kernels._spec",
+    "kernels/reference.py": "skugen.kernels.reference",
+}
+PREPOST_DIR = "skugen_prepost"
 
 
 @dataclass(frozen=True)
@@ -413,10 +428,11 @@ def export_triton(bundle: str | os.PathLike | Bundle, out: str | os.PathLike,
     onnx_name, pre_name, post_name = f"{name}_onnx", f"{name}_pre", f"{name}_post"
     models[onnx_name] = {"config": onnx_model_config(b, onnx_name, cfg, max_batch),
                          "files": {"1/model.onnx": b.model_path(cfg.precision)}}
+    py_files, prepost_sources = _python_model_files()
     models[pre_name] = {"config": python_model_config(pre_name, cfg, max_batch, pre_in, pre_out, pre_p),
-                        "files": {"1/model.py": MODEL_PY}}
+                        "files": py_files}
     models[post_name] = {"config": python_model_config(post_name, cfg, max_batch, post_in, post_out, post_p),
-                         "files": {"1/model.py": MODEL_PY}}
+                         "files": py_files}
     models[name] = {"config": ensemble_config(name, max_batch, pre_name, onnx_name, post_name, pre_in, pre_out,
                                               model_out, post_in, post_out), "files": {"1/.keep": ""}}
     summary_plans = {}
@@ -445,6 +461,7 @@ def export_triton(bundle: str | os.PathLike | Bundle, out: str | os.PathLike,
         "models": sorted(models), "plans": summary_plans,
         "client_inputs": [asdict(t) for t in pre_in],
         "client_outputs": [asdict(t) for t in post_out],
+        "prepost_sources": prepost_sources,
     }
     with atomic_dir(out) as tmp:
         umask = os.umask(0)
@@ -457,8 +474,8 @@ def export_triton(bundle: str | os.PathLike | Bundle, out: str | os.PathLike,
             (d / "config.pbtxt").write_text(header + pbtxt(spec["config"]))
             for rel, src in spec["files"].items():
                 (d / rel).parent.mkdir(parents=True, exist_ok=True)
-                if isinstance(src, str):
-                    (d / rel).write_text(src)
+                if isinstance(src, (str, bytes)):
+                    (d / rel).write_bytes(src.encode() if isinstance(src, str) else src)
                 else:
                     shutil.copyfile(src, d / rel)
         (tmp / "skugen_triton.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -480,6 +497,8 @@ def _readme(b: Bundle, name: str, summary: dict, pre_in: list[Tensor], post_out:
                    'inp = [grpcclient.InferInput("photo", list(photo.shape), "UINT8")]\n'
                    'inp[0].set_data_from_numpy(photo)')
     gpu = [k for k in summary["entry_points"] if k != name]
+    srcs = "\n".join(f"| `{rel}` | {v['source'] or '(empty package marker)'} | `{v['sha256']}` |"
+                     for rel, v in summary["prepost_sources"].items())
     return f"""# Triton model repository for `{b.name}` ({b.kind})
 
 Generated by skugen {__version__}. Serve it with
@@ -510,198 +529,34 @@ images = res.as_numpy("image")   # uint8, (B, H, W, C)
 
 TensorRT plans only load on the GPU model and TensorRT version that built them
 (see skugen_triton.json); use a Triton release whose TensorRT matches.
+
+The Python-backend models (`{name}_pre`, `{name}_post`) need only numpy: `1/model.py` is the
+Triton glue, and the pre/post code beside it in `1/{PREPOST_DIR}/` is skugen {__version__}'s own,
+copied verbatim at export (so the images match `skugen generate` bit for bit):
+
+| file | from skugen | sha256 |
+|---|---|---|
+{srcs}
 """
 
 
-# ----------------------------------------------------------------------------- the Python-backend model.py
+# ----------------------------------------------------------------------------- the Python-backend files
 
-MODEL_PY = r'''"""skugen pre/post step for Triton's Python backend (generated by `skugen export-triton`).
-
-numpy only; skugen need not be installed in the Triton container. One file serves
-both roles; config.pbtxt's `skugen_role` parameter says which:
-  pre,  generator: label (class name or index, bytes) + seed (int64) -> z (float32), onehot (float32)
-  pre,  enhancer:  uint8 HWC photo -> NCHW float32 (x / 255 - mean) / std
-  post:            NCHW float model output in value_range -> uint8 HWC (NaN -> 0, clamp, round half to even)
-The arithmetic matches the skugen runtime (skugen.prepost / skugen.kernels) bit for bit.
-"""
-import json
-import re
-
-import numpy as np
-
-try:  # only inside Triton; the functions below are importable and testable without it
-    import triton_python_backend_utils as pb_utils
-except ImportError:  # pragma: no cover - exercised by the tests
-    pb_utils = None
-
-_F = np.float32
-
-
-# ----------------------------------------------------------------------------- pre: generator
-
-def norm_name(s):
-    # "Ankle boot", "ankle-boot", "ANKLE_BOOT" -> "ankleboot" (as skugen.prepost)
-    return re.sub(r"[^0-9a-z]+", "", s.lower())
-
-
-def class_aliases(class_names):
-    """Normalised name -> index; 'T-shirt/top' also answers to 'tshirt' and 'top' (unless another class owns it)."""
-    full = {norm_name(n): i for i, n in enumerate(class_names)}
-    aliases = dict(full)
-    for i, n in enumerate(class_names):
-        for part in n.split("/"):
-            k = norm_name(part)
-            if k and k not in full:
-                aliases.setdefault(k, i)
-    return aliases
-
-
-def parse_labels(labels, class_names, n_classes):
-    """(B,) or (B, 1) array of bytes/str/ints -> (B,) int64 class indices; ValueError names the valid classes."""
-    aliases = class_aliases(class_names)
-    flat = np.asarray(labels, dtype=object).reshape(-1)
-    out = np.empty(flat.shape[0], dtype=np.int64)
-    for i, lab in enumerate(flat):
-        if isinstance(lab, (bytes, np.bytes_)):
-            lab = bytes(lab).decode("utf-8", "replace")
-        key = norm_name(str(lab))
-        if key in aliases:
-            out[i] = aliases[key]
-        elif key.isdigit() and int(key) < n_classes:
-            out[i] = int(key)
-        else:
-            valid = ", ".join(f"{j}={n!r}" for j, n in enumerate(class_names)) or f"indices 0..{n_classes - 1}"
-            raise ValueError(f"unknown class {lab!r}; valid: {valid} (case-insensitive; indices work too)")
-    return out
-
-
-def latents(seeds, z_dim):
-    """(B,) seeds -> (B, z_dim) float32: row b = default_rng(seed_b).standard_normal(z_dim), i.e. the image
-    `skugen generate --seed S --n 1` makes. One seed per item, so the result never depends on how Triton
-    batched the requests together."""
-    flat = np.asarray(seeds).reshape(-1)
-    if flat.dtype.kind not in "iu":
-        raise ValueError(f"seed must be an integer tensor, got {flat.dtype}")
-    if (flat < 0).any():
-        raise ValueError("seed must be >= 0")
-    out = np.empty((flat.shape[0], z_dim), dtype=_F)
-    for i, s in enumerate(flat):
-        out[i] = np.random.default_rng(int(s)).standard_normal((1, z_dim), dtype=_F)[0]
-    return out
-
-
-def onehot(labels, n_classes):
-    out = np.zeros((labels.shape[0], n_classes), dtype=_F)
-    out[np.arange(labels.shape[0]), labels] = 1.0
-    return out
-
-
-def pre_generator(labels, seeds, class_names, n_classes, z_dim):
-    idx = parse_labels(labels, class_names, n_classes)
-    z = latents(seeds, z_dim)
-    if z.shape[0] != idx.shape[0]:
-        raise ValueError(f"got {idx.shape[0]} labels but {z.shape[0]} seeds; send one of each per image")
-    return z, onehot(idx, n_classes)
-
-
-# ----------------------------------------------------------------------------- pre: enhancer
-
-def norm_params(mean, std, channels):
-    """float32 (scale, offset) per channel: out = v * scale + offset == (v / 255 - mean) / std (as skugen.kernels)."""
-    mean = np.broadcast_to(np.asarray(mean, dtype=np.float64).reshape(-1), (channels,))
-    std = np.broadcast_to(np.asarray(std, dtype=np.float64).reshape(-1), (channels,))
-    if (std <= 0).any():
-        raise ValueError(f"std must be > 0, got {std.tolist()}")
-    return (1.0 / (255.0 * std)).astype(_F), (-mean / std).astype(_F)
-
-
-def pre_enhancer(images, mean=0.0, std=1.0):
-    """(B, H, W, C) uint8 -> (B, C, H, W) float32 normalised."""
-    x = np.asarray(images)
-    if x.dtype != np.uint8 or x.ndim != 4:
-        raise ValueError(f"photo must be uint8 (B, H, W, C), got {x.dtype} {x.shape}")
-    scale, offset = norm_params(mean, std, x.shape[3])
-    out = np.empty((x.shape[0], x.shape[3], x.shape[1], x.shape[2]), dtype=_F)  # (B, C, H, W)
-    for c in range(x.shape[3]):
-        np.multiply(x[..., c], scale[c], out=out[:, c], dtype=_F)
-        out[:, c] += offset[c]
-    return out
-
-
-# ----------------------------------------------------------------------------- post
-
-def range_params(value_range):
-    lo, hi = (float(v) for v in value_range)
-    scale = 255.0 / (hi - lo)
-    return _F(scale), _F(-lo * scale)
-
-
-def post(x, value_range):
-    """(B, C, H, W) float in value_range -> (B, H, W, C) uint8."""
-    x = np.asarray(x)
-    if x.ndim != 4:
-        raise ValueError(f"model output must be (B, C, H, W), got {x.shape}")
-    scale, offset = range_params(value_range)
-    v = x.astype(_F) * scale
-    v += offset
-    nan = np.isnan(v)
-    np.clip(v, _F(0), _F(255), out=v)
-    np.rint(v, out=v)
-    v[nan] = 0
-    return np.ascontiguousarray(v.astype(np.uint8).transpose(0, 2, 3, 1))
-
-
-# ----------------------------------------------------------------------------- Triton glue
-
-def parameters(model_config):
-    """config.pbtxt `parameters` (string values) from Triton's model_config JSON."""
-    cfg = json.loads(model_config) if isinstance(model_config, str) else model_config
-    return {k: v.get("string_value", "") for k, v in (cfg.get("parameters") or {}).items()}
-
-
-class Step:
-    """The pure-numpy step a config describes: run(dict of input arrays) -> dict of output arrays."""
-
-    def __init__(self, params):
-        self.role, self.kind = params["skugen_role"], params["kind"]
-        if self.role == "pre" and self.kind == "generator":
-            self.class_names = json.loads(params.get("class_names") or "[]")
-            self.n_classes, self.z_dim = int(params["n_classes"]), int(params["z_dim"])
-        elif self.role == "pre":
-            self.output = params["output"]
-            self.mean, self.std = json.loads(params["mean"]), json.loads(params["std"])
-        elif self.role == "post":
-            self.value_range = [float(v) for v in params["value_range"].split(",")]
-        else:
-            raise ValueError(f"unknown skugen_role {self.role!r}")
-
-    def run(self, inputs):
-        if self.role == "post":
-            return {"image": post(inputs["raw"], self.value_range)}
-        if self.kind == "generator":
-            z, oh = pre_generator(inputs["label"], inputs["seed"], self.class_names, self.n_classes, self.z_dim)
-            return {"z": z, "onehot": oh}
-        return {self.output: pre_enhancer(inputs["photo"], self.mean, self.std)}
-
-
-class TritonPythonModel:
-    def initialize(self, args):
-        cfg = json.loads(args["model_config"])
-        self.step = Step(parameters(cfg))
-        self.input_names = [t["name"] for t in cfg["input"]]
-
-    def execute(self, requests):
-        responses = []
-        for request in requests:  # one request = one client call, already (b, ...) batched
-            try:
-                ins = {n: pb_utils.get_input_tensor_by_name(request, n).as_numpy() for n in self.input_names}
-                outs = self.step.run(ins)
-                responses.append(pb_utils.InferenceResponse(
-                    output_tensors=[pb_utils.Tensor(n, a) for n, a in outs.items()]))
-            except ValueError as e:  # a client mistake: answer this request with the reason, keep serving
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(e))))
-        return responses
-
-    def finalize(self):
-        pass
-'''
+def _python_model_files() -> tuple[dict[str, Path | bytes], dict[str, dict]]:
+    """The files of each Python-backend version dir ({relpath: source file | bytes}) and what
+    skugen_triton.json records of them ({relpath in the version dir: {source, sha256}}; source None: an
+    empty package marker)."""
+    files: dict[str, Path | bytes] = {
+        "1/model.py": resources.files("skugen").joinpath("triton_files/model.py").read_bytes(),
+        f"1/{PREPOST_DIR}/__init__.py": b"",  # package markers (empty): the copies import each other relatively
+        f"1/{PREPOST_DIR}/kernels/__init__.py": b"",
+    }
+    sources = {rel[2:]: {"source": None, "sha256": hashlib.sha256(b"").hexdigest()}
+               for rel in files if rel.endswith("__init__.py")}
+    for rel, module in PREPOST_SOURCES.items():
+        data = Path(find_spec(module).origin).read_bytes()
+        files[f"1/{PREPOST_DIR}/{rel}"] = data  # read once: the bytes hashed are the bytes written
+        sources[f"{PREPOST_DIR}/{rel}"] = {"source": module, "sha256": hashlib.sha256(data).hexdigest()}
+    sources["model.py"] = {"source": "skugen/triton_files/model.py (package data)",
+                           "sha256": hashlib.sha256(files["1/model.py"]).hexdigest()}
+    return files, dict(sorted(sources.items()))

@@ -17,8 +17,8 @@ RUNTIME_MODULES = [
     "skugen.bench", "skugen.bench.ceilings", "skugen.bench.cells", "skugen.bench.config", "skugen.bench.gate",
     "skugen.bench.html", "skugen.bench.quality", "skugen.bench.report", "skugen.bench.run", "skugen.bench.views",
     "skugen.bundle", "skugen.cli", "skugen.cli.bench", "skugen.cli.kernels", "skugen.cli.runtime",
-    "skugen.cli.toolchain", "skugen.config", "skugen.deploy", "skugen.errors", "skugen.io", "skugen.manifest",
-    "skugen.metrics", "skugen.pipeline", "skugen.prepost", "skugen.report", "skugen.result", "skugen.selection",
+    "skugen.cli.toolchain", "skugen.config", "skugen.deploy", "skugen.errors", "skugen.gen_inputs", "skugen.io",
+    "skugen.manifest", "skugen.metrics", "skugen.pipeline", "skugen.prepost", "skugen.report", "skugen.result", "skugen.selection",
     "skugen.tiling", "skugen.triton", "skugen.verify",
     "skugen.kernels", "skugen.kernels._launch", "skugen.kernels._spec", "skugen.kernels.compile_check",
     "skugen.kernels.host_emu", "skugen.kernels.launcher", "skugen.kernels.reference", "skugen.kernels.selftest",
@@ -41,6 +41,8 @@ def _modules_on_disk() -> list[str]:
     for root, pkg in (("sdk", "skugen"), ("kernels", "skugen.kernels")):
         for f in sorted((REPO / root).rglob("*.py")):
             parts = list(f.relative_to(REPO / root).with_suffix("").parts)
+            if root == "sdk" and parts[0] == "triton_files":  # package data (the Triton model.py), not a module
+                continue
             if parts[-1] == "__main__":  # `python -m skugen.cli`: importing it runs the CLI
                 continue
             if parts[-1] == "__init__":
