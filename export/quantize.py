@@ -49,7 +49,7 @@ import numpy as np
 
 from skugen.errors import BudgetError, InputError
 
-from .onnx_export import WEIGHTED_OPS, to_uint8_range
+from .onnx_export import WEIGHTED_OPS, lr_to_feed, to_uint8_range
 
 log = logging.getLogger("skugen.export.quantize")
 
@@ -227,17 +227,13 @@ def generator_eval_set(z_dim: int, n_classes: int, n: int = 500, seed: int = 10_
     return EvalSet(feeds, labels=labels, source=f"N(0,1) latents seed {seed}, balanced classes, n={n}")
 
 
-def _lr_to_feed(lr: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(lr.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0  # (N,h,w,3) u8 -> (N,3,h,w) [0,1]
-
-
 def enhancer_calibration(n: int = 128, hr_size: int = 96, seed: int = 0, split: str = "train", scale: int = 2) -> dict:
     """Degraded GroceryStore crops (the enhancer's real input distribution) as {"lr": (N, 3, h, w) [0,1]}."""
     from . import data
 
     paths = [p for p, _, _ in data.grocery_split(split)]
     lr, _ = data.sr_pairs(paths, n, hr_size, seed, cfg=data.DegradeConfig(scale=scale))
-    return {"lr": _lr_to_feed(lr)}
+    return {"lr": lr_to_feed(lr)}
 
 
 # 256 crops: with 24 (until session 3) the paired INT8 drop had a standard error of ~0.017 dB, and the chosen
@@ -252,7 +248,7 @@ def enhancer_eval_set(n: int = ENHANCER_EVAL_N, hr_size: int = 96, seed: int = 4
 
     paths = [p for p, _, _ in data.grocery_split(split)]
     lr, hr = data.sr_pairs(paths, n, hr_size, seed, cfg=data.DegradeConfig(scale=scale), aug=False)
-    return EvalSet({"lr": _lr_to_feed(lr)}, hr=hr, source=f"GroceryStore {split}, {n} crops {hr_size}px, seed {seed}")
+    return EvalSet({"lr": lr_to_feed(lr)}, hr=hr, source=f"GroceryStore {split}, {n} crops {hr_size}px, seed {seed}")
 
 # ----------------------------------------------------------------------------- stage: quantize_qdq
 
