@@ -69,7 +69,7 @@ def _weight_zero_points(model: bytes) -> list[np.ndarray]:
 
 def test_signed_activations_become_uint8_exactly():
     """int8 zero point 0 -> uint8 zero point 128 is exact: DQ(Q(x)) is the same tensor either way."""
-    from skugen.export.quantize import _int8_acts_to_uint8
+    from skugen.export.qdq import int8_acts_to_uint8 as _int8_acts_to_uint8
 
     x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [64])
     y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [64])
