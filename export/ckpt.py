@@ -61,12 +61,7 @@ def load_model(model_dir: str | os.PathLike, verify: bool = True) -> tuple[torch
     if verify and card.get("weights", {}).get("sha256") not in (None, sha256_file(d / "model.safetensors")):
         raise ModelError(f"{d / 'model.safetensors'} does not match the sha256 in its card: the weights were "
                          "modified or corrupted. Re-train or restore the file.")
-    if card["config"].get("family") == "custom":  # a user's model: rebuilt from its code / program file
-        from . import custom
-
-        model = custom.build_from_dir(d, card)
-    else:
-        model = models.build(card["config"])
+    model = models.build_from_card(d, card)  # a family's config, or a user's code / program file
     try:
         sd = load_file(str(d / "model.safetensors"))
         model.load_state_dict(sd, strict=True)

@@ -36,9 +36,11 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from skugen.errors import InputError, ModelError, SkugenError
+from skugen.report import invocation
 
-from . import ckpt, models, prune
-from .distill import (DistillConfig, DistillResult, default_feature_layers, distill, feature_units,
+from . import ckpt, custom, models, prune
+from .adapter import TARGETS, adapter_for
+from .distill import (DistillConfig, DistillResult, default_feature_layers, distill, distill_outputs, feature_units,
                       setup_distributed)
 
 PRESET_NAMES = ("fast", "full")
@@ -71,11 +73,6 @@ PRESETS: dict[str, dict[str, Preset]] = {
     },
 }
 
-# acceptance targets written into every card (checked, not enforced: the card says whether they are met)
-TARGETS = {"macs_ratio_max": 0.25, "cgan_fid_proxy_ratio_max": 1.25, "cgan_class_fidelity_drop_max": 0.03,
-           "sr_psnr_y_drop_max_db": 0.3}
-
-
 @dataclass(frozen=True)
 class CompressConfig:
     out: str | None = None                 # output model directory (None: runs/compress-<teacher name>)
@@ -89,6 +86,7 @@ class CompressConfig:
     quick_eval: bool | None = None         # None: the preset's
     threads: int | None = None             # torch threads (on a busy machine 1 can be faster than 2)
     command: str | None = None             # recorded in the card (the CLI fills it in)
+    distill_batch: int | None = None       # None: the preset's (a user's model: 16)
 
 
 @dataclass
@@ -96,8 +94,8 @@ class CompressResult:
     out: Path
     student: nn.Module
     card: dict
-    prune: prune.PruneResult | None    # None for a user's model (MetaPruner; see card['prune'])
-    distill: DistillResult | None
+    prune: prune.PruneResult | dict        # a dict for the uniform (user model) strategy
+    distill: DistillResult | dict | None
     sensitivity: dict | None = None
 
 
@@ -119,23 +117,6 @@ def check_config(cfg: CompressConfig) -> None:
         raise InputError(f"--w-adv must be >= 0, got {cfg.w_adv}.")
     if cfg.importance not in prune.IMPORTANCES:
         raise InputError(f"--importance must be one of {prune.IMPORTANCES}, got {cfg.importance!r}.")
-
-
-def load_teacher(model: str | os.PathLike | nn.Module) -> tuple[nn.Module, dict, str]:
-    """(teacher, its card, a display name) from a zoo name, a model directory or a module."""
-    if isinstance(model, nn.Module):
-        prune._family(model)  # ModelError for foreign modules
-        cfg = models.config_from_model(model)
-        return model.eval(), {"name": "in-memory", "config": models.config_to_dict(cfg)}, "in-memory"
-    from . import zoo
-
-    p = Path(model)
-    if p.is_file():
-        raise ModelError(f"{p} is a file; compress takes a skugen model directory (card.json + model.safetensors, "
-                         "as written by `skugen train`) or a zoo name (`skugen zoo list`). "
-                         "Foreign checkpoints (.pt, .onnx) cannot be compressed.")
-    teacher, card = ckpt.load_model(zoo.resolve(model))
-    return teacher, card, str(card.get("name") or p.name)
 
 
 def _sensitivity_cached(teacher, card, preset: Preset, cfg: CompressConfig, out: Path) -> dict:
@@ -183,26 +164,73 @@ def _targets(family: str, macs_ratio: float, mt: dict, ms: dict) -> dict:
 
 
 def compress(model: str | os.PathLike | nn.Module, cfg: CompressConfig | None = None) -> CompressResult:
+    """Prune + distill a teacher (zoo name, model directory or module) into a student model directory.
+
+    The strategy is the adapter's answer: families get sensitivity-guided per-unit pruning and
+    feature distillation; a user's model gets one MetaPruner ratio bisected to the MACs target and
+    output distillation (adapter.UserModelAdapter).
+    """
     cfg = cfg or CompressConfig()
     check_config(cfg)
-    custom_dir = _custom_dir(model)
-    if custom_dir is not None:  # a user's model (skugen import): MetaPruner + output distillation
-        return _compress_user_model(custom_dir, cfg)
     t0 = time.time()
-    teacher, tcard, tname = load_teacher(model)
-    family = teacher.cfg.family
+    ad = adapter_for(model)
+    if ad.prune_strategy == "uniform":
+        return _compress_uniform(ad, cfg, t0)
+    family = ad.family
     if family not in ("cgan", "sr"):
-        raise ModelError(f"compress supports generators (cgan) and enhancers (sr); {tname!r} is a {family} model.")
+        raise ModelError(f"compress supports generators (cgan) and enhancers (sr); {ad.name!r} is a {family} model.")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     preset = PRESETS[cfg.preset][family]
-    out = Path(cfg.out or f"runs/compress-{tname}")
+    out = Path(cfg.out or f"runs/compress-{ad.name}")
     env = setup_distributed()
     try:
-        return _compress(teacher, tcard, tname, cfg, preset, out, env, t0)
+        return _compress(ad.model, ad.card, ad.name, cfg, preset, out, env, t0)
     finally:
         if env.owns_group:
             dist.destroy_process_group()
+
+
+def _compress_uniform(ad, cfg: CompressConfig, t0: float) -> CompressResult:
+    """A user's model: MetaPruner (uniform ratio) to the MACs target, output distillation, frozen student."""
+    if cfg.prune_ratio is not None:
+        raise InputError("--prune-ratio is for skugen families; a user's model is pruned to --target-macs "
+                         "(e.g. --target-macs 0.25).")
+    ad.check_prunable()
+    teacher, tcard = ad.model, ad.card
+    out = Path(cfg.out or f"runs/compress-{ad.model_dir.name if ad.model_dir else ad.name}")
+    steps = ad.distill_steps[cfg.preset] if cfg.distill_steps is None else cfg.distill_steps
+    batch = ad.distill_batch if cfg.distill_batch is None else cfg.distill_batch
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    student, prep = prune.prune_uniform_to_macs(teacher, ad.example_inputs(2, 24), cfg.target_macs_frac,
+                                                ad.ignored_layers(), models.count_macs)
+    prep["ignored"] = ad.ignored_layers_reported()
+    t_prune = time.time() - t0
+    dres = distill_outputs(teacher, student, ad.inputs("train"), steps, batch=batch, seed=cfg.seed,
+                           desc=f"distill {ad.model_dir.name if ad.model_dir else ad.name}")
+    q_student = ad.evaluate(student)
+    ep, scfg = custom.freeze(student)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".student-export.{os.getpid()}.pt2"
+    torch.export.save(ep, str(tmp))
+    frozen = models.CustomModel(ep.module(), scfg)  # what the model directory rebuilds from the saved program
+    card = custom.card_common(frozen, out.name, {
+        "data": tcard.get("data"),
+        "teacher": {"name": tcard.get("name"), "sha256": tcard.get("weights", {}).get("sha256"),
+                    "macs": prep["macs_before"], "params": prep["params_before"]},
+        "compress": {"target_macs_frac": cfg.target_macs_frac, "seed": cfg.seed},
+        "prune": prep, "distill": dres, "metrics": q_student,
+        "macs_teacher": prep["macs_before"], "macs_ratio": prep["macs_ratio"],
+        "wall_time_s": round(time.time() - t0, 1), "timings_s": {"prune_s": round(t_prune, 1)},
+        "command": cfg.command or invocation(),
+    })
+    try:
+        ad.save(frozen, out, card, tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return CompressResult(out, frozen, card, prep, dres, None)
 
 
 def _compress(teacher, tcard, tname, cfg, preset, out, env, t0) -> CompressResult:
@@ -292,35 +320,3 @@ def _compress(teacher, tcard, tname, cfg, preset, out, env, t0) -> CompressResul
 
         atomic_write_json(out / "distill" / "distill.json", dres.summary())
     return CompressResult(out, student, card, pres, dres, report)
-
-# ----------------------------------------------------------------------------- a user's model (skugen import)
-
-
-def _custom_dir(model) -> Path | None:
-    """The model directory when `model` is a user's imported model (family 'custom'), else None."""
-    from . import zoo
-
-    if isinstance(model, nn.Module):
-        return None
-    try:
-        d = zoo.resolve(model)
-        fam = json.loads((d / "card.json").read_text()).get("config", {}).get("family")
-    except (ModelError, OSError, json.JSONDecodeError):
-        return None
-    if fam != "custom":
-        return None
-    return d
-
-
-def _compress_user_model(teacher_dir: Path, cfg: CompressConfig) -> CompressResult:
-    """MetaPruner to the MACs target + output distillation (custom.compress_custom); no sensitivity pass."""
-    from . import custom
-
-    if cfg.prune_ratio is not None:
-        raise InputError("--prune-ratio is for skugen families; a user's model is pruned to --target-macs.")
-    steps = cfg.distill_steps if cfg.distill_steps is not None else custom.DISTILL_STEPS[cfg.preset]
-    target = cfg.target_macs_frac if cfg.target_macs_frac is not None else 0.25
-    out = custom.compress_custom(teacher_dir, cfg.out or f"runs/compress-{teacher_dir.name}", target, steps=steps,
-                                 seed=cfg.seed)
-    student, card = ckpt.load_model(out)
-    return CompressResult(out, student, card, prune=None, distill=None)

@@ -36,7 +36,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -501,6 +501,39 @@ def distill(teacher: nn.Module, student: nn.Module, cfg: DistillConfig | None = 
         dist.destroy_process_group()
     return DistillResult(student, cfg, start, cfg.steps, float(val_start if val_start is not None else "nan"),
                          float(val_end), history, env.world, env.rank, digests, notes, time.time() - t0)
+
+
+def distill_outputs(teacher: nn.Module, student: nn.Module, inputs: Callable[[int, int], tuple[torch.Tensor, ...]],
+                    steps: int, batch: int = 16, lr: float = 5e-4, seed: int = 0, desc: str = "distill") -> dict:
+    """Output-level distillation: L1(student(x), teacher(x)) on real inputs, Adam + cosine LR.
+
+    For models whose layers have no known correspondence after pruning (a user's graph), so only
+    the output is matched; `inputs(batch, seed)` draws one batch of the model's real input distribution.
+    """
+    from .train import cosine_lr
+
+    teacher.eval()
+    student.train()
+    opt = torch.optim.Adam(student.parameters(), lr=lr)
+    hist = []
+    bar = progress(steps, 0, desc)
+    for step in range(steps):
+        for pg in opt.param_groups:
+            pg["lr"] = cosine_lr(lr, step, steps)
+        x = inputs(batch, seed * 1_000_003 + step)
+        with torch.no_grad():
+            t = teacher(*x)
+        loss = F.l1_loss(student(*x), t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        hist.append(float(loss.detach()))
+        bar.update(1)
+    bar.close()
+    student.eval()
+    k = max(1, min(20, steps // 5))
+    return {"steps": steps, "batch": batch, "lr": lr, "loss": "L1 to teacher output",
+            "l1_start": float(np.mean(hist[:k])) if hist else None, "l1_end": float(np.mean(hist[-k:])) if hist else None}
 
 
 def _perceptual(family: str, cfg: DistillConfig, dev, notes: list[str]):

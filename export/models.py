@@ -12,16 +12,22 @@ Deployment rules baked in (see DESIGN.md traps):
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import math
+import os
+import sys
 from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from skugen.errors import ModelError
+from skugen.errors import InputError, ModelError
+from skugen.io import sha256_file
 
 # ----------------------------------------------------------------------------- configs
 
@@ -296,6 +302,110 @@ class Enhancer(nn.Module):
         skip = F.interpolate(x, scale_factor=float(self.cfg.scale), mode="bilinear", align_corners=False)
         return skip + self.shuffle(self.up(f))                 # (B, 3, 2h, 2w)
 
+# ----------------------------------------------------------------------------- user models (skugen import)
+# A user's module behind skugen's I/O contract, and how it is rebuilt from its model directory; the
+# import itself (I/O spec, card) is skugen.export.custom.
+
+FORMATS = ("factory", "torchscript", "exported_program")
+PROGRAM_FILE = {"torchscript": "model.ts", "exported_program": "model.pt2"}
+
+
+class CustomModel(nn.Module):
+    """A user's module behind skugen's I/O contract (conversions are exportable tensor ops)."""
+
+    def __init__(self, net: nn.Module, cfg: CustomConfig):
+        super().__init__()
+        self.net = net
+        self.cfg = cfg
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        if c.kind == "generator":
+            z, onehot = xs                                          # (B, z_dim), (B, n_classes)
+            cond = onehot.argmax(1) if c.conditioning == "index" else onehot
+            y = self.net(z, cond)
+            lo, hi = c.output_range
+            return y if (lo, hi) == (-1.0, 1.0) else (y - lo) * (2.0 / (hi - lo)) - 1.0
+        (x,) = xs                                                   # (B, C, h, w) in [0, 1]
+        lo, hi = c.input_range
+        if (lo, hi) != (0.0, 1.0):
+            x = x * (hi - lo) + lo
+        y = self.net(x)
+        lo, hi = c.output_range
+        return y if (lo, hi) == (0.0, 1.0) else (y - lo) / (hi - lo)
+
+    def train(self, mode: bool = True):
+        if self.cfg.format == "factory":
+            return super().train(mode)
+        self.training = mode  # a frozen program has no train mode (torch.export's GraphModule refuses .train())
+        return self
+
+
+def import_factory(ref: str):
+    """'pkg.mod:fn' or 'path/file.py:fn' -> the callable (imports the user's code)."""
+    mod_name, _, fn = ref.rpartition(":")
+    if not mod_name or not fn:
+        raise InputError(f"factory reference {ref!r} must look like 'package.module:function' or 'file.py:function'.")
+    try:
+        if mod_name.endswith(".py"):
+            path = Path(mod_name)
+            if not path.is_file():
+                raise InputError(f"factory file {path} not found.")
+            spec = importlib.util.spec_from_file_location(f"skugen_user_{path.stem}", path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+        else:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
+            mod = importlib.import_module(mod_name)
+    except InputError:
+        raise
+    except Exception as e:
+        raise ModelError(f"importing {mod_name!r} failed: {type(e).__name__}: {e}") from e
+    if not callable(getattr(mod, fn, None)):
+        raise InputError(f"{mod_name!r} has no callable {fn!r}.")
+    return getattr(mod, fn)
+
+
+def load_program(path: Path, fmt: str) -> nn.Module:
+    """A TorchScript module or an ExportedProgram's module from `path` (their own loaders; no unpickling)."""
+    if not path.is_file():
+        raise InputError(f"model file {path} not found.")
+    try:
+        if fmt == "exported_program":
+            return torch.export.load(str(path)).module()
+        return torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as e:
+        how = "torch.export.save(torch.export.export(model, args), path)" if fmt == "exported_program" \
+            else "torch.jit.save(torch.jit.script(model) or torch.jit.trace(model, args), path)"
+        raise ModelError(f"{path} is not a loadable {fmt.replace('_', ' ')} ({type(e).__name__}: {str(e)[:200]}). "
+                         f"skugen never unpickles whole models; save it with {how}, or give a factory.") from e
+
+
+def build_user_model(d: Path, card: dict) -> CustomModel:
+    """The module of a custom model directory, before its weights (ckpt.load_model loads those, as for any model)."""
+    cfg = config_from_dict(card["config"])
+    if cfg.format not in FORMATS:
+        raise ModelError(f"{d}: unknown custom model format {cfg.format!r}; expected one of {FORMATS}.")
+    if cfg.format == "factory":
+        net = call_factory(cfg)
+    else:
+        prog = d / (cfg.program or PROGRAM_FILE[cfg.format])
+        want = card.get("program", {}).get("sha256")
+        if want is not None and (not prog.is_file() or sha256_file(prog) != want):
+            raise ModelError(f"{prog} is missing or does not match the sha256 in {d / 'card.json'}; restore it "
+                             "or re-run `skugen import`.")
+        net = load_program(prog, cfg.format)
+    return CustomModel(net, cfg)
+
+
+def call_factory(cfg: CustomConfig) -> nn.Module:
+    net = import_factory(cfg.source)(**cfg.factory_kwargs)
+    if not isinstance(net, nn.Module):
+        raise ModelError(f"factory {cfg.source!r} returned {type(net).__name__}, not a torch.nn.Module.")
+    return net
+
+
 # ----------------------------------------------------------------------------- build / introspect
 
 
@@ -309,8 +419,17 @@ def build(cfg) -> nn.Module:
     if isinstance(cfg, SRConfig):
         return Enhancer(cfg)
     if isinstance(cfg, CustomConfig):
-        raise ModelError("a custom model is rebuilt from its directory (skugen.export.custom.build_from_dir), not a config.")
+        raise ModelError("a user's model is rebuilt from its directory (build_from_card), not a config.")
     raise ModelError(f"cannot build a model from {type(cfg).__name__}")
+
+
+def build_from_card(d: Path, card: dict) -> nn.Module:
+    """The module a model directory's card describes, before its weights (a family's config, or a user's
+    code / program file beside the card)."""
+    cfg = config_from_dict(card["config"])
+    if isinstance(cfg, CustomConfig):
+        return build_user_model(d, card)
+    return build(cfg)
 
 
 def config_from_model(model: nn.Module):
@@ -361,9 +480,7 @@ def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
     (CustomConfig) is counted by torch's aten-level FLOP counter (hooks do not fire in frozen graphs).
     """
     if isinstance(getattr(model, "cfg", None), CustomConfig):
-        from .custom import count_macs as custom_macs
-
-        return custom_macs(model, inputs)
+        return flop_macs(model, inputs)
     total = 0
 
     def conv_hook(m, i, o):
@@ -396,3 +513,13 @@ def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
     for h in hooks:
         h.remove()
     return int(total)
+
+
+def flop_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
+    """MACs of one sample by torch's FLOP counter (aten level, so it sees TorchScript and torch.export graphs,
+    which forward hooks cannot); conv/matmul FLOPs are 2 x MACs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model.eval()(*[t[:1] for t in inputs])
+    return int(fc.get_total_flops() // 2)

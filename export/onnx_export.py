@@ -194,8 +194,6 @@ def _fold_custom(m: nn.Module) -> tuple[nn.Module, int]:
     from torch.fx.experimental.optimization import fuse
 
     if m.cfg.format == "torchscript":
-        from .custom import scripted
-
         return scripted(m), 0
     if m.cfg.format != "factory":  # a torch.export GraphModule: exported as is (not mutated, so not copied)
         return m.eval(), 0
@@ -208,6 +206,49 @@ def _fold_custom(m: nn.Module) -> tuple[nn.Module, int]:
     except Exception:  # not fx-traceable (data-dependent control flow): the exporter's peephole folds instead
         return m, 0
     return m, n_bn - sum(isinstance(v, nn.modules.batchnorm._BatchNorm) for v in m.net.modules())
+
+# ----------------------------------------------------------------------------- TorchScript wrapper (user models)
+
+
+class _ScriptEnhancer(nn.Module):
+    def __init__(self, net: nn.Module, in_range: tuple[float, float], out_range: tuple[float, float]):
+        super().__init__()
+        self.net = net
+        self.in_lo, self.in_span = float(in_range[0]), float(in_range[1] - in_range[0])
+        self.out_lo, self.out_span = float(out_range[0]), float(out_range[1] - out_range[0])
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return (self.net(lr * self.in_span + self.in_lo) - self.out_lo) / self.out_span
+
+
+class _ScriptGenerator(nn.Module):
+    def __init__(self, net: nn.Module, index: bool, out_range: tuple[float, float]):
+        super().__init__()
+        self.net = net
+        self.index = index
+        self.out_lo, self.out_span = float(out_range[0]), float(out_range[1] - out_range[0])
+
+    def forward(self, z: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+        if self.index:
+            y = self.net(z, onehot.argmax(1))
+        else:
+            y = self.net(z, onehot)
+        return (y - self.out_lo) * (2.0 / self.out_span) - 1.0
+
+
+def scripted(model: nn.Module) -> torch.jit.ScriptModule:
+    """The TorchScript-format wrapper as ONE ScriptModule, for the ONNX exporter.
+
+    The TorchScript ONNX exporter cannot trace a Python module that calls a loaded
+    ScriptModule ("not part of the active trace"), but it exports a ScriptModule whole, so
+    the contract conversions are scripted around the user's module instead.
+    """
+    c = model.cfg
+    if c.kind == "enhancer":
+        w = _ScriptEnhancer(model.net, c.input_range, c.output_range)
+    else:
+        w = _ScriptGenerator(model.net, c.conditioning == "index", c.output_range)
+    return torch.jit.script(w.eval())
 
 # ----------------------------------------------------------------------------- export
 
@@ -329,6 +370,11 @@ def parity_inputs(model: nn.Module, n: int = 8, seed: int = 0, size: tuple[int, 
     if kind == "enhancer":
         return {"lr": rng.random((n, c.in_ch, *size), dtype=np.float32)}       # (N, 3, h, w)
     return {"image": (rng.random((n, c.in_ch, c.image_size, c.image_size), dtype=np.float32) * 2 - 1)}
+
+
+def lr_to_feed(lr: np.ndarray) -> np.ndarray:
+    """Enhancer input as the graph takes it: (N, h, w, 3) uint8 -> (N, 3, h, w) float32 in [0, 1]."""
+    return np.ascontiguousarray(lr.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
 
 
 def to_uint8_range(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:

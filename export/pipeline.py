@@ -149,7 +149,10 @@ def _compress_custom(cfg: PipelineConfig, runner: StageRunner, teacher_dir: Path
     steps = cfg.distill_steps if cfg.distill_steps is not None else custom.DISTILL_STEPS[cfg.preset]
 
     def do() -> dict:
-        d = custom.compress_custom(teacher_dir, student_dir, cfg.target_macs, steps=steps, seed=cfg.seed)
+        from .compress import CompressConfig, compress
+
+        d = compress(str(teacher_dir), CompressConfig(out=str(student_dir), target_macs_frac=cfg.target_macs,
+                                                     distill_steps=steps, seed=cfg.seed)).out
         c = json.loads((d / "card.json").read_text())
         return {"macs": c.get("macs"), "params": c.get("params"), "metrics": c.get("metrics")}
 

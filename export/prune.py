@@ -392,6 +392,53 @@ def prune_channels(model: nn.Module, cfg: PruneConfig | None = None,
     return PruneResult(rebuilt, scfg, tcfg, cfg, widths, kept, macs0, macs1, params0, params1)
 
 
+def prune_uniform_to_macs(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], target: float,
+                          keep: Sequence[str], macs_fn: Callable[[nn.Module, tuple], int], round_to: int = 8,
+                          steps: int = 10) -> tuple[nn.Module, dict]:
+    """A model without width units (a user's graph): torch-pruning's MetaPruner (L1 magnitude, one uniform
+    ratio) at the smallest ratio whose MACs <= target x teacher, found by bisection.
+
+    `keep` names the modules that stay whole (the output layer, the user's ignored_layers). Each probe
+    prunes a fresh copy: a generic model has no config to rebuild from.
+    """
+    macs0 = macs_fn(model, example_inputs)
+
+    def probe(ratio: float) -> tuple[nn.Module, int]:
+        m = copy.deepcopy(model).eval()
+        mods = dict(m.named_modules())
+        ign = [mods[n] for n in keep]
+        pr = tp.pruner.MetaPruner(m, example_inputs, importance=tp.importance.MagnitudeImportance(p=1),
+                                  pruning_ratio=ratio, ignored_layers=ign, round_to=round_to)
+        pr.step()
+        try:
+            return m, macs_fn(m, example_inputs)
+        except Exception as e:  # e.g. a reshape with a hard-coded channel count in the user's forward
+            raise ModelError(f"the model no longer runs after pruning at ratio {ratio:.2f} ({type(e).__name__}: "
+                             f"{str(e)[:200]}). Usually a forward() with hard-coded channel counts (view/reshape); "
+                             "list the layer that feeds it under 'ignored_layers' in the I/O spec.") from e
+
+    lo, hi = 0.0, 0.95
+    best = None
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        m, macs = probe(mid)
+        if macs <= target * macs0:
+            best, hi = (m, macs, mid), mid
+        else:
+            lo = mid
+    if best is None:
+        m, macs = probe(hi)
+        if macs > target * macs0:
+            raise ModelError(f"pruning cannot reach {target:.0%} of the MACs (at ratio {hi} it is "
+                             f"{macs / macs0:.0%}); the unprunable layers dominate. Raise --target-macs.")
+        best = (m, macs, hi)
+    m, macs, ratio = best
+    return m, {"method": f"torch-pruning MetaPruner, L1 magnitude, uniform ratio, round_to {round_to}",
+               "ratio": round(ratio, 4), "macs_before": macs0, "macs_after": macs,
+               "macs_ratio": round(macs / macs0, 4),
+               "params_before": models.count_params(model), "params_after": models.count_params(m)}
+
+
 def _check_protected(group, dg, no_out, no_in, unit: str) -> None:
     # A unit list bug must never silently cut an I/O or conditioning layer: fail loudly (our bug, not the user's).
     for dep, _ in group:

@@ -16,11 +16,11 @@ Two INT8 flavours come out of ONE calibration, because the two engines disagree:
   and the un-fused graph runs SLOWER than FP32 (default cGAN, batch 16, 2 cores:
   int8 activations ~1.8x slower than FP32, uint8 ~1.7-2x faster). So the ORT model keeps NNCF's uint8
   post-ReLU activations (zero point 0), turns its signed int8 activations into uint8 zero point 128
-  (exact, `_int8_acts_to_uint8`), and keeps int8 symmetric per-channel weights. On the SR student that
+  (exact, `qdq.int8_acts_to_uint8`), and keeps int8 symmetric per-channel weights. On the SR student that
   took the fused Convs from 2 of 19 to 19 of 19 (with the residual scale folded into conv2 at export):
   INT8 5.4 ms vs FP32 13.1 ms per 128x128 tile, where it had been 29 ms.
 - TensorRT accepts only int8 Q/DQ with zero point 0 (its parser rejects uint8
-  QuantizeLinear, onnx-tensorrt #884). `to_signed_int8` rewrites every uint8 pair:
+  QuantizeLinear, onnx-tensorrt #884). `qdq.to_signed_int8` rewrites every uint8 pair:
   zero point 128 -> int8 zero point 0, same scale (exact); zero point 0 (post-ReLU,
   [0, 255 s]) -> int8 with scale 255/127 s (same range, one bit less).
 The quality gate measures the TensorRT flavour (the coarser one), so the budget holds
@@ -34,7 +34,6 @@ like any other. See `quantize_gated`.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import sys
 import math
@@ -49,11 +48,11 @@ import numpy as np
 
 from skugen.errors import BudgetError, InputError
 
-from .onnx_export import WEIGHTED_OPS, to_uint8_range
+from .onnx_export import WEIGHTED_OPS, lr_to_feed, to_uint8_range
+from .qdq import as_bytes, as_proto, int8_acts_to_uint8, keep_float, qdq_summary, to_signed_int8, uint8_to_int8
 
 log = logging.getLogger("skugen.export.quantize")
 
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 TOOLS = ("nncf", "ort")
 # tool="auto" (quantize_gated_auto): calibrators tried in this order until one meets the budget. NNCF first (bias correction);
 # ORT's entropy/percentile ranges clip outliers that NNCF's min-max keeps, which is what the SR student
@@ -115,26 +114,6 @@ class QuantResult:
 # ----------------------------------------------------------------------------- helpers: models and feeds
 
 
-def _proto(m):
-    import onnx
-
-    if isinstance(m, onnx.ModelProto):
-        return m
-    if isinstance(m, (bytes, bytearray)):
-        return onnx.load_from_string(bytes(m))
-    return onnx.load(str(m))
-
-
-def _bytes(m) -> bytes:
-    import onnx
-
-    if isinstance(m, (bytes, bytearray)):
-        return bytes(m)
-    if isinstance(m, onnx.ModelProto):
-        return m.SerializeToString()
-    return Path(m).read_bytes()
-
-
 def _input_specs(mp) -> dict[str, tuple[np.dtype, tuple]]:
     import onnx
 
@@ -150,7 +129,7 @@ def _input_specs(mp) -> dict[str, tuple[np.dtype, tuple]]:
 
 
 def model_kind(mp) -> str:
-    names = set(_input_specs(_proto(mp)))
+    names = set(_input_specs(as_proto(mp)))
     if names == {"z", "onehot"}:
         return "generator"
     if names == {"lr"}:
@@ -161,7 +140,7 @@ def model_kind(mp) -> str:
 
 def check_feeds(mp, feeds: dict, what: str = "calibration data") -> int:
     """Validate (N, ...) feeds against the model inputs; returns N. Raises InputError with a hint."""
-    specs = _input_specs(_proto(mp))
+    specs = _input_specs(as_proto(mp))
     hint = ("Build them with skugen.export.quantize.generator_calibration(z_dim, n_classes) or "
             "enhancer_calibration() (float32, NCHW, batch axis first).")
     if not isinstance(feeds, dict) or set(feeds) != set(specs):
@@ -227,17 +206,13 @@ def generator_eval_set(z_dim: int, n_classes: int, n: int = 500, seed: int = 10_
     return EvalSet(feeds, labels=labels, source=f"N(0,1) latents seed {seed}, balanced classes, n={n}")
 
 
-def _lr_to_feed(lr: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(lr.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0  # (N,h,w,3) u8 -> (N,3,h,w) [0,1]
-
-
 def enhancer_calibration(n: int = 128, hr_size: int = 96, seed: int = 0, split: str = "train", scale: int = 2) -> dict:
     """Degraded GroceryStore crops (the enhancer's real input distribution) as {"lr": (N, 3, h, w) [0,1]}."""
     from . import data
 
     paths = [p for p, _, _ in data.grocery_split(split)]
     lr, _ = data.sr_pairs(paths, n, hr_size, seed, cfg=data.DegradeConfig(scale=scale))
-    return {"lr": _lr_to_feed(lr)}
+    return {"lr": lr_to_feed(lr)}
 
 
 # 256 crops: with 24 (until session 3) the paired INT8 drop had a standard error of ~0.017 dB, and the chosen
@@ -252,7 +227,7 @@ def enhancer_eval_set(n: int = ENHANCER_EVAL_N, hr_size: int = 96, seed: int = 4
 
     paths = [p for p, _, _ in data.grocery_split(split)]
     lr, hr = data.sr_pairs(paths, n, hr_size, seed, cfg=data.DegradeConfig(scale=scale), aug=False)
-    return EvalSet({"lr": _lr_to_feed(lr)}, hr=hr, source=f"GroceryStore {split}, {n} crops {hr_size}px, seed {seed}")
+    return EvalSet({"lr": lr_to_feed(lr)}, hr=hr, source=f"GroceryStore {split}, {n} crops {hr_size}px, seed {seed}")
 
 # ----------------------------------------------------------------------------- stage: quantize_qdq
 
@@ -264,7 +239,7 @@ def quantize_qdq(fp32_onnx, calib: dict, cfg: QuantConfig | None = None) -> byte
     cfg = cfg or QuantConfig()
     if cfg.tool not in TOOLS:
         raise InputError(f"quantization tool {cfg.tool!r} unknown; use one of {TOOLS}.")
-    mp = _proto(fp32_onnx)
+    mp = as_proto(fp32_onnx)
     n = check_feeds(mp, calib)
     k = min(n, cfg.subset_size)
     # One sample per item: NNCF's statistics assume batch 1 items (it warns otherwise).
@@ -274,17 +249,10 @@ def quantize_qdq(fp32_onnx, calib: dict, cfg: QuantConfig | None = None) -> byte
     else:
         q = _ort_quantize(mp, items, cfg)
     if cfg.signed_int8:
-        _uint8_to_int8(q)
+        uint8_to_int8(q)
     else:
-        _int8_acts_to_uint8(q)
+        int8_acts_to_uint8(q)
     onnx.checker.check_model(q)
-    return q.SerializeToString()
-
-
-def to_signed_int8(int8_onnx) -> bytes:
-    """The TensorRT flavour of a Q/DQ model: every uint8 Q/DQ pair rewritten to int8, zero point 0."""
-    q = copy.deepcopy(_proto(int8_onnx))
-    _uint8_to_int8(q)
     return q.SerializeToString()
 
 
@@ -355,165 +323,6 @@ def _ort_quantize(mp, items: list[dict], cfg: QuantConfig):
         return onnx.load(str(dst))
 
 
-def _drop_value_info(mp, elem_type: int) -> None:
-    """Q outputs changed element type: drop their stale value_info so shape inference recomputes it."""
-    keep = [v for v in mp.graph.value_info if v.type.tensor_type.elem_type != elem_type]
-    del mp.graph.value_info[:]
-    mp.graph.value_info.extend(keep)
-
-
-def _int8_acts_to_uint8(mp) -> int:
-    """ORT x86 flavour: rewrite int8 ACTIVATION Q/DQ pairs (NNCF's signed tensors, zero point 0) to uint8
-    zero point 128, same scale (in place); returns how many nodes changed.
-
-    Exact: clamp(round(x/s), -128, 127) + 128 == clamp(round(x/s) + 128, 0, 255), and dequantizing
-    subtracts the zero point again. ORT's x86 QDQ selectors fuse only uint8 activations (U8S8), so
-    without this every Conv fed by a signed tensor ran as DQ -> float Conv (measured on the SR student:
-    2 of 19 Convs fused, INT8 28.0 ms vs FP32 12.9 ms). Weights (DequantizeLinear of an initializer)
-    stay int8. `_uint8_to_int8` maps zero point 128 straight back for TensorRT.
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    inits = {i.name: i for i in mp.graph.initializer}
-    n = 0
-    for node in mp.graph.node:
-        if node.op_type not in QDQ_OPS or len(node.input) < 3 or node.input[2] not in inits:
-            continue
-        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
-            continue  # weights and quantized constants stay int8 (the S8 of U8S8)
-        zp = numpy_helper.to_array(inits[node.input[2]])
-        if zp.dtype != np.int8:
-            continue
-        if np.any(zp):
-            raise AssertionError(f"asymmetric int8 zero point on {node.name}; use the 'performance' preset")
-        name = node.input[2] + "_u8"
-        if name not in inits:  # a new initializer: the int8 one may be shared with a weight DequantizeLinear
-            inits[name] = numpy_helper.from_array(np.full(zp.shape, 128, np.uint8), name)
-            mp.graph.initializer.append(inits[name])
-        node.input[2] = name
-        n += 1
-    _drop_value_info(mp, onnx.TensorProto.INT8)
-    return n
-
-
-def _uint8_to_int8(mp) -> int:
-    """Rewrite uint8 Q/DQ pairs to int8 with zero point 0 (in place); returns how many.
-
-    zero point 128 (symmetric uint8, ORT's calibrator): q_s8 = q_u8 - 128 with the same
-    scale, exact. zero point 0 (NNCF's non-negative post-ReLU activations, [0, 255 s]):
-    int8 [0, 127 s'] with s' = 255/127 s covers the same range with one bit less, which
-    is what TensorRT does with such tensors anyway. Constant uint8 data feeding a
-    DequantizeLinear (a quantized Mul/Add constant) is converted the same way.
-    """
-    import onnx
-    from onnx import numpy_helper
-
-    inits = {i.name: i for i in mp.graph.initializer}
-    mode: dict[str, str] = {}   # zero point name -> "shift" (zp 128) | "rescale" (zp 0)
-    scaled: set[str] = set()    # scales already widened (never twice, even if shared)
-    for node in mp.graph.node:
-        if node.op_type not in QDQ_OPS or len(node.input) < 3:
-            continue
-        sname, zname = node.input[1], node.input[2]
-        if zname in mode or zname not in inits or sname not in inits:
-            continue
-        zp = numpy_helper.to_array(inits[zname])
-        if zp.dtype != np.uint8:
-            continue
-        if np.all(zp == 128):
-            mode[zname] = "shift"
-        elif not np.any(zp):
-            mode[zname] = "rescale"
-            if sname not in scaled:
-                s = numpy_helper.to_array(inits[sname]).astype(np.float32)
-                inits[sname].CopyFrom(numpy_helper.from_array((s * np.float32(255.0 / 127.0)).astype(np.float32), sname))
-                scaled.add(sname)
-        else:
-            raise AssertionError(f"asymmetric uint8 zero point on {node.name}; use the 'performance' preset")
-        inits[zname].CopyFrom(numpy_helper.from_array(np.zeros_like(zp, dtype=np.int8), zname))
-    done_data: set[str] = set()
-    for node in mp.graph.node:  # constant uint8 data dequantized with a rewritten zero point
-        if node.op_type == "DequantizeLinear" and len(node.input) > 2 and node.input[2] in mode:
-            x = node.input[0]
-            if x in inits and x not in done_data and inits[x].data_type == onnx.TensorProto.UINT8:
-                q = numpy_helper.to_array(inits[x]).astype(np.int32)
-                q = q - 128 if mode[node.input[2]] == "shift" else np.rint(q * (127.0 / 255.0))
-                inits[x].CopyFrom(numpy_helper.from_array(np.clip(q, -128, 127).astype(np.int8), x))
-                done_data.add(x)
-    _drop_value_info(mp, onnx.TensorProto.UINT8)
-    return len(mode)
-
-
-def qdq_summary(model) -> dict:
-    """Counts of Q/DQ nodes and of weighted layers with int8 inputs (for reports and tests)."""
-    mp = _proto(model)
-    prod = {o: n for n in mp.graph.node for o in n.output}
-    ops = [n.op_type for n in mp.graph.node]
-    quant = [n.name for n in mp.graph.node if n.op_type in WEIGHTED_OPS
-             and any(prod.get(i) is not None and prod[i].op_type == "DequantizeLinear" for i in n.input)]
-    return {"QuantizeLinear": ops.count("QuantizeLinear"), "DequantizeLinear": ops.count("DequantizeLinear"),
-            "int8_layers": quant,
-            "float_layers": [n.name for n in mp.graph.node if n.op_type in WEIGHTED_OPS and n.name not in quant]}
-
-# ----------------------------------------------------------------------------- graph edit: keep layers float
-
-
-def keep_float(q_model, fp32_model, layers) -> bytes:
-    """The INT8 graph with `layers` switched back to float, without re-calibrating.
-
-    Each named node gets the exact inputs it has in the FP32 graph: the float
-    activation tensor (bypassing its DequantizeLinear) and the original float weight
-    and bias (added under an 'fp32::' prefix, because bias correction may have
-    changed the int8 model's bias of the same name). Q/DQ nodes nobody reads any
-    more are pruned. Used for cheap sensitivity probes; the shipped model is
-    re-quantized with NNCF's IgnoredScope instead.
-    """
-    q = copy.deepcopy(_proto(q_model))
-    fp = _proto(fp32_model)
-    fp_nodes = {n.name: n for n in fp.graph.node}
-    fp_inits = {i.name: i for i in fp.graph.initializer}
-    layers = set(layers)
-    missing = layers - set(fp_nodes)
-    if missing:
-        raise InputError(f"layers {sorted(missing)} are not in the FP32 model.")
-    added: set[str] = set()
-    for node in q.graph.node:
-        if node.name not in layers:
-            continue
-        new_inputs = []
-        for i in fp_nodes[node.name].input:
-            if i in fp_inits:
-                alias = f"fp32::{i}"
-                if alias not in added:
-                    t = copy.deepcopy(fp_inits[i])
-                    t.name = alias
-                    q.graph.initializer.append(t)
-                    added.add(alias)
-                new_inputs.append(alias)
-            else:
-                new_inputs.append(i)
-        del node.input[:]
-        node.input.extend(new_inputs)
-    _prune(q)
-    return q.SerializeToString()
-
-
-def _prune(mp) -> None:
-    """Drop nodes whose outputs nobody reads, then unused initializers (in place)."""
-    outputs = {o.name for o in mp.graph.output}
-    while True:
-        used = outputs | {i for n in mp.graph.node for i in n.input}
-        dead = [n for n in mp.graph.node if not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            mp.graph.node.remove(n)
-    used = {i for n in mp.graph.node for i in n.input}
-    keep = [t for t in mp.graph.initializer if t.name in used]
-    del mp.graph.initializer[:]
-    mp.graph.initializer.extend(keep)
-
 # ----------------------------------------------------------------------------- quality
 
 
@@ -526,7 +335,7 @@ def _classifier_fn(classifier) -> Callable[[np.ndarray], np.ndarray] | None:
             y = np.asarray(classifier(x))
             return y.argmax(1) if y.ndim == 2 else y
         return fn
-    model = _bytes(classifier)
+    model = as_bytes(classifier)
 
     def fn_onnx(x):
         r = _session(model)
@@ -665,8 +474,8 @@ def _confirm(r: QuantResult, fp32_onnx, confirm_set: EvalSet | None, budget: Qua
              classifier) -> QuantResult:
     if confirm_set is None or r.trt_onnx_bytes is None:
         return r
-    fp32 = _bytes(fp32_onnx)
-    kind = model_kind(_proto(fp32))
+    fp32 = as_bytes(fp32_onnx)
+    kind = model_kind(as_proto(fp32))
     judge = _Judge(kind, fp32, confirm_set, budget or QualityBudget(),
                    _classifier_fn(classifier) if kind == "generator" else None)
     m = judge.measure(r.trt_onnx_bytes)  # the flavour the gate measured (TensorRT's, the coarser one)
@@ -706,8 +515,8 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
     t0 = time.perf_counter()
     budget = budget or QualityBudget()
     cfg = cfg or QuantConfig()
-    fp32 = _bytes(fp32_onnx)
-    fp_proto = _proto(fp32)
+    fp32 = as_bytes(fp32_onnx)
+    fp_proto = as_proto(fp32)
     kind = model_kind(fp_proto)
     n_cal = check_feeds(fp_proto, calib)
     ev = eval_set if isinstance(eval_set, EvalSet) else EvalSet(dict(eval_set))

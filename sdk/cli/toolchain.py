@@ -217,7 +217,7 @@ def _compress(args) -> int:
     if args.json:
         print(json.dumps(c, indent=2))
         return 0
-    if c.get("config", {}).get("family") == "custom":  # a user's model: quality is measured against the teacher
+    if isinstance(res.prune, dict):  # the uniform strategy (a user's model): quality is measured against the teacher
         print(f"student: {res.out}\n  MACs {c['macs_teacher']:,} -> {c['macs']:,} ({c['macs_ratio']:.1%})\n"
               f"  PSNR vs teacher output {c['metrics']['psnr_vs_teacher_db']:.2f} dB ({c['metrics']['inputs']})")
         return 0

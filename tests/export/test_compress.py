@@ -122,3 +122,30 @@ def test_end_to_end_tiny_teacher_and_resume(tiny_teacher, tmp_path, monkeypatch)
     # an unreachable target is reported from the same (cached) table
     with pytest.raises(BudgetError, match="out of reach.*--target-macs >="):
         compress.compress(str(tiny_teacher), compress.CompressConfig(out=str(out), target_macs_frac=0.01))
+
+
+def test_adapter_answers_for_a_family_and_a_users_model(tiny_teacher, tmp_path):
+    """One protocol: the family and the user's model answer the same questions; the strategy follows the answers."""
+    from pathlib import Path
+
+    from skugen.export import custom
+    from skugen.export.adapter import FamilyAdapter, UserModelAdapter, adapter_for
+
+    fam = adapter_for(tiny_teacher)
+    assert isinstance(fam, FamilyAdapter) and (fam.prune_strategy, fam.distill_strategy) == ("sensitivity", "features")
+    assert fam.kind == "generator" and fam.io_spec()["inputs"] == ["z", "onehot"]
+    assert fam.macs() == models.count_macs(fam.model, models.example_inputs(fam.cfg, 1, 64)) > 0
+    assert "to_img" in fam.ignored_layers() and "cgan_fid_proxy_ratio_max" in fam.quality_target()
+    assert fam.calibration_feeds(4)["z"].shape == (4, fam.cfg.z_dim)
+
+    fix = Path(__file__).parent / "fixtures" / "user_models.py"
+    spec = {"kind": "generator", "z_dim": 16, "n_classes": 4, "conditioning": "index", "out_ch": 3, "image_size": 16,
+            "output_range": [0, 1], "ignored_layers": ["fc"]}
+    user = adapter_for(custom.import_model(f"{fix}:make_generator", spec, tmp_path / "u"))
+    assert isinstance(user, UserModelAdapter) and (user.prune_strategy, user.distill_strategy) == ("uniform", "outputs")
+    assert user.kind == fam.kind and user.io_spec()["inputs"] == fam.io_spec()["inputs"]
+    assert user.ignored_layers() == ["net.conv2", "net.fc"] and user.quality_target() == {}
+    z, onehot = user.inputs("train")(3, 7)
+    assert z.shape == (3, 16) and onehot.shape == (3, 4)
+    with pytest.raises(InputError, match="--prune-ratio is for skugen families"):
+        compress.compress(str(tmp_path / "u"), compress.CompressConfig(prune_ratio=0.5, out=str(tmp_path / "s")))

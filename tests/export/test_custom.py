@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 
 from skugen.errors import InputError, ModelError  # noqa: E402
 from skugen.export import ckpt, custom, models  # noqa: E402
+from skugen.export.compress import CompressConfig, compress  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures" / "user_models.py"
 UP_SPEC = {"kind": "enhancer", "in_ch": 3, "scale": 2, "input_range": [0, 255], "output_range": [0, 255]}
@@ -161,7 +162,8 @@ def test_every_format_exports_to_a_verified_bundle(tmp_path, programs, fmt):
 def test_generator_compress_prunes_the_users_graph(tmp_path):
     """MetaPruner on the user's module: MACs at target, output + ignored layers whole, student frozen via torch.export."""
     teacher_dir = custom.import_model(f"{FIX}:make_generator", GEN_SPEC, tmp_path / "t")
-    st = custom.compress_custom(teacher_dir, tmp_path / "s", target_macs=0.5, steps=30, seed=0, batch=8)
+    st = compress(str(teacher_dir), CompressConfig(out=str(tmp_path / "s"), target_macs_frac=0.5, distill_steps=30,
+                                                   seed=0, distill_batch=8)).out
     card = json.loads((st / "card.json").read_text())
     assert card["config"]["format"] == "exported_program" and card["macs_ratio"] <= 0.5
     assert card["prune"]["macs_after"] < card["prune"]["macs_before"]
@@ -182,13 +184,13 @@ def test_hard_coded_reshape_gets_a_hint(tmp_path):
     spec = {k: v for k, v in GEN_SPEC.items() if k != "ignored_layers"}
     teacher_dir = custom.import_model(f"{FIX}:make_generator", spec, tmp_path / "t")
     with pytest.raises(ModelError, match="ignored_layers"):
-        custom.compress_custom(teacher_dir, tmp_path / "s", target_macs=0.5, steps=1)
+        compress(str(teacher_dir), CompressConfig(out=str(tmp_path / "s"), target_macs_frac=0.5, distill_steps=1))
 
 
 def test_frozen_models_cannot_be_pruned(tmp_path, programs):
     d = custom.import_model(str(programs / "up.ts"), UP_SPEC, tmp_path / "ts")
     with pytest.raises(ModelError, match="frozen graph"):
-        custom.compress_custom(d, tmp_path / "s", target_macs=0.5, steps=1)
+        compress(str(d), CompressConfig(out=str(tmp_path / "s"), target_macs_frac=0.5, distill_steps=1))
 
 
 @pytest.mark.slow
