@@ -18,9 +18,12 @@ import numpy as np
 import pytest
 
 from skugen import cli
-from skugen.backends import trt_plan as tp
+from skugen.backends.tensorrt import plan as tp
 from skugen.backends import tensorrt as trt_backend
-from skugen.backends.trt_plan import BuildConfig
+from skugen.backends.tensorrt import build as trt_build
+from skugen.backends.tensorrt import cuda as trt_cuda
+from skugen.backends.tensorrt import store
+from skugen.backends.tensorrt import BuildConfig
 from skugen.bundle import load_bundle, npz_bytes, write_bundle
 from skugen.errors import BackendUnavailable, BundleError, EngineMismatch, InputError
 from skugen.io import atomic_write_json
@@ -505,7 +508,7 @@ def test_cli_build_help(capsys):
 def test_old_tensorrt_is_refused(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.6.1"))
     with pytest.raises(BackendUnavailable, match=r"too old.*skugen\[tensorrt\]"):
-        trt_backend._require()
+        trt_cuda._require()
     assert trt_backend.is_available() is False
 
 
@@ -514,7 +517,7 @@ def test_missing_pycuda_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "pycuda", None)  # import pycuda -> ImportError
     monkeypatch.setitem(sys.modules, "pycuda.driver", None)
     with pytest.raises(BackendUnavailable, match=r"pycuda.*skugen\[tensorrt\]"):
-        trt_backend._require()
+        trt_cuda._require()
 
 
 def test_no_gpu_is_named(monkeypatch):
@@ -529,7 +532,7 @@ def test_no_gpu_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "pycuda", pkg)
     monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
     with pytest.raises(BackendUnavailable, match=r"no device.*skugen\[tensorrt\]"):
-        trt_backend._require()
+        trt_cuda._require()
 
 # ----------------------------------------------------------------------------- engine directories (no GPU)
 
@@ -538,21 +541,21 @@ def test_engine_dir_selection(cgan_bundle_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("SKUGEN_CACHE_DIR", str(tmp_path / "cache"))
     b = load_bundle(cgan_bundle_dir)
     key = tp.engine_key("NVIDIA H200", "9.0", "10.3.0", "fp16")
-    assert trt_backend._find_engine(b, key) is None
-    assert trt_backend._writable_engine_dir(b, key) == b.engines_dir() / key
+    assert store.find(b, key) is None
+    assert store.writable_dir(b, key) == b.engines_dir() / key
     # A read-only bundle (installed under /opt, say) gets its engines in the user cache instead.
-    monkeypatch.setattr(trt_backend.os, "access", lambda p, mode: False)
-    fb = trt_backend._writable_engine_dir(b, key)
+    monkeypatch.setattr(store.os, "access", lambda p, mode: False)
+    fb = store.writable_dir(b, key)
     assert fb.is_relative_to(tmp_path / "cache" / "tensorrt" / "engines") and fb.name == key
     _, meta = _meta()
     atomic_write_json(fb / tp.SIDECAR_FILE, meta)
-    assert trt_backend._find_engine(b, key) == fb
-    assert trt_backend._plan_problem(fb, meta) == f"{tp.ENGINE_FILE} is missing"
+    assert store.find(b, key) == fb
+    assert store.plan_problem(fb, meta) == f"{tp.ENGINE_FILE} is missing"
     (fb / tp.ENGINE_FILE).write_bytes(b"not the plan that was built")
-    assert "sha256" in trt_backend._plan_problem(fb, meta)
-    assert trt_backend._plan_problem(fb, {**meta, "plan_sha256": hashlib.sha256(b"not the plan that was built")
+    assert "sha256" in store.plan_problem(fb, meta)
+    assert store.plan_problem(fb, {**meta, "plan_sha256": hashlib.sha256(b"not the plan that was built")
                                           .hexdigest()}) is None
-    assert trt_backend._golden_shapes(b) == {"z": [(4, 128)], "onehot": [(4, 10)]}
+    assert trt_build._golden_shapes(b) == {"z": [(4, 128)], "onehot": [(4, 10)]}
 
 # ----------------------------------------------------------------------------- control flow on a fake TensorRT
 # A tiny stand-in for the tensorrt + pycuda.driver modules (numpy "device memory", JSON "plans") so that
@@ -930,7 +933,7 @@ def fake_trt(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setitem(sys.modules, "pycuda", pkg)
     monkeypatch.setitem(sys.modules, "pycuda.driver", cuda)
-    monkeypatch.setattr(trt_backend, "_TRT_LOGGER", None)
+    monkeypatch.setattr(trt_cuda, "_TRT_LOGGER", None)
     monkeypatch.setenv("SKUGEN_CACHE_DIR", str(tmp_path / "cache"))
     yield trt, cuda
     assert cuda.depth == 0, "unbalanced CUDA context push/pop"
