@@ -13,7 +13,9 @@ RUNTIME_MODULES = ["skugen", "skugen.pipeline", "skugen.bundle", "skugen.verify"
                    "skugen.kernels", "skugen.backends.torch", "skugen.bench", "skugen.bench.config",
                    "skugen.bench.ceilings", "skugen.bench.cells", "skugen.bench.quality", "skugen.bench.run",
                    "skugen.bench.report", "skugen.bench.views", "skugen.bench.gate", "skugen.bench.html",
-                   "skugen.manifest", "skugen.result", "skugen.selection"]
+                   "skugen.manifest", "skugen.result", "skugen.selection", "skugen.backends.registry",
+                   "skugen.backends.tensorrt.plan", "skugen.backends.tensorrt.cuda", "skugen.backends.tensorrt.store",
+                   "skugen.backends.tensorrt.build", "skugen.backends.tensorrt.runner"]
 # Toolchain packages: heavy (torch ~1-2 s to import) and absent from runtime installs.
 FORBIDDEN = ["torch", "torchvision", "nncf", "onnx", "onnxslim", "torch_pruning", "safetensors", "scipy",
              "skimage", "cv2", "matplotlib", "skugen.export"]

@@ -1,11 +1,11 @@
 """The TensorRT runner: a bundle's engine for THIS GPU, run with pycuda buffers on one stream (execute_async_v3).
 
-    with TensorRTRunner(bundle, "int8") as r:          # loads engines/<key>/engine.plan for THIS GPU
+    with runner_for(bundle, "tensorrt", "int8") as r:  # skugen.backends: engines/<key>/engine.plan for THIS GPU
         out = r.infer({"z": z, "onehot": onehot})
 
 Engines are not portable across GPUs or TensorRT versions (DESIGN.md): the runner checks the engine.json sidecar
 on every load (`plan.engine_mismatches`) and raises EngineMismatch when it does not describe this machine and this
-bundle, or rebuilds (`build.engine_from_onnx`) when asked to. Build it through `skugen.backends.runner_for`.
+bundle, or rebuilds (`build.engine_from_onnx`) when asked to.
 """
 from __future__ import annotations
 

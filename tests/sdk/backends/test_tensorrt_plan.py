@@ -1109,3 +1109,63 @@ def test_fake_bad_onnx_and_cli(fake_trt, tmp_path, capsys):
                                                           "golden/outputs.npz": npz_bytes({})}))
     with pytest.raises(BundleError, match="cannot parse model.fp32.onnx"):
         trt_backend.engine_from_onnx(bad, "fp16", SMALL)
+
+# ----------------------------------------------------------------------------- the engine store, end to end (fake TensorRT)
+# What these can catch: an engine directory that one reader (runner/builder, deploy, `skugen engines`,
+# export-triton) finds and another does not, and a source-ONNX sha256 that the builder writes but triton
+# rejects. What they cannot: whether a real TensorRT writes/loads those plans (test_tensorrt_gpu.py).
+
+
+def test_fake_read_only_bundle_engine_is_seen_by_deploy_engines_and_triton(fake_trt, tmp_path, monkeypatch, capsys):
+    from skugen.deploy import engine_status, engine_verified, find_engine_dir, mark_engine_verified
+    from skugen.triton import export_triton
+
+    b, _ = _fake_bundle(tmp_path / "g", "generator")
+    with monkeypatch.context() as m:  # the bundle is read-only (installed under /opt, say) while it builds
+        m.setattr(store.os, "access", lambda p, mode: False)
+        rec = trt_backend.engine_from_onnx(b, "fp16", SMALL)
+    assert rec.built and rec.engine_dir.is_relative_to(tmp_path / "cache" / "tensorrt" / "engines")
+    assert not b.engines_dir().exists()  # nothing written into the bundle
+    # The runner, deploy and `skugen engines` all find it in the fallback.
+    with trt_backend.TensorRTRunner(b, "fp16", build_missing=False) as r:
+        assert r.record.engine_dir == rec.engine_dir and not r.record.built
+    assert find_engine_dir(b, "fp16") == rec.engine_dir
+    assert engine_status(b) == [{"key": rec.key, "precision": "fp16", "verified": False}]
+    mark_engine_verified(b, "fp16", log="PASS")
+    assert engine_verified(rec.engine_dir) and (rec.engine_dir / store.VERIFIED_FILE).is_file()
+    assert engine_status(b) == [{"key": rec.key, "precision": "fp16", "verified": True}]
+    assert cli.main(["engines", "status", str(b.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"engine {rec.key}: fp16, VERIFIED (read-only bundle: in {rec.engine_dir.parent})" in out
+    # export-triton ships it as a tensorrt_plan model, also with --plans verified.
+    for mode in ("all", "verified"):
+        from skugen.triton import TritonConfig
+
+        repo = export_triton(b, tmp_path / f"repo-{mode}", TritonConfig(plans=mode))
+        s = json.loads((repo / "skugen_triton.json").read_text())
+        assert list(s["plans"]) == [f"{b.name}_trt_fp16"], s["plans"]
+        assert s["plans"][f"{b.name}_trt_fp16"][0]["engine"] == rec.key
+        plan = next(repo.glob("*_trt_fp16/1/model.plan"))
+        assert plan.read_bytes() == rec.plan_path.read_bytes()
+
+
+def test_fake_int8_engine_from_the_tensorrt_twin_is_exported_by_triton(fake_trt, tmp_path):
+    """int8 engines are built from models.int8.variants.tensorrt (signed int8), not from the uint8 file ONNX
+    Runtime runs: triton must compare the sidecar's onnx_sha256 with the twin's sha256 (it compared with the
+    ORT file's and dropped every int8 engine as stale)."""
+    from skugen.triton import TritonConfig, export_triton
+
+    b, spec = _fake_bundle(tmp_path / "g", "generator")
+    m = b.spec.to_dict()
+    twin = json.dumps({**spec, "qdq": True, "activations": "int8"}).encode()
+    m["models"]["int8"]["variants"] = {"tensorrt": {"file": "model.int8.trt.onnx", "sha256": hashlib.sha256(twin)
+                                                    .hexdigest(), "activations": "int8", "use_for": ["tensorrt"]}}
+    files = {rel: b.root / rel for rel in b.spec.files}
+    files["model.int8.trt.onnx"] = twin
+    b2 = load_bundle(write_bundle(tmp_path / "g2", {k: v for k, v in m.items() if k != "files"}, files))
+    rec = trt_backend.engine_from_onnx(b2, "int8", SMALL)
+    assert rec.metadata["onnx_sha256"] == b2.spec.variant("int8", "tensorrt").sha256 != b2.model_sha256("int8")
+    assert tp.engine_source_sha256(b2.spec, "int8") == rec.metadata["onnx_sha256"]
+    s = json.loads((export_triton(b2, tmp_path / "repo", TritonConfig(plans="all")) / "skugen_triton.json")
+                   .read_text())
+    assert [e["engine"] for e in s["plans"][f"{b2.name}_trt_int8"]] == [rec.key], s["plans"]
