@@ -38,10 +38,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .bundle import UNHASHED_DIRS, Bundle, load_bundle
-from .errors import BundleError, InputError
 from .backends.tensorrt import store as engine_store
 from .backends.tensorrt.store import VERIFIED_FILE, engine_verified  # noqa: F401  (public: skugen.deploy)
+from .bundle import UNHASHED_DIRS, Bundle, load_bundle
+from .errors import InputError
 from .io import atomic_write_json, sha256_file
 
 PKG_SCHEMA_VERSION = 1
