@@ -50,10 +50,10 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     b = load_bundle(a.bundle)
-    io = b.io
+    z_dim, nc = b.spec.z_dim, b.spec.n_classes
     rng = np.random.default_rng(0)
-    feed = {"z": rng.standard_normal((a.batch, io["z_dim"])).astype(np.float32),
-            "onehot": np.eye(io["n_classes"], dtype=np.float32)[np.arange(a.batch) % io["n_classes"]]}
+    feed = {"z": rng.standard_normal((a.batch, z_dim)).astype(np.float32),
+            "onehot": np.eye(nc, dtype=np.float32)[np.arange(a.batch) % nc]}
     res = {p: profile(str(b.model_path(p)), feed, a.threads) for p in b.precisions}
     res["int8_speedup_p50"] = res["fp32"]["p50_ms"] / res["int8"]["p50_ms"] if "int8" in res else None
     out = {"bundle": b.name, "batch": a.batch, "threads": a.threads, "onnxruntime": ort.__version__,

@@ -47,19 +47,8 @@ class Bundle:
     spec: Manifest
     manifest_sha256: str
 
-    # -- convenience accessors ------------------------------------------------
-    # Plain-dict views, kept only for sdk/bench.py and benchmarks/ until they read `spec`; new code reads
-    # the parsed `spec` (b.spec.io.max_batch, b.spec.value_range, b.spec.variant(p, backend), ...).
-    @property
-    def manifest(self) -> dict:
-        """The manifest as a plain dict (spec.to_dict())."""
-        return self.spec.to_dict()
-
-    @property
-    def io(self) -> dict:
-        """The io section as a plain dict (spec.io.to_dict())."""
-        return self.spec.io.to_dict()
-
+    # -- convenience accessors (everything else: the parsed `spec`, e.g. b.spec.io.max_batch, b.spec.value_range,
+    # b.spec.variant(p, backend); for the raw dict, b.spec.to_dict()) -------------------------------------
     @property
     def name(self) -> str:
         return self.spec.name

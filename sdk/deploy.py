@@ -39,12 +39,13 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
+from .backends.tensorrt import store as engine_store
+from .backends.tensorrt.store import VERIFIED_FILE, engine_verified  # noqa: F401  (public: skugen.deploy)
 from .bundle import UNHASHED_DIRS, Bundle, load_bundle
-from .errors import BundleError, InputError
+from .errors import InputError
 from .io import atomic_file, atomic_write_json, sha256_file
 
 PKG_SCHEMA_VERSION = 1
-VERIFIED_FILE = "verified.json"  # next to engines/<key>/engine.json; written only after `skugen verify` passed
 
 
 # ----------------------------------------------------------------------------- targets
@@ -399,74 +400,19 @@ skugen bench bundle --backends tensorrt --precisions fp16,int8 --batch 1,8   # r
 
 
 # ----------------------------------------------------------------------------- engine verification marks
-
-def _engine_dirs(b: Bundle) -> list[Path]:
-    d = b.engines_dir()
-    return sorted((p for p in d.glob("*") if (p / "engine.json").is_file()), key=lambda p: p.name) if d.is_dir() else []
-
-
-def _engine_info(d: Path) -> dict:
-    try:
-        return json.loads((d / "engine.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def _engine_precision(d: Path, info: dict) -> str | None:
-    p = info.get("precision")
-    return p if isinstance(p, str) else d.name.rsplit("-", 1)[-1] if "-" in d.name else None
-
-
-def _plan_file(d: Path, info: dict) -> Path:
-    f = info.get("plan_file") or "engine.plan"  # engine.json field written by skugen.backends.trt_plan
-    return d / (Path(f).name if isinstance(f, str) else "engine.plan")
-
+# The engine store (skugen.backends.tensorrt.store) owns engines/<key>/ and its read-only fallback; these are
+# its device-side entry points (`skugen engines mark-verified|status`, install.sh).
 
 def find_engine_dir(bundle: str | os.PathLike | Bundle, precision: str) -> Path:
-    """The engines/<key>/ dir of `precision` built most recently (install.sh builds right before it marks)."""
-    b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    hits = [d for d in _engine_dirs(b) if _engine_precision(d, _engine_info(d)) == precision
-            and _plan_file(d, _engine_info(d)).is_file()]
-    if not hits:
-        raise BundleError(f"bundle {b.name!r} has no built {precision} TensorRT engine under {b.engines_dir()}. "
-                          f"Build one with `skugen build {b.root} --backend tensorrt --precision {precision}`.")
-    return max(hits, key=lambda d: (d / "engine.json").stat().st_mtime)
+    """The engine dir of `precision` built most recently (install.sh builds right before it marks)."""
+    return engine_store.find_engine_dir(bundle, precision)
 
 
 def mark_engine_verified(bundle: str | os.PathLike | Bundle, precision: str, log: str | None = None) -> Path:
-    """Write engines/<key>/verified.json for the newest `precision` engine; call only after verify passed."""
-    b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    d = find_engine_dir(b, precision)
-    info = _engine_info(d)
-    rec = {
-        "verified": True,
-        "backend": "tensorrt",
-        "precision": precision,
-        "engine_sha256": sha256_file(_plan_file(d, info)),  # stale as soon as the engine is rebuilt
-        "engine_json": info,
-        "bundle": b.name,
-        "manifest_sha256": b.manifest_sha256,
-        "skugen_version": __version__,
-        "verified_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "by": "skugen verify (install.sh)",
-        "verify_log": log,
-    }
-    return atomic_write_json(d / VERIFIED_FILE, rec)
-
-
-def engine_verified(engine_dir: str | os.PathLike) -> bool:
-    """True when engine_dir has a verified.json whose engine_sha256 matches the engine file now on disk."""
-    d = Path(engine_dir)
-    try:
-        rec = json.loads((d / VERIFIED_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    plan = _plan_file(d, _engine_info(d))
-    return bool(rec.get("verified")) and plan.is_file() and rec.get("engine_sha256") == sha256_file(plan)
+    """Write <engine dir>/verified.json for the newest `precision` engine; call only after verify passed."""
+    return engine_store.mark_verified(bundle, precision, log, by="skugen verify (install.sh)")
 
 
 def engine_status(bundle: str | os.PathLike | Bundle) -> list[dict]:
-    b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    return [{"key": d.name, "precision": _engine_precision(d, _engine_info(d)), "verified": engine_verified(d)}
-            for d in _engine_dirs(b)]
+    """[{key, precision, verified}] of every engine of the bundle, the read-only fallback's included."""
+    return engine_store.engine_status(bundle)

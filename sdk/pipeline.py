@@ -6,7 +6,7 @@
         print(res.report.to_json())                            # latency pre/infer/post, memory, env
 
 Choosing a backend and precision ("auto"):
-    backend   = TensorRT when skugen.backends.tensorrt_usable() (TensorRT + pycuda + a GPU), else ONNX Runtime;
+    backend   = TensorRT when skugen.backends.auto_backend() finds it usable (TensorRT + pycuda + a GPU), else ONNX Runtime;
     precision = on ONNX Runtime int8 when the bundle has it (else fp32), unless the bundle's export-time
                 CPU timing (models[p].cpu_latency) measured int8 slower than fp32; on TensorRT fp16.
 
@@ -37,7 +37,7 @@ import numpy as np
 
 from . import __version__, prepost, tiling
 from .bundle import MANIFEST, Bundle, load_bundle
-from .errors import BundleError, InputError, need_extra
+from .errors import BundleError, InputError
 from .manifest import Manifest
 from .report import CallTiming, LatencyStats, Report, memory_snapshot
 from .result import Result
@@ -66,16 +66,9 @@ def load(path: Any, backend: str = "auto", precision: str = "auto", threads: int
     bundle = load_bundle(path, verify=verify)
     spec = bundle.spec
     backend, precision = resolve(backend, precision, bundle)
-    if backend == "tensorrt":
-        try:
-            from .backends.tensorrt import TensorRTRunner
-        except ImportError as e:
-            raise need_extra("the TensorRT backend", "tensorrt", e) from e
-        runner = TensorRTRunner(bundle, precision)
-    else:
-        from .backends.onnxruntime import OnnxRuntimeRunner
+    from .backends import runner_for
 
-        runner = OnnxRuntimeRunner(bundle.model_path(precision), intra_op_threads=threads)
+    runner = runner_for(bundle, backend, precision, threads=threads)
     runner.activate()
     try:
         return Pipeline(bundle, spec, runner, backend, precision, threads)
@@ -614,12 +607,12 @@ class _Classifier:
     """The FID-proxy / class-fidelity classifier: ONNX 'image' (B, 1, H, W) in [-1, 1] -> logits, features."""
 
     def __init__(self, path: Any, threads: int | None, processor) -> None:
-        from .backends.onnxruntime import OnnxRuntimeRunner
+        from .backends import onnx_runner
 
         if not isinstance(path, (str, os.PathLike)) or not Path(path).is_file():
             raise InputError(f"classifier={path!r} must be the path of an ONNX file with input 'image' "
                              "[batch,1,32,32] and outputs 'logits', 'features'")
-        self.runner = OnnxRuntimeRunner(path, intra_op_threads=threads)
+        self.runner = onnx_runner(path, threads=threads)
         self.runner.activate()
         meta = self.runner.input_metadata()
         outs = self.runner.output_names()

@@ -19,9 +19,9 @@ def resolve(backend: Any, precision: Any, bundle: Bundle) -> tuple[str, str]:
     if precision not in PRECISIONS:
         raise InputError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if backend == "auto":
-        from .backends import tensorrt_usable
+        from .backends import registry
 
-        backend = "tensorrt" if tensorrt_usable() else "onnxruntime"
+        backend = registry.auto_backend()
     have = bundle.precisions
     if precision == "auto":
         if backend == "tensorrt":

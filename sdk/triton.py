@@ -348,26 +348,24 @@ def ensemble_config(name: str, max_batch: int, pre: str, model: str, post: str, 
 # ----------------------------------------------------------------------------- engines
 
 def _plan_sources(b: Bundle, mode: str) -> dict[str, list[dict]]:
-    """precision -> [{dir, cc, trt, built_at, verified}] of engines built from this bundle's ONNX."""
-    from .deploy import _engine_info, _engine_precision, _plan_file, engine_verified
+    """precision -> [{dir, cc, trt, built_at, verified}] of the store's engines (the read-only fallback's too)
+    built from the ONNX TensorRT builds from (for int8: the TensorRT twin, not the file ONNX Runtime runs)."""
+    from .backends.tensorrt import plan as tp
+    from .backends.tensorrt import store as engine_store
 
-    if mode == "none" or not b.engines_dir().is_dir():
+    if mode == "none":
         return {}
-    models = b.spec.models
-    fp32 = models["fp32"].sha256 if "fp32" in models else None
-    want = {"fp16": fp32, "int8": models["int8"].sha256 if "int8" in models else fp32}
+    want = {p: sha for p in tp.PRECISIONS if (sha := tp.engine_source_sha256(b.spec, p))}
     out: dict[str, list[dict]] = {}
-    for d in sorted(b.engines_dir().iterdir()):
-        info = _engine_info(d) if d.is_dir() else {}
-        prec = _engine_precision(d, info) if info else None
-        plan = _plan_file(d, info) if info else None
-        if not info or prec not in want or not plan.is_file():
+    for e in engine_store.list_engines(b):
+        d, info, prec, plan = e.dir, e.info, e.precision, e.plan
+        if prec not in want or not plan.is_file():
             continue
         if info.get("onnx_sha256") and info["onnx_sha256"] != want[prec]:
             log.warning("skipping stale engine %s: built from another ONNX (%s...)", d.name,
                         str(info["onnx_sha256"])[:12])
             continue
-        ok = engine_verified(d)
+        ok = e.verified
         if mode == "verified" and not ok:
             log.warning("skipping engine %s: not verified on its device (run install.sh / skugen verify)", d.name)
             continue

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import __version__
 from .bundle import Bundle, load_bundle
-from .errors import BundleError, InputError, VerificationError, need_extra
+from .errors import InputError, VerificationError
 
 SCHEMA_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -142,22 +142,12 @@ def _tol_str(t: dict) -> str:
 
 
 def make_runner(bundle: Bundle, backend: str, precision: str):
-    """The backend runner for `precision` (not yet activated). TensorRT is imported lazily."""
-    if backend == "onnxruntime":
-        from .backends.onnxruntime import OnnxRuntimeRunner
+    """The backend runner for `precision` (not yet activated), from the registry (skugen.backends.runner_for)."""
+    from .backends import runner_for
 
-        if precision == "fp16":
-            raise InputError("ONNX Runtime runs the bundle's fp32 and int8 ONNX models; fp16 is a TensorRT engine "
-                             "precision. Use `--backend tensorrt --precision fp16`.")
-        return OnnxRuntimeRunner(bundle.model_path(precision))
-    if backend == "tensorrt":
-        try:
-            from .backends.tensorrt import TensorRTRunner
-        except ImportError as e:
-            raise need_extra("the TensorRT backend (skugen.backends.tensorrt with tensorrt + pycuda)",
-                             "tensorrt", e) from e
-        return TensorRTRunner(bundle, precision)
-    raise InputError(f"unknown backend {backend!r}; choose one of {BACKENDS}.")
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; choose one of {BACKENDS}.")
+    return runner_for(bundle, backend, precision)
 
 
 def verify_bundle(bundle_or_path, backend: str = "onnxruntime", precision: str = "fp32") -> VerifyReport:

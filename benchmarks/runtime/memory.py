@@ -83,7 +83,7 @@ def bare_ort_growth(bundle: str, calls: int, every: int, threads: int | None) ->
     if threads:
         so.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(b.model_path(prec)), so, providers=["CPUExecutionProvider"])
-    z_dim, nc = b.io["z_dim"], b.io["n_classes"]
+    z_dim, nc = b.spec.z_dim, b.spec.n_classes
     samples = []
     for i in range(calls):
         n = 1 + i % 4

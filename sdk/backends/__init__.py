@@ -1,15 +1,10 @@
-"""Inference backends. Each module writes only _activate/_infer/_deactivate (see base.Runner)."""
+"""Inference backends behind one registry (skugen.backends.registry). Each backend module writes only
+_activate/_infer/_deactivate (see base.Runner); heavy imports happen inside them.
+
+    from skugen.backends import runner_for, available_backends
+"""
 from __future__ import annotations
 
 from .base import Runner, TensorMeta  # noqa: F401
-
-BACKENDS = ("onnxruntime", "tensorrt")
-
-
-def tensorrt_usable() -> bool:
-    """True when TensorRT, pycuda and a CUDA GPU are all present (cheap check, no engine build)."""
-    try:
-        from .tensorrt import is_available
-    except ImportError:
-        return False
-    return is_available()
+from .registry import (BACKENDS, BackendStatus, auto_backend, available_backends, backend_status,  # noqa: F401
+                       onnx_runner, runner_for, tensorrt_usable)

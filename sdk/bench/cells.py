@@ -25,12 +25,10 @@ from typing import Any, Callable
 import numpy as np
 
 from ..backends.base import Runner
-from ..backends.torch import FAMILY_KIND, TorchRunner
+from ..backends.torch import FAMILY_KIND
 from ..errors import InputError, ModelError, need_extra
 from .ceilings import ceiling_gmacs, ceiling_ms
 from .config import BenchConfig
-
-_VALUE_RANGE = {"generator": (-1.0, 1.0), "enhancer": (0.0, 1.0)}
 
 
 # ----------------------------------------------------------------------------- small helpers
@@ -140,16 +138,15 @@ def _load_target(path: str, cfg: BenchConfig, teachers: list[Path]) -> _Target:
     from ..bundle import load_bundle
 
     b = load_bundle(path)
-    io_ = b.io
+    spec = b.spec
     kind = b.kind
-    max_batch = int(io_.get("max_batch") or b.manifest.get("max_batch") or 64)
+    max_batch = int(spec.max_batch)
     hw = None
     scale = 1
     if kind == "enhancer":
-        tile = b.manifest.get("tile") or {}
-        side = cfg.tile or tile.get("size") or 64
+        side = cfg.tile or spec.tile_size or 64
         hw = (int(side), int(side))
-        scale = int(b.manifest.get("scale") or io_.get("scale") or tile.get("scale") or 2)
+        scale = int(spec.scale)
     src = b.root / "source"
     source_dir = src if (src / "card.json").is_file() and (src / "model.safetensors").is_file() else None
     teacher = next((t for t in teachers if _model_kind(t) == kind), None)
@@ -169,15 +166,16 @@ def _load_target(path: str, cfg: BenchConfig, teachers: list[Path]) -> _Target:
 
 
 def _io_dims(t: _Target) -> dict:
-    ins = {i["name"]: i for i in t.bundle.io["inputs"]}
+    io = t.bundle.spec.io
     d: dict = {}
     if t.kind == "generator":
-        d["z_dim"] = int(ins["z"]["shape"][1])
-        d["n_classes"] = int(ins["onehot"]["shape"][1])
-        out = t.bundle.io["outputs"][0]["shape"]
+        d["z_dim"] = int(io.input("z").shape[1])
+        d["n_classes"] = int(io.input("onehot").shape[1])
+        out = io.outputs[0].shape
         d["out_ch"] = int(out[1]) if isinstance(out[1], int) else 1
     else:
-        d["in_ch"] = int(ins["lr"]["shape"][1]) if isinstance(ins["lr"]["shape"][1], int) else 3
+        c = io.input("lr").shape[1]
+        d["in_ch"] = int(c) if isinstance(c, int) else 3
     return d
 
 
@@ -224,32 +222,21 @@ def _skip_reason(t: _Target, backend: str, precision: str, batch: int, trt: tupl
 
 
 def _tensorrt_status() -> tuple[bool, str]:
-    try:
-        from ..backends.tensorrt import is_available
-    except ImportError as e:
-        return False, f"skugen.backends.tensorrt cannot be imported ({e})"
-    try:
-        ok = bool(is_available())
-    except Exception as e:  # a broken driver must not take the whole bench down
-        return False, f"TensorRT availability check failed ({type(e).__name__}: {e})"
-    if ok:
+    """(usable, why not) for TensorRT here, from the backend registry."""
+    from ..backends import backend_status
+
+    s = backend_status("tensorrt")
+    if s.usable:
         return True, ""
-    return False, ("no NVIDIA GPU with TensorRT + pycuda here (skugen.backends.tensorrt.is_available() is False); "
-                   "install with pip install 'skugen[tensorrt]' on a CUDA machine")
+    return False, f"no NVIDIA GPU with TensorRT + pycuda here: {s.reason}"
 
 
 def _make_runner(t: _Target, backend: str, precision: str, threads: int) -> Runner:
-    if backend == "onnxruntime":
-        from ..backends.onnxruntime import OnnxRuntimeRunner
+    from ..backends import runner_for
 
-        return OnnxRuntimeRunner(t.bundle.model_path(precision), intra_op_threads=threads)
-    if backend == "tensorrt":
-        from ..backends.tensorrt import TensorRTRunner
-
-        return TensorRTRunner(t.bundle, precision)
     if backend == "torch":
-        return TorchRunner(t.torch_model[1], threads=threads)
-    raise InputError(f"unknown backend {backend!r}")
+        return runner_for(t.bundle, "torch", precision, threads=threads, model_dir=t.torch_model[1])
+    return runner_for(t.bundle, backend, precision, threads=threads)
 
 # ----------------------------------------------------------------------------- workloads (pre / post)
 
@@ -284,7 +271,7 @@ def _make_post(t: _Target, device: str) -> Callable[[dict[str, np.ndarray]], np.
     from .. import prepost
 
     proc = prepost.get_processor(device)  # numpy reference on CPU, CUDA kernels next to a GPU model
-    vr = _VALUE_RANGE[t.kind]
+    vr = t.bundle.spec.value_range
 
     def post(out: dict[str, np.ndarray]) -> np.ndarray:
         x = next(iter(out.values()))                                               # (B, C, H, W) float
@@ -343,7 +330,7 @@ def _count_torch(model_dir: Path, t: _Target) -> dict:
 
 def _model_facts(t: _Target, backend: str, precision: str) -> dict:
     """Size on disk, params, MACs per image (what the cell's GMAC/s is computed from)."""
-    man = t.bundle.manifest
+    spec = t.bundle.spec
     facts: dict = {}
     if backend == "torch":
         model, d = t.torch_model
@@ -351,7 +338,7 @@ def _model_facts(t: _Target, backend: str, precision: str) -> dict:
         w = d / "model.safetensors" if d else None
         if not card.get("macs") and model == "source":
             # The bundle's source model is what was exported: the manifest's counts are its counts.
-            fp32 = man["models"].get("fp32") or next(iter(man["models"].values()))
+            fp32 = (spec.models.get("fp32") or next(iter(spec.models.values()))).to_dict()
             card = {**card, **{k: fp32[k] for k in ("macs", "macs_input", "params") if k in fp32}}
         if not card.get("macs") and d is not None:
             card = {**card, **_count_torch(d, t)}
@@ -359,7 +346,8 @@ def _model_facts(t: _Target, backend: str, precision: str) -> dict:
                      params=card.get("params"))
         facts["macs_per_image"], facts["macs_source"] = _macs_per_image(card, t.kind, t.input_hw)
         return facts
-    entry = dict(man["models"].get(precision) or man["models"].get("fp32") or {})
+    v = spec.models.get(precision) or spec.models.get("fp32")
+    entry = v.to_dict() if v is not None else {}
     path = t.bundle.model_path(precision) if precision in t.bundle.precisions else None
     src_card = {}
     for c in (t.bundle.root / "source" / "card.json", t.bundle.root / "card.json"):
@@ -372,7 +360,7 @@ def _model_facts(t: _Target, backend: str, precision: str) -> dict:
     meta = {**src_card, **{k: v for k, v in entry.items() if v is not None}}
     # MACs in the manifest were counted at the export trace size for enhancers; the card says its own input.
     if t.kind == "enhancer" and "macs" in entry and not any(k in entry for k in ("macs_input_hw", "macs_input", "macs_at")):
-        meta = {"macs": entry["macs"], "trace_size": (man.get("export") or {}).get("trace_size", 32)}
+        meta = {"macs": entry["macs"], "trace_size": (spec.extra.get("export") or {}).get("trace_size", 32)}
     facts.update(model="student", file=str(path.relative_to(t.bundle.root)) if path else None,
                  bytes=path.stat().st_size if path else None, params=meta.get("params"))
     facts["macs_per_image"], facts["macs_source"] = _macs_per_image(meta, t.kind, t.input_hw)

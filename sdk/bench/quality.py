@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..backends import runner_for
 from ..backends.base import Runner
-from ..backends.torch import TorchRunner
 from ..errors import InputError, SkugenError, need_extra
 from . import cells as _cells
-from .cells import _VALUE_RANGE, _io_dims, _Target, resolve_model_dir
+from .cells import _io_dims, _Target, resolve_model_dir
 from .config import FID_NAME, BenchConfig
 
 # ----------------------------------------------------------------------------- quality inputs and outputs
@@ -45,7 +45,7 @@ class _QualityInputs:
 
 def _quality_inputs(t: _Target, cfg: BenchConfig) -> _QualityInputs:
     gi, go = t.bundle.golden()
-    out_name = t.bundle.io["outputs"][0]["name"]
+    out_name = t.bundle.spec.output
     q = _QualityInputs(golden_in=gi, golden_out=go.get(out_name, next(iter(go.values()))))
     dims = _io_dims(t)
     if t.kind == "generator":
@@ -96,20 +96,20 @@ def _quality_outputs(runner: Runner, t: _Target, q: _QualityInputs, chunk: int) 
     if t.kind == "generator":
         oh = prepost.onehot(q.labels, _io_dims(t)["n_classes"])
         x = _run_chunks(runner, {"z": q.z, "onehot": oh}, chunk)         # (n, 1, 32, 32) in [-1, 1]
-        out["images"] = postprocess(x, "-1,1", "GRAY" if x.shape[1] == 1 else "RGB")  # (n, 32, 32, C) uint8
+        out["images"] = postprocess(x, t.bundle.spec.value_range, "GRAY" if x.shape[1] == 1 else "RGB")  # (n, 32, 32, C) uint8
     else:
         proc = prepost.get_processor("cpu")
         lr = prepost.images_to_unit_nchw(list(q.lr_u8), proc)            # (n, 3, h, w) in [0, 1]
         x = _run_chunks(runner, {"lr": lr}, chunk)                        # (n, 3, 2h, 2w)
-        out["images"] = postprocess(x, "0,1", "RGB")                     # (n, 2h, 2w, 3) uint8
+        out["images"] = postprocess(x, t.bundle.spec.value_range, "RGB")  # (n, 2h, 2w, 3) uint8
     return out
 
 # ----------------------------------------------------------------------------- metrics
 
 
-def _to_255(x: np.ndarray, kind: str) -> np.ndarray:
-    """(N, C, H, W) float model output -> (N, H, W, C) float64 in [0, 255] (unrounded, clipped)."""
-    lo, hi = _VALUE_RANGE[kind]
+def _to_255(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """(N, C, H, W) float model output in `value_range` -> (N, H, W, C) float64 in [0, 255] (unrounded, clipped)."""
+    lo, hi = value_range
     return np.clip((np.asarray(x, np.float64) - lo) * (255.0 / (hi - lo)), 0, 255).transpose(0, 2, 3, 1)
 
 
@@ -280,7 +280,7 @@ def _run_quality(cfg, threads, targets, runnable, combos, cells, references, sam
             teacher_out = outs[("torch", "fp32")]
         else:
             try:
-                with TorchRunner(t.teacher_dir, threads) as r:
+                with runner_for(t.bundle, "torch", "fp32", threads=threads, model_dir=t.teacher_dir) as r:
                     teacher_out = _quality_outputs(r, t, q, chunk)
             except SkugenError as e:
                 teacher_why = f"teacher could not run: {e}"
@@ -304,7 +304,8 @@ def _run_quality(cfg, threads, targets, runnable, combos, cells, references, sam
             if "error" in o:
                 qd = {"skipped": o["error"]}
             else:
-                qd["vs_reference"] = _pair_metrics(_to_255(o["golden"], t.kind), _to_255(q.golden_out, t.kind),
+                vr = t.bundle.spec.value_range
+                qd["vs_reference"] = _pair_metrics(_to_255(o["golden"], vr), _to_255(q.golden_out, vr),
                                                    t.kind, t.scale, "bundle golden outputs (source PyTorch model, fp32)")
                 if teacher_out is None:
                     qd["vs_teacher"] = {"skipped": teacher_why}

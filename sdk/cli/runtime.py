@@ -238,7 +238,7 @@ def _verify(args) -> int:
 
 
 def add_build(sub) -> None:
-    from ..backends import trt_plan as tp
+    from ..backends.tensorrt import plan as tp
 
     p = sub.add_parser(
         "build", help="build TensorRT engines for this GPU from a bundle", formatter_class=_FMT,
@@ -374,12 +374,13 @@ def _engines_mark(args) -> int:
 
 
 def _engines_status(args) -> int:
-    from ..deploy import engine_status
+    from ..backends.tensorrt import store
 
-    rows = engine_status(args.bundle)
-    for r in rows:
-        state = "VERIFIED" if r["verified"] else "not verified"
-        print(f"[skugen] engine {r['key']}: {r['precision']}, {state}")
+    rows = store.list_engines(args.bundle)
+    for e in rows:
+        state = "VERIFIED" if e.verified else "not verified"
+        where = "" if e.in_bundle else f" (read-only bundle: in {e.dir.parent})"
+        print(f"[skugen] engine {e.key}: {e.precision}, {state}{where}")
     if not rows:
         print("[skugen] no TensorRT engines built (onnxruntime only)")
     return 0

@@ -15,7 +15,7 @@ from skugen.io import sha256_file
 
 def test_generator_manifest(cgan_bundle):
     b = load_bundle(cgan_bundle)
-    m = b.manifest
+    m = b.spec.to_dict()
     assert m["schema_version"] == 1 and m["kind"] == "generator" and m["name"] == "test-cgan"
     io = m["io"]
     assert [i["name"] for i in io["inputs"]] == ["z", "onehot"]
@@ -61,7 +61,7 @@ def test_golden_data_is_pickle_free_and_from_torch(cgan_bundle, cgan_model):
 
 
 def test_enhancer_manifest(sr_bundle):
-    m = load_bundle(sr_bundle).manifest
+    m = load_bundle(sr_bundle).spec.to_dict()
     assert m["kind"] == "enhancer"
     assert m["io"]["inputs"][0]["shape"] == ["batch", 3, "h", "w"] and m["io"]["scale"] == 2
     assert m["io"]["outputs"][0]["shape"] == ["batch", 3, "2h", "2w"]
@@ -82,8 +82,8 @@ def test_cli_export_fp32_and_tar(cgan_model_dir, tmp_path, capsys, monkeypatch):
     assert list(s["models"]) == ["fp32"] and s["quantization"] is None
     assert s["tar"] == str(out) + ".tar"
     tb = load_bundle(s["tar"])
-    assert tb.manifest == load_bundle(out).manifest
-    assert "quantization" not in tb.manifest["reports"] and "int8" not in tb.manifest["golden"]["tolerances"]
+    assert tb.spec.to_dict() == load_bundle(out).spec.to_dict()
+    assert "quantization" not in tb.spec.to_dict()["reports"] and "int8" not in tb.spec.to_dict()["golden"]["tolerances"]
 
 
 def test_cli_export_int8(cgan_model_dir, tmp_path, capsys):
@@ -93,7 +93,7 @@ def test_cli_export_int8(cgan_model_dir, tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "int8" in text and "INT8" in text and "parity vs PyTorch" in text
-    assert load_bundle(out).manifest["models"]["int8"]["quantization"]["calibration_samples"] == 16
+    assert load_bundle(out).spec.to_dict()["models"]["int8"]["quantization"]["calibration_samples"] == 16
 
 
 def test_cli_export_help_has_examples(capsys):

@@ -27,7 +27,7 @@ def _flip_byte(path, where: float = 0.5) -> None:
 def test_round_trip(cgan_bundle):
     b = load_bundle(cgan_bundle)
     assert b.kind == "generator" and b.precisions == ["fp32", "int8"]
-    assert b.model_path("int8").is_file() and b.model_sha256("fp32") == b.manifest["models"]["fp32"]["sha256"]
+    assert b.model_path("int8").is_file() and b.model_sha256("fp32") == b.spec.to_dict()["models"]["fp32"]["sha256"]
     gi, go = b.golden()
     assert set(gi) == {"z", "onehot"} and go["image"].shape == (10, 1, 32, 32)
     assert b.report("quality")["golden_vs_reference"]["fp32"]["pass"] is True
@@ -35,7 +35,7 @@ def test_round_trip(cgan_bundle):
 
 
 def test_every_file_is_tamper_evident(cgan_bundle, tmp_path):
-    manifest = load_bundle(cgan_bundle).manifest
+    manifest = load_bundle(cgan_bundle).spec.to_dict()
     targets = sorted(manifest["files"]) + [MANIFEST, MANIFEST_DIGEST]
     assert len(targets) >= 12
     for rel in targets:
@@ -78,7 +78,7 @@ def test_tar_round_trip(cgan_bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("SKUGEN_CACHE_DIR", str(tmp_path / "cache"))
     tar = to_tar(cgan_bundle, tmp_path / "cgan.tar")
     a, b = load_bundle(cgan_bundle), load_bundle(tar)
-    assert b.manifest == a.manifest and b.manifest_sha256 == a.manifest_sha256
+    assert b.spec.to_dict() == a.spec.to_dict() and b.manifest_sha256 == a.manifest_sha256
     for k, v in a.golden()[1].items():
         np.testing.assert_array_equal(b.golden()[1][k], v)
     assert b.model_path("int8").read_bytes() == a.model_path("int8").read_bytes()
@@ -105,7 +105,7 @@ def test_writing_a_bundle_never_replaces_a_directory_that_is_not_one(cgan_bundle
     project = tmp_path / "project"
     (project / "sub").mkdir(parents=True)
     (project / "thesis.tex").write_text("years of work")
-    manifest = load_bundle(cgan_bundle).manifest
+    manifest = load_bundle(cgan_bundle).spec.to_dict()
     with pytest.raises(InputError, match="not a skugen bundle"):
         write_bundle(project, manifest, {"x.bin": b"1"})
     assert (project / "thesis.tex").read_text() == "years of work" and (project / "sub").is_dir()

@@ -92,7 +92,7 @@ def test_fastest_cpu_precision_follows_export_timing(cgan_bundle):
 def test_auto_picks_the_faster_ort_precision_on_cpu(cgan_bundle, monkeypatch):
     import skugen.backends as B
 
-    monkeypatch.setattr(B, "tensorrt_usable", lambda: False)
+    monkeypatch.setattr(B.registry, "tensorrt_usable", lambda: False)
     with skugen.load(cgan_bundle) as p:
         m = p.bundle.spec.models
         want = "fp32" if m["fp32"].cpu_latency.p50_ms < m["int8"].cpu_latency.p50_ms else "int8"

@@ -97,12 +97,12 @@ def test_onnx_model_config_matches_the_bundle(exported):
     b, repo, cfgs = exported
     c = cfgs[f"{b.name}_onnx"]
     assert c.platform == "onnxruntime_onnx"
-    assert c.max_batch_size == b.io.get("max_batch", 64)
+    assert c.max_batch_size == b.spec.io.to_dict().get("max_batch", 64)
     assert [g.kind for g in c.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_CPU]
     db = c.dynamic_batching
     assert db.max_queue_delay_microseconds == 100 and list(db.preferred_batch_size)
     assert all(1 <= p <= c.max_batch_size for p in db.preferred_batch_size)
-    for cfg_ts, spec in ((c.input, b.io["inputs"]), (c.output, b.io["outputs"])):
+    for cfg_ts, spec in ((c.input, b.spec.io.to_dict()["inputs"]), (c.output, b.spec.io.to_dict()["outputs"])):
         assert [t.name for t in cfg_ts] == [s["name"] for s in spec]
         for t, s in zip(cfg_ts, spec):
             assert DT.Name(t.data_type) == {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}[s["dtype"]]
@@ -285,7 +285,7 @@ def test_pre_enhancer_matches_the_runtime(model_py, mean, std):
 def test_pre_generator_matches_the_runtime(model_py, gen_bundle):
     b = load_bundle(gen_bundle)
     names, n = b.class_names, len(b.class_names)
-    z_dim = b.io.get("z_dim") or b.io["inputs"][0]["shape"][-1]
+    z_dim = b.spec.io.to_dict().get("z_dim") or b.spec.io.to_dict()["inputs"][0]["shape"][-1]
     queries = []
     for name in names:  # full names in odd spellings, '/'-parts, indices
         queries += [name, name.upper().replace(" ", "_")] + [p for p in name.split("/") if p.strip()]
@@ -394,14 +394,14 @@ def test_generator_ensemble_gives_the_runtime_images(gen_bundle, tmp_path):
     repo = export_triton(b, tmp_path / "repo")
     cfgs = _configs(repo)
     n, names = len(b.class_names), b.class_names
-    z_dim = b.io.get("z_dim") or b.io["inputs"][0]["shape"][-1]
+    z_dim = b.spec.io.to_dict().get("z_dim") or b.spec.io.to_dict()["inputs"][0]["shape"][-1]
     labels, seeds = [names[-1], "0", names[2].lower()], [11, 12, 2**40]
     got = _run_ensemble(repo, cfgs, b.name, {"label": np.array([[s.encode()] for s in labels], dtype=object),
                                              "seed": np.array(seeds, dtype=np.int64)[:, None]})["image"]
     z = np.concatenate([prepost.make_latents(s, 1, z_dim) for s in seeds])
     oh = prepost.onehot(prepost.resolve_labels(labels, None, names, n), n)
-    vr = (b.manifest.get("postprocess") or {}).get("value_range", "-1,1")
-    want = ref_post(_ort(b, {"z": z, "onehot": oh}), vr, "GRAY" if b.io["outputs"][0]["shape"][1] == 1 else "RGB")
+    vr = (b.spec.to_dict().get("postprocess") or {}).get("value_range", "-1,1")
+    want = ref_post(_ort(b, {"z": z, "onehot": oh}), vr, "GRAY" if b.spec.io.to_dict()["outputs"][0]["shape"][1] == 1 else "RGB")
     np.testing.assert_array_equal(got, want)
 
 
@@ -411,9 +411,9 @@ def test_enhancer_ensemble_gives_the_runtime_images(enh_bundle, tmp_path):
     cfgs = _configs(repo)
     photo = np.random.default_rng(3).integers(0, 256, (1, 20, 24, 3), dtype=np.uint8)
     got = _run_ensemble(repo, cfgs, b.name, {"photo": photo})["image"]
-    pre = b.manifest.get("preprocess") or {}
+    pre = b.spec.to_dict().get("preprocess") or {}
     lr = prepost.images_to_unit_nchw([photo[0]], NumpyProcessor(), pre.get("mean", 0.0), pre.get("std", 1.0))
-    vr = (b.manifest.get("postprocess") or {}).get("value_range", "0,1")
+    vr = (b.spec.to_dict().get("postprocess") or {}).get("value_range", "0,1")
     want = ref_post(_ort(b, {"lr": lr}), vr, "RGB")
     assert got.shape == (1, 40, 48, 3)
     np.testing.assert_array_equal(got, want)
@@ -430,7 +430,7 @@ def _fake_engine(bundle: Path, precision: str, cc: str, onnx_sha: str, built_at:
     d.mkdir(parents=True)
     (d / "engine.plan").write_bytes(f"plan {key}".encode())
     profile = {}
-    for t in b.io["inputs"]:
+    for t in b.spec.io.to_dict()["inputs"]:
         dims = [d_ if isinstance(d_, int) else 16 for d_ in t["shape"][1:]]
         profile[t["name"]] = {"dtype": t["dtype"], "min": [1] + dims, "opt": [8] + dims, "max": [max_batch] + dims}
     (d / "engine.json").write_text(json.dumps({
@@ -453,7 +453,7 @@ def test_plan_models_from_built_engines(gen_bundle, tmp_path):
     assert f"{b.name}_trt_int8" not in cfgs, "a stale engine must not be served"
     assert trt.platform == "tensorrt_plan"
     assert [g.kind for g in trt.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
-    assert trt.max_batch_size == min(4, b.io.get("max_batch", 64)), "capped by the engine profile"
+    assert trt.max_batch_size == min(4, b.spec.io.to_dict().get("max_batch", 64)), "capped by the engine profile"
     assert dict(trt.cc_model_filenames) == {"8.7": "model.sm87.plan", "9.0": "model.sm90.plan"}
     assert (repo / trt.name / "1" / "model.sm87.plan").read_bytes() == (e87 / "engine.plan").read_bytes()
     assert [_sig(t) for t in trt.input] == [_sig(t) for t in cfgs[f"{b.name}_onnx"].input]

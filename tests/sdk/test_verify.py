@@ -18,8 +18,8 @@ from skugen.verify import check_output, output_stats, verify_bundle
 def _rewrite(bundle, out, *, outputs=None, drop_int8=False):
     """A copy of `bundle` written with write_bundle: hashes valid, contents as given."""
     b = load_bundle(bundle)
-    m = {k: v for k, v in b.manifest.items() if k != "files"}
-    files = {rel: b.root / rel for rel in b.manifest["files"]}
+    m = {k: v for k, v in b.spec.to_dict().items() if k != "files"}
+    files = {rel: b.root / rel for rel in b.spec.to_dict()["files"]}
     if outputs is not None:
         files["golden/outputs.npz"] = npz_bytes(outputs)
     if drop_int8:
@@ -66,15 +66,17 @@ def test_verify_fails_on_perturbed_golden(cgan_bundle, tmp_path, capsys):
 
 @pytest.mark.parametrize("which", ["cgan_bundle", "sr_bundle"])
 def test_tensorrt_int8_flavour_meets_the_int8_tolerance_on_ort(which, request):
-    from skugen.backends.onnxruntime import OnnxRuntimeRunner
+    from skugen.backends import onnx_runner
 
     b = load_bundle(request.getfixturevalue(which))
     gi, go = b.golden()
-    with OnnxRuntimeRunner(b.root / b.manifest["models"]["int8"]["variants"]["tensorrt"]["file"]) as r:
+    twin = b.spec.variant("int8", "tensorrt")
+    assert twin is not b.spec.models["int8"]  # the signed-int8 file TensorRT builds from
+    with onnx_runner(b.root / twin.file) as r:
         got = r.infer(gi)
-    tol = b.manifest["golden"]["tolerances"]["int8"]
+    tol = b.spec.tolerance("int8")
     for k, ref in go.items():
-        assert check_output(got[k], ref, tol, b.manifest["postprocess"]["value_range"])["pass"]
+        assert check_output(got[k], ref, tol, b.spec.value_range)["pass"]
 
 
 def test_verify_api_report(sr_bundle):
@@ -150,7 +152,7 @@ def _polygraphy(*args) -> subprocess.CompletedProcess:
 def test_polygraphy_agrees_with_golden(cgan_bundle, tmp_path):
     pytest.importorskip("polygraphy")
     b = load_bundle(cgan_bundle)
-    tol = b.manifest["golden"]["tolerances"]["fp32"]
+    tol = b.spec.to_dict()["golden"]["tolerances"]["fp32"]
     inp, outp = _polygraphy_files(cgan_bundle, tmp_path)
     model = str(b.model_path("fp32"))
     ok = _polygraphy("run", model, "--onnxrt", "--load-inputs", str(inp), "--load-outputs", str(outp),

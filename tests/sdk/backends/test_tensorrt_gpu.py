@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skugen.backends import trt_plan as tp
 from skugen.backends import tensorrt as trt_backend
 from skugen.backends.onnxruntime import OnnxRuntimeRunner
-from skugen.backends.trt_plan import BuildConfig
+from skugen.backends.tensorrt import BuildConfig
+from skugen.backends.tensorrt import build as trt_build
+from skugen.backends.tensorrt import plan as tp
 from skugen.bundle import load_bundle
 from skugen.errors import EngineMismatch, InputError
 from skugen.io import atomic_write_json, sha256_file
@@ -110,10 +111,10 @@ def test_engine_built_with_sidecar(bundle, engines, precision):
     assert side == json.loads(json.dumps(rec.metadata))
     assert (side["device_name"], side["compute_capability"], side["tensorrt_version"]) == \
         (dev["name"], dev["compute_capability"], dev["tensorrt_version"])
-    src, quant = tp.source_model(bundle.manifest, precision)
+    src, quant = tp.source_model(bundle.spec, precision)
     assert side["onnx_sha256"] == bundle.model_sha256(src) and side["precision"] == precision
-    assert side["profile"] == tp.make_build_plan(bundle.manifest, precision, CFG,
-                                                 cover=trt_backend._golden_shapes(bundle)).profile_dict()
+    assert side["profile"] == tp.make_build_plan(bundle.spec, precision, CFG,
+                                                 cover=trt_build._golden_shapes(bundle)).profile_dict()
     counts = side["precision_counts"]["compute"]
     assert side["layers"] and "unknown" not in counts, counts  # the inspector saw concrete shapes
     if precision == "fp16":

@@ -29,9 +29,12 @@ import numpy as np
 import pytest
 
 from skugen import cli
-from skugen.backends import trt_plan as tp
+from skugen.backends.tensorrt import plan as tp
 from skugen.backends import tensorrt as trt_backend
-from skugen.backends.trt_plan import BuildConfig
+from skugen.backends.tensorrt import build as trt_build
+from skugen.backends.tensorrt import cuda as trt_cuda
+from skugen.backends.tensorrt import store
+from skugen.backends.tensorrt import BuildConfig
 from skugen.bundle import load_bundle, npz_bytes, write_bundle
 from skugen.errors import BackendUnavailable, BundleError, EngineMismatch, InputError
 from skugen.io import atomic_write_json
@@ -516,7 +519,7 @@ def test_cli_build_help(capsys):
 def test_old_tensorrt_is_refused(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.6.1"))
     with pytest.raises(BackendUnavailable, match=r"too old.*skugen\[tensorrt\]"):
-        trt_backend._require()
+        trt_cuda._require()
     assert trt_backend.is_available() is False
 
 
@@ -525,7 +528,7 @@ def test_missing_pycuda_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "pycuda", None)  # import pycuda -> ImportError
     monkeypatch.setitem(sys.modules, "pycuda.driver", None)
     with pytest.raises(BackendUnavailable, match=r"pycuda.*skugen\[tensorrt\]"):
-        trt_backend._require()
+        trt_cuda._require()
 
 
 def test_no_gpu_is_named(monkeypatch):
@@ -540,7 +543,7 @@ def test_no_gpu_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "pycuda", pkg)
     monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
     with pytest.raises(BackendUnavailable, match=r"no device.*skugen\[tensorrt\]"):
-        trt_backend._require()
+        trt_cuda._require()
 
 # ----------------------------------------------------------------------------- engine directories (no GPU)
 
@@ -549,21 +552,21 @@ def test_engine_dir_selection(cgan_bundle_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("SKUGEN_CACHE_DIR", str(tmp_path / "cache"))
     b = load_bundle(cgan_bundle_dir)
     key = tp.engine_key("NVIDIA H200", "9.0", "10.3.0", "fp16")
-    assert trt_backend._find_engine(b, key) is None
-    assert trt_backend._writable_engine_dir(b, key) == b.engines_dir() / key
+    assert store.find(b, key) is None
+    assert store.writable_dir(b, key) == b.engines_dir() / key
     # A read-only bundle (installed under /opt, say) gets its engines in the user cache instead.
-    monkeypatch.setattr(trt_backend.os, "access", lambda p, mode: False)
-    fb = trt_backend._writable_engine_dir(b, key)
+    monkeypatch.setattr(store.os, "access", lambda p, mode: False)
+    fb = store.writable_dir(b, key)
     assert fb.is_relative_to(tmp_path / "cache" / "tensorrt" / "engines") and fb.name == key
     _, meta = _meta()
     atomic_write_json(fb / tp.SIDECAR_FILE, meta)
-    assert trt_backend._find_engine(b, key) == fb
-    assert trt_backend._plan_problem(fb, meta) == f"{tp.ENGINE_FILE} is missing"
+    assert store.find(b, key) == fb
+    assert store.plan_problem(fb, meta) == f"{tp.ENGINE_FILE} is missing"
     (fb / tp.ENGINE_FILE).write_bytes(b"not the plan that was built")
-    assert "sha256" in trt_backend._plan_problem(fb, meta)
-    assert trt_backend._plan_problem(fb, {**meta, "plan_sha256": hashlib.sha256(b"not the plan that was built")
+    assert "sha256" in store.plan_problem(fb, meta)
+    assert store.plan_problem(fb, {**meta, "plan_sha256": hashlib.sha256(b"not the plan that was built")
                                           .hexdigest()}) is None
-    assert trt_backend._golden_shapes(b) == {"z": [(4, 128)], "onehot": [(4, 10)]}
+    assert trt_build._golden_shapes(b) == {"z": [(4, 128)], "onehot": [(4, 10)]}
 
 # ----------------------------------------------------------------------------- control flow on a fake TensorRT
 # A tiny stand-in for the tensorrt + pycuda.driver modules (numpy "device memory", JSON "plans") so that
@@ -957,7 +960,7 @@ def fake_trt(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setitem(sys.modules, "pycuda", pkg)
     monkeypatch.setitem(sys.modules, "pycuda.driver", cuda)
-    monkeypatch.setattr(trt_backend, "_TRT_LOGGER", None)
+    monkeypatch.setattr(trt_cuda, "_TRT_LOGGER", None)
     monkeypatch.setenv("SKUGEN_CACHE_DIR", str(tmp_path / "cache"))
     yield trt, cuda
     assert cuda.depth == 0, "unbalanced CUDA context push/pop"
@@ -1133,3 +1136,63 @@ def test_fake_bad_onnx_and_cli(fake_trt, tmp_path, capsys):
                                                           "golden/outputs.npz": npz_bytes({})}))
     with pytest.raises(BundleError, match="cannot parse model.fp32.onnx"):
         trt_backend.engine_from_onnx(bad, "fp16", SMALL)
+
+# ----------------------------------------------------------------------------- the engine store, end to end (fake TensorRT)
+# What these can catch: an engine directory that one reader (runner/builder, deploy, `skugen engines`,
+# export-triton) finds and another does not, and a source-ONNX sha256 that the builder writes but triton
+# rejects. What they cannot: whether a real TensorRT writes/loads those plans (test_tensorrt_gpu.py).
+
+
+def test_fake_read_only_bundle_engine_is_seen_by_deploy_engines_and_triton(fake_trt, tmp_path, monkeypatch, capsys):
+    from skugen.deploy import engine_status, engine_verified, find_engine_dir, mark_engine_verified
+    from skugen.triton import export_triton
+
+    b, _ = _fake_bundle(tmp_path / "g", "generator")
+    with monkeypatch.context() as m:  # the bundle is read-only (installed under /opt, say) while it builds
+        m.setattr(store.os, "access", lambda p, mode: False)
+        rec = trt_backend.engine_from_onnx(b, "fp16", SMALL)
+    assert rec.built and rec.engine_dir.is_relative_to(tmp_path / "cache" / "tensorrt" / "engines")
+    assert not b.engines_dir().exists()  # nothing written into the bundle
+    # The runner, deploy and `skugen engines` all find it in the fallback.
+    with trt_backend.TensorRTRunner(b, "fp16", build_missing=False) as r:
+        assert r.record.engine_dir == rec.engine_dir and not r.record.built
+    assert find_engine_dir(b, "fp16") == rec.engine_dir
+    assert engine_status(b) == [{"key": rec.key, "precision": "fp16", "verified": False}]
+    mark_engine_verified(b, "fp16", log="PASS")
+    assert engine_verified(rec.engine_dir) and (rec.engine_dir / store.VERIFIED_FILE).is_file()
+    assert engine_status(b) == [{"key": rec.key, "precision": "fp16", "verified": True}]
+    assert cli.main(["engines", "status", str(b.root)]) == 0
+    out = capsys.readouterr().out
+    assert f"engine {rec.key}: fp16, VERIFIED (read-only bundle: in {rec.engine_dir.parent})" in out
+    # export-triton ships it as a tensorrt_plan model, also with --plans verified.
+    for mode in ("all", "verified"):
+        from skugen.triton import TritonConfig
+
+        repo = export_triton(b, tmp_path / f"repo-{mode}", TritonConfig(plans=mode))
+        s = json.loads((repo / "skugen_triton.json").read_text())
+        assert list(s["plans"]) == [f"{b.name}_trt_fp16"], s["plans"]
+        assert s["plans"][f"{b.name}_trt_fp16"][0]["engine"] == rec.key
+        plan = next(repo.glob("*_trt_fp16/1/model.plan"))
+        assert plan.read_bytes() == rec.plan_path.read_bytes()
+
+
+def test_fake_int8_engine_from_the_tensorrt_twin_is_exported_by_triton(fake_trt, tmp_path):
+    """int8 engines are built from models.int8.variants.tensorrt (signed int8), not from the uint8 file ONNX
+    Runtime runs: triton must compare the sidecar's onnx_sha256 with the twin's sha256 (it compared with the
+    ORT file's and dropped every int8 engine as stale)."""
+    from skugen.triton import TritonConfig, export_triton
+
+    b, spec = _fake_bundle(tmp_path / "g", "generator")
+    m = b.spec.to_dict()
+    twin = json.dumps({**spec, "qdq": True, "activations": "int8"}).encode()
+    m["models"]["int8"]["variants"] = {"tensorrt": {"file": "model.int8.trt.onnx", "sha256": hashlib.sha256(twin)
+                                                    .hexdigest(), "activations": "int8", "use_for": ["tensorrt"]}}
+    files = {rel: b.root / rel for rel in b.spec.files}
+    files["model.int8.trt.onnx"] = twin
+    b2 = load_bundle(write_bundle(tmp_path / "g2", {k: v for k, v in m.items() if k != "files"}, files))
+    rec = trt_backend.engine_from_onnx(b2, "int8", SMALL)
+    assert rec.metadata["onnx_sha256"] == b2.spec.variant("int8", "tensorrt").sha256 != b2.model_sha256("int8")
+    assert tp.engine_source_sha256(b2.spec, "int8") == rec.metadata["onnx_sha256"]
+    s = json.loads((export_triton(b2, tmp_path / "repo", TritonConfig(plans="all")) / "skugen_triton.json")
+                   .read_text())
+    assert [e["engine"] for e in s["plans"][f"{b2.name}_trt_int8"]] == [rec.key], s["plans"]

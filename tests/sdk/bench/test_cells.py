@@ -59,7 +59,7 @@ def test_enhancer_macs_scale_with_the_tile(bench):
         pytest.skip("no enhancer bundle here (GroceryStore missing)")
     rep = bench["report"]
     c = next(c for c in rep.ok_cells() if c["kind"] == "enhancer" and c["model"] == "student")
-    m = load_bundle(c["bundle_path"]).manifest["models"]["fp32"]
+    m = load_bundle(c["bundle_path"]).spec.to_dict()["models"]["fp32"]
     # manifest MACs are for a 64x64 LR image; the bench ran 32x32 tiles: a quarter of them.
     assert m["macs_input"][-2:] == [64, 64]
     assert c["model_info"]["macs_per_image"] == pytest.approx(m["macs"] / 4, rel=1e-6)

@@ -1,7 +1,7 @@
 """TensorRT build planning: everything about an engine build that needs no GPU.
 
 Pure functions over a parsed bundle manifest (skugen.manifest.Manifest) and plain dicts, so the CPU test suite can
-check them thoroughly. `skugen.backends.tensorrt` turns a `BuildPlan` into
+check them thoroughly. `skugen.backends.tensorrt.build` turns a `BuildPlan` into
 TensorRT 10 API calls; nothing here imports tensorrt or pycuda.
 
 What lives here:
@@ -179,6 +179,15 @@ def tensorrt_source(manifest: Manifest, model: str) -> Variant:
     variants.tensorrt (same calibration) for TensorRT's explicit quantization.
     """
     return manifest.variant(model, "tensorrt")
+
+
+def engine_source_sha256(manifest: Manifest, precision: str) -> str | None:
+    """sha256 of the ONNX an engine of `precision` is built from (what its sidecar's onnx_sha256 must be);
+    None when the bundle has no model TensorRT could build that precision from."""
+    try:
+        return tensorrt_source(manifest, source_model(manifest, precision)[0]).sha256
+    except InputError:
+        return None
 
 
 def make_build_plan(manifest: Manifest, precision: str, cfg: BuildConfig | None = None,
