@@ -8,7 +8,6 @@ import argparse
 import collections
 import json
 import os
-import platform
 import tempfile
 import time
 
@@ -17,6 +16,7 @@ import onnxruntime as ort
 
 from skugen.bundle import load_bundle
 from skugen.io import atomic_write_json
+from skugen.report import machine
 
 
 def profile(path: str, feed: dict, threads: int, iters: int = 30) -> dict:
@@ -57,7 +57,7 @@ def main() -> None:
     res = {p: profile(str(b.model_path(p)), feed, a.threads) for p in b.precisions}
     res["int8_speedup_p50"] = res["fp32"]["p50_ms"] / res["int8"]["p50_ms"] if "int8" in res else None
     out = {"bundle": b.name, "batch": a.batch, "threads": a.threads, "onnxruntime": ort.__version__,
-           "cpu": platform.processor() or platform.machine(), "load_avg": os.getloadavg(), "results": res}
+           "cpu": machine()["cpu"], "load_avg": os.getloadavg(), "results": res}
     print(json.dumps(out, indent=1))
     if a.out:
         atomic_write_json(a.out, out)

@@ -14,7 +14,6 @@ compares with the tolerances written here.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, replace
@@ -26,7 +25,7 @@ import torch
 from skugen import __version__ as skugen_version
 from skugen.bundle import check_bundle_dest, npz_bytes, write_bundle
 from skugen.errors import BudgetError, DataError, ModelError, VerificationError
-from skugen.io import json_default, sha256_bytes
+from skugen.io import json_text, jsonable, sha256_bytes
 from skugen.manifest import (DEFAULT_VALUE_RANGE, SCHEMA_VERSION, Golden, IOSpec, Manifest, Postprocess, Preprocess,
                              TensorSpec, Tile, Variant)
 
@@ -321,14 +320,14 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     bundle_card = {**card, "bundle": {"kind": kind, "precisions": list(models_m), "quality": quality_summary}}
     files.update({
         "golden/inputs.npz": npz_bytes(g_in), "golden/outputs.npz": npz_bytes(g_out),
-        "reports/parity.json": _json(parity), "reports/quality.json": _json(quality_report),
-        "card.json": _json(bundle_card),
+        "reports/parity.json": json_text(parity).encode(), "reports/quality.json": json_text(quality_report).encode(),
+        "card.json": json_text(bundle_card).encode(),
         "source/model.safetensors": src / "model.safetensors", "source/card.json": src / "card.json",
     })
     if card.get("program"):  # a user's frozen program (TorchScript / ExportedProgram): the teacher's graph
         files[f"source/{card['program']['file']}"] = src / card["program"]["file"]
     if quant_report is not None:
-        files["reports/quantization.json"] = _json(quant_report)
+        files["reports/quantization.json"] = json_text(quant_report).encode()
 
     manifest = Manifest(
         schema_version=SCHEMA_VERSION, skugen_version=skugen_version, name=name, kind=kind,
@@ -346,7 +345,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
         reports=reports, card="card.json",
         source={"name": name, "weights": "source/model.safetensors", "card": "source/card.json",
                 "sha256": card.get("weights", {}).get("sha256")},
-        quality=json.loads(json.dumps(quality_summary, default=json_default)),
+        quality=jsonable(quality_summary, finite=False),
     )
     path = write_bundle(out, manifest, files)
     if cfg.strict_budget and quant_report is not None and quant_report["outcome"].startswith("fp32"):
@@ -404,6 +403,3 @@ def _cpu_latency(onnx_bytes: bytes, kind: str, module, iters: int = 20) -> dict:
 def _strip(m: dict | None) -> dict | None:
     return None if m is None else {k: v for k, v in m.items() if k != "budget"} | {"budget_ok": m["budget"]["ok"]}
 
-
-def _json(obj) -> bytes:
-    return (json.dumps(obj, indent=2, default=json_default) + "\n").encode()

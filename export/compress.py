@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -36,7 +35,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from skugen.errors import InputError, ModelError, SkugenError
-from skugen.report import invocation
+from skugen.report import invocation, machine
 
 from . import ckpt, custom, models, prune
 from .adapter import TARGETS, adapter_for
@@ -311,8 +310,7 @@ def _compress(teacher, tcard, tname, cfg, preset, out, env, t0) -> CompressResul
         "vs_teacher": _targets(family, pres.macs_ratio, m_teacher, m_student),
         "wall_time_s": times["total_s"],
         "timings_s": times,
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "python": platform.python_version(), "world_size": env.world},
+        "machine": machine(threads=torch.get_num_threads(), torch=torch.__version__, world_size=env.world),
     }
     ckpt.save_model(student, out, card)
     if dres is not None:

@@ -45,9 +45,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from skugen.errors import InputError, ModelError
+from skugen.progress import progress
 
 from . import ckpt, data, models
-from .train import SRLoss, diff_augment, progress, recalibrate_bn
+from .train import SRLoss, diff_augment, recalibrate_bn
 
 # ----------------------------------------------------------------------------- config
 
@@ -430,7 +431,7 @@ def distill(teacher: nn.Module, student: nn.Module, cfg: DistillConfig | None = 
 
     local_b = max(1, math.ceil(cfg.batch / env.world))
     sample = _Inputs(teacher, cfg, env, local_b)
-    bar = progress(cfg.steps, start, desc) if env.main else None
+    bar = progress(cfg.steps, start, desc, mininterval=2.0) if env.main else None
     for step in range(start, cfg.steps):
         for pg in opt.param_groups:
             pg["lr"] = _lr_at(step, cfg)
@@ -516,7 +517,7 @@ def distill_outputs(teacher: nn.Module, student: nn.Module, inputs: Callable[[in
     student.train()
     opt = torch.optim.Adam(student.parameters(), lr=lr)
     hist = []
-    bar = progress(steps, 0, desc)
+    bar = progress(steps, 0, desc, mininterval=2.0)
     for step in range(steps):
         for pg in opt.param_groups:
             pg["lr"] = cosine_lr(lr, step, steps)

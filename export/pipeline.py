@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -23,8 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from skugen.errors import InputError, ModelError, SkugenError
-from skugen.io import atomic_write_json, sha256_file
-from skugen.report import invocation
+from skugen.io import atomic_write_json, jsonable, sha256_file
+from skugen.report import invocation, machine
 
 from . import zoo
 
@@ -228,7 +227,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
             precs = bundle.precisions if backend == "onnxruntime" else ["fp16"] + (["int8"] if "int8" in bundle.precisions else [])
             for p in precs:
                 r = verify_bundle(bundle, backend=backend, precision=p)
-                res[f"{backend}/{p}"] = _jsonable(r)
+                res[f"{backend}/{p}"] = jsonable(r, finite=False)
         atomic_write_json(out / "reports" / "verify.json", res)
         return {k: bool(v.get("passed")) for k, v in res.items()}
 
@@ -253,24 +252,15 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
     # 6. summary: three lines a human reads first
     summary = _summary(bundle, bench_json if not cfg.skip_bench else None)
-    report = {"schema_version": 1, "config": asdict(cfg), "out": str(out), "teacher": str(teacher_dir), "student": str(student_dir),
+    report = {"schema_version": 1, "kind": "pipeline", "config": asdict(cfg), "out": str(out), "teacher": str(teacher_dir), "student": str(student_dir),
               "bundle": str(bundle_dir), "verify": verify, "stages": runner.timings,
               "wall_time_s": round(time.time() - t_start, 1), "summary": summary,
               "reports": {"bench_json": str(bench_json), "bench_html": str(bench_html),
                           "verify": str(out / "reports" / "verify.json"),
                           "sensitivity": str(student_dir / "sensitivity.json")},
-              "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "python": platform.python_version()}}
+              "machine": machine(cores=os.cpu_count())}
     atomic_write_json(out / "report.json", report)
     return report
-
-
-def _jsonable(x: Any) -> Any:
-    if hasattr(x, "to_dict"):
-        return x.to_dict()
-    if hasattr(x, "__dataclass_fields__"):
-        return json.loads(json.dumps(asdict(x), default=str))
-    return json.loads(json.dumps(x, default=str))
 
 
 def _summary(bundle, bench_json: Path | None) -> dict:

@@ -571,8 +571,8 @@ def sensitivity(model: nn.Module, ratios: Sequence[float] = (0.25, 0.5, 0.75),
     todo = [(u, r) for u in names for r in ratios]
     bar = None
     if progress:
-        from .train import progress as _progress
-        bar = _progress(len(todo), 0, "sensitivity")
+        from skugen.progress import progress as _progress
+        bar = _progress(len(todo), 0, "sensitivity", mininterval=2.0)
     table: dict[str, Any] = {}
     for u in names:
         nch = unit_width(tcfg, u)

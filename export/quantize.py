@@ -33,11 +33,8 @@ like any other. See `quantize_gated`.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import sys
 import math
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -47,6 +44,8 @@ from typing import Any, Callable
 import numpy as np
 
 from skugen.errors import BudgetError, InputError
+from skugen.io import jsonable
+from skugen.progress import quiet_stdout
 
 from .onnx_export import WEIGHTED_OPS, lr_to_feed, to_uint8_range
 from .qdq import as_bytes, as_proto, int8_acts_to_uint8, keep_float, qdq_summary, to_signed_int8, uint8_to_int8
@@ -54,6 +53,7 @@ from .qdq import as_bytes, as_proto, int8_acts_to_uint8, keep_float, qdq_summary
 log = logging.getLogger("skugen.export.quantize")
 
 TOOLS = ("nncf", "ort")
+QUANT_REPORT_VERSION = 1  # schema_version of reports/quantization.json (QuantResult.report)
 # tool="auto" (quantize_gated_auto): calibrators tried in this order until one meets the budget. NNCF first (bias correction);
 # ORT's entropy/percentile ranges clip outliers that NNCF's min-max keeps, which is what the SR student
 # needed (all-INT8 PSNR-Y drop 0.133 dB with NNCF, 0.094 with ORT entropy, budget 0.1).
@@ -272,24 +272,11 @@ def _nncf_quantize(mp, items: list[dict], cfg: QuantConfig):
         from nncf.quantization.advanced_parameters import QuantizationParameters
 
         adv = AdvancedQuantizationParameters(weights_quantization_params=QuantizationParameters(per_channel=False))
-    with _progress_to_stderr():
+    with quiet_stdout():
         return nncf.quantize(
             mp, nncf.Dataset(items), subset_size=len(items), preset=preset,
             fast_bias_correction=cfg.fast_bias_correction, advanced_parameters=adv,
             ignored_scope=nncf.IgnoredScope(names=list(cfg.ignored), validate=False) if cfg.ignored else None)
-
-
-@contextlib.contextmanager
-def _progress_to_stderr():
-    """NNCF draws rich progress bars on stdout; keep stdout clean for `--json` (stderr, or nothing)."""
-    from skugen import config
-
-    if config.get_bool("SKUGEN_NO_PROGRESS"):
-        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
-            yield
-    else:
-        with contextlib.redirect_stdout(sys.stderr):
-            yield
 
 
 def _ort_quantize(mp, items: list[dict], cfg: QuantConfig):
@@ -424,16 +411,6 @@ class _Judge:
         return lambda p: p[self.primary]
 
 
-def _finite(x):
-    """JSON has no inf: identical images (PSNR inf) are written as None."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_finite(v) for v in x]
-    return x
-
 # ----------------------------------------------------------------------------- stage: quantize_gated
 
 
@@ -489,7 +466,8 @@ def _confirm(r: QuantResult, fp32_onnx, confirm_set: EvalSet | None, budget: Qua
 
 
 def _jsonable_metrics(m: dict | None) -> dict | None:
-    return None if m is None else {k: v for k, v in m.items() if isinstance(v, (int, float, str, bool)) or v is None}
+    """The scalar entries of a measurement (not its budget checks), JSON-clean (inf kept as it was)."""
+    return None if m is None else {k: v for k, v in jsonable(m, finite=False).items() if not isinstance(v, (dict, list))}
 
 
 def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: QualityBudget | None = None,
@@ -532,7 +510,7 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
     weighted = [n.name for n in fp_proto.graph.node if n.op_type in WEIGHTED_OPS]
     max_float = int(math.floor(budget.max_float_fraction * len(layers)))
     report: dict[str, Any] = {
-        "kind": kind, "tool": cfg.tool, "config": asdict(cfg), "budget": asdict(budget),
+        "schema_version": QUANT_REPORT_VERSION, "kind": kind, "tool": cfg.tool, "config": asdict(cfg), "budget": asdict(budget),
         "calibration": {"n": n_cal, "used": min(n_cal, cfg.subset_size),
                         "shapes": {k: list(v.shape) for k, v in calib.items()}},
         "eval": {"n": int(next(iter(ev.feeds.values())).shape[0]), "source": ev.source,
@@ -606,7 +584,8 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
                "budget (--budget-db / --min-psnr-db / --budget-fidelity-pts) or skip --int8.")
         outcome = "fp32 (budget not met)"
     report["outcome"], report["message"] = outcome, msg
-    return QuantResult(final_ort, "int8" if met else "fp32", met, tuple(chosen), _finite(report),
+    # JSON has no inf: identical images (PSNR inf) are written as None
+    return QuantResult(final_ort, "int8" if met else "fp32", met, tuple(chosen), jsonable(report),
                        trt_onnx_bytes=final_bytes if met else None)
 
 

@@ -11,7 +11,6 @@ import copy
 import json
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -23,17 +22,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from skugen.errors import InputError
+from skugen.progress import progress
+from skugen.report import machine
 
 from . import ckpt, data, models
-
-
-def progress(total: int, initial: int = 0, desc: str = ""):
-    from tqdm import tqdm
-
-    from skugen import config
-
-    return tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, mininterval=2.0,
-                disable=config.get_bool("SKUGEN_NO_PROGRESS"))
 
 
 def cosine_lr(base: float, step: int, steps: int, floor: float = 1e-6) -> float:
@@ -81,7 +73,7 @@ def train_classifier(tc: TrainConfig, out: Path) -> nn.Module:
     for _ in range(st["step"]):
         sched.step()
     model.train()
-    bar = progress(tc.steps, st["step"], "fmnist-classifier")
+    bar = progress(tc.steps, st["step"], "fmnist-classifier", mininterval=2.0)
     for step in range(st["step"], tc.steps):
         idx = rng.integers(0, len(xt), tc.batch)
         xb = xt[idx]
@@ -181,7 +173,7 @@ def train_cgan(tc: TrainConfig, out: Path, gcfg: models.CGANConfig | None = None
     rng = ckpt.numpy_rng_from_state(st["rng"]) if st["rng"] else np.random.default_rng(tc.seed)
     g = torch.Generator().manual_seed(tc.seed + st["step"])
     n_cls = G.cfg.n_classes
-    bar = progress(tc.steps, st["step"], "fmnist-cgan")
+    bar = progress(tc.steps, st["step"], "fmnist-cgan", mininterval=2.0)
     G.train()
     D.train()
     for step in range(st["step"], tc.steps):
@@ -280,7 +272,7 @@ def train_sr(tc: TrainConfig, out: Path, hr_size: int = 96) -> nn.Module:
     if log.is_file():  # drop points past the checkpoint we resume from (written by a run that died before saving)
         keep = [x for x in log.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= st["step"]]
         log.write_text("".join(x + "\n" for x in keep))
-    bar = progress(tc.steps, st["step"], "grocery-sr2x")
+    bar = progress(tc.steps, st["step"], "grocery-sr2x", mininterval=2.0)
     model.train()
     for step in range(st["step"], tc.steps):
         # each step's crops are a pure function of (seed, step): resume needs no RNG state
@@ -366,8 +358,7 @@ def train(name: str, out: str | os.PathLike | None = None, steps: int | None = N
         "train": asdict(tc),
         "seed": seed,
         "wall_time_s": round(wall, 1),
-        "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "python": platform.python_version()},
+        "machine": machine(threads=torch.get_num_threads(), torch=torch.__version__),
         "params": models.count_params(model),
         "macs": models.count_macs(model, ex),
         "macs_input": "one 64x64 LR image" if name == "grocery-sr2x" else "one sample",

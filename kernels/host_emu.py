@@ -137,17 +137,16 @@ class EmulatedProcessor(KernelProcessor):
 
     def float2half_bits(self, x: np.ndarray) -> np.ndarray:
         """The emulation's float32 -> float16 conversion (for tests against numpy)."""
-        x = np.ascontiguousarray(x, np.float32)
-        out = np.empty(x.shape, np.uint16)
-        self.lib.emu_float2half(ctypes.c_void_p(x.ctypes.data), ctypes.c_void_p(out.ctypes.data),
-                                ctypes.c_longlong(x.size))
-        return out
+        return self._convert(self.lib.emu_float2half, x, np.float32, np.uint16)
 
     def half2float(self, bits: np.ndarray) -> np.ndarray:
-        bits = np.ascontiguousarray(bits, np.uint16)
-        out = np.empty(bits.shape, np.float32)
-        self.lib.emu_half2float(ctypes.c_void_p(bits.ctypes.data), ctypes.c_void_p(out.ctypes.data),
-                                ctypes.c_longlong(bits.size))
+        return self._convert(self.lib.emu_half2float, bits, np.uint16, np.float32)
+
+    @staticmethod
+    def _convert(fn, x: np.ndarray, src, dst) -> np.ndarray:
+        x = np.ascontiguousarray(x, src)
+        out = np.empty(x.shape, dst)
+        fn(ctypes.c_void_p(x.ctypes.data), ctypes.c_void_p(out.ctypes.data), ctypes.c_longlong(x.size))
         return out
 
 

@@ -9,11 +9,12 @@ shipped judge AND with an independently trained classifier (another seed, never 
 
 Writes benchmarks/results/cgan_independent_judge.json.
 """
-import json, platform, sys
+import json, sys
 from pathlib import Path
 import torch
 from skugen.export import ckpt, zoo
 from skugen.io import atomic_write_json
+from skugen.report import machine
 
 torch.set_num_threads(2)
 judge_dir = sys.argv[1]
@@ -30,5 +31,5 @@ for jname, clf in judges.items():
 out = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "cgan_independent_judge.json"
 atomic_write_json(out, {"what": __doc__.strip().splitlines()[0], "command": f"python scripts/judge_bias_check.py {judge_dir}",
                         "independent_judge_test_accuracy": acc, "n_generated": 10000, "rows": rows,
-                        "machine": {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__}})
+                        "machine": machine(torch=torch.__version__)})
 print("wrote", out)

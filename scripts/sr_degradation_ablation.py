@@ -5,7 +5,7 @@ val crops (128 px HR) degraded with each part of the degradation chain alone, al
 
 For the shipped model it also writes benchmarks/results/sr_degradation_ablation.json.
 """
-import json, platform
+import json
 from pathlib import Path
 import numpy as np, torch
 from dataclasses import replace
@@ -32,10 +32,10 @@ if len(sys.argv) == 1:
     card = json.loads((zoo.ZOO_DIR / "grocery-sr2x" / "card.json").read_text())
     out = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "sr_degradation_ablation.json"
     from skugen.io import atomic_write_json
+    from skugen.report import machine
     atomic_write_json(out, {"what": "PSNR-Y gain of grocery-sr2x over bicubic, per part of the degradation chain",
                             "command": "python scripts/sr_degradation_ablation.py", "model_sha256": card["weights"]["sha256"],
                             "set": "96 GroceryStore val photos, centre 128 px crops, degradation rng seed 7",
-                            "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
-                                        "torch": torch.__version__},
+                            "machine": machine(torch=torch.__version__),
                             "rows": rows})
     print("wrote", out)

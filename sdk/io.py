@@ -1,4 +1,4 @@
-"""Small I/O helpers shared by runtime and toolchain: hashing and atomic writes.
+"""Small I/O helpers shared by runtime and toolchain: hashing, atomic writes, the JSON cleaner.
 
 Every file skugen writes goes through `atomic_file` here: write to a temp file in the
 same directory, fsync, then os.replace(), so a crash or kill -9 never leaves a
@@ -7,12 +7,15 @@ half-written file under the final name (`atomic_dir` does the same for directori
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
-from pathlib import Path
+from collections import deque
+from pathlib import Path, PurePath
 from typing import Any, Iterator
 
 _CHUNK = 1 << 20
@@ -100,7 +103,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
+    return atomic_write_text(path, json_text(obj))
 
 
 def _umask() -> int:
@@ -112,18 +115,53 @@ def _umask() -> int:
 _UMASK = _umask()  # read once at import: os.umask() is process-global and not thread-safe
 
 
-def json_default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
+def _plain(o: Any) -> Any:
+    """One non-JSON value as JSON-able data, or TypeError. numpy is never imported here: its scalars
+    and arrays are recognised by `.tolist()` (a scalar's gives a Python number)."""
     if hasattr(o, "to_dict"):
         return o.to_dict()
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
+    if isinstance(o, PurePath):
+        return str(o)
+    if hasattr(o, "tolist"):  # numpy scalar or array
+        return o.tolist()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def json_default(o: Any) -> Any:
+    """`json.dumps(..., default=json_default)`: numpy, Paths, dataclasses, objects with to_dict()."""
+    return _plain(o)
+
+
+def jsonable(o: Any, finite: bool = True) -> Any:
+    """The one JSON cleaner: plain dict/list/str/int/float/bool/None from numpy scalars and arrays, Paths,
+    dataclasses, objects with to_dict(), tuples and deques (lists); dict keys become strings; anything
+    else becomes str(o).
+
+    NaN/inf policy: finite=True (reports read by other tools: strict JSON) writes them as None;
+    finite=False keeps them (json.dumps then writes NaN/Infinity, as bundle reports always have,
+    e.g. the PSNR of identical images is Infinity).
+    """
+    if isinstance(o, dict):
+        return {str(k): jsonable(v, finite) for k, v in o.items()}
+    if isinstance(o, (list, tuple, deque)):
+        return [jsonable(v, finite) for v in o]
+    if o is None or isinstance(o, (bool, str, int)):
+        return o
+    if isinstance(o, float):
+        o = float(o)  # np.float64 is a float subclass
+        return o if not finite or math.isfinite(o) else None
+    try:
+        p = _plain(o)
+    except TypeError:
+        return str(o)
+    return jsonable(p, finite)
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """The one JSON layout of files skugen writes: indented, key order kept, a final newline."""
+    return json.dumps(obj, indent=indent, sort_keys=False, default=json_default) + "\n"
 
 
 @contextlib.contextmanager

@@ -27,7 +27,6 @@ import contextlib
 import functools
 import logging
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from . import __version__, prepost, tiling
 from .bundle import MANIFEST, Bundle, load_bundle
 from .errors import BundleError, InputError
 from .manifest import Manifest
+from .progress import Progress
 from .report import CallTiming, LatencyStats, Report, memory_snapshot
 from .result import Result
 from .selection import BACKENDS, PRECISIONS, check_threads, resolve  # noqa: F401  (PRECISIONS: public)
@@ -296,7 +296,8 @@ class Pipeline:
                     groups.setdefault(t.shape, []).append((i, t))
             pre = time.perf_counter() - t0
             infer = post = 0.0
-            bar = _progress_bar(sum(len(v) for v in groups.values()), progress)
+            bar = Progress(sum(len(v) for v in groups.values()), desc="enhance", unit="tile", enabled=progress,
+                           min_total=2, leave=False)
             try:
                 for (th, tw), items in groups.items():
                     bs = tiling.batch_size((th, tw), 3, s, sp.max_batch)
@@ -322,11 +323,9 @@ class Pipeline:
                         pre += t2 - t1
                         infer += t3 - t2
                         post += t4 - t3
-                        if bar is not None:
-                            bar.update(len(chunk))
+                        bar.update(len(chunk))
             finally:
-                if bar is not None:
-                    bar.close()
+                bar.close()
             timing = CallTiming(pre, infer, post, len(arrays), time.perf_counter() - t0)
             self.stats.add(pre, infer, post, len(arrays), timing.total)
         return Result(stacked if stacked is not None else list(outs), None, None, None, None, timing,
@@ -654,16 +653,3 @@ class _Classifier:
                 feats.append(out["features"].reshape(len(x), -1))
         return np.concatenate(logits), (np.concatenate(feats) if feats else None)
 
-
-def _progress_bar(total: int, enabled: bool):
-    if not enabled or total < 2:
-        return None
-    from . import config
-
-    if config.get_bool("SKUGEN_NO_PROGRESS"):
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # optional: no bar, no error
-        return None
-    return tqdm(total=total, unit="tile", desc="enhance", leave=False, file=sys.stderr)

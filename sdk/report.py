@@ -6,7 +6,9 @@ CLI is the number a script gets back.
 
 Public helpers reused by the benchmark suite:
 - `environment()`: machine + library versions (cached per process; no subprocess,
-  no heavy imports, so it is cheap enough for the cold-start path);
+  no heavy imports, so it is cheap enough for the cold-start path; probe=True adds the
+  benchmark's probes), and `machine()`, its short form for model cards;
+- `ReportBase`: the report family's to_dict/to_json/save (schema_version, kind, environment);
 - `percentiles(samples)` and `LatencyStats`: p50/p90/p99/mean of pre/infer/post;
 - `peak_rss_mb()`, `rss_mb()`, `gpu_memory()`.
 """
@@ -20,14 +22,13 @@ import platform
 import sys
 import threading
 import time
-from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
+from typing import Any, ClassVar, Iterable
 
 from . import __version__
-from .io import atomic_write_json
+from .io import atomic_write_json, jsonable
 
 SCHEMA_VERSION = 1
 STAGES = ("pre", "infer", "post", "total")
@@ -291,11 +292,87 @@ def _static_environment() -> dict:
     }
 
 
-def environment() -> dict:
-    """Machine and library versions for a report. Cached per process (the machine does not change)."""
+def environment(*, probe: bool = False, **extra: Any) -> dict:
+    """The one environment builder: machine and library versions for a report (cached per process).
+
+    probe=True adds what a benchmark also needs and costs a little (torch if already loaded, onnx,
+    the CUDA toolkit via nvcc, the Jetson power mode via nvpmodel, the load average);
+    `extra` fields (e.g. threads=4) are set at the top level.
+    """
     env = json.loads(json.dumps(_static_environment()))  # a copy callers may edit
     env["skugen_settings"] = {k: v for k, v in os.environ.items() if k.startswith("SKUGEN_")}
+    if probe:
+        _probe(env)
+    env.update(extra)
     return env
+
+
+def machine(**extra: Any) -> dict:
+    """The short machine record of a model card or toolchain report: {'cpu', **extra, 'python'}.
+
+    The same facts as environment() (cpu is platform.processor(), else the architecture); pass what the
+    caller adds, e.g. machine(threads=torch.get_num_threads(), torch=torch.__version__). A `cpu` in
+    `extra` replaces the default one.
+    """
+    env = _static_environment()
+    out = {"cpu": platform.processor() or env["cpu"]["arch"], **extra}
+    out.setdefault("python", env["python"])
+    return out
+
+
+def _probe(env: dict) -> None:
+    v = env.setdefault("versions", {})
+    if "torch" in sys.modules:  # never import torch just to print its version
+        t = sys.modules["torch"]
+        v["torch"] = getattr(t, "__version__", None)
+        v["torch_cuda"] = getattr(getattr(t, "version", None), "cuda", None)
+        try:
+            v["torch_threads"] = t.get_num_threads()
+        except Exception:  # pragma: no cover - exotic builds
+            pass
+    if "tensorrt" in sys.modules:
+        v["tensorrt"] = getattr(sys.modules["tensorrt"], "__version__", v.get("tensorrt"))
+    v["cuda_toolkit"] = _cmd_version(["nvcc", "--version"], r"release ([0-9.]+)")
+    try:
+        import onnx  # noqa: F401  (toolchain; only its version)
+
+        v["onnx"] = onnx.__version__
+    except ImportError:
+        v["onnx"] = None
+    env["jetson_power_mode"] = _nvpmodel()
+    env["load_average"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def _cmd_version(cmd: list[str], pattern: str) -> str | None:
+    import re
+    import shutil
+    import subprocess
+
+    if not shutil.which(cmd[0]):
+        return None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(pattern, out)
+    return m.group(1) if m else None
+
+
+def _nvpmodel() -> dict | None:
+    """Jetson power mode (`nvpmodel -q`): MAXN vs 15W changes every latency by 2-3x, so reports carry it."""
+    import re
+    import shutil
+    import subprocess
+
+    if not shutil.which("nvpmodel"):
+        return None
+    try:
+        r = subprocess.run(["nvpmodel", "-q"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as e:
+        return {"error": str(e)}
+    text = (r.stdout or r.stderr).strip()
+    m = re.search(r"Power Mode:\s*(\S+)", text)
+    return {"mode": m.group(1) if m else None, "raw": text[:500]}
 
 
 def invocation() -> str | None:
@@ -309,8 +386,48 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+class ReportBase:
+    """The one report family (a mixin for dataclasses): Report, skugen.bench.BenchReport,
+    skugen.verify.VerifyReport. Each has `schema_version` and `kind` fields, carries an environment,
+    and is written the same way: `to_dict()` through the JSON cleaner (skugen.io.jsonable),
+    `to_json()`, `save(path)` through skugen.io's atomic writer. The toolchain's dict reports
+    (pipeline report.json, reports/quantization.json) carry the same `schema_version`.
+
+    FINITE: the NaN/inf policy of to_dict (True: they become None, strict JSON).
+    """
+
+    FINITE: ClassVar[bool] = True
+
+    def _fields(self) -> dict:
+        """The fields written, in order (a subclass may leave some out)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict:
+        return jsonable(self._fields(), finite=self.FINITE)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=not self.FINITE)
+
+    def save_json(self, path: str | os.PathLike) -> Path:
+        return atomic_write_json(path, self.to_dict())
+
+    def save(self, path: str | os.PathLike) -> Path:
+        return self.save_json(path)
+
+    @classmethod
+    def check_schema(cls, d: dict, supported: int, what: str) -> int:
+        """d's schema_version, or InputError when this skugen cannot read it."""
+        from .errors import InputError
+
+        v = d.get("schema_version")
+        if not isinstance(v, int) or v > supported:
+            raise InputError(f"{what} schema_version {v!r} is not readable by skugen {__version__} "
+                             f"(supports <= {supported}); upgrade skugen.")
+        return v
+
+
 @dataclass
-class Report:
+class Report(ReportBase):
     """Everything one measurement says, with the conventions needed to read it.
 
     kind: 'call' (one generate/enhance), 'session' (a Pipeline's rolling stats),
@@ -339,24 +456,9 @@ class Report:
     quality: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        """Plain JSON types only: numpy scalars become Python numbers, inf/NaN become None."""
-        return _clean(asdict(self))
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
-
-    def save(self, path: str | os.PathLike) -> Path:
-        return atomic_write_json(path, self.to_dict())
-
     @classmethod
     def from_dict(cls, d: dict) -> "Report":
-        from .errors import InputError
-
-        v = d.get("schema_version")
-        if not isinstance(v, int) or v > SCHEMA_VERSION:
-            raise InputError(f"report schema_version {v!r} is not readable by skugen {__version__} "
-                             f"(supports <= {SCHEMA_VERSION}); upgrade skugen.")
+        cls.check_schema(d, SCHEMA_VERSION, "report")
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -391,21 +493,3 @@ class Report:
 def memory_snapshot() -> dict:
     return {"peak_rss_mb": peak_rss_mb(), "rss_mb": rss_mb(), "gpu": gpu_memory()}
 
-
-def _clean(o):
-    """Recursively convert to JSON-safe values (JSON has no inf/NaN: they become None)."""
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple, deque)):
-        return [_clean(v) for v in o]
-    if isinstance(o, bool) or o is None or isinstance(o, (str, int)):
-        return o
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if hasattr(o, "to_dict"):
-        return _clean(o.to_dict())
-    if isinstance(o, Path):
-        return str(o)
-    if hasattr(o, "tolist"):  # numpy scalar or array (numpy not imported here on purpose)
-        return _clean(o.tolist())
-    return str(o)

@@ -16,13 +16,15 @@ from __future__ import annotations
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from . import __version__
 from .bundle import Bundle, load_bundle
 from .errors import InputError, VerificationError
+from .report import ReportBase
 
 SCHEMA_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -92,7 +94,7 @@ def check_output(got, ref, tol: dict, value_range) -> dict:
 
 
 @dataclass
-class VerifyReport:
+class VerifyReport(ReportBase):
     bundle: str
     name: str
     backend: str
@@ -105,9 +107,9 @@ class VerifyReport:
     seconds: float = 0.0
     environment: dict = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    kind: str = "verify"
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    FINITE: ClassVar[bool] = False  # to_dict keeps inf/NaN statistics as they are
 
     def lines(self) -> list[str]:
         head = (f"{self.name}: {self.backend} {self.precision} on {self.n_inputs} golden inputs -> "

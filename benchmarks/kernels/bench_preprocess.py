@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from skugen.io import atomic_write_json
+from skugen.report import environment, machine
 from skugen.kernels import preprocess
 
 HERE = Path(__file__).resolve().parent
@@ -64,16 +65,6 @@ def bench(fn, batch, repeats: int) -> list[float]:
     return times
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=HERE / "preprocess_cpu.json")
@@ -109,9 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         "what": f"CPU preprocess of {B}x{H}x{W} RGB uint8 -> ({B}, 3, {OUT[0]}, {OUT[1]}) float32 in [-1, 1]",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "input": source,
-        "machine": {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "python": platform.python_version(),
-                    "numpy": np.__version__, "pillow": Image.__version__, "platform": platform.platform(),
-                    "load_average_1m": os.getloadavg()[0]},
+        "machine": machine(cpu=environment()["cpu"]["model"], logical_cores=os.cpu_count(), numpy=np.__version__,
+                           pillow=Image.__version__, platform=platform.platform(), load_average_1m=os.getloadavg()[0]),
         "repeats": args.repeats,
         "skugen_ms": {"median": med_ours * 1e3, "min": min(t_ours) * 1e3},
         "pil_chain_ms": {"median": med_pil * 1e3, "min": min(t_pil) * 1e3},

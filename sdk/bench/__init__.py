@@ -31,7 +31,8 @@ from .config import BACKENDS, FID_NAME, PRECISIONS, SCHEMA_VERSION, BenchConfig,
 from .gate import GateResult, compare_reports
 from .html import render_html, write_html
 from .report import BenchReport, load_report_json
-from .run import environment, run_bench
+from ..report import environment  # the one builder (run_bench uses probe=True, threads=...)
+from .run import run_bench
 from .views import CSV_FIELDS, flat_row, markdown_table, quality_headline, speed_summary
 
 __all__ = ["BACKENDS", "CSV_FIELDS", "FID_NAME", "PRECISIONS", "SCHEMA_VERSION", "BenchConfig", "BenchReport",

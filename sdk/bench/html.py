@@ -97,17 +97,26 @@ def _pyplot():
     return plt, None
 
 
-def pareto_plot(rep: dict) -> tuple[str | None, str | None]:
-    """Latency (per image, smallest batch) vs the cell's headline quality, one panel per bundle."""
+def _bundle_panels(rep: dict, key: str, height: float):
+    """(the ok cells with `key`, the figure, [(axis, bundle), ...]), one panel per bundle;
+    or ([], None, why) when there is nothing to plot."""
     plt, why = _pyplot()
     if plt is None:
-        return None, why
-    ok = [c for c in rep.get("cells", []) if c["status"] == "ok" and c.get("latency_ms")]
+        return [], None, why
+    ok = [c for c in rep.get("cells", []) if c["status"] == "ok" and c.get(key)]
     bundles = list(dict.fromkeys(c["bundle"] for c in ok))
     if not bundles:
-        return None, "no measured cells to plot"
-    fig, axes = plt.subplots(1, len(bundles), figsize=(6.2 * len(bundles), 4.4), squeeze=False)
-    for ax, b in zip(axes[0], bundles):
+        return [], None, "no measured cells to plot"
+    fig, axes = plt.subplots(1, len(bundles), figsize=(6.2 * len(bundles), height), squeeze=False)
+    return ok, fig, list(zip(axes[0], bundles))
+
+
+def pareto_plot(rep: dict) -> tuple[str | None, str | None]:
+    """Latency (per image, smallest batch) vs the cell's headline quality, one panel per bundle."""
+    ok, fig, panels = _bundle_panels(rep, "latency_ms", 4.4)
+    if fig is None:
+        return None, panels  # why not
+    for ax, b in panels:
         cs = [c for c in ok if c["bundle"] == b]
         bmin = min(c["batch"] for c in cs)
         pts = []
@@ -155,15 +164,10 @@ def pareto_plot(rep: dict) -> tuple[str | None, str | None]:
 
 def throughput_plot(rep: dict) -> tuple[str | None, str | None]:
     """Images/s vs batch size, one line per model x precision x backend, one panel per bundle."""
-    plt, why = _pyplot()
-    if plt is None:
-        return None, why
-    ok = [c for c in rep.get("cells", []) if c["status"] == "ok" and c.get("throughput_ips")]
-    bundles = list(dict.fromkeys(c["bundle"] for c in ok))
-    if not bundles:
-        return None, "no measured cells to plot"
-    fig, axes = plt.subplots(1, len(bundles), figsize=(6.2 * len(bundles), 4.2), squeeze=False)
-    for ax, b in zip(axes[0], bundles):
+    ok, fig, panels = _bundle_panels(rep, "throughput_ips", 4.2)
+    if fig is None:
+        return None, panels  # why not
+    for ax, b in panels:
         series: dict[str, list] = {}
         for c in ok:
             if c["bundle"] == b:

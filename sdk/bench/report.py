@@ -9,23 +9,20 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-
-import numpy as np
 
 from .. import __version__
 from ..errors import InputError
-from ..io import atomic_write_json, atomic_write_text
+from ..io import atomic_write_text
+from ..report import ReportBase, _now
 from .config import SCHEMA_VERSION
 from .views import CSV_FIELDS, _fmt_csv, flat_row, markdown_table
 
 
 @dataclass
-class BenchReport:
+class BenchReport(ReportBase):
     """The one benchmark report: environment + command + config + ceilings + every cell.
 
     `samples` holds the images the HTML report shows (uint8 arrays); it is not
@@ -41,17 +38,16 @@ class BenchReport:
     notes: list = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
     kind: str = "bench"
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=_now)
     skugen_version: str = __version__
     wall_s: float | None = None
     summary: dict = field(default_factory=dict)      # speed_summary(): int8 vs fp32 vs teacher ratios per bundle
     samples: dict = field(default_factory=dict, repr=False)
 
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("schema_version", "kind", "created", "skugen_version", "command",
-                                           "environment", "config", "ceilings", "summary", "cells", "references",
-                                           "notes", "wall_s")}
-        return _clean(d)
+    def _fields(self) -> dict:  # ReportBase.to_dict writes these, in this order (never `samples`)
+        return {k: getattr(self, k) for k in ("schema_version", "kind", "created", "skugen_version", "command",
+                                              "environment", "config", "ceilings", "summary", "cells", "references",
+                                              "notes", "wall_s")}
 
     @classmethod
     def from_dict(cls, d: dict) -> "BenchReport":
@@ -76,10 +72,7 @@ class BenchReport:
     def cell(self, key: str) -> dict | None:
         return next((c for c in self.cells if c["key"] == key), None)
 
-    # -- writers --------------------------------------------------------------------------
-    def save_json(self, path: str | os.PathLike) -> Path:
-        return atomic_write_json(path, self.to_dict())
-
+    # -- writers (save_json, to_json: ReportBase) ---------------------------------------------
     def csv_rows(self) -> list[dict]:
         return [flat_row(c) for c in self.cells]
 
@@ -125,23 +118,3 @@ def load_report_json(path: str | os.PathLike) -> dict:
     except json.JSONDecodeError as e:
         raise InputError(f"{p} is not valid JSON ({e}).") from e
 
-
-def _clean(o):
-    """JSON-safe: numpy -> Python, inf/NaN -> None (JSON has neither)."""
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, bool) or o is None or isinstance(o, (str, int)):
-        return o
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, np.generic):
-        return _clean(o.item())
-    if isinstance(o, np.ndarray):
-        return _clean(o.tolist())
-    if isinstance(o, Path):
-        return str(o)
-    if hasattr(o, "to_dict"):
-        return _clean(o.to_dict())
-    return str(o)

@@ -11,106 +11,21 @@ The order of a run: GEMM ceilings (skugen.bench.ceilings), then every cell
 """
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
 import sys
 import time
 
 from ..errors import BackendUnavailable, InputError, SkugenError
+from ..io import jsonable
+from ..progress import Progress
+from ..report import environment
 from . import cells as _cells
 from .ceilings import ceiling_ms, fp32_gemm_ceiling, measure_ceilings
 from .cells import (_fill_timing, _gpu_memory, _load_target, _make_post, _make_pre, _model_facts, _model_family,
                     _model_kind, _new_cell, _skip_reason, _Target, _time_cell, _vm, resolve_model_dir)
 from .config import BenchConfig
 from .quality import _run_quality
-from .report import BenchReport, _clean
+from .report import BenchReport
 from .views import speed_summary
-
-# ----------------------------------------------------------------------------- progress
-
-
-class _Progress:
-    """tqdm over the whole matrix when tqdm is installed (it is a toolchain dependency), else silent."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        from .. import config
-
-        self.bar = None
-        if enabled and not config.get_bool("SKUGEN_NO_PROGRESS"):
-            try:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, desc="bench", unit="cell", file=sys.stderr, dynamic_ncols=True,
-                                leave=True)
-            except ImportError:
-                self.bar = None
-
-    def step(self, label: str, n: int = 1) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(label[:60], refresh=False)
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-# ----------------------------------------------------------------------------- environment
-
-
-def environment(threads: int | None = None) -> dict:
-    """skugen.report.environment() plus what a benchmark also needs: torch (if loaded), CUDA, nvpmodel."""
-    from ..report import environment as base_env
-
-    env = base_env()
-    v = env.setdefault("versions", {})
-    if "torch" in sys.modules:  # never import torch just to print its version
-        t = sys.modules["torch"]
-        v["torch"] = getattr(t, "__version__", None)
-        v["torch_cuda"] = getattr(getattr(t, "version", None), "cuda", None)
-        try:
-            v["torch_threads"] = t.get_num_threads()
-        except Exception:  # pragma: no cover - exotic builds
-            pass
-    if "tensorrt" in sys.modules:
-        v["tensorrt"] = getattr(sys.modules["tensorrt"], "__version__", v.get("tensorrt"))
-    v["cuda_toolkit"] = _cmd_version(["nvcc", "--version"], r"release ([0-9.]+)")
-    try:
-        import onnx  # noqa: F401  (toolchain; only its version)
-
-        v["onnx"] = onnx.__version__
-    except ImportError:
-        v["onnx"] = None
-    env["jetson_power_mode"] = _nvpmodel()
-    env["threads"] = threads
-    env["load_average"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-    return env
-
-
-def _cmd_version(cmd: list[str], pattern: str) -> str | None:
-    if not shutil.which(cmd[0]):
-        return None
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    m = re.search(pattern, out)
-    return m.group(1) if m else None
-
-
-def _nvpmodel() -> dict | None:
-    """Jetson power mode (`nvpmodel -q`): MAXN vs 15W changes every latency by 2-3x, so reports carry it."""
-    if not shutil.which("nvpmodel"):
-        return None
-    try:
-        r = subprocess.run(["nvpmodel", "-q"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError) as e:
-        return {"error": str(e)}
-    text = (r.stdout or r.stderr).strip()
-    m = re.search(r"Power Mode:\s*(\S+)", text)
-    return {"mode": m.group(1) if m else None, "raw": text[:500]}
-
 
 # ----------------------------------------------------------------------------- the run
 
@@ -139,7 +54,7 @@ def run_bench(cfg: BenchConfig, argv: list[str] | None = None) -> BenchReport:
     # Non-torch backends first: loading torch adds ~300 MiB RSS that would inflate the ONNX cells' peaks.
     combos.sort(key=lambda c: (targets.index(c[0]), c[1] == "torch"))
     n_quality = len(combos) if cfg.quality else 0
-    prog = _Progress(len(combos) * len(cfg.batches) + n_quality, cfg.progress)
+    prog = Progress(len(combos) * len(cfg.batches) + n_quality, desc="bench", unit="cell", enabled=cfg.progress)
 
     ceilings = measure_ceilings(threads, cfg.ceiling_size) if cfg.ceilings else {}
     cells: list[dict] = []
@@ -185,7 +100,7 @@ def run_bench(cfg: BenchConfig, argv: list[str] | None = None) -> BenchReport:
                                    "method": "VmHWM of this process, reset (clear_refs) after warm-up; includes "
                                              "the Python process and every loaded library",
                                    "gpu": (runner.info or {}).get("gpu_memory") or _gpu_memory() if be == "tensorrt" else None}
-                    c["runner"] = _clean(runner.info)
+                    c["runner"] = jsonable(runner.info)
                     prog.step(f"{c['key']} p50 {c['latency_ms']['total']['p50']:.2f} ms")
             finally:
                 runner.deactivate()
@@ -209,7 +124,7 @@ def run_bench(cfg: BenchConfig, argv: list[str] | None = None) -> BenchReport:
         prog.close()
 
     rep = BenchReport(config=cfg.to_dict(), cells=cells, ceilings=ceilings,
-                      environment=environment(threads), command=list(argv if argv is not None else sys.argv),
+                      environment=environment(probe=True, threads=threads), command=list(argv if argv is not None else sys.argv),
                       references=references, notes=notes, samples=samples)
     rep.summary = speed_summary(rep.to_dict())
     rep.wall_s = time.perf_counter() - t_run

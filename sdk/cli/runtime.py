@@ -228,7 +228,7 @@ def _verify(args) -> int:
 
     rep = verify_bundle(args.bundle, backend=args.backend, precision=args.precision)
     if args.json:
-        print(json.dumps(rep.to_dict(), indent=2, default=str))
+        print(rep.to_json())
     else:
         print("\n".join(rep.lines()))
     rep.raise_if_failed()

@@ -39,3 +39,59 @@ def test_exclusive_never_overwrites(tmp_path):
     assert [p.name for p in paths] == ["img.png", "img-1.png", "img-2.png"]
     assert [p.read_bytes() for p in paths] == [b"\x00", b"\x01", b"\x02"]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["img-1.png", "img-2.png", "img.png"]
+
+
+def test_jsonable_converts_numpy_paths_dataclasses_and_applies_the_nan_policy():
+    import dataclasses
+    import json
+    from collections import deque
+    from pathlib import Path
+
+    import numpy as np
+
+    @dataclasses.dataclass
+    class D:
+        a: tuple
+        p: Path
+
+    o = {"f32": np.float32(0.5), "i": np.int64(3), "b": np.bool_(True), "arr": np.arange(3, dtype=np.uint8),
+         "inf": float("inf"), "nan": np.float64("nan"), "dc": D((1, 2), Path("x/y")), 7: deque([1.5]),
+         "obj": object.__new__(type("Odd", (), {"__str__": lambda s: "odd"}))}
+    strict = skio.jsonable(o)
+    assert strict == {"f32": 0.5, "i": 3, "b": True, "arr": [0, 1, 2], "inf": None, "nan": None,
+                      "dc": {"a": [1, 2], "p": "x/y"}, "7": [1.5], "obj": "odd"}
+    assert all(type(v) in (float, int, bool) for v in (strict["f32"], strict["i"], strict["b"]))
+    json.dumps(strict, allow_nan=False)  # strict JSON
+    kept = skio.jsonable(o, finite=False)
+    assert kept["inf"] == float("inf") and kept["nan"] != kept["nan"]
+    # bundle reports keep writing Infinity, byte for byte as before (committed fixture files do)
+    assert skio.json_text({"psnr": float("inf"), "t": (1, 2)}) == '{\n  "psnr": Infinity,\n  "t": [\n    1,\n    2\n  ]\n}\n'
+
+
+def test_progress_is_silent_without_tqdm_or_when_hidden(monkeypatch, capsys):
+    import sys
+
+    from skugen.progress import progress, quiet_stdout
+
+    monkeypatch.setenv("SKUGEN_NO_PROGRESS", "0")
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import fails: no bar, no error
+    with progress(5, desc="x") as bar:
+        bar.update(2, label="two")
+        bar.set_postfix(loss="1", refresh=False)
+    assert bar.bar is None
+    monkeypatch.delitem(sys.modules, "tqdm")
+    pytest.importorskip("tqdm")
+    shown = progress(5)
+    assert shown.bar is not None
+    shown.close()
+    monkeypatch.setenv("SKUGEN_NO_PROGRESS", "1")
+    assert progress(5).bar is None
+    with quiet_stdout():
+        print("nncf bar")
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("SKUGEN_NO_PROGRESS", "0")
+    capsys.readouterr()
+    with quiet_stdout():
+        print("nncf bar")
+    cap = capsys.readouterr()
+    assert cap.out == "" and "nncf bar" in cap.err

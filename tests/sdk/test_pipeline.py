@@ -320,6 +320,41 @@ def test_environment_is_cheap_and_json_safe():
     json.dumps(e)
     assert e["versions"]["numpy"] == np.__version__
 
+
+def test_machine_and_probed_environment_are_built_from_environment():
+    import platform
+
+    from skugen.report import machine
+
+    m = machine(threads=3, torch="2.x")
+    assert list(m) == ["cpu", "threads", "torch", "python"]  # the model cards' key order
+    assert m["python"] == environment()["python"] and m["cpu"] == (platform.processor() or platform.machine())
+    assert machine(cpu="EPYC")["cpu"] == "EPYC"
+    e = environment(probe=True, threads=2)
+    assert e["threads"] == 2 and "cuda_toolkit" in e["versions"] and "jetson_power_mode" in e
+    assert "threads" not in environment()
+
+
+def test_every_report_type_has_schema_version_kind_and_one_writer(tmp_path):
+    from skugen.bench import BenchReport
+    from skugen.report import ReportBase
+    from skugen.verify import VerifyReport
+
+    reps = [Report(kind="call", latency={"x": float("inf")}),
+            BenchReport(config={}, cells=[], ceilings={}, environment=environment(), command=["skugen", "bench"],
+                        samples={"img": np.zeros(2)}),
+            VerifyReport(bundle="b", name="n", backend="onnxruntime", precision="fp32", model_file=None, tolerance={},
+                         outputs={"image": {"pass": True, "max_rel": np.float32("inf")}}, passed=True)]
+    for rep in reps:
+        assert isinstance(rep, ReportBase)
+        d = rep.to_dict()
+        assert d["schema_version"] == 1 and d["kind"] in ("call", "bench", "verify")
+        p = rep.save_json(tmp_path / f"{d['kind']}.json")
+        assert json.loads(p.read_text()) == json.loads(rep.to_json())
+    assert reps[0].to_dict()["latency"]["x"] is None  # Report: strict JSON
+    assert "samples" not in reps[1].to_dict()
+    assert reps[2].to_dict()["outputs"]["image"]["max_rel"] == float("inf")  # verify keeps its statistics
+
 # ----------------------------------------------------------------------------- evaluate
 
 
