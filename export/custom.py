@@ -48,7 +48,7 @@ from skugen.report import invocation
 
 from . import ckpt, models
 from .models import PROGRAM_FILE, CustomConfig, CustomModel, call_factory, load_program
-from .onnx_export import VALUE_RANGE, lr_to_feed, to_uint8_range
+from .onnx_export import VALUE_RANGE, lr_to_feed
 
 DISTILL_STEPS = {"fast": 300, "full": 3000}  # output distillation of a pruned factory model, per preset
 TS_SUFFIXES = (".ts", ".jit", ".torchscript", ".pt", ".pth")
@@ -270,14 +270,15 @@ def input_batch(cfg: CustomConfig, b: int, seed: int, paths: list | None) -> tup
 @torch.no_grad()
 def quality_vs_teacher(teacher: CustomModel, student: nn.Module, n: int = 64, seed: int = 4321) -> dict:
     """PSNR/SSIM of the student's output against the teacher's on held-out inputs (val photos / fixed latents)."""
-    from skugen.metrics import psnr, ssim
+    from skugen.evaluate import pair_quality, to_255
 
     paths = input_paths(teacher.cfg, "val")
     x = input_batch(teacher.cfg, n, seed, paths)
     vr = VALUE_RANGE[teacher.cfg.kind]
-    a = to_uint8_range(teacher.eval()(*x).numpy(), vr)
-    b = to_uint8_range(student.eval()(*x).numpy(), vr)
-    return {"psnr_vs_teacher_db": psnr(b, a, crop_border=0), "ssim_vs_teacher": ssim(b, a, crop_border=0), "n": n,
+    a = to_255(teacher.eval()(*x).numpy(), vr)
+    b = to_255(student.eval()(*x).numpy(), vr)
+    q = pair_quality(b, a)  # RGB (or grey), no crop: the student against its teacher, pixel for pixel
+    return {"psnr_vs_teacher_db": q["psnr"].value, "ssim_vs_teacher": q["ssim"].value, "n": n,
             "inputs": "GroceryStore val degraded crops" if paths else f"N(0,1) latents seed {seed}"}
 
 

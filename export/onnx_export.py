@@ -377,13 +377,6 @@ def lr_to_feed(lr: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(lr.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
 
 
-def to_uint8_range(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """(N, C, H, W) model output in `value_range` -> (N, H, W, C) float64 in [0, 255] (clipped), for PSNR."""
-    lo, hi = value_range
-    y = (np.asarray(x, dtype=np.float64) - lo) * (255.0 / (hi - lo))
-    return np.clip(y, 0.0, 255.0).transpose(0, 2, 3, 1)
-
-
 VALUE_RANGE = DEFAULT_VALUE_RANGE  # the one table (skugen.manifest); bundles carry theirs in postprocess.value_range
 
 

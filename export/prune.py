@@ -475,7 +475,9 @@ def default_quality_fn(model: nn.Module, n: int = 64, seed: int = 0, classifier:
     sr:   n real degraded GroceryStore val crops (96 px HR, 48 px LR); PSNR-Y, crop 2 (BasicSR),
           of the pruned output against the unpruned output.
     """
-    from skugen.metrics import psnr
+    from skugen.evaluate import class_fidelity, pair_convention, psnr_result, to_255
+
+    from .judge import TorchJudge
 
     fam = _family(model)
     model = model.eval()
@@ -485,19 +487,20 @@ def default_quality_fn(model: nn.Module, n: int = 64, seed: int = 0, classifier:
         y = torch.arange(n) % model.cfg.n_classes
         oh = F.one_hot(y, model.cfg.n_classes).float()
         clf = classifier if classifier is not None else _zoo_classifier()
+        judge = None if clf is None else clf if isinstance(clf, TorchJudge) else TorchJudge(clf, batch=max(n, 1))
+        labels = y.numpy()
 
         def to255(t: torch.Tensor) -> np.ndarray:  # (n, 1, 32, 32) in [-1, 1] -> (n, 32, 32, 1) in [0, 255]
-            return ((t.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).double().numpy()
+            return to_255(t.numpy(), (-1.0, 1.0))
 
         with torch.no_grad():
             ref_img = model(z, oh)
         ref = to255(ref_img)
 
         def fidelity(img: torch.Tensor) -> float:
-            with torch.no_grad():
-                return float((clf(img).argmax(1) == y).float().mean())
+            return class_fidelity(judge.outputs(img)[1], labels)["value"]
 
-        base = {"class_fidelity": fidelity(ref_img)} if clf is not None else {}
+        base = {"class_fidelity": fidelity(ref_img)} if judge is not None else {}
 
         def q(m: nn.Module) -> dict:
             if bn_recal_batches > 0:
@@ -507,14 +510,14 @@ def default_quality_fn(model: nn.Module, n: int = 64, seed: int = 0, classifier:
                 recalibrate_bn(m, n_batches=bn_recal_batches, batch=64, seed=seed + 1)
             with torch.no_grad():
                 img = m.eval()(z, oh)
-            res = {"psnr": psnr(to255(img), ref)}
-            if clf is not None:
+            res = {"psnr": psnr_result(to255(img), ref).value}
+            if judge is not None:
                 res["class_fidelity"] = fidelity(img)
             return res
 
         q.baseline = base  # type: ignore[attr-defined]
         q.description = (f"{n} fixed latents; PSNR of pruned (BN re-estimated) vs unpruned images in [0,255]"  # type: ignore[attr-defined]
-                         + ("; class fidelity by the fmnist-classifier" if clf is not None else ""))
+                         + ("; class fidelity by the fmnist-classifier" if judge is not None else ""))
         return q
     if fam == "sr":
         from . import data
@@ -527,14 +530,16 @@ def default_quality_fn(model: nn.Module, n: int = 64, seed: int = 0, classifier:
         x = torch.from_numpy(lr).permute(0, 3, 1, 2).float() / 255.0   # (n, 3, 48, 48)
 
         def to255(t: torch.Tensor) -> np.ndarray:  # (n, 3, 96, 96) -> (n, 96, 96, 3) float in [0, 255]
-            return (t.clamp(0, 1) * 255.0).permute(0, 2, 3, 1).double().numpy()
+            return to_255(t.numpy(), (0.0, 1.0))
 
         with torch.no_grad():
             ref = to255(model(x))
 
         def q(m: nn.Module) -> dict:
             with torch.no_grad():
-                return {"psnr": psnr(to255(m.eval()(x)), ref, y_channel=True, crop_border=m.cfg.scale)}
+                out = to255(m.eval()(x))
+                y_chan, crop = pair_convention("enhancer", m.cfg.scale, out.shape[-1])  # PSNR-Y, crop = scale
+                return {"psnr": psnr_result(out, ref, y_channel=y_chan, crop_border=crop).value}
 
         q.baseline = {}  # type: ignore[attr-defined]
         q.description = (f"{len(x)} degraded GroceryStore val crops (LR 48px); PSNR-Y (crop 2) "  # type: ignore[attr-defined]

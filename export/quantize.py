@@ -43,11 +43,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from skugen import evaluate
 from skugen.errors import BudgetError, InputError
 from skugen.io import jsonable
 from skugen.progress import quiet_stdout
 
-from .onnx_export import WEIGHTED_OPS, lr_to_feed, to_uint8_range
+from .onnx_export import WEIGHTED_OPS, lr_to_feed
 from .qdq import as_bytes, as_proto, int8_acts_to_uint8, keep_float, qdq_summary, to_signed_int8, uint8_to_int8
 
 log = logging.getLogger("skugen.export.quantize")
@@ -314,9 +315,12 @@ def _ort_quantize(mp, items: list[dict], cfg: QuantConfig):
 
 
 def _classifier_fn(classifier) -> Callable[[np.ndarray], np.ndarray] | None:
-    """A classifier given as ONNX (bytes/path/ModelProto) or a callable -> images (N,1,32,32) [-1,1] -> labels (N,)."""
+    """A classifier given as ONNX (bytes/path/ModelProto), a TorchJudge or a callable -> images (N,1,32,32) [-1,1]
+    -> labels (N,)."""
     if classifier is None:
         return None
+    if hasattr(classifier, "outputs") and hasattr(classifier, "predict"):  # skugen.export.judge.TorchJudge
+        return lambda x: classifier.outputs(x)[1]
     if callable(classifier):
         def fn(x):
             y = np.asarray(classifier(x))
@@ -339,13 +343,11 @@ class _Judge:
     """Measures a candidate model on the eval set against the FP32 ONNX and checks the budget."""
 
     def __init__(self, kind: str, fp32: bytes, ev: EvalSet, budget: QualityBudget, classify):
-        from skugen.metrics import psnr
-
-        self.kind, self.ev, self.budget, self.classify, self._psnr = kind, ev, budget, classify, psnr
+        self.kind, self.ev, self.budget, self.classify = kind, ev, budget, classify
         self.ref = _run(fp32, ev.feeds)                                            # (N, C, H, W)
         if kind == "generator":
             self.labels = ev.labels if ev.labels is not None else ev.feeds["onehot"].argmax(1)
-            self.ref_img = to_uint8_range(self.ref, (-1.0, 1.0))                  # (N, H, W, 1) [0,255]
+            self.ref_img = evaluate.to_255(self.ref, (-1.0, 1.0))                # (N, H, W, 1) [0,255]
             self.fp32 = {"psnr_vs_fp32_db": math.inf}
             if classify is not None:
                 self.fp32["class_fidelity_pct"] = self._fidelity(self.ref)
@@ -357,15 +359,16 @@ class _Judge:
         self.n_evals = 0
 
     def _fidelity(self, out: np.ndarray) -> float:
-        return float((self.classify(out.astype(np.float32)) == self.labels).mean() * 100.0)
+        return evaluate.class_fidelity(self.classify(out.astype(np.float32)), self.labels)["value"] * 100.0
 
     @property
     def scale(self) -> int:
         return self.ev.hr.shape[1] // next(iter(self.ev.feeds.values())).shape[2]
 
     def _psnr_y(self, out: np.ndarray) -> float:
-        sr = np.rint(to_uint8_range(out, (0.0, 1.0))).astype(np.uint8)             # (N, s*h, s*w, 3), as saved
-        return self._psnr(sr, self.ev.hr, y_channel=True, crop_border=self.scale)  # BasicSR: crop = scale
+        sr = evaluate.to_uint8(out, (0.0, 1.0))                                    # (N, s*h, s*w, 3), as saved
+        y, crop = evaluate.pair_convention("enhancer", self.scale, sr.shape[-1])  # BasicSR: Y, crop = scale
+        return evaluate.psnr_result(sr, self.ev.hr, y_channel=y, crop_border=crop).value
 
     @property
     def primary(self) -> str:
@@ -375,7 +378,7 @@ class _Judge:
         self.n_evals += 1
         out = _run(model, self.ev.feeds)
         if self.kind == "generator":
-            m = {"psnr_vs_fp32_db": self._psnr(to_uint8_range(out, (-1.0, 1.0)), self.ref_img)}
+            m = {"psnr_vs_fp32_db": evaluate.psnr_result(evaluate.to_255(out, (-1.0, 1.0)), self.ref_img).value}
             if self.classify is not None:
                 m["class_fidelity_pct"] = self._fidelity(out)
                 m["fidelity_drop_pts"] = self.fp32["class_fidelity_pct"] - m["class_fidelity_pct"]

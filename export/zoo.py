@@ -14,14 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-
 from skugen.errors import ModelError
+from skugen.evaluate import FID_NAME, bicubic_upscale, class_fidelity, fid_proxy, sr_quality
 
 from . import ckpt, data, models
+from .judge import TorchJudge
 
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
-FID_NAME = "FID-proxy (fmnist-classifier features)"
 
 
 def names() -> list[str]:
@@ -51,22 +50,11 @@ def classifier_dir() -> Path:
 # ----------------------------------------------------------------------------- evaluation
 
 
-@torch.no_grad()
-def classifier_features(clf, x: torch.Tensor, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 1, 32, 32) in [-1,1] -> (features (N, D), predicted labels (N,))."""
-    feats, preds = [], []
-    for i in range(0, len(x), batch):
-        f = clf.features(x[i:i + batch])
-        feats.append(f.numpy())
-        preds.append(clf.head(f).argmax(1).numpy())
-    return np.concatenate(feats), np.concatenate(preds)
-
-
 def eval_classifier(model, quick: bool = False) -> dict:
     x, y = data.load_fmnist("test")
     n = 2000 if quick else len(x)
-    _, pred = classifier_features(model, torch.from_numpy(data.fmnist_to_model(x[:n])))
-    return {"accuracy": float((pred == y[:n]).mean()), "n_test": n, "split": "test"}
+    pred = TorchJudge(model, batch=500).outputs(data.fmnist_to_model(x[:n]))[1]
+    return {"accuracy": class_fidelity(pred, y[:n])["value"], "n_test": n, "split": "test"}
 
 
 @torch.no_grad()
@@ -77,45 +65,26 @@ def generate(gen, labels: np.ndarray, seed: int, batch: int = 500) -> torch.Tens
     return torch.cat([gen(z[i:i + batch], oh[i:i + batch]) for i in range(0, len(labels), batch)])
 
 
-def real_vs_real_baseline(clf, n: int) -> float:
-    from skugen.metrics import fid_from_features
-
-    xtr, _ = data.load_fmnist("train")
-    xte, _ = data.load_fmnist("test")
-    rng = np.random.default_rng(0)
-    idx = rng.choice(len(xtr), n, replace=False)
-    ftr, _ = classifier_features(clf, torch.from_numpy(data.fmnist_to_model(xtr[idx])))
-    fte, _ = classifier_features(clf, torch.from_numpy(data.fmnist_to_model(xte[:n])))
-    return float(fid_from_features(ftr, fte))
-
-
 def eval_generator(gen, quick: bool = False, seed: int = 1234, clf=None) -> dict:
-    from skugen.metrics import fid_from_features
-
-    clf = clf or load(classifier_dir())[0]
+    """Class fidelity and FID-proxy (vs Fashion-MNIST test features) of `seed`'s images; `clf` a classifier
+    module or TorchJudge (None: the zoo's fmnist-classifier)."""
+    judge = clf if isinstance(clf, TorchJudge) else TorchJudge(clf if clf is not None else load(classifier_dir())[0],
+                                                                batch=500)
     per_class = 200 if quick else 1000
     n_cls = gen.cfg.n_classes
     labels = np.repeat(np.arange(n_cls), per_class)
-    imgs = generate(gen.eval(), labels, seed)
-    f_gen, pred = classifier_features(clf, imgs)
-    xte, _ = data.load_fmnist("test")
+    imgs = generate(gen.eval(), labels, seed)                  # model space, [-1, 1]: not rounded to uint8
+    f_gen, pred = judge.outputs(imgs)
     n = per_class * n_cls
-    f_test, _ = classifier_features(clf, torch.from_numpy(data.fmnist_to_model(xte[:n])))
-    per = [(pred[labels == c] == c).mean() for c in range(n_cls)]
+    fid = class_fidelity(pred, labels, n_cls)
     return {
-        "class_fidelity": float((pred == labels).mean()),
-        "class_fidelity_per_class": {data.FMNIST_CLASSES[c]: round(float(v), 4) for c, v in enumerate(per)},
-        "fid_proxy": float(fid_from_features(f_gen, f_test)),
-        "fid_proxy_real_vs_real": real_vs_real_baseline(clf, n),
+        "class_fidelity": fid["value"],
+        "class_fidelity_per_class": {data.FMNIST_CLASSES[c]: round(v, 4) for c, v in enumerate(fid["per_class"])},
+        "fid_proxy": fid_proxy(f_gen, judge.reference_features(n)),
+        "fid_proxy_real_vs_real": judge.real_vs_real(n, sort=False),
         "fid_name": FID_NAME,
         "n_generated": int(n), "seed": seed, "reference": "Fashion-MNIST test features",
     }
-
-
-def bicubic_x2(lr: np.ndarray) -> np.ndarray:
-    """(N, h, w, 3) uint8 -> (N, 2h, 2w, 3) uint8 with PIL bicubic (the classic SR baseline)."""
-    return np.stack([np.asarray(Image.fromarray(im).resize((im.shape[1] * 2, im.shape[0] * 2), Image.BICUBIC))
-                     for im in lr])
 
 
 @torch.no_grad()
@@ -128,15 +97,6 @@ def enhance_np(model, lr: np.ndarray, batch: int = 16) -> np.ndarray:
     return np.concatenate(out)
 
 
-def sr_quality(sr: np.ndarray, hr: np.ndarray) -> dict:
-    from skugen.metrics import psnr, ssim
-
-    return {"psnr_y": psnr(sr, hr, y_channel=True, crop_border=2),
-            "ssim_y": ssim(sr, hr, y_channel=True, crop_border=2),
-            "psnr_rgb": psnr(sr, hr, y_channel=False, crop_border=2),
-            "ssim_rgb": ssim(sr, hr, y_channel=False, crop_border=2)}
-
-
 def eval_enhancer(model, quick: bool = False) -> dict:
     res: dict = {"convention": {"y_channel": "MATLAB BT.601", "crop_border": 2, "data_range": 255,
                                 "ssim": "11x11 Gaussian sigma 1.5, valid (BasicSR)"}}
@@ -146,7 +106,7 @@ def eval_enhancer(model, quick: bool = False) -> dict:
     for key, which, n, deg in sets:
         lr, hr = data.sr_eval_set(which, n, cfg=deg)
         q = sr_quality(enhance_np(model.eval(), lr), hr)
-        b = sr_quality(bicubic_x2(lr), hr)
+        b = sr_quality(bicubic_upscale(lr, 2), hr)
         res[key] = {**q, **{f"bicubic_{k}": v for k, v in b.items()}, "n": int(len(lr)),
                     "hr_size": list(hr.shape[1:3]), "hr": "centre crop" if which == "test" else "whole image",
                     "input": "plain bicubic downscale" if deg is not None else "degraded (blur, noise, JPEG)"}

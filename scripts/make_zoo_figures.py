@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from skugen.evaluate import bicubic_upscale
 from skugen.export import data, zoo
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -38,7 +39,7 @@ def sr_strip(name: str = "grocery-sr2x", out: Path = DOCS / "sr_before_after.png
     for which in ("test", "iconic"):
         lr, hr = data.sr_eval_set(which, n)
         sr = zoo.enhance_np(model, lr)
-        bic = zoo.bicubic_x2(lr)
+        bic = bicubic_upscale(lr, 2)
         near = np.stack([np.asarray(Image.fromarray(x).resize((x.shape[1] * 2, x.shape[0] * 2), Image.NEAREST)) for x in lr])
         h, w = hr.shape[1:3]  # iconic images are evaluated whole (198 px): show their centre 128 px like test
         y, x = (h - 128) // 2, (w - 128) // 2

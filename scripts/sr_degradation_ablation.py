@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 import numpy as np, torch
 from dataclasses import replace
+from skugen.evaluate import bicubic_upscale
 from skugen.export import data, zoo
 torch.set_num_threads(1)
 import sys; m, _ = zoo.load(sys.argv[1]) if len(sys.argv) > 1 else zoo.load("grocery-sr2x")
@@ -25,7 +26,7 @@ rows = []
 for name, cfg in variants.items():
     rng = np.random.default_rng(7)
     lr = np.stack([data.degrade(h, rng, cfg) for h in hr])
-    q = zoo.sr_quality(zoo.enhance_np(m, lr), hr)["psnr_y"]; b = zoo.sr_quality(zoo.bicubic_x2(lr), hr)["psnr_y"]
+    q = zoo.sr_quality(zoo.enhance_np(m, lr), hr)["psnr_y"]; b = zoo.sr_quality(bicubic_upscale(lr, 2), hr)["psnr_y"]
     print(f"{name:22s} model {q:.2f}  bicubic {b:.2f}  gain {q-b:+.2f}")
     rows.append({"degradation": name, "psnr_y": round(q, 4), "bicubic_psnr_y": round(b, 4), "gain_db": round(q - b, 4)})
 if len(sys.argv) == 1:

@@ -45,7 +45,6 @@ from .selection import BACKENDS, PRECISIONS, check_threads, resolve  # noqa: F40
 
 log = logging.getLogger("skugen.pipeline")
 
-FID_NAME = "FID-proxy (fmnist-classifier features)"
 
 # ----------------------------------------------------------------------------- load
 
@@ -408,12 +407,12 @@ class Pipeline:
                 made by PIL bicubic x1/scale of the references when inputs is None; or a teacher
                 bundle path / Pipeline (inputs default: the bundle's golden inputs).
         """
-        from . import metrics
+        from . import evaluate
 
         if self.spec.kind == "generator":
-            quality, notes, cfg = self._evaluate_generator(reference, classifier, n, seed, labels, metrics)
+            quality, notes, cfg = self._evaluate_generator(reference, classifier, n, seed, labels, evaluate)
         else:
-            quality, notes, cfg = self._evaluate_enhancer(reference, inputs, metrics)
+            quality, notes, cfg = self._evaluate_enhancer(reference, inputs, evaluate)
         return self._report("evaluate", quality=quality, notes=notes, extra_config={"evaluate": cfg})
 
     def _open_reference(self, reference: Any) -> tuple["Pipeline | None", bool]:
@@ -434,7 +433,7 @@ class Pipeline:
                              f"as {self.bundle.name!r} ({sp.kind}); compare a student with its own teacher")
         return ref, own
 
-    def _evaluate_generator(self, reference, classifier, n, seed, labels, metrics):
+    def _evaluate_generator(self, reference, classifier, n, seed, labels, ev):
         n = prepost.check_count(n) if n is not None else (None if labels is not None else 256)
         res = self.generate(labels=labels, seed=seed, n=n)
         n = len(res)
@@ -451,42 +450,46 @@ class Pipeline:
             if ref_pipe is not None:
                 ref_images = ref_pipe.generate(labels=res.labels, seed=seed, n=n).images
                 against = f"reference bundle {ref_pipe.bundle.name} ({ref_pipe.precision}) on the same latents"
-                for key, fn in (("psnr", metrics.psnr_result), ("ssim", metrics.ssim_result)):
-                    quality[key] = {**fn(res.images, ref_images).to_dict(), "against": against}
+                for key, r in ev.pair_quality(res.images, ref_images).items():
+                    quality[key] = {**r.to_dict(), "against": against}
             else:
                 why = "no reference bundle given (reference=TEACHER_BUNDLE compares outputs on the same latents)"
                 quality["psnr"] = {"metric": "psnr", "skipped": why}
                 quality["ssim"] = {"metric": "ssim", "skipped": why}
             if classifier is None:
                 why = ("no classifier= given (an ONNX file with input 'image' [batch,1,32,32] and outputs "
-                       "'logits', 'features')")
-                quality["fid_proxy"] = {"name": FID_NAME, "skipped": why}
+                       "'logits', 'features', or a skugen.evaluate.Judge)")
+                quality["fid_proxy"] = {"name": ev.FID_NAME, "skipped": why}
                 quality["class_fidelity"] = {"name": "class fidelity", "skipped": why}
                 return quality, notes, cfg
-            with _Classifier(classifier, self.threads, self.processor) as clf:
-                logits, feats = clf(res.images)
+            with contextlib.ExitStack() as stack:
+                if isinstance(classifier, ev.Judge):
+                    judge = classifier
+                else:
+                    judge = stack.enter_context(ev.OnnxJudge(classifier, self.threads, self.processor))
+                has_features = getattr(judge, "has_features", True)
                 want = np.asarray(res.labels)
                 quality["class_fidelity"] = {
-                    "name": "class fidelity", "value": float(np.mean(logits.argmax(1) == want)), "n": n,
+                    "name": "class fidelity", **ev.class_fidelity(judge.predict(res.images), want),
                     "definition": "top-1 of the classifier == requested class, over generated images"}
+                r_feats = None
                 if ref_images is not None:
-                    r_logits, r_feats = clf(ref_images)
-                    quality["class_fidelity"]["reference_value"] = float(np.mean(r_logits.argmax(1) == want))
-                elif real is not None:
-                    r_feats = clf(real)[1]
-                else:
-                    r_feats = None
-                if feats is None:
-                    quality["fid_proxy"] = {"name": FID_NAME, "skipped": "the classifier has no 'features' output"}
+                    quality["class_fidelity"]["reference_value"] = ev.class_fidelity(
+                        judge.predict(ref_images), want)["value"]
+                    r_feats = judge.features(ref_images) if has_features else None
+                elif real is not None and has_features:
+                    r_feats = judge.features(real)
+                if not has_features:
+                    quality["fid_proxy"] = {"name": ev.FID_NAME, "skipped": "the classifier has no 'features' output"}
                 elif r_feats is None:
-                    quality["fid_proxy"] = {"name": FID_NAME, "skipped": "no reference= (teacher bundle or real "
+                    quality["fid_proxy"] = {"name": ev.FID_NAME, "skipped": "no reference= (teacher bundle or real "
                                             "images) to compare features with"}
                 else:
-                    quality["fid_proxy"] = {
-                        "name": FID_NAME, "value": metrics.fid_from_features(feats, r_feats),
-                        "n": n, "n_reference": int(r_feats.shape[0]), "feature_dim": int(feats.shape[1]),
-                        "against": "reference bundle outputs" if ref_images is not None else "real images",
-                        "note": "Frechet distance on our own classifier's features; not comparable to Inception FID"}
+                    feats = judge.features(res.images)
+                    quality["fid_proxy"] = ev.fid_proxy_entry(
+                        feats, r_feats, n_reference=int(r_feats.shape[0]), feature_dim=int(feats.shape[1]),
+                        against="reference bundle outputs" if ref_images is not None else "real images",
+                        note="Frechet distance on our own classifier's features; not comparable to Inception FID")
                     if n < feats.shape[1]:
                         notes.append(f"FID-proxy from {n} images < feature dim {feats.shape[1]}: biased upward; "
                                      "use n >= 2000 for reportable numbers")
@@ -495,7 +498,7 @@ class Pipeline:
                 ref_pipe.close()
         return quality, notes, cfg
 
-    def _evaluate_enhancer(self, reference, inputs, metrics):
+    def _evaluate_enhancer(self, reference, inputs, ev):
         s = self.spec.scale
         cfg = {"reference": _describe(reference), "inputs": _describe(inputs), "crop_border": s,
                "y_channel": True}
@@ -521,7 +524,7 @@ class Pipeline:
                     hr = [h[: h.shape[0] // s * s, : h.shape[1] // s * s] for h in hr]
                     if any(min(h.shape[:2]) < s for h in hr):
                         raise InputError(f"reference images must be at least {s}x{s} pixels")
-                    lr = [_bicubic(h, (h.shape[1] // s, h.shape[0] // s)) for h in hr]
+                    lr = [ev.bicubic_resize(h, (h.shape[1] // s, h.shape[0] // s)) for h in hr]
                     notes.append(f"LR inputs made by PIL bicubic x1/{s} downscaling of the references "
                                  "(BasicSR protocol); pass inputs= for real degraded photos")
                 else:
@@ -535,10 +538,9 @@ class Pipeline:
                 out = self.enhance(lr).images
                 ref = hr
                 against = "ground-truth images"
-                base = [_bicubic(a, (a.shape[1] * s, a.shape[0] * s)) for a in lr]
-                quality_b = _pairwise(metrics.psnr_result, base, ref, s)
-            quality = {key: {**_pairwise(fn, out, ref, s).to_dict(), "against": against}
-                       for key, fn in (("psnr", metrics.psnr_result), ("ssim", metrics.ssim_result))}
+                quality_b = ev.pairwise(ev.psnr_result, ev.bicubic_upscale(lr, s), ref, crop_border=s)
+            quality = {key: {**ev.pairwise(fn, out, ref, crop_border=s).to_dict(), "against": against}
+                       for key, fn in (("psnr", ev.psnr_result), ("ssim", ev.ssim_result))}
             if ref_pipe is None:
                 quality["psnr_bicubic_baseline"] = {**quality_b.to_dict(), "against": against,
                                                     "note": "PIL bicubic upscaling of the same inputs"}
@@ -546,25 +548,6 @@ class Pipeline:
             if own:
                 ref_pipe.close()
         return quality, notes, cfg
-
-
-def _pairwise(fn, outs, refs, crop: int):
-    """PSNR/SSIM-Y over image pairs of possibly different sizes -> one QualityResult (mean over images)."""
-    from .metrics import QualityResult
-
-    outs, refs = list(outs), list(refs)
-    if len({o.shape for o in outs}) == 1 and len({r.shape for r in refs}) == 1:
-        return fn(np.stack(outs), np.stack(refs), y_channel=True, crop_border=crop)
-    per = [fn(o, r, y_channel=True, crop_border=crop) for o, r in zip(outs, refs)]
-    vals = tuple(p.value for p in per)
-    return QualityResult(value=float(np.mean(vals)), per_image=vals, metric=per[0].metric,
-                         y_channel=True, crop_border=crop)
-
-
-def _bicubic(img: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(img).resize(size_wh, Image.BICUBIC))
 
 
 def _looks_like_bundle(p: Any) -> bool:
@@ -601,55 +584,4 @@ def _gray_uint8(images: Any) -> np.ndarray:
         raise InputError(f"reference images must be (N, H, W) or (N, H, W, 1) grey with N >= 2, got {a.shape}")
     return a
 
-
-class _Classifier:
-    """The FID-proxy / class-fidelity classifier: ONNX 'image' (B, 1, H, W) in [-1, 1] -> logits, features."""
-
-    def __init__(self, path: Any, threads: int | None, processor) -> None:
-        from .backends import onnx_runner
-
-        if not isinstance(path, (str, os.PathLike)) or not Path(path).is_file():
-            raise InputError(f"classifier={path!r} must be the path of an ONNX file with input 'image' "
-                             "[batch,1,32,32] and outputs 'logits', 'features'")
-        self.runner = onnx_runner(path, threads=threads)
-        self.runner.activate()
-        meta = self.runner.input_metadata()
-        outs = self.runner.output_names()
-        if "image" not in meta or "logits" not in outs:
-            self.runner.deactivate()
-            raise InputError(f"classifier {path} has inputs {sorted(meta)} and outputs {outs}; it needs input "
-                             "'image' and output 'logits' (and 'features' for the FID-proxy)")
-        shp = meta["image"].shape
-        self.hw = tuple(d if isinstance(d, int) else 32 for d in shp[2:4])
-        self.has_features = "features" in outs
-        self.processor = processor
-
-    def __enter__(self) -> "_Classifier":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.runner.deactivate()
-
-    def _prep(self, images: np.ndarray) -> np.ndarray:
-        """(N, h, w, 1) uint8 -> (N, 1, H, W) float32 in [-1, 1]; smaller images are centre-padded with
-        black (the way the training data put 28x28 Fashion-MNIST into 32x32), larger ones resized."""
-        H, W = self.hw
-        n, h, w, _ = images.shape
-        if h <= H and w <= W:
-            if (h, w) != (H, W):
-                top, left = (H - h) // 2, (W - w) // 2
-                canvas = np.zeros((n, H, W, 1), dtype=np.uint8)
-                canvas[:, top: top + h, left: left + w] = images
-                images = canvas
-        return self.processor.preprocess(np.ascontiguousarray(images), (H, W), layout="GRAY", mean=0.5, std=0.5)
-
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        logits, feats = [], []
-        for i in range(0, len(images), 256):
-            x = self._prep(images[i: i + 256])
-            out = self.runner.infer({"image": x})
-            logits.append(out["logits"])
-            if self.has_features:
-                feats.append(out["features"].reshape(len(x), -1))
-        return np.concatenate(logits), (np.concatenate(feats) if feats else None)
 

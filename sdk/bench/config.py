@@ -10,11 +10,11 @@ import os
 from dataclasses import asdict, dataclass
 
 from ..errors import InputError
+from ..evaluate import FID_NAME  # noqa: F401  (re-exported by skugen.bench)
 
 SCHEMA_VERSION = 1
 BACKENDS = ("onnxruntime", "tensorrt", "torch")
 PRECISIONS = ("fp32", "fp16", "int8")
-FID_NAME = "FID-proxy (fmnist-classifier features)"  # same name as skugen.export.zoo.FID_NAME
 
 
 @dataclass(frozen=True)

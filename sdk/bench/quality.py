@@ -19,10 +19,12 @@ import numpy as np
 
 from ..backends import runner_for
 from ..backends.base import Runner
-from ..errors import InputError, SkugenError, need_extra
+from .. import evaluate
+from ..errors import SkugenError, need_extra
 from . import cells as _cells
 from .cells import _io_dims, _Target, resolve_model_dir
-from .config import FID_NAME, BenchConfig
+from ..evaluate import FID_NAME
+from .config import BenchConfig
 
 # ----------------------------------------------------------------------------- quality inputs and outputs
 
@@ -107,138 +109,52 @@ def _quality_outputs(runner: Runner, t: _Target, q: _QualityInputs, chunk: int) 
 # ----------------------------------------------------------------------------- metrics
 
 
-def _to_255(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """(N, C, H, W) float model output in `value_range` -> (N, H, W, C) float64 in [0, 255] (unrounded, clipped)."""
-    lo, hi = value_range
-    return np.clip((np.asarray(x, np.float64) - lo) * (255.0 / (hi - lo)), 0, 255).transpose(0, 2, 3, 1)
+def _bench_judge(cfg: BenchConfig, threads: int):
+    """(the torch judge, None) or (None, why not): the one place bench builds its classifier.
 
-
-def _pair_metrics(a: np.ndarray, b: np.ndarray, kind: str, scale: int, reference: str) -> dict:
-    """PSNR + SSIM (BasicSR conventions) of NHWC [0,255] images; enhancers: Y channel, crop = scale."""
-    from ..metrics import psnr_result, ssim_result
-
-    y = kind == "enhancer" and a.shape[-1] == 3
-    crop = scale if kind == "enhancer" else 0
+    Built lazily, only when a generator is measured: an enhancer-only run never imports torch for it.
+    """
     try:
-        p = psnr_result(a, b, y_channel=y, crop_border=crop).to_dict()
-        s = ssim_result(a, b, y_channel=y, crop_border=crop).to_dict()
-    except InputError as e:
-        return {"skipped": f"cannot compare: {e}", "reference": reference}
-    for d in (p, s):
-        d.pop("per_image", None)  # keep the report small; the mean is what the matrix shows
-        d.pop("per_image_inf", None)
-    return {"psnr": p, "ssim": s, "reference": reference, "n": int(a.shape[0])}
+        from skugen.export.judge import TorchJudge
+    except ImportError as e:
+        return None, str(need_extra("class fidelity / FID-proxy (needs the fmnist-classifier in torch)", "export", e))
+    try:
+        d = resolve_model_dir(cfg.classifier) if cfg.classifier else None
+        return TorchJudge.load(d, batch=256, threads=threads), None
+    except SkugenError as e:
+        return None, f"no classifier for class fidelity / FID-proxy: {e}"
 
 
-class _Classifier:
-    """The FID-proxy / class-fidelity feature extractor (fmnist-classifier, eager torch)."""
+def _reference_features(judge, n: int) -> tuple[np.ndarray | None, str | None]:
+    try:
+        return judge.reference_features(n), None
+    except (ImportError, SkugenError) as e:
+        return None, f"no Fashion-MNIST test set for the FID-proxy reference ({e})"
 
-    def __init__(self, cfg: BenchConfig, threads: int) -> None:
-        self.model = None
-        self.skipped: str | None = None
-        self.name = FID_NAME
-        try:
-            import torch
 
-            from skugen.export import ckpt, zoo
-        except ImportError as e:
-            self.skipped = str(need_extra("class fidelity / FID-proxy (needs the fmnist-classifier in torch)", "export", e))
-            return
-        try:
-            d = resolve_model_dir(cfg.classifier) if cfg.classifier else zoo.classifier_dir()
-            model, card = ckpt.load_model(d)
-        except SkugenError as e:
-            self.skipped = f"no classifier for class fidelity / FID-proxy: {e}"
-            return
-        if card["config"].get("family") != "classifier":
-            self.skipped = f"{d} is a {card['config'].get('family')!r} model, not a classifier"
-            return
-        self.torch, self.model, self.card, self.dir = torch, model.eval(), card, d
-        self.threads = threads
-        self._ref: dict[int, np.ndarray] = {}
-        self._rr: dict[int, float | None] = {}
-
-    def fits(self, images_u8: np.ndarray, n_classes: int) -> str | None:
-        c = self.card["config"]
-        if images_u8.shape[1:] != (c["image_size"], c["image_size"], c["in_ch"]):
-            return (f"the classifier takes {c['image_size']}x{c['image_size']}x{c['in_ch']} images, the generator "
-                    f"makes {images_u8.shape[1:]}")
-        if c["n_classes"] != n_classes:
-            return f"the classifier knows {c['n_classes']} classes, the generator {n_classes}"
+def _real_vs_real(judge, n: int) -> float | None:
+    try:
+        return judge.real_vs_real(n)
+    except (ImportError, SkugenError):
         return None
 
-    def features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 1, 32, 32) float in [-1, 1] -> (features (N, D), predicted labels (N,))."""
-        torch = self.torch
-        prev = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        try:
-            feats, preds = [], []
-            with torch.inference_mode():
-                for i in range(0, len(x), 256):
-                    f = self.model.features(torch.from_numpy(np.ascontiguousarray(x[i:i + 256], np.float32)))
-                    feats.append(f.numpy())
-                    preds.append(self.model.head(f).argmax(1).numpy())
-        finally:
-            torch.set_num_threads(prev)
-        return np.concatenate(feats), np.concatenate(preds)
 
-    def reference_features(self, n: int) -> tuple[np.ndarray | None, str | None]:
-        """Features of the first n Fashion-MNIST test images (the FID-proxy reference set)."""
-        if n in self._ref:
-            return self._ref[n], None
-        try:
-            from skugen.export import data
-
-            x, _ = data.load_fmnist("test")
-        except (ImportError, SkugenError) as e:
-            return None, f"no Fashion-MNIST test set for the FID-proxy reference ({e})"
-        f, _ = self.features(data.fmnist_to_model(x[:n]))
-        self._ref[n] = f
-        return f, None
-
-    def real_vs_real(self, n: int) -> float | None:
-        from ..metrics import fid_from_features
-
-        if n in self._rr:
-            return self._rr[n]
-
-        try:
-            from skugen.export import data
-
-            x, _ = data.load_fmnist("train")
-        except (ImportError, SkugenError):
-            return None
-        idx = np.random.default_rng(0).choice(len(x), n, replace=False)
-        f, _ = self.features(data.fmnist_to_model(x[np.sort(idx)]))
-        ref, _ = self.reference_features(n)
-        self._rr[n] = float(fid_from_features(f, ref)) if ref is not None else None
-        return self._rr[n]
-
-
-def _generator_metrics(images_u8: np.ndarray, labels: np.ndarray, clf: _Classifier | None, n_classes: int) -> dict:
-    from ..metrics import fid_from_features
-
-    if clf is None or clf.model is None:
-        why = clf.skipped if clf is not None else "quality disabled"
-        return {"class_fidelity": {"skipped": why}, "fid_proxy": {"name": FID_NAME, "skipped": why}}
-    why = clf.fits(images_u8, n_classes)
+def _generator_metrics(images_u8: np.ndarray, labels: np.ndarray, judge, why_not: str | None, n_classes: int) -> dict:
+    why = why_not if judge is None else judge.fits(images_u8, n_classes)
     if why:
         return {"class_fidelity": {"skipped": why}, "fid_proxy": {"name": FID_NAME, "skipped": why}}
-    x = images_u8.astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1.0   # what users see (uint8) -> [-1, 1]
-    feats, pred = clf.features(x)
+    feats, pred = judge.outputs(judge.to_model(images_u8))   # what users see (uint8) -> [-1, 1]
     out: dict = {"class_fidelity": {
-        "value": float((pred == labels).mean()), "n": int(len(labels)),
-        "per_class": [float((pred[labels == c] == c).mean()) for c in range(n_classes)],
-        "classifier": str(clf.dir), "definition": "fraction of generated images the classifier assigns the requested class"}}
-    ref, why = clf.reference_features(len(labels))
+        **evaluate.class_fidelity(pred, labels, n_classes),
+        "classifier": str(judge.dir), "definition": "fraction of generated images the classifier assigns the requested class"}}
+    ref, why = _reference_features(judge, len(labels))
     if ref is None:
         out["fid_proxy"] = {"name": FID_NAME, "skipped": why}
     else:
-        out["fid_proxy"] = {"name": FID_NAME, "value": float(fid_from_features(feats, ref)), "n": int(len(labels)),
-                            "reference": f"first {len(labels)} Fashion-MNIST test images",
-                            "note": "Frechet distance on the classifier's penultimate features, not Inception FID; "
-                                    "it depends on n, so compare only reports with the same n"}
+        out["fid_proxy"] = evaluate.fid_proxy_entry(
+            feats, ref, reference=f"first {len(labels)} Fashion-MNIST test images",
+            note="Frechet distance on the classifier's penultimate features, not Inception FID; "
+                 "it depends on n, so compare only reports with the same n")
     return out
 
 # ----------------------------------------------------------------------------- the quality pass
@@ -246,7 +162,8 @@ def _generator_metrics(images_u8: np.ndarray, labels: np.ndarray, clf: _Classifi
 
 def _run_quality(cfg, threads, targets, runnable, combos, cells, references, samples, prog, notes) -> None:
     runnable_set = set((id(t), be, p) for t, be, p in runnable)
-    clf: _Classifier | None = None
+    judge, judge_why = None, "quality disabled"
+    judge_built = False
     for t in targets:
         q = _quality_inputs(t, cfg)
         ncls = _io_dims(t).get("n_classes", 0)
@@ -288,14 +205,16 @@ def _run_quality(cfg, threads, targets, runnable, combos, cells, references, sam
                 teacher_why = f"teacher does not take this bundle's inputs ({type(e).__name__}: {str(e)[:200]})"
 
         if t.kind == "generator":
-            clf = clf or _Classifier(cfg, threads)
-            if clf.model is not None:
+            if not judge_built:
+                judge, judge_why = _bench_judge(cfg, threads)
+                judge_built = True
+            if judge is not None:
                 ref["fid_proxy_real_vs_real"] = {
-                    "name": FID_NAME, "value": clf.real_vs_real(len(q.labels)), "n": int(len(q.labels)),
+                    "name": FID_NAME, "value": _real_vs_real(judge, len(q.labels)), "n": int(len(q.labels)),
                     "what": "Fashion-MNIST train vs test at the same n: the floor a perfect generator would reach"}
         if t.kind == "enhancer" and q.hr_u8 is not None:
-            bic = _bicubic_x2(q.lr_u8, t.scale)
-            ref["bicubic"] = _pair_metrics(bic.astype(np.float64), q.hr_u8.astype(np.float64), t.kind, t.scale,
+            bic = evaluate.bicubic_upscale(q.lr_u8, t.scale)
+            ref["bicubic"] = evaluate.pair_report(bic.astype(np.float64), q.hr_u8.astype(np.float64), t.kind, t.scale,
                                            "ground truth")
 
         for (be, prec), o in outs.items():
@@ -305,37 +224,30 @@ def _run_quality(cfg, threads, targets, runnable, combos, cells, references, sam
                 qd = {"skipped": o["error"]}
             else:
                 vr = t.bundle.spec.value_range
-                qd["vs_reference"] = _pair_metrics(_to_255(o["golden"], vr), _to_255(q.golden_out, vr),
+                qd["vs_reference"] = evaluate.pair_report(evaluate.to_255(o["golden"], vr), evaluate.to_255(q.golden_out, vr),
                                                    t.kind, t.scale, "bundle golden outputs (source PyTorch model, fp32)")
                 if teacher_out is None:
                     qd["vs_teacher"] = {"skipped": teacher_why}
                 elif model == "teacher":
                     qd["vs_teacher"] = {"skipped": "this cell is the teacher"}
                 else:
-                    qd["vs_teacher"] = _pair_metrics(o["images"].astype(np.float64),
+                    qd["vs_teacher"] = evaluate.pair_report(o["images"].astype(np.float64),
                                                      teacher_out["images"].astype(np.float64), t.kind, t.scale,
                                                      "eager-PyTorch teacher on the same inputs (uint8 outputs)")
                 if t.kind == "enhancer":
                     if q.hr_u8 is None:
                         qd["vs_ground_truth"] = {"skipped": q.gt_skipped}
                     else:
-                        qd["vs_ground_truth"] = _pair_metrics(o["images"].astype(np.float64),
+                        qd["vs_ground_truth"] = evaluate.pair_report(o["images"].astype(np.float64),
                                                               q.hr_u8.astype(np.float64), t.kind, t.scale,
                                                               "clean GroceryStore test crops")
                 else:
-                    qd.update(_generator_metrics(o["images"], q.labels, clf, ncls))
+                    qd.update(_generator_metrics(o["images"], q.labels, judge, judge_why, ncls))
             for c in cells:
                 if c["bundle"] == t.name and c["backend"] == be and c["precision"] == prec and c["status"] == "ok":
                     c["quality"] = qd
                     c["quality_note"] = "measured once per backend x precision (outputs do not depend on batch)"
         samples[t.name] = _collect_samples(t, q, outs, teacher_out, cfg)
-
-
-def _bicubic_x2(lr_u8: np.ndarray, scale: int) -> np.ndarray:
-    from PIL import Image
-
-    return np.stack([np.asarray(Image.fromarray(im).resize((im.shape[1] * scale, im.shape[0] * scale),
-                                                            Image.BICUBIC)) for im in lr_u8])
 
 
 def _collect_samples(t: _Target, q: _QualityInputs, outs: dict, teacher_out: dict | None, cfg: BenchConfig) -> dict:
@@ -370,7 +282,7 @@ def _collect_samples(t: _Target, q: _QualityInputs, outs: dict, teacher_out: dic
                 "seeds": f"latents from default_rng({cfg.seed + 1234}); the same z per column"}
     lr = q.lr_u8[:k]
     cols["input (nearest x%d)" % t.scale] = lr.repeat(t.scale, axis=1).repeat(t.scale, axis=2)
-    cols["bicubic"] = _bicubic_x2(lr, t.scale)
+    cols["bicubic"] = evaluate.bicubic_upscale(lr, t.scale)
     if teacher_out is not None:
         cols["teacher (torch fp32)"] = teacher_out["images"][:k]
     for label, im in student_cols():

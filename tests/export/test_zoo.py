@@ -75,3 +75,20 @@ def test_zoo_list_and_eval_cli():
     r = subprocess.run([sys.executable, "-m", "skugen.cli", "eval", "no-such-model"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 2 and "neither a zoo model" in r.stderr
+
+
+def test_torch_judge_is_the_evaluators_judge():
+    import numpy as np
+
+    from skugen.evaluate import Judge
+    from skugen.export import models
+    from skugen.export.judge import TorchJudge
+
+    clf = models.Classifier().eval()
+    judge = TorchJudge(clf, card={"config": {"image_size": 32, "in_ch": 1, "n_classes": 10}}, batch=7)
+    assert isinstance(judge, Judge)
+    u8 = np.random.default_rng(0).integers(0, 256, (10, 32, 32, 1), dtype=np.uint8)
+    f, p = judge.outputs(judge.to_model(u8))
+    assert f.shape[0] == 10 and p.shape == (10,)
+    assert np.array_equal(judge.features(u8), f) and np.array_equal(judge.predict(u8), p)
+    assert judge.fits(u8, 10) is None and "classes" in judge.fits(u8, 5) and "images" in judge.fits(u8[:, :28], 10)

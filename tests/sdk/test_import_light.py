@@ -19,11 +19,11 @@ RUNTIME_MODULES = [
     "skugen.bench.cells", "skugen.bench.config", "skugen.bench.gate", "skugen.bench.html", "skugen.bench.quality",
     "skugen.bench.report", "skugen.bench.run", "skugen.bench.views", "skugen.bundle", "skugen.cli",
     "skugen.cli.bench", "skugen.cli.kernels", "skugen.cli.runtime", "skugen.cli.toolchain", "skugen.config",
-    "skugen.deploy", "skugen.errors", "skugen.gen_inputs", "skugen.io", "skugen.manifest", "skugen.metrics",
-    "skugen.pipeline", "skugen.prepost", "skugen.progress", "skugen.report", "skugen.result", "skugen.selection",
-    "skugen.tiling", "skugen.triton", "skugen.verify", "skugen.kernels", "skugen.kernels._launch",
-    "skugen.kernels._spec", "skugen.kernels.compile_check", "skugen.kernels.host_emu", "skugen.kernels.launcher",
-    "skugen.kernels.reference", "skugen.kernels.selftest",
+    "skugen.deploy", "skugen.errors", "skugen.evaluate", "skugen.gen_inputs", "skugen.io", "skugen.manifest",
+    "skugen.metrics", "skugen.pipeline", "skugen.prepost", "skugen.progress", "skugen.report", "skugen.result",
+    "skugen.selection", "skugen.tiling", "skugen.triton", "skugen.verify", "skugen.kernels",
+    "skugen.kernels._launch", "skugen.kernels._spec", "skugen.kernels.compile_check", "skugen.kernels.host_emu",
+    "skugen.kernels.launcher", "skugen.kernels.reference", "skugen.kernels.selftest",
 ]
 # Toolchain packages: heavy (torch ~1-2 s to import) and absent from runtime installs.
 FORBIDDEN = ["torch", "torchvision", "nncf", "onnx", "onnxslim", "torch_pruning", "safetensors", "scipy",

@@ -492,3 +492,18 @@ def test_rss_stays_flat_over_many_calls(cgan_bundle):
         growth = rss_mb() - before
     print(f"RSS growth over 3000 calls: {growth:+.2f} MiB")
     assert growth < 8, f"RSS grew {growth:.1f} MiB over 3000 calls"
+
+
+def test_evaluate_generator_takes_a_judge_object(gen):
+    """classifier= may be any skugen.evaluate.Judge (features/predict on uint8 images), not only an ONNX file."""
+    class Judge:
+        def features(self, images_u8):
+            x = images_u8.reshape(len(images_u8), -1).astype(np.float64)
+            return np.stack([x.mean(1), x.std(1)], axis=1)
+
+        def predict(self, images_u8):
+            return np.zeros(len(images_u8), dtype=np.int64)
+
+    real = np.random.default_rng(0).integers(0, 256, (20, 32, 32), dtype=np.uint8)
+    rep = gen.evaluate(reference=real, classifier=Judge(), n=20, labels=[0] * 20)
+    assert rep.quality["class_fidelity"]["value"] == 1.0 and rep.quality["fid_proxy"]["value"] > 0

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from skugen.bench import FID_NAME
-from skugen.bench.quality import _pair_metrics
+from skugen.evaluate import pair_report
 
 
 def test_quality_with_conventions_teacher_and_fid_proxy(bench, bench_cell):
@@ -55,6 +55,6 @@ def test_quality_metric_matches_scikit_image(bench):
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (2, 32, 32, 1)).astype(np.float64)
     b = np.clip(a + rng.normal(0, 8, a.shape), 0, 255)
-    m = _pair_metrics(a, b, "generator", 1, "test")
+    m = pair_report(a, b, "generator", 1, "test")
     want = np.mean([skm.peak_signal_noise_ratio(a[i], b[i], data_range=255) for i in range(2)])
     assert m["psnr"]["value"] == pytest.approx(want, abs=1e-6)
