@@ -18,7 +18,7 @@ RUNTIME_MODULES = [
     "skugen.backends.tensorrt.store", "skugen.backends.torch", "skugen.bench", "skugen.bench.ceilings",
     "skugen.bench.cells", "skugen.bench.config", "skugen.bench.gate", "skugen.bench.html", "skugen.bench.quality",
     "skugen.bench.report", "skugen.bench.run", "skugen.bench.views", "skugen.bundle", "skugen.cli",
-    "skugen.cli.bench", "skugen.cli.kernels", "skugen.cli.runtime", "skugen.cli.toolchain", "skugen.config",
+    "skugen.cli._common", "skugen.cli.bench", "skugen.cli.kernels", "skugen.cli.runtime", "skugen.cli.toolchain", "skugen.config",
     "skugen.deploy", "skugen.errors", "skugen.gen_inputs", "skugen.io", "skugen.manifest", "skugen.metrics",
     "skugen.pipeline", "skugen.prepost", "skugen.progress", "skugen.report", "skugen.result", "skugen.selection",
     "skugen.tiling", "skugen.triton", "skugen.verify", "skugen.kernels", "skugen.kernels._launch",
