@@ -4,9 +4,11 @@ The only package of skugen that imports argparse. One module per command group:
 
     runtime.py    generate, enhance, env, info, verify, build, deploy, engines, export-triton
     toolchain.py  data, train, eval, zoo, import, compress, distill, export, pipeline
+    bench.py      bench
     kernels.py    kernels emulate | compile-check (developer checks; hidden from --help)
+    _common.py    what every add_<name> shares: command() (parser + Examples: epilog), add_bundle, add_json, ...
 
-Each command is an `add_<name>(subparsers)` function that adds its parser, with a
+Each command (one table, COMMANDS) is an `add_<name>(subparsers)` function that adds its parser, with a
 `func(args) -> int` that calls the library (config dataclass in, value out) and
 prints the result. Only the module of the command being run is imported, and its
 library modules only when the parser is built, so runtime-only installs (no torch)
@@ -18,36 +20,42 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import NamedTuple
 
-# command name -> (module, function that adds its parser, one-line help). Order is the --help order.
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "data": ("skugen.cli.toolchain", "add_data", "check the product datasets (Fashion-MNIST, GroceryStore)"),
-    "train": ("skugen.cli.toolchain", "add_train", "train a zoo teacher from scratch (resumable)"),
-    "eval": ("skugen.cli.toolchain", "add_eval", "re-compute a zoo model's metrics from its weights"),
-    "zoo": ("skugen.cli.toolchain", "add_zoo", "list the shipped models"),
-    "import": ("skugen.cli.toolchain", "add_import",
-               "import your own PyTorch model (factory/TorchScript/ExportedProgram)"),
-    "compress": ("skugen.cli.toolchain", "add_compress", "prune + distill a teacher into a student"),
-    "distill": ("skugen.cli.toolchain", "add_distill",
-                "distil a pruned student from its teacher (resumable; DDP under torchrun)"),
-    "export": ("skugen.cli.toolchain", "add_export", "export a model to ONNX (+INT8) and write a bundle"),
-    "pipeline": ("skugen.cli.toolchain", "add_pipeline",
-                 "the main job: teacher -> student -> bundle -> verify -> bench -> report"),
-    "verify": ("skugen.cli.runtime", "add_verify", "run a bundle's golden inputs through a backend and compare"),
-    "build": ("skugen.cli.runtime", "add_build", "build TensorRT engines for this GPU from a bundle"),
-    "info": ("skugen.cli.runtime", "add_info", "show a bundle's manifest summary"),
-    "generate": ("skugen.cli.runtime", "add_generate", "generate product images from a generator bundle"),
-    "enhance": ("skugen.cli.runtime", "add_enhance", "enhance (x2) product photos with an enhancer bundle"),
-    "bench": ("skugen.cli.bench", "add_bench", "benchmark bundles over backend x precision x batch"),
-    "deploy": ("skugen.cli.runtime", "add_deploy", "package a bundle for Jetson / x86-gpu"),
-    "engines": ("skugen.cli.runtime", "add_engines",
-                "list a bundle's TensorRT engines, mark one verified (install.sh runs this)"),
-    "export-triton": ("skugen.cli.runtime", "add_export_triton", "write a Triton Inference Server model repository"),
-    "env": ("skugen.cli.runtime", "add_env", "show SKUGEN_* settings and the environment"),
-}
-# Developer commands: parsed like the others, not listed by `skugen --help`.
-HIDDEN: dict[str, tuple[str, str, str]] = {
-    "kernels": ("skugen.cli.kernels", "add_kernels", "CUDA kernel checks without a GPU: host emulation, nvcc"),
+
+class Command(NamedTuple):
+    module: str  # the module (skugen.cli.<module>) with the command's `add_<name>(subparsers)`
+    help: str  # its line in `skugen --help`
+    hidden: bool = False  # developer commands: parsed like the others, not listed by `skugen --help`
+
+    def adder(self, name: str) -> tuple[str, str]:
+        """(module, function) that add the parser of command `name`."""
+        return f"skugen.cli.{self.module}", "add_" + name.replace("-", "_")
+
+
+_T, _R = "toolchain", "runtime"
+# Every command. Order is the --help order.
+COMMANDS: dict[str, Command] = {
+    "data": Command(_T, "check the product datasets (Fashion-MNIST, GroceryStore)"),
+    "train": Command(_T, "train a zoo teacher from scratch (resumable)"),
+    "eval": Command(_T, "re-compute a zoo model's metrics from its weights"),
+    "zoo": Command(_T, "list the shipped models"),
+    "import": Command(_T, "import your own PyTorch model (factory/TorchScript/ExportedProgram)"),
+    "compress": Command(_T, "prune + distill a teacher into a student"),
+    "distill": Command(_T, "distil a pruned student from its teacher (resumable; DDP under torchrun)"),
+    "export": Command(_T, "export a model to ONNX (+INT8) and write a bundle"),
+    "pipeline": Command(_T, "the main job: teacher -> student -> bundle -> verify -> bench -> report"),
+    "verify": Command(_R, "run a bundle's golden inputs through a backend and compare"),
+    "build": Command(_R, "build TensorRT engines for this GPU from a bundle"),
+    "info": Command(_R, "show a bundle's manifest summary"),
+    "generate": Command(_R, "generate product images from a generator bundle"),
+    "enhance": Command(_R, "enhance (x2) product photos with an enhancer bundle"),
+    "bench": Command("bench", "benchmark bundles over backend x precision x batch"),
+    "deploy": Command(_R, "package a bundle for Jetson / x86-gpu"),
+    "engines": Command(_R, "list a bundle's TensorRT engines, mark one verified (install.sh runs this)"),
+    "export-triton": Command(_R, "write a Triton Inference Server model repository"),
+    "env": Command(_R, "show SKUGEN_* settings and the environment"),
+    "kernels": Command("kernels", "CUDA kernel checks without a GPU: host emulation, nvcc", hidden=True),
 }
 # A command whose parser cannot be built for lack of these modules needs the `export` extra.
 TOOLCHAIN_MODULES = ("skugen.cli.toolchain", "skugen.export")
@@ -63,19 +71,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    table = {**COMMANDS, **HIDDEN}
-    if only is not None and only in table:  # `skugen --help` imports nothing heavy
-        mod, fn, help_ = table[only]
+    if only in COMMANDS:  # `skugen --help` imports nothing heavy
+        mod, fn = COMMANDS[only].adder(only)
         try:
             getattr(importlib.import_module(mod), fn)(sub)
         except ImportError as e:  # toolchain not installed (or optional extra missing)
-            sp = sub.add_parser(only, help=help_)
+            sp = sub.add_parser(only, help=COMMANDS[only].help)
             sp.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
             sp.set_defaults(func=_missing(only, mod, e))
     # Placeholders keep `skugen --help` complete without importing every module.
-    for name, (_, _, help_) in COMMANDS.items():
-        if name not in sub.choices:
-            sub.add_parser(name, help=help_, add_help=False)
+    for name, c in COMMANDS.items():
+        if name not in sub.choices and not c.hidden:
+            sub.add_parser(name, help=c.help, add_help=False)
     return p
 
 

@@ -3,7 +3,6 @@ calls run_bench / compare_reports, prints and saves the report.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ..bench.config import BACKENDS, BenchConfig, GateConfig
@@ -11,6 +10,7 @@ from ..bench.gate import compare_reports
 from ..bench.report import BenchReport, load_report_json
 from ..bench.run import run_bench
 from ..errors import InputError
+from ._common import add_threads, command
 
 
 def _csv_list(s: str, cast=str) -> tuple:
@@ -21,19 +21,18 @@ def _csv_list(s: str, cast=str) -> tuple:
 
 
 def add_bench(sub) -> None:
-    p = sub.add_parser(
-        "bench", help="benchmark bundles over backend x precision x batch (latency, throughput, memory, quality)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Benchmark bundles: latency p50/p90/p99 split into pre/infer/post, throughput, peak memory, "
-                    "GMAC/s against measured GEMM ceilings, and quality (PSNR/SSIM, class fidelity, FID-proxy).",
-        epilog="Examples:\n"
-               "  skugen bench runs/demo/bundle --backends onnxruntime,torch --precisions fp32,int8 --batch 1,8,32 \\\n"
-               "      --teacher export/zoo/fmnist-cgan --json bench.json --md bench.md --html bench.html\n"
-               "  skugen bench runs/demo/bundle --duration 5 --threads 2 --csv bench.csv\n"
-               "  skugen bench runs/demo/bundle --json new.json --baseline benchmarks/results/cgan.json "
-               "--max-slowdown 1.10 --max-quality-drop 0.1\n"
-               "  skugen bench --from-report new.json --baseline old.json   # gate an existing report\n"
-               "Exit status: 0 ok, 1 regression gate failed, 2 usage/bundle error.")
+    p = command(
+        sub, "bench", "benchmark bundles over backend x precision x batch (latency, throughput, memory, quality)",
+        "Benchmark bundles: latency p50/p90/p99 split into pre/infer/post, throughput, peak memory, "
+        "GMAC/s against measured GEMM ceilings, and quality (PSNR/SSIM, class fidelity, FID-proxy).",
+        func=_cmd_bench, examples="""\
+skugen bench runs/demo/bundle --backends onnxruntime,torch --precisions fp32,int8 --batch 1,8,32 \\
+    --teacher export/zoo/fmnist-cgan --json bench.json --md bench.md --html bench.html
+skugen bench runs/demo/bundle --duration 5 --threads 2 --csv bench.csv
+skugen bench runs/demo/bundle --json new.json --baseline benchmarks/results/cgan.json --max-slowdown 1.10 --max-quality-drop 0.1
+skugen bench --from-report new.json --baseline old.json   # gate an existing report
+""",
+        after="Exit status: 0 ok, 1 regression gate failed, 2 usage/bundle error.")
     p.add_argument("bundles", nargs="*", metavar="BUNDLE", help="bundle directories (or .tar)")
     p.add_argument("--backends", default="onnxruntime", help=f"comma list of {','.join(BACKENDS)} (default onnxruntime)")
     p.add_argument("--precisions", default="fp32,int8", help="comma list of fp32,fp16,int8 (default fp32,int8)")
@@ -43,8 +42,7 @@ def add_bench(sub) -> None:
     g.add_argument("--iters", type=int, default=None, help="timed calls per cell (default 30)")
     g.add_argument("--duration", type=float, default=None, metavar="S", help="time-box each cell to S seconds instead")
     p.add_argument("--repeats", type=int, default=1, help="back-to-back timed runs per cell (p50 spread; default 1)")
-    p.add_argument("--threads", type=int, default=None, help="intra-op threads for ORT/torch and the ceilings "
-                                                             "(default SKUGEN_NUM_THREADS or all cores)")
+    add_threads(p, "intra-op threads for ORT/torch and the ceilings (default SKUGEN_NUM_THREADS or all cores)")
     p.add_argument("--tile", type=int, default=None, help="enhancer LR input side (default: the bundle's tile.size)")
     p.add_argument("--teacher", action="append", default=[], metavar="MODEL_DIR_OR_BUNDLE",
                    help="eager-PyTorch teacher run beside the students (repeatable; matched to bundles by family)")
@@ -69,7 +67,6 @@ def add_bench(sub) -> None:
     p.add_argument("--max-fidelity-drop", type=float, default=GateConfig.max_fidelity_drop)
     p.add_argument("--max-fid-rise", type=float, default=GateConfig.max_fid_rise)
     p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_cmd_bench)
 
 
 def config_from_args(args) -> BenchConfig:

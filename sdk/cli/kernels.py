@@ -6,23 +6,25 @@ libasan preloaded). compile-check: nvcc + ptxas resource report (skugen.kernels.
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
 
-_FMT = argparse.RawDescriptionHelpFormatter
+from ._common import command
+
 
 
 def add_kernels(sub) -> None:
     from ..kernels.compile_check import DEFAULT_REPORT
 
-    k = sub.add_parser(
-        "kernels", formatter_class=_FMT,
-        description="CUDA kernel checks without a GPU: host emulation against the numpy reference "
-                    "(optionally under ASan+UBSan) and the nvcc compile check with the ptxas report.",
-        epilog="Examples:\n  skugen kernels emulate --cases 40\n  skugen kernels emulate --sanitize\n"
-               "  skugen kernels compile-check --out benchmarks/kernels/ptxas_report.json\n")
+    k = command(
+        sub, "kernels", None,
+        "CUDA kernel checks without a GPU: host emulation against the numpy reference "
+        "(optionally under ASan+UBSan) and the nvcc compile check with the ptxas report.", examples="""\
+skugen kernels emulate --cases 40
+skugen kernels emulate --sanitize
+skugen kernels compile-check --out benchmarks/kernels/ptxas_report.json
+""")
     ks = k.add_subparsers(dest="kernels_cmd", required=True)
     e = ks.add_parser("emulate", help="emulated kernels vs the numpy reference on random cases; exit 1 on mismatch")
     e.add_argument("--sanitize", action="store_true", help="build with -fsanitize=address,undefined")

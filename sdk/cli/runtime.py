@@ -14,33 +14,22 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-
-_FMT = argparse.RawDescriptionHelpFormatter
-_BACKEND_HELP = "auto (TensorRT when usable, else ONNX Runtime) | onnxruntime | tensorrt"
-_PRECISION_HELP = "auto (int8 on ONNX Runtime when the bundle has it, fp16 on TensorRT) | fp32 | fp16 | int8"
+from ._common import add_bundle, add_json, add_runtime_args, command
 
 # ----------------------------------------------------------------------------- generate / enhance / env
 
 
-def _add_runtime_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"), help=_BACKEND_HELP)
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"), help=_PRECISION_HELP)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for ONNX Runtime (default: all cores)")
-    p.add_argument("--report", metavar="JSON", help="also write the call's Report (latency, memory, env) here")
-    p.add_argument("--json", action="store_true", help="print the Report as JSON instead of a summary")
-
-
 def add_generate(sub) -> None:
-    g = sub.add_parser(
-        "generate", help="generate product images from a generator bundle", formatter_class=_FMT,
+    g = command(
+        sub, "generate", "generate product images from a generator bundle", func=_generate, examples="""\
+skugen generate runs/demo/bundle --class sneaker --n 16 --seed 0 --out grid.png
+skugen generate bundle.tar --class sneaker --class bag --seed 7 --out-dir out/
+skugen generate runs/demo/bundle --n 10 --seed 0 --out all_classes.png   # one per class
+""",
         description="Generate product images. Writes a grid PNG (--out) and/or one PNG per image (--out-dir); "
                     "every PNG carries provenance tEXt (software, bundle sha256, model, seed, class, "
-                    "ai_generated=true, creation time).",
-        epilog="Examples:\n"
-               "  skugen generate runs/demo/bundle --class sneaker --n 16 --seed 0 --out grid.png\n"
-               "  skugen generate bundle.tar --class sneaker --class bag --seed 7 --out-dir out/\n"
-               "  skugen generate runs/demo/bundle --n 10 --seed 0 --out all_classes.png   # one per class\n")
-    g.add_argument("bundle", help="bundle directory or .tar")
+                    "ai_generated=true, creation time).")
+    add_bundle(g)
     g.add_argument("--class", dest="classes", action="append", metavar="NAME",
                    help="class name or index (repeat, or comma-separate, for several; default: every class in turn)")
     g.add_argument("--n", type=int, default=None, help="number of images (default: one per --class, else 16)")
@@ -48,39 +37,37 @@ def add_generate(sub) -> None:
     g.add_argument("--out", metavar="PNG", help="grid PNG to write")
     g.add_argument("--out-dir", metavar="DIR", help="directory for one PNG per image")
     g.add_argument("--cols", type=int, default=None, help="grid columns (default: square-ish)")
-    _add_runtime_args(g)
-    g.set_defaults(func=_generate)
+    add_runtime_args(g)
 
 
 def add_enhance(sub) -> None:
-    e = sub.add_parser(
-        "enhance", help="enhance (x2) product photos with an enhancer bundle", formatter_class=_FMT,
+    e = command(
+        sub, "enhance", "enhance (x2) product photos with an enhancer bundle", func=_enhance, examples="""\
+skugen enhance runs/demo/sr_bundle photo.jpg --out photo_x2.png
+skugen enhance sr_bundle.tar a.jpg b.png --out-dir enhanced/
+skugen enhance sr_bundle photo.jpg --out big.png --no-tile   # whole image at once
+""",
         description="Enhance photos with an enhancer bundle. Large photos are processed in overlapping tiles "
                     "(bounded memory; the result equals the untiled one), with a progress bar when tqdm is "
-                    "installed (SKUGEN_NO_PROGRESS=1 hides it).",
-        epilog="Examples:\n"
-               "  skugen enhance runs/demo/sr_bundle photo.jpg --out photo_x2.png\n"
-               "  skugen enhance sr_bundle.tar a.jpg b.png --out-dir enhanced/\n"
-               "  skugen enhance sr_bundle photo.jpg --out big.png --no-tile   # whole image at once\n")
-    e.add_argument("bundle", help="bundle directory or .tar")
+                    "installed (SKUGEN_NO_PROGRESS=1 hides it).")
+    add_bundle(e)
     e.add_argument("images", nargs="+", help="image files (PNG, JPEG, WebP, ...)")
     e.add_argument("--out", metavar="PNG", help="output PNG (one input image only)")
     e.add_argument("--out-dir", metavar="DIR", help="directory for the outputs (several images)")
     e.add_argument("--tile", type=int, default=None, help="tile size in LR pixels (default: the bundle's)")
     e.add_argument("--no-tile", action="store_true", help="run each image whole (more memory)")
     e.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    _add_runtime_args(e)
-    e.set_defaults(func=_enhance)
+    add_runtime_args(e)
 
 
 def add_env(sub) -> None:
-    v = sub.add_parser(
-        "env", help="show SKUGEN_* settings and the environment", formatter_class=_FMT,
-        description="Show every SKUGEN_* setting (value, default, meaning), the machine, library versions "
-                    "and which backends are usable here.",
-        epilog="Examples:\n  skugen env\n  skugen env --json > env.json\n")
-    v.add_argument("--json", action="store_true")
-    v.set_defaults(func=_env)
+    v = command(sub, "env", "show SKUGEN_* settings and the environment", func=_env, examples="""\
+skugen env
+skugen env --json > env.json
+""",
+                description="Show every SKUGEN_* setting (value, default, meaning), the machine, library versions "
+                            "and which backends are usable here.")
+    add_json(v)
 
 
 def _emit(report, args) -> None:
@@ -179,11 +166,12 @@ def _env(args) -> int:
 
 
 def add_info(sub) -> None:
-    p = sub.add_parser("info", help="show a bundle's manifest summary (verifies every sha256)", formatter_class=_FMT,
-                       epilog="Examples:\n  skugen info runs/demo/bundle\n  skugen info bundle.tar --json")
-    p.add_argument("bundle")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_info)
+    p = command(sub, "info", "show a bundle's manifest summary (verifies every sha256)", examples="""\
+skugen info runs/demo/bundle
+skugen info bundle.tar --json
+""", func=_info)
+    add_bundle(p, None)
+    add_json(p)
 
 
 def _info(args) -> int:
@@ -210,17 +198,18 @@ def _info(args) -> int:
 def add_verify(sub) -> None:
     from ..verify import BACKENDS, PRECISIONS
 
-    p = sub.add_parser(
-        "verify", help="run a bundle's golden inputs through a backend and compare", formatter_class=_FMT,
+    p = command(
+        sub, "verify", "run a bundle's golden inputs through a backend and compare", func=_verify, examples="""\
+skugen verify runs/demo/bundle
+skugen verify runs/demo/bundle --precision int8 --json
+skugen verify bundle.tar --backend tensorrt --precision fp16
+""",
         description="Check a bundle (every sha256) and that a backend reproduces its golden outputs within the "
-                    "manifest's tolerances. Exit status 1 on mismatch.",
-        epilog="Examples:\n  skugen verify runs/demo/bundle\n  skugen verify runs/demo/bundle --precision int8 --json\n"
-               "  skugen verify bundle.tar --backend tensorrt --precision fp16\n")
-    p.add_argument("bundle", help="bundle directory or .tar")
+                    "manifest's tolerances. Exit status 1 on mismatch.")
+    add_bundle(p)
     p.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=_verify)
+    add_json(p, "print the report as JSON")
 
 
 def _verify(args) -> int:
@@ -240,14 +229,15 @@ def _verify(args) -> int:
 def add_build(sub) -> None:
     from ..backends.tensorrt import plan as tp
 
-    p = sub.add_parser(
-        "build", help="build TensorRT engines for this GPU from a bundle", formatter_class=_FMT,
+    p = command(
+        sub, "build", "build TensorRT engines for this GPU from a bundle", func=_build, examples="""\
+skugen build runs/demo/bundle --precision fp16
+skugen build runs/demo/bundle --precision fp16 int8 --max-batch 64
+skugen build runs/sr/bundle --precision int8 --opt-hw 128 --max-hw 256 --force
+""",
         description="Build TensorRT 10 engines from a bundle's ONNX for THIS GPU and store them under "
-                    "BUNDLE/engines/<gpu>-sm<cc>-trt<version>-<precision>/ (engine.plan + engine.json).",
-        epilog="Examples:\n  skugen build runs/demo/bundle --precision fp16\n"
-               "  skugen build runs/demo/bundle --precision fp16 int8 --max-batch 64\n"
-               "  skugen build runs/sr/bundle --precision int8 --opt-hw 128 --max-hw 256 --force\n")
-    p.add_argument("bundle", help="bundle directory or .tar")
+                    "BUNDLE/engines/<gpu>-sm<cc>-trt<version>-<precision>/ (engine.plan + engine.json).")
+    add_bundle(p)
     p.add_argument("--backend", default="tensorrt", choices=["tensorrt"], help="engine backend (only tensorrt)")
     p.add_argument("--precision", nargs="+", default=["fp16"], choices=tp.PRECISIONS, help="one or more precisions")
     d = tp.BuildConfig()
@@ -264,8 +254,7 @@ def add_build(sub) -> None:
     p.add_argument("--no-timing-cache", action="store_true", help="do not reuse/persist the tactic timing cache")
     p.add_argument("--device", type=int, default=0, help="CUDA device ordinal")
     p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date engine exists")
-    p.add_argument("--json", action="store_true", help="print the engine records as JSON")
-    p.set_defaults(func=_build)
+    add_json(p, "print the engine records as JSON")
 
 
 def _build(args) -> int:
@@ -296,34 +285,32 @@ def _build(args) -> int:
 
 # ----------------------------------------------------------------------------- deploy / engines
 
-_DEPLOY_EPILOG = """\
+_DEPLOY_TARGETS = """\
 Targets:
   jetson-orin     AGX Orin / Orin NX / Orin Nano, JetPack 6.1+ (sm_87, TensorRT 10)
   jetson-xavier   AGX Xavier / Xavier NX, JetPack 5.1 (sm_72; onnxruntime only, see docs/jetson.md)
   x86-gpu         x86-64 Linux + any NVIDIA GPU (TensorRT 10 from pip when missing)
 
-Examples:
-  skugen deploy runs/demo/bundle --target jetson-orin --out cgan-orin.tar.gz
-  skugen deploy bundle.tar --target x86-gpu --out pkg.tgz --json
-  # on the device:
-  tar xzf cgan-orin.tar.gz && cd skugen-*-jetson-orin && ./install.sh
 """
 
 
 def add_deploy(sub) -> None:
     from ..deploy import TARGETS
 
-    p = sub.add_parser("deploy", help="package a bundle for Jetson / x86-gpu", formatter_class=_FMT,
-                       description="Verify a bundle, then write a self-contained .tar.gz for one target: the bundle "
-                                   "(no engines), the runtime (no torch), requirements, install.sh (device checks, "
-                                   "engine build + verify on the device) and a README.",
-                       epilog=_DEPLOY_EPILOG)
-    p.add_argument("bundle", help="bundle directory or .tar")
+    p = command(sub, "deploy", "package a bundle for Jetson / x86-gpu", func=_deploy, examples="""\
+skugen deploy runs/demo/bundle --target jetson-orin --out cgan-orin.tar.gz
+skugen deploy bundle.tar --target x86-gpu --out pkg.tgz --json
+# on the device:
+tar xzf cgan-orin.tar.gz && cd skugen-*-jetson-orin && ./install.sh
+""", before=_DEPLOY_TARGETS,
+                description="Verify a bundle, then write a self-contained .tar.gz for one target: the bundle "
+                            "(no engines), the runtime (no torch), requirements, install.sh (device checks, "
+                            "engine build + verify on the device) and a README.")
+    add_bundle(p)
     p.add_argument("--target", required=True, metavar="TARGET", help=f"one of: {', '.join(TARGETS)}")
     p.add_argument("--out", default=None, help="package file (.tar.gz); default skugen-NAME-TARGET.tar.gz")
     p.add_argument("--no-verify", action="store_true", help="package without running `skugen verify` first")
-    p.add_argument("--json", action="store_true", help="print the package summary as JSON")
-    p.set_defaults(func=_deploy)
+    add_json(p, "print the package summary as JSON")
 
 
 def _deploy(args) -> int:
@@ -346,22 +333,22 @@ def _deploy(args) -> int:
 
 
 def add_engines(sub) -> None:
-    p = sub.add_parser(
-        "engines", help="list a bundle's TensorRT engines, mark one verified (install.sh runs this)",
-        formatter_class=_FMT,
+    p = command(
+        sub, "engines", "list a bundle's TensorRT engines, mark one verified (install.sh runs this)", examples="""\
+skugen engines status bundle
+skugen engines mark-verified bundle --precision fp16 --log logs/verify-tensorrt-fp16.log
+""",
         description="The device-side engine helpers: list the engines built in a bundle and whether `skugen verify` "
-                    "passed on each; mark the newest engine of a precision verified (only after it did).",
-        epilog="Examples:\n  skugen engines status bundle\n"
-               "  skugen engines mark-verified bundle --precision fp16 --log logs/verify-tensorrt-fp16.log\n")
+                    "passed on each; mark the newest engine of a precision verified (only after it did).")
     sp = p.add_subparsers(dest="engines_cmd", required=True)
     m = sp.add_parser("mark-verified",
                       help="mark the newest engine of a precision verified (only after skugen verify passed)")
-    m.add_argument("bundle")
+    add_bundle(m, None)
     m.add_argument("--precision", required=True)
     m.add_argument("--log", default=None, help="file with the `skugen verify` output to keep in verified.json")
     m.set_defaults(func=_engines_mark)
     s = sp.add_parser("status", help="list the bundle's engines and whether each is verified")
-    s.add_argument("bundle")
+    add_bundle(s, None)
     s.set_defaults(func=_engines_status)
 
 
@@ -387,13 +374,12 @@ def _engines_status(args) -> int:
 
 # ----------------------------------------------------------------------------- export-triton
 
-_TRITON_EPILOG = """\
-Examples:
-  skugen export-triton runs/demo/bundle --out triton_repo
-  skugen export-triton bundle --out repo --max-batch 32 --preferred-batch 8,32 --max-queue-delay-us 200
-  skugen export-triton bundle --out repo --precision int8 --cpu-instances 2 --ort-threads 1
-  tritonserver --model-repository=$PWD/triton_repo
-  perf_analyzer -m NAME --input-data zero -b 8 --concurrency-range 1:8   # see docs/triton.md
+_TRITON_EXAMPLES = """\
+skugen export-triton runs/demo/bundle --out triton_repo
+skugen export-triton bundle --out repo --max-batch 32 --preferred-batch 8,32 --max-queue-delay-us 200
+skugen export-triton bundle --out repo --precision int8 --cpu-instances 2 --ort-threads 1
+tritonserver --model-repository=$PWD/triton_repo
+perf_analyzer -m NAME --input-data zero -b 8 --concurrency-range 1:8   # see docs/triton.md
 """
 
 
@@ -407,12 +393,12 @@ def _batch_list(s: str) -> tuple[int, ...]:
 def add_export_triton(sub) -> None:
     from ..triton import PLAN_MODES
 
-    p = sub.add_parser("export-triton", help="write a Triton Inference Server model repository", formatter_class=_FMT,
-                       description="Write a Triton model repository: an onnxruntime model (KIND_CPU), a tensorrt_plan "
-                                   "model per built engine precision (KIND_GPU), numpy Python-backend pre/post steps "
-                                   "and ensembles wiring pre -> model -> post.",
-                       epilog=_TRITON_EPILOG)
-    p.add_argument("bundle", help="bundle directory or .tar")
+    p = command(sub, "export-triton", "write a Triton Inference Server model repository", func=_export_triton,
+                examples=_TRITON_EXAMPLES,
+                description="Write a Triton model repository: an onnxruntime model (KIND_CPU), a tensorrt_plan "
+                            "model per built engine precision (KIND_GPU), numpy Python-backend pre/post steps "
+                            "and ensembles wiring pre -> model -> post.")
+    add_bundle(p)
     p.add_argument("--out", required=True, help="repository directory to write (replaced atomically)")
     p.add_argument("--name", default=None, help="model name prefix (default: the bundle name)")
     p.add_argument("--precision", default="fp32", help="ONNX for the onnxruntime model: fp32 (default) or int8")
@@ -425,8 +411,7 @@ def add_export_triton(sub) -> None:
     p.add_argument("--ort-threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
     p.add_argument("--plans", choices=PLAN_MODES, default="all",
                    help="which built TensorRT engines to add: all (default), verified (install.sh-verified), none")
-    p.add_argument("--json", action="store_true", help="print skugen_triton.json")
-    p.set_defaults(func=_export_triton)
+    add_json(p, "print skugen_triton.json")
 
 
 def _export_triton(args) -> int:

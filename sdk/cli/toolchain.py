@@ -7,25 +7,12 @@ is built, so on a runtime-only install the command reports the missing extra ins
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from ..report import invocation
-
-_FMT = argparse.RawDescriptionHelpFormatter
-
-
-class _DefaultsFormatter(argparse.RawDescriptionHelpFormatter):
-    """Raw description/epilog, and every option's default appended to its help when it has one to show."""
-
-    def _get_help_string(self, action):
-        h = action.help or ""
-        if (not action.option_strings or any(action.default is v for v in (None, False, argparse.SUPPRESS))
-                or "default" in h):  # `is`: 0 == False, and a default of 0 is worth showing
-            return h
-        return f"{h} (default: %(default)s)" if h else "(default: %(default)s)"
+from ._common import DefaultsFormatter, add_json, add_threads, command
 
 # ----------------------------------------------------------------------------- data / train / zoo / eval
 
@@ -33,14 +20,15 @@ class _DefaultsFormatter(argparse.RawDescriptionHelpFormatter):
 def add_data(sub) -> None:
     from ..export.data import DATASET_ALIASES
 
-    p = sub.add_parser("data", help="check the product datasets",
-                       description="Locate and verify the datasets skugen trains and evaluates on.",
-                       epilog=("Examples:\n  skugen data check\n  skugen data check --require fmnist\n"
-                               "  skugen data check --json --data-dir ~/fmnist"),
-                       formatter_class=_FMT)
+    p = command(sub, "data", "check the product datasets",
+                "Locate and verify the datasets skugen trains and evaluates on.", examples="""\
+skugen data check
+skugen data check --require fmnist
+skugen data check --json --data-dir ~/fmnist
+""")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     c = dsub.add_parser("check", help="find both datasets, count splits, verify checksums")
-    c.add_argument("--json", action="store_true", help="print JSON")
+    add_json(c, "print JSON")
     c.add_argument("--data-dir", default=None, help="Fashion-MNIST folder (overrides SKUGEN_FMNIST_DIR)")
     c.add_argument("--require", action="append", default=[], choices=sorted(DATASET_ALIASES),
                    help="fail (exit 1) unless this dataset is usable; repeatable. Without it: exit 0 if any is")
@@ -58,20 +46,20 @@ def _data_check(args) -> int:
 def add_train(sub) -> None:
     from ..export.train import TRAINERS
 
-    p = sub.add_parser("train", help="train a zoo teacher (resumable, seeded)", formatter_class=_FMT,
-                       description="Train one of the zoo teachers from scratch on real data.",
-                       epilog="Examples:\n  skugen train fmnist-classifier --out runs/cls\n"
-                              "  skugen train fmnist-cgan --steps 4000 --seed 0 --out runs/cgan   # re-run resumes\n")
+    p = command(sub, "train", "train a zoo teacher (resumable, seeded)", func=_train, examples="""\
+skugen train fmnist-classifier --out runs/cls
+skugen train fmnist-cgan --steps 4000 --seed 0 --out runs/cgan   # re-run resumes
+""",
+                description="Train one of the zoo teachers from scratch on real data.")
     p.add_argument("name", choices=list(TRAINERS))
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the shipped recipe)")
     p.add_argument("--out", default=None, help="output model directory (default runs/NAME)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    add_threads(p, "torch threads")
     p.add_argument("--amp", choices=["fp32", "bf16"], default=None,
                    help="mixed precision (default: bf16 autocast for grocery-sr2x, fp32 otherwise)")
     p.add_argument("--no-eval", action="store_true", help="skip the final evaluation")
-    p.set_defaults(func=_train)
 
 
 def _train(args) -> int:
@@ -86,11 +74,13 @@ def _train(args) -> int:
 def add_zoo(sub) -> None:
     from ..export import zoo  # noqa: F401
 
-    z = sub.add_parser("zoo", help="list the shipped models", formatter_class=_FMT,
-                       epilog="Examples:\n  skugen zoo list\n  skugen zoo list --json")
+    z = command(sub, "zoo", "list the shipped models", examples="""\
+skugen zoo list
+skugen zoo list --json
+""")
     zs = z.add_subparsers(dest="zoo_cmd", required=True)
     zl = zs.add_parser("list")
-    zl.add_argument("--json", action="store_true")
+    add_json(zl)
     zl.set_defaults(func=_zoo_list)
 
 
@@ -109,12 +99,13 @@ def _zoo_list(args) -> int:
 def add_eval(sub) -> None:
     from ..export import zoo  # noqa: F401
 
-    e = sub.add_parser("eval", help="re-compute a model's metrics from its weights", formatter_class=_FMT,
-                       epilog="Examples:\n  skugen eval fmnist-cgan --json\n  skugen eval runs/my-student --quick")
+    e = command(sub, "eval", "re-compute a model's metrics from its weights", examples="""\
+skugen eval fmnist-cgan --json
+skugen eval runs/my-student --quick
+""", func=_eval)
     e.add_argument("name", help="zoo name or model directory")
-    e.add_argument("--json", action="store_true")
+    add_json(e)
     e.add_argument("--quick", action="store_true", help="smaller evaluation sets (smoke checks)")
-    e.set_defaults(func=_eval)
 
 
 def _eval(args) -> int:
@@ -130,21 +121,20 @@ def _eval(args) -> int:
 def add_import(sub) -> None:
     from ..export import custom
 
-    p = sub.add_parser(
-        "import", help="import your own PyTorch model (factory, TorchScript, ExportedProgram) with an I/O spec",
-        formatter_class=_FMT, description=custom.__doc__,
-        epilog="Examples:\n"
-               "  skugen import my_pkg.nets:make_upscaler --io-spec io.json --weights up.safetensors --out runs/up\n"
-               "  skugen import nets.py:make_gen --io-spec gen_io.json --out runs/gen\n"
-               "  skugen import upscaler.pt2 --io-spec io.json --out runs/up-ep       # torch.export.save\n"
-               "  skugen import upscaler.ts --io-spec io.json --out runs/up-ts        # torch.jit.save\n"
-               "  skugen pipeline --model runs/up --out runs/up-deploy\n")
+    p = command(
+        sub, "import", "import your own PyTorch model (factory, TorchScript, ExportedProgram) with an I/O spec",
+        custom.__doc__, examples="""\
+skugen import my_pkg.nets:make_upscaler --io-spec io.json --weights up.safetensors --out runs/up
+skugen import nets.py:make_gen --io-spec gen_io.json --out runs/gen
+skugen import upscaler.pt2 --io-spec io.json --out runs/up-ep       # torch.export.save
+skugen import upscaler.ts --io-spec io.json --out runs/up-ts        # torch.jit.save
+skugen pipeline --model runs/up --out runs/up-deploy
+""", func=_import)
     p.add_argument("ref", help="package.module:function, file.py:function, a .pt2 or a TorchScript file")
     p.add_argument("--io-spec", required=True, help="JSON I/O spec (kind, shapes, ranges; see docs/custom_models.md)")
     p.add_argument("--weights", default=None, help="safetensors state dict for a factory's module")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--name", default=None)
-    p.set_defaults(func=_import)
 
 
 def _import(args) -> int:
@@ -163,19 +153,18 @@ def add_compress(sub) -> None:
     from ..export import prune
     from ..export.compress import PRESET_NAMES
 
-    p = sub.add_parser(
-        "compress", help="prune + distill a teacher into a student (resumable, seeded)",
-        formatter_class=_DefaultsFormatter,
+    p = command(
+        sub, "compress", "prune + distill a teacher into a student (resumable, seeded)", func=_compress, examples="""\
+skugen compress fmnist-cgan --target-macs 0.25 --preset fast --out runs/cgan-st
+skugen compress grocery-sr2x --target-macs 0.25 --preset full --out runs/sr-st --seed 0
+skugen compress runs/my-cgan --prune-ratio 0.5 --distill-steps 500 --out runs/my-st
+torchrun --standalone --nproc_per_node 2 -m skugen.cli compress fmnist-cgan --preset full --out runs/st
+""",
+        formatter_class=DefaultsFormatter,
         description="Compress a zoo model or model directory: sensitivity-guided structured pruning to a MACs "
                     "target (channels physically removed, widths multiples of 8), then distillation from the "
                     "teacher. Writes a model directory with a card comparing teacher and student.",
-        epilog="Examples:\n"
-               "  skugen compress fmnist-cgan --target-macs 0.25 --preset fast --out runs/cgan-st\n"
-               "  skugen compress grocery-sr2x --target-macs 0.25 --preset full --out runs/sr-st --seed 0\n"
-               "  skugen compress runs/my-cgan --prune-ratio 0.5 --distill-steps 500 --out runs/my-st\n"
-               "  torchrun --standalone --nproc_per_node 2 -m skugen.cli compress fmnist-cgan --preset full "
-               "--out runs/st\n"
-               "Re-running the same command resumes (sensitivity reused, distillation from its checkpoint).")
+        after="Re-running the same command resumes (sensitivity reused, distillation from its checkpoint).")
     p.add_argument("model", help="zoo name (skugen zoo list) or model directory")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--target-macs", type=float, default=None, metavar="F",
@@ -190,11 +179,10 @@ def add_compress(sub) -> None:
     p.add_argument("--w-adv", type=float, default=None, metavar="W",
                    help="cGAN: weight of the adversarial distillation term (default 0: off)")
     p.add_argument("--seed", type=int, default=0, help="seed for pruning and distillation")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    add_threads(p, "torch threads (default: all cores)")
     p.add_argument("--quick-eval", action="store_true", default=None,
                    help="small evaluation sets (default: the preset's)")
-    p.add_argument("--json", action="store_true", help="print the student's card as JSON")
-    p.set_defaults(func=_compress)
+    add_json(p, "print the student's card as JSON")
 
 
 def compress_config(args):
@@ -238,14 +226,13 @@ def _compress(args) -> int:
 def add_distill(sub) -> None:
     from ..export.distill import DistillConfig
 
-    p = sub.add_parser(
-        "distill", help="distil a pruned student from its teacher (resumable; DDP under torchrun)",
-        description="Distil a pruned student model directory from its teacher (resumable; DDP under torchrun).",
-        formatter_class=_FMT,
-        epilog="Examples:\n"
-               "  skugen distill --teacher fmnist-cgan --student runs/pruned --out runs/st\n"
-               "  torchrun --standalone --nproc_per_node 2 -m skugen.cli distill \\\n"
-               "      --teacher grocery-sr2x --student runs/sr-pruned --out runs/sr-st --steps 3000\n")
+    p = command(
+        sub, "distill", "distil a pruned student from its teacher (resumable; DDP under torchrun)",
+        "Distil a pruned student model directory from its teacher (resumable; DDP under torchrun).", examples="""\
+skugen distill --teacher fmnist-cgan --student runs/pruned --out runs/st
+torchrun --standalone --nproc_per_node 2 -m skugen.cli distill \\
+    --teacher grocery-sr2x --student runs/sr-pruned --out runs/sr-st --steps 3000
+""", func=_distill)
     p.add_argument("--teacher", required=True, help="zoo name or model directory")
     p.add_argument("--student", required=True, help="model directory of the pruned student (initial weights)")
     p.add_argument("--out", required=True, help="output directory: ckpt.* (resume), model + card, distill.json")
@@ -261,8 +248,7 @@ def add_distill(sub) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
     p.add_argument("--bn-recal-batches", type=int, default=d.bn_recal_batches)
-    p.add_argument("--threads", type=int, default=None)
-    p.set_defaults(func=_distill)
+    add_threads(p)
 
 
 def _distill(args) -> int:
@@ -285,15 +271,15 @@ def _distill(args) -> int:
 def add_export(sub) -> None:
     from ..export.quantize import ENHANCER_EVAL_N
 
-    p = sub.add_parser(
-        "export", help="export a model to ONNX (+INT8) and write a verified bundle", formatter_class=_FMT,
+    p = command(
+        sub, "export", "export a model to ONNX (+INT8) and write a verified bundle", func=_export, examples="""\
+skugen export fmnist-cgan --out runs/demo/bundle
+skugen export fmnist-cgan --out runs/demo/bundle --int8 --min-psnr-db 30 --budget-fidelity-pts 1.0
+skugen export grocery-sr2x --out runs/sr/bundle --int8 --budget-db 0.1 --calib 128 --tar
+skugen export runs/my-student --out b --int8 --tool ort --calibrate-method percentile
+""",
         description="Export a trained generator/enhancer to a bundle: FP32 ONNX checked against PyTorch, golden "
-                    "inputs/outputs, reports, source weights; with --int8 a quality-gated INT8 Q/DQ model.",
-        epilog="Examples:\n"
-               "  skugen export fmnist-cgan --out runs/demo/bundle\n"
-               "  skugen export fmnist-cgan --out runs/demo/bundle --int8 --min-psnr-db 30 --budget-fidelity-pts 1.0\n"
-               "  skugen export grocery-sr2x --out runs/sr/bundle --int8 --budget-db 0.1 --calib 128 --tar\n"
-               "  skugen export runs/my-student --out b --int8 --tool ort --calibrate-method percentile\n")
+                    "inputs/outputs, reports, source weights; with --int8 a quality-gated INT8 Q/DQ model.")
     p.add_argument("model", help="zoo name (skugen zoo list) or a model directory (card.json + model.safetensors)")
     p.add_argument("--out", required=True, help="bundle directory to write (replaced atomically)")
     p.add_argument("--int8", action="store_true", help="add a quality-gated INT8 (explicit Q/DQ) model")
@@ -314,8 +300,7 @@ def add_export(sub) -> None:
     p.add_argument("--classifier", default="auto", help="classifier for class fidelity ('auto', a zoo name/dir, 'none')")
     p.add_argument("--strict-budget", action="store_true", help="exit non-zero when INT8 misses the budget")
     p.add_argument("--tar", action="store_true", help="also pack the bundle into OUT.tar")
-    p.add_argument("--json", action="store_true", help="print the bundle summary as JSON")
-    p.set_defaults(func=_export)
+    add_json(p, "print the bundle summary as JSON")
 
 
 def _export(args) -> int:
@@ -357,14 +342,15 @@ def _export(args) -> int:
 def add_pipeline(sub) -> None:
     from ..export import pipeline
 
-    p = sub.add_parser("pipeline", help="the main job: teacher -> student -> bundle -> verify -> bench -> report",
-                       formatter_class=_DefaultsFormatter,
-                       description=pipeline.__doc__,
-                       epilog="Examples:\n  skugen pipeline --model fmnist-cgan --out runs/demo --preset fast\n"
-                              "  skugen pipeline --model grocery-sr2x --out runs/sr --preset full --budget-db 0.1\n"
-                              "  skugen pipeline --model path/to/model_dir --out runs/mine   # re-run resumes\n"
-                              "  skugen pipeline --model nets.py:make_upscaler --io-spec io.json --weights w.safetensors "
-                              "--out runs/up\n")
+    p = command(
+        sub, "pipeline", "the main job: teacher -> student -> bundle -> verify -> bench -> report",
+        pipeline.__doc__, examples="""\
+skugen pipeline --model fmnist-cgan --out runs/demo --preset fast
+skugen pipeline --model grocery-sr2x --out runs/sr --preset full --budget-db 0.1
+skugen pipeline --model path/to/model_dir --out runs/mine   # re-run resumes
+skugen pipeline --model nets.py:make_upscaler --io-spec io.json --weights w.safetensors --out runs/up
+""",
+        func=_pipeline, formatter_class=DefaultsFormatter)
     p.add_argument("--model", required=True,
                    help="zoo name (fmnist-cgan, grocery-sr2x), a model directory, or your own model: "
                         "pkg.module:factory, file.py:factory, a .pt2 (torch.export) or TorchScript file (needs --io-spec)")
@@ -378,12 +364,11 @@ def add_pipeline(sub) -> None:
     p.add_argument("--budget-fidelity-pts", type=float, default=1.0, help="INT8 class-fidelity budget (generator)")
     p.add_argument("--batch", default="1,16", help="bench batch sizes")
     p.add_argument("--iters", type=int, default=30, help="bench iterations per cell")
-    p.add_argument("--threads", type=int, default=None, help="torch/ORT threads (default: all cores)")
+    add_threads(p, "torch/ORT threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0, help="random seed of every stage")
     p.add_argument("--skip-bench", action="store_true", help="skip the benchmark stage")
     p.add_argument("--distill-steps", type=int, default=None, help="override the preset's distillation steps")
     p.add_argument("--calib", type=int, default=128, help="INT8 calibration samples")
-    p.set_defaults(func=_pipeline)
 
 
 def _pipeline(args) -> int:
