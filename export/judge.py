@@ -2,7 +2,7 @@
 
 One wrapper for every toolchain caller (zoo eval, bench quality, prune sensitivity):
 
-    judge = TorchJudge.load()                     # the zoo's fmnist-classifier ($SKUGEN_CLASSIFIER)
+    judge = zoo.load_judge()                      # the zoo's fmnist-classifier ($SKUGEN_CLASSIFIER)
     judge.features(images_u8), judge.predict(images_u8)          # Judge protocol: (N, H, W, C) uint8
     feats, preds = judge.outputs(x)               # model space: (N, 1, 32, 32) float in [-1, 1]
 
@@ -15,8 +15,6 @@ import os
 
 import numpy as np
 import torch
-
-from skugen.errors import ModelError
 
 
 class TorchJudge:
@@ -31,19 +29,6 @@ class TorchJudge:
         self.batch, self.threads = int(batch), threads
         self._ref: dict[int, np.ndarray] = {}
         self._rr: dict[tuple[int, bool], float] = {}
-
-    @classmethod
-    def load(cls, path: str | os.PathLike | None = None, **kw) -> "TorchJudge":
-        """A classifier model dir or zoo name (None: the zoo's fmnist-classifier). ModelError if it is not one."""
-        from . import ckpt, zoo
-
-        d = zoo.resolve(path) if path is not None else zoo.classifier_dir()
-        model, card = ckpt.load_model(d)
-        fam = card["config"].get("family")
-        if fam != "classifier":
-            raise ModelError(f"{d} is a {fam!r} model, not a classifier; pass a classifier model dir "
-                             "(e.g. the zoo's fmnist-classifier).")
-        return cls(model, card, d, **kw)
 
     # ------------------------------------------------------------------------- running
     @torch.no_grad()

@@ -23,6 +23,18 @@ from .judge import TorchJudge
 ZOO_DIR = Path(__file__).resolve().parent / "zoo"
 
 
+def load_judge(path: str | os.PathLike | None = None, **kw) -> TorchJudge:
+    """The judge for a classifier model dir or zoo name (None: the zoo's fmnist-classifier); ModelError if the
+    directory holds another kind of model."""
+    d = resolve(path) if path is not None else classifier_dir()
+    model, card = ckpt.load_model(d)
+    fam = card["config"].get("family")
+    if fam != "classifier":
+        raise ModelError(f"{d} is a {fam!r} model, not a classifier; pass a classifier model dir "
+                         "(e.g. the zoo's fmnist-classifier).")
+    return TorchJudge(model, card, d, **kw)
+
+
 def names() -> list[str]:
     if not ZOO_DIR.is_dir():
         return []

@@ -115,12 +115,12 @@ def _bench_judge(cfg: BenchConfig, threads: int):
     Built lazily, only when a generator is measured: an enhancer-only run never imports torch for it.
     """
     try:
-        from skugen.export.judge import TorchJudge
+        from skugen.export.zoo import load_judge
     except ImportError as e:
         return None, str(need_extra("class fidelity / FID-proxy (needs the fmnist-classifier in torch)", "export", e))
     try:
         d = resolve_model_dir(cfg.classifier) if cfg.classifier else None
-        return TorchJudge.load(d, batch=256, threads=threads), None
+        return load_judge(d, batch=256, threads=threads), None
     except SkugenError as e:
         return None, f"no classifier for class fidelity / FID-proxy: {e}"
 
