@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.skugen-installed
 APT_PKGS := dataset-fashion-mnist chromium
 
-.PHONY: install demo test test-fast system-deps gpu-check bench clean
+.PHONY: install demo test test-fast lint-imports system-deps gpu-check bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,11 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The .importlinter layering contract. A bare `lint-imports` cannot see skugen.export (export/ is mapped
+# into the package by pyproject's package-dir), so the test stages the three trees as one package first.
+lint-imports: install
+	$(BIN)/python -m pytest -q tests/test_architecture.py
 
 gpu-check:
 	bash scripts/gpu_check.sh
