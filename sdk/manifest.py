@@ -278,6 +278,7 @@ class Variant(Section):
     file: str
     sha256: str
     bytes: int | None = None
+    weights: str | None = None                      # a second file the model needs (OpenVINO IR: the .bin beside the .xml)
     precision: str | None = None
     activations: str | None = None                  # int8: uint8 (ORT x86 U8S8) or int8 (TensorRT)
     use_for: tuple[str, ...] | None = None          # backends this file is for (None: every backend)
@@ -449,8 +450,10 @@ class Manifest(Section):
         """Every file the manifest points at that must carry a sha256 in `files`."""
         out = [self.golden.inputs, self.golden.outputs]
         for v in self.models.values():
-            out.append(v.file)
-            out.extend(t.file for t in v.variants.values())
+            for f in (v, *v.variants.values()):
+                out.append(f.file)
+                if f.weights:
+                    out.append(f.weights)
         return out
 
 
