@@ -181,7 +181,7 @@ def user_upscaler(tmp_path_factory):
     return root, folder, held_out, factory
 
 
-def _import_export(root: Path, folder: Path, factory: Path, input_range, tag: str):
+def _import_export(root: Path, folder: Path, factory: Path, input_range, tag: str, int8: bool = True):
     from skugen.export.bundle import BundleConfig, export_bundle
     from skugen.export.custom import import_model
     from skugen.export.quantize import QualityBudget
@@ -189,7 +189,7 @@ def _import_export(root: Path, folder: Path, factory: Path, input_range, tag: st
     io = {"kind": "enhancer", "scale": 2, "input_range": input_range, "output_range": [0, 255]}
     mdir = import_model(f"{factory}:make", io, root / f"model-{tag}", root / "up.safetensors", data=str(folder))
     # a wide budget so the all-INT8 model ships and its drop is what the gate reports
-    cfg = BundleConfig(int8=True, budget=QualityBudget(max_psnr_drop_db=1.0), calib_n=64, eval_n=48)
+    cfg = BundleConfig(int8=int8, budget=QualityBudget(max_psnr_drop_db=1.0), calib_n=64, eval_n=48)
     return export_bundle(mdir, root / f"bundle-{tag}", cfg)
 
 
@@ -231,4 +231,8 @@ def test_gate_drop_on_user_data_matches_held_out_photos(user_upscaler):
 def test_wrong_input_range_warns(user_upscaler):
     root, folder, _, factory = user_upscaler
     with pytest.warns(userdata.BaselineWarning, match="input_range"):
-        _import_export(root, folder, factory, [0, 1], "wrong-range")  # a [0, 255] model declared [0, 1]
+        b = _import_export(root, folder, factory, [0, 1], "wrong-range", int8=False)  # a [0, 255] model as [0, 1]
+    import json
+
+    base = json.loads((b / "reports" / "quality.json").read_text())["baseline"]
+    assert base["fp32_psnr_y_db"] < base["bicubic_psnr_y_db"] - userdata.BICUBIC_WARN_DB
