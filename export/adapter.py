@@ -179,6 +179,11 @@ class UserModelAdapter(ModelAdapter):
 
     def inputs(self, split: str) -> Callable[[int, int], tuple[torch.Tensor, ...]]:
         """batch, seed -> one batch of the real inputs of `split` (degraded GroceryStore crops, or latents)."""
+        from .distill import user_inputs
+
+        fn = user_inputs(self.cfg, self.card, split) if split == "train" else None  # the user's --data
+        if fn is not None:
+            return fn
         if split not in self._paths:
             self._paths[split] = custom.input_paths(self.cfg, split)
         paths = self._paths[split]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -31,8 +32,8 @@ from skugen.manifest import (DEFAULT_VALUE_RANGE, SCHEMA_VERSION, Golden, IOSpec
 
 from . import ckpt, models, zoo
 from .onnx_export import ExportConfig, compare_outputs, onnx_from_torch, parity_report
-from .quantize import (ENHANCER_EVAL_N, QualityBudget, QuantConfig, enhancer_calibration, enhancer_eval_set,
-                       generator_calibration, generator_eval_set, quantize_gated_auto)
+from . import userdata
+from .quantize import QualityBudget, QuantConfig, gate_sets, quantize_gated_auto
 
 KIND_OF_FAMILY = {"cgan": "generator", "sr": "enhancer"}
 
@@ -257,16 +258,14 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     # 4. optional INT8, gated by measured quality
     if cfg.int8:
         clf, clf_src = _classifier(cfg, kind, module)
-        if kind == "generator":
-            c = module.cfg
-            calib = generator_calibration(c.z_dim, c.n_classes, cfg.calib_n, seed=0)
-            ev = generator_eval_set(c.z_dim, c.n_classes, cfg.eval_n or 500)
-            confirm = generator_eval_set(c.z_dim, c.n_classes, cfg.eval_n or 500, seed=20_000)
-        else:
-            scale = int(getattr(module.cfg, "scale", 2))  # x3/x4 enhancers need LR/HR pairs at THEIR scale
-            calib = enhancer_calibration(cfg.calib_n, scale=scale)
-            ev = enhancer_eval_set(cfg.eval_n or ENHANCER_EVAL_N, scale=scale)
-            confirm = enhancer_eval_set(cfg.eval_n or ENHANCER_EVAL_N, seed=8642, scale=scale)
+    gs = None
+    if cfg.int8 or userdata.from_card(card) is not None:  # also the enhancer's bicubic baseline's eval set
+        c = module.cfg  # x3/x4 enhancers need LR/HR pairs at THEIR scale; user data at the deployment tile
+        gs = gate_sets(kind, scale=int(getattr(c, "scale", 2)), z_dim=getattr(c, "z_dim", None),
+                       n_classes=getattr(c, "n_classes", None), calib_n=cfg.calib_n, eval_n=cfg.eval_n,
+                       data=userdata.from_card(card), tile=cfg.tile[0])
+    if cfg.int8:
+        calib, ev, confirm = gs.calib, gs.gate, gs.confirm
         # every calibration sample asked for is used (QuantConfig.subset_size alone capped --calib at 128)
         qr = quantize_gated_auto(res.onnx_bytes, calib, ev, cfg.budget, replace(cfg.quant, subset_size=cfg.calib_n),
                                  classifier=clf, confirm_set=confirm)
@@ -302,6 +301,13 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
                     "model.int8.trt.onnx", sha256_bytes(qr.trt_onnx_bytes), bytes=len(qr.trt_onnx_bytes),
                     activations="int8, zero point 0 (TensorRT explicit quantization)", use_for=("tensorrt",))})
 
+    if gs is not None:  # sanity baseline: bicubic vs the FP32 model on the gate's eval set (enhancers)
+        fp32_y = (quant_report or {}).get("fp32", {}).get("psnr_y_db")
+        quality["baseline"] = userdata.baseline_report(kind, res.onnx_bytes, gs.gate, fp32_y)
+        quality["data"] = {"source": gs.source, **gs.info}
+        if quality["baseline"] and quality["baseline"]["warning"]:
+            warnings.warn(quality["baseline"]["warning"], userdata.BaselineWarning, stacklevel=2)
+
     # 4b. which precision is faster on THIS machine's ONNX Runtime CPU? INT8 is not always
     # (small students: Q/DQ transposes and float islands can cost more than int8 GEMMs save).
     # The runtime's precision="auto" reads this instead of assuming INT8 wins.
@@ -311,6 +317,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     quality_report = {
         "kind": kind, "reference": "PyTorch fp32 (source weights) on the golden inputs",
         "golden_vs_reference": golden_stats, "int8_gate": quality.get("int8"),
+        "baseline": quality.get("baseline"), "data": quality.get("data"),
         "convention": "PSNR BasicSR, [0,255] after mapping the output range, per-image mean; "
                       "gate metrics: see reports/quantization.json",
         "card_metrics": card.get("metrics"),

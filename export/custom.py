@@ -46,7 +46,7 @@ from skugen.errors import InputError, ModelError
 from skugen.io import atomic_file, sha256_file
 from skugen.report import invocation
 
-from . import ckpt, models
+from . import ckpt, models, userdata
 from .models import PROGRAM_FILE, CustomConfig, CustomModel, call_factory, load_program
 from .onnx_export import VALUE_RANGE, lr_to_feed
 
@@ -73,7 +73,7 @@ def parse_io_spec(spec: dict | str | os.PathLike) -> dict:
     kind = spec.get("kind")
     if kind not in ("generator", "enhancer"):
         raise InputError(f"I/O spec 'kind' must be 'generator' or 'enhancer', got {kind!r}.")
-    allowed = {"kind", "factory_kwargs", "output_range", "ignored_layers", "name"}
+    allowed = {"kind", "factory_kwargs", "output_range", "ignored_layers", "name", "data"}  # data: userdata.for_import
     allowed |= ({"z_dim", "n_classes", "class_names", "conditioning", "out_ch", "image_size"} if kind == "generator"
                 else {"in_ch", "scale", "input_range"})
     extra = set(spec) - allowed
@@ -174,9 +174,13 @@ def save_dir(model: CustomModel, out: str | os.PathLike, card: dict, program: Pa
 
 
 def import_model(ref: str, io_spec: dict | str | os.PathLike, out: str | os.PathLike,
-                 weights: str | os.PathLike | None = None, name: str | None = None) -> Path:
-    """A user's model + I/O spec -> a skugen model directory that compress/export/pipeline take."""
+                 weights: str | os.PathLike | None = None, name: str | None = None, data=None) -> Path:
+    """A user's model + I/O spec -> a skugen model directory that compress/export/pipeline take.
+
+    `data` (--data, or the spec's "data" key): the user's data (userdata.DataSpec) for distillation, the gates
+    and the report; recorded in card["data"]."""
     fields = parse_io_spec(io_spec)
+    data_spec = userdata.for_import(io_spec, data)
     fmt = detect_format(ref)
     if fmt == "factory":
         src = ref
@@ -207,7 +211,7 @@ def import_model(ref: str, io_spec: dict | str | os.PathLike, out: str | os.Path
             raise ModelError(f"{w} does not fit the factory's module ({str(e)[:300]}).") from e
     _check_outputs(model)
     card = card_common(model.eval(), name or Path(out).name, {
-        "data": "user model (skugen import)",
+        "data": userdata.card_entry(data_spec),
         "import": {"ref": ref, "format": fmt, "io_spec": {k: v for k, v in asdict(cfg).items()
                                                           if k in fields},
                    "weights": str(weights) if weights else None,

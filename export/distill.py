@@ -15,7 +15,8 @@ Losses (each weight in DistillConfig; 0 switches a term off):
            real Fashion-MNIST vs student outputs (DiffAugment on both).
 
 The generator is distilled data-free (random latents and labels); the enhancer
-on GroceryStore train crops (data.sr_pairs). Every step's inputs are a pure
+on GroceryStore train crops (data.sr_pairs). A user's model imported with --data is
+distilled on the train part of that data (`user_inputs`, export.userdata). Every step's inputs are a pure
 function of (seed, step, rank), so resuming from OUT/ckpt.* needs no RNG state.
 
 Runs unchanged under torchrun (DDP): WORLD_SIZE/RANK/LOCAL_RANK select the rank,
@@ -535,6 +536,23 @@ def distill_outputs(teacher: nn.Module, student: nn.Module, inputs: Callable[[in
     k = max(1, min(20, steps // 5))
     return {"steps": steps, "batch": batch, "lr": lr, "loss": "L1 to teacher output",
             "l1_start": float(np.mean(hist[:k])) if hist else None, "l1_end": float(np.mean(hist[-k:])) if hist else None}
+
+
+def user_inputs(cfg, card: dict, split: str = "train") -> Callable[[int, int], tuple[torch.Tensor, ...]] | None:
+    """(batch, seed) -> inputs from the user's data (card["data"]["spec"], userdata), None without user data.
+
+    Split "train" draws from the train part only (never calibration, gate or confirm images/samples);
+    enhancers get LR crops of 48 px (the size the teacher is distilled at), augmented, degraded as the spec says."""
+    from . import userdata
+
+    spec = userdata.from_card(card)
+    if spec is None:
+        return None
+    if split != "train":
+        raise InputError(f"user-data distillation inputs come from the train part; got split {split!r}.")
+    if cfg.kind == "generator":
+        return userdata.generator_batch_fn(spec, cfg.n_classes)
+    return userdata.train_batch_fn(spec, cfg.scale)
 
 
 def _perceptual(family: str, cfg: DistillConfig, dev, notes: list[str]):

@@ -230,6 +230,29 @@ def enhancer_eval_set(n: int = ENHANCER_EVAL_N, hr_size: int = 96, seed: int = 4
     lr, hr = data.sr_pairs(paths, n, hr_size, seed, cfg=data.DegradeConfig(scale=scale), aug=False)
     return EvalSet({"lr": lr_to_feed(lr)}, hr=hr, source=f"GroceryStore {split}, {n} crops {hr_size}px, seed {seed}")
 
+
+def gate_sets(kind: str, *, scale: int = 2, z_dim: int | None = None, n_classes: int | None = None,
+              calib_n: int = 128, eval_n: int | None = None, data=None, tile: int = 128):
+    """Calibration feeds + the gate's EvalSet + a confirm EvalSet (userdata.GateSets), for any gate (INT8, FP16).
+
+    `data` (a userdata.DataSpec, or what --data takes): the user's data, split into disjoint calib/gate/confirm
+    parts, enhancers measured at LR crops of the deployment `tile`. None: skugen's own data, as the zoo models
+    always had (seeded latents; GroceryStore train crops to calibrate, val crops of 96 px HR to judge)."""
+    from . import userdata
+
+    if data is not None:
+        return userdata.gate_sets(userdata.parse_data(data), kind, scale=scale, tile=tile, n_classes=n_classes,
+                                  calib_n=calib_n, eval_n=eval_n)
+    if kind == "generator":
+        ev = generator_eval_set(z_dim, n_classes, eval_n or 500)
+        return userdata.GateSets(generator_calibration(z_dim, n_classes, calib_n, seed=0), ev,
+                                 generator_eval_set(z_dim, n_classes, eval_n or 500, seed=20_000),
+                                 "skugen default: N(0,1) latents, balanced classes", {})
+    ev = enhancer_eval_set(eval_n or ENHANCER_EVAL_N, scale=scale)
+    return userdata.GateSets(enhancer_calibration(calib_n, scale=scale), ev,
+                             enhancer_eval_set(eval_n or ENHANCER_EVAL_N, seed=8642, scale=scale),
+                             "skugen default: GroceryStore photos, blur+noise+JPEG degradation (skugen-realistic)", {})
+
 # ----------------------------------------------------------------------------- stage: quantize_qdq
 
 

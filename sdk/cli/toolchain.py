@@ -133,6 +133,11 @@ skugen pipeline --model runs/up --out runs/up-deploy
     p.add_argument("ref", help="package.module:function, file.py:function, a .pt2 or a TorchScript file")
     p.add_argument("--io-spec", required=True, help="JSON I/O spec (kind, shapes, ranges; see docs/custom_models.md)")
     p.add_argument("--weights", default=None, help="safetensors state dict for a factory's module")
+    p.add_argument("--data", default=None,
+                   help="your data: an HR image folder, DIR with lr/ and hr/ pairs, an .npz of model inputs, or "
+                        "module:function (docs/custom_models.md, 'Your data'); default: skugen's data")
+    p.add_argument("--degradation", choices=("bicubic", "skugen-realistic"), default=None,
+                   help="how LR is made from an --data image folder (default: bicubic)")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--name", default=None)
 
@@ -140,7 +145,10 @@ skugen pipeline --model runs/up --out runs/up-deploy
 def _import(args) -> int:
     from ..export.custom import import_model
 
-    out = import_model(args.ref, args.io_spec, args.out, args.weights, args.name)
+    from ..export.userdata import for_import
+
+    out = import_model(args.ref, args.io_spec, args.out, args.weights, args.name,
+                       data=for_import(args.io_spec, args.data, args.degradation))
     card = json.loads((out / "card.json").read_text())
     print(f"{out}: {card['kind']} ({card['config']['format']}), {card['params']:,} params, {card['macs']:,} MACs "
           f"per {card['macs_input']}")
@@ -356,6 +364,11 @@ skugen pipeline --model nets.py:make_upscaler --io-spec io.json --weights w.safe
                         "pkg.module:factory, file.py:factory, a .pt2 (torch.export) or TorchScript file (needs --io-spec)")
     p.add_argument("--io-spec", default=None, help="JSON I/O spec for your own model (docs/custom_models.md)")
     p.add_argument("--weights", default=None, help="safetensors weights for a factory model")
+    p.add_argument("--data", default=None,
+                   help="your data: an HR image folder, DIR with lr/ and hr/ pairs, an .npz of model inputs, or "
+                        "module:function (docs/custom_models.md, 'Your data'); default: skugen's data")
+    p.add_argument("--degradation", choices=("bicubic", "skugen-realistic"), default=None,
+                   help="how LR is made from an --data image folder (default: bicubic)")
     p.add_argument("--out", required=True, help="run directory (stages, student, bundle, reports; re-run resumes)")
     p.add_argument("--preset", choices=pipeline.PRESETS, default="fast",
                    help="fast: the demo (minutes); full: the shipped students")
@@ -378,7 +391,8 @@ def _pipeline(args) -> int:
                          budget_db=args.budget_db, budget_fidelity_pts=args.budget_fidelity_pts, seed=args.seed,
                          bench_batches=tuple(int(b) for b in args.batch.split(",")), bench_iters=args.iters,
                          threads=args.threads, skip_bench=args.skip_bench, distill_steps=args.distill_steps,
-                         calib_n=args.calib, io_spec=args.io_spec, weights=args.weights)
+                         calib_n=args.calib, io_spec=args.io_spec, weights=args.weights, data=args.data,
+                         degradation=args.degradation)
     report = run_pipeline(cfg)
     print(format_summary(report))
     return 0
