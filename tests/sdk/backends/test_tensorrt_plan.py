@@ -620,6 +620,8 @@ class _FakeCuda(types.ModuleType):
         super().__init__("pycuda.driver")
         self.mem: dict[int, np.ndarray] = {}
         self.depth = 0  # pushes minus pops: must return to 0
+        self.allocs = 0  # device allocations so far
+        self.copies: list[tuple[str, str, int]] = []  # (htod|dtoh, dtype, bytes) of every host<->device copy
         self.next_addr = 1 << 20
         fake = self
 
@@ -657,6 +659,7 @@ class _FakeCuda(types.ModuleType):
 
         class Alloc:
             def __init__(self, n):
+                fake.allocs += 1
                 self.addr = fake.next_addr
                 fake.next_addr += n + 256
                 fake.mem[self.addr] = np.zeros(n, np.uint8)
@@ -703,6 +706,7 @@ class _FakeCuda(types.ModuleType):
 
     def memcpy_htod(self, dst, src):
         assert self.depth > 0, "pycuda call without a current context"
+        self.copies.append(("htod", str(np.asarray(src).dtype), int(np.asarray(src).nbytes)))
         self.write(dst, src)
 
     def memcpy_htod_async(self, dst, src, stream=None):
@@ -710,6 +714,7 @@ class _FakeCuda(types.ModuleType):
 
     def memcpy_dtoh(self, dst, src):
         assert self.depth > 0, "pycuda call without a current context"
+        self.copies.append(("dtoh", str(dst.dtype), int(dst.nbytes)))
         dst[...] = self.read(src, dst.shape, dst.dtype)
 
     def memcpy_dtoh_async(self, dst, src, stream=None):
@@ -1250,3 +1255,137 @@ def test_fake_int8_engine_from_the_tensorrt_twin_is_exported_by_triton(fake_trt,
     s = json.loads((export_triton(b2, tmp_path / "repo", TritonConfig(plans="all")) / "skugen_triton.json")
                    .read_text())
     assert [e["engine"] for e in s["plans"][f"{b2.name}_trt_int8"]] == [rec.key], s["plans"]
+
+
+# ----------------------------------------------------------------------------- zero-copy GPU data path (fakes)
+
+
+class _RefDeviceProcessor:
+    """A CUDA-processor stand-in: the *_device methods run the numpy reference on the fake device memory.
+
+    Catches: wrong pointers, shapes, dtypes or layouts handed between the path, the processor and the engine's
+    bindings (the result would differ from the numpy path). Cannot catch: the real kernels (tests/kernels)."""
+
+    device = "cuda"
+
+    def __init__(self, cuda):
+        self.cuda = cuda
+
+    def preprocess_device(self, src, dst, *, batch, in_hw, out_hw, layout, mean, std, dtype, stream):
+        from skugen.kernels import reference
+
+        assert self.cuda.depth > 0 and stream is not None
+        imgs = self.cuda.read(src, (batch, *in_hw, 3), np.uint8)
+        self.cuda.write(dst, reference.preprocess(imgs, out_hw, layout=layout, mean=mean, std=std, dtype=dtype))
+
+    def postprocess_device(self, src, dst, *, batch, hw, layout, value_range, dtype, stream):
+        from skugen.kernels import reference
+
+        assert self.cuda.depth > 0 and stream is not None
+        c = 1 if layout == "GRAY" else 3
+        x = self.cuda.read(src, (batch, c, *hw), dtype)
+        self.cuda.write(dst, reference.postprocess(x, value_range, layout))
+
+
+def test_fake_zero_copy_enhance_one_uint8_upload_one_uint8_download(fake_trt, tmp_path):
+    from skugen import prepost
+    from skugen.backends.tensorrt import zerocopy
+
+    _, cuda = fake_trt
+    b, _ = _fake_bundle(tmp_path / "s", "enhancer")
+    trt_backend.engine_from_onnx(b, "fp32", SMALL)
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) for _ in range(3)]
+    with trt_backend.TensorRTRunner(b, "fp32") as r:
+        proc = _RefDeviceProcessor(cuda)
+        assert zerocopy.usable(r, proc) and not zerocopy.usable(r, NumpyProc())
+        path = prepost.gpu_data_path(r, proc, "enhancer")
+        assert isinstance(path, zerocopy.ZeroCopyPath)
+        # The numpy path, for reference: host preprocess -> runner.infer -> host postprocess.
+        ref_x = prepost.images_to_unit_nchw(crops, NumpyProc(), 0.0, 1.0)
+        ref = prepost.nchw_to_images(r.infer({"lr": ref_x})["sr"], "0,1", NumpyProc())
+        for _ in range(3):  # every call: no allocation, one uint8 copy each way
+            allocs, n = cuda.allocs, len(cuda.copies)
+            got = path.enhance(crops, 0.0, 1.0, "0,1")
+            assert cuda.allocs == allocs, "device buffers must be allocated once, not per call"
+            assert cuda.copies[n:] == [("htod", "uint8", 3 * 40 * 48 * 3), ("dtoh", "uint8", 3 * 80 * 96 * 3)]
+            np.testing.assert_array_equal(got, ref)
+        # More crops than the engine's max batch (4): one upload + one download per engine batch.
+        n = len(cuda.copies)
+        got = path.enhance(crops * 2, 0.0, 1.0, "0,1")
+        assert [c[0] for c in cuda.copies[n:]] == ["htod", "dtoh", "htod", "dtoh"]
+        np.testing.assert_array_equal(got, np.concatenate([ref, ref]))
+        with pytest.raises(InputError, match="outside the engine's profile"):
+            path.enhance([np.zeros((120, 8, 3), np.uint8)], 0.0, 1.0, "0,1")
+
+
+def test_fake_zero_copy_generate_downloads_uint8_only(fake_trt, tmp_path):
+    from skugen import prepost
+
+    _, cuda = fake_trt
+    b, _ = _fake_bundle(tmp_path / "g", "generator")
+    trt_backend.engine_from_onnx(b, "fp16", SMALL)
+    inputs, _ = b.golden()
+    feed = {k: v[:3] for k, v in inputs.items()}
+    with trt_backend.TensorRTRunner(b, "fp16") as r:
+        path = prepost.gpu_data_path(r, _RefDeviceProcessor(cuda), "generator")
+        ref = prepost.nchw_to_images(r.infer(feed)["image"], "-1,1", NumpyProc())
+        allocs, n = cuda.allocs, len(cuda.copies)
+        got = path.generate(feed, "-1,1")
+        assert cuda.allocs == allocs
+        assert cuda.copies[n:] == [("htod", "float32", 3 * 128 * 4), ("htod", "float32", 3 * 10 * 4),
+                                   ("dtoh", "uint8", 3 * 4 * 4 * 1)]  # the image comes back as uint8, not float32
+        np.testing.assert_array_equal(got, ref)
+    assert r._extra_dev == [] and cuda.depth == 0  # staging freed with the runner
+
+
+def test_fake_zero_copy_is_safe_from_threads(fake_trt, tmp_path):
+    import threading
+
+    from skugen import prepost
+
+    _, cuda = fake_trt
+    b, _ = _fake_bundle(tmp_path / "s", "enhancer")
+    trt_backend.engine_from_onnx(b, "fp32", SMALL)
+    rng = np.random.default_rng(1)
+    with trt_backend.TensorRTRunner(b, "fp32") as r:
+        path = prepost.gpu_data_path(r, _RefDeviceProcessor(cuda), "enhancer")
+        jobs = [[rng.integers(0, 256, (16 + 4 * (i % 3), 24, 3), dtype=np.uint8)] * (1 + i % 3) for i in range(8)]
+        want = [prepost.nchw_to_images(r.infer({"lr": prepost.images_to_unit_nchw(j, NumpyProc())})["sr"], "0,1",
+                                       NumpyProc()) for j in jobs]
+        got, errs = [None] * 8, []
+
+        def work(i):
+            try:
+                for _ in range(3):
+                    got[i] = path.enhance(jobs[i], 0.0, 1.0, "0,1")
+            except BaseException as e:  # noqa: BLE001
+                errs.append(e)
+
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert not errs, errs
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+
+
+def test_output_shape_reads_under_the_runner_lock(fake_trt, tmp_path):
+    b, _ = _fake_bundle(tmp_path / "g", "generator")
+    trt_backend.engine_from_onnx(b, "fp16", SMALL)
+    with trt_backend.TensorRTRunner(b, "fp16") as r:
+        seen = []
+        real = r._context.get_tensor_shape
+        r._context.get_tensor_shape = lambda n: (seen.append(r._lock.locked()), real(n))[1]
+        r.output_shape("image")
+        assert seen == [True]
+        with pytest.raises(InputError, match="not an output"):
+            r.output_shape("z")
+
+
+def NumpyProc():
+    from skugen.kernels.reference import NumpyProcessor
+
+    return NumpyProcessor()
