@@ -10,8 +10,12 @@ is cached under `skugen.config.cache_dir("kernels")`, so later processes start w
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import logging
 import re
+from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +24,24 @@ from skugen.errors import BackendUnavailable, InputError, need_extra
 from skugen.io import atomic_write_bytes
 
 from ._launch import KERNEL_DIR, NVCC_OPTIONS, KernelProcessor, module_source, source_hash
+
+# Which kernel variant ("strided" | "x4") each op launches by default, as measured by scripts/gpu_kernels.py
+# (`--choose` writes it after timing both on a GPU; package data, so an installed skugen reads it too).
+# Absent or unreadable: KernelProcessor.DEFAULT_VARIANTS.
+KERNEL_CHOICE = Path(__file__).resolve().parent / "kernel_choice.json"
+
+
+def default_variants(path: Path | None = None) -> dict[str, str]:
+    """KernelProcessor.DEFAULT_VARIANTS overridden by the measured choice in `path` (default KERNEL_CHOICE)."""
+    out = dict(KernelProcessor.DEFAULT_VARIANTS)
+    try:
+        choice = json.loads(Path(path or KERNEL_CHOICE).read_text()).get("default_variants", {})
+    except (OSError, ValueError, AttributeError):
+        return out
+    for op, v in (choice.items() if isinstance(choice, dict) else ()):
+        if op in out and v in ("strided", "x4"):
+            out[op] = v
+    return out
 from .reference import NumpyProcessor
 
 log = logging.getLogger("skugen.kernels")
@@ -37,9 +59,10 @@ def _import_pycuda():
 class CudaProcessor(KernelProcessor):
     """The kernels on an NVIDIA GPU through pycuda.
 
-    Uses the CUDA context current on this thread (e.g. the one TensorRT or pycuda.autoinit
-    made); if there is none, it retains and pushes `device`'s primary context, the one the
-    CUDA runtime (and so TensorRT) uses too.
+    Runs in `device`'s retained PRIMARY context, the one the CUDA runtime (and so TensorRT) uses:
+    every public call pushes it on the calling thread and pops it again, so one processor works from
+    any thread and never leaves a context current behind (use `pycuda.autoprimaryctx`, not
+    `pycuda.autoinit`, if you make pycuda calls of your own: autoinit creates a second context).
 
     sync_after_launch: synchronise after every launch so an asynchronous fault (bad pointer,
     out-of-bounds access) is reported at the launch that caused it. Costs latency; use it
@@ -53,29 +76,58 @@ class CudaProcessor(KernelProcessor):
         cuda, compiler = _import_pycuda()
         self._cuda, self._compiler = cuda, compiler
         self.sync_after_launch = sync_after_launch
+        self.variants = default_variants()
         try:
             cuda.init()
             if cuda.Device.count() == 0:
                 raise RuntimeError("no CUDA device found")
-            ctx = cuda.Context.get_current()
-            if ctx is None:
-                ctx = cuda.Device(device).retain_primary_context()
-                ctx.push()
-                import atexit
-
-                atexit.register(ctx.pop)
-            self.context = ctx
-            self.gpu = ctx.get_device()
+            self.gpu = cuda.Device(int(device))
+            self.context = self.gpu.retain_primary_context()
         except (cuda.Error, RuntimeError) as exc:
             raise need_extra("a CUDA GPU for the pre/post-processing kernels", "tensorrt", exc) from exc
         major, minor = self.gpu.compute_capability()
         self.arch = f"sm_{major}{minor}"
-        self.module = cuda.module_from_buffer(self._cubin())
-        self._fns = {}
-        for name, sig in self._sigs.items():
-            fn = self.module.get_function(name)
-            fn.prepare("".join(p.code for p in sig))
-            self._fns[name] = fn
+        with self.scope():
+            self.module = cuda.module_from_buffer(self._cubin())
+            self._fns = {}
+            for name, sig in self._sigs.items():
+                fn = self.module.get_function(name)
+                fn.prepare("".join(p.code for p in sig))
+                self._fns[name] = fn
+
+    @contextlib.contextmanager
+    def scope(self):
+        """The primary context pushed on this thread for the block (nests; popped on the way out)."""
+        self.context.push()
+        try:
+            yield
+        finally:
+            self._cuda.Context.pop()
+
+    def close(self) -> None:
+        """Release the retained primary context (the processor is unusable afterwards)."""
+        ctx, self.context = getattr(self, "context", None), None
+        if ctx is not None:
+            with contextlib.suppress(Exception):
+                ctx.detach()
+
+    def _scoped(name):  # noqa: N805 - a decorator factory used in the class body below
+        base = getattr(KernelProcessor, name)
+
+        @functools.wraps(base)
+        def call(self, *args, **kwargs):
+            with self.scope():
+                return base(self, *args, **kwargs)
+        return call
+
+    # Every public entry point runs inside the primary context (from any thread).
+    preprocess = _scoped("preprocess")
+    postprocess = _scoped("postprocess")
+    rgb_to_y = _scoped("rgb_to_y")
+    preprocess_device = _scoped("preprocess_device")
+    postprocess_device = _scoped("postprocess_device")
+    rgb_to_y_device = _scoped("rgb_to_y_device")
+    del _scoped
 
     def _cubin(self) -> bytes:
         """Compiled module for this GPU, from the cache or nvcc (then cached)."""
@@ -149,6 +201,7 @@ def get_processor(prefer: str = "auto"):
         raise InputError(f"prefer must be 'auto', 'cuda' or 'numpy', got {prefer!r}")
     try:
         return CudaProcessor()
-    except BackendUnavailable as exc:
-        log.debug("CUDA kernels unavailable, using numpy: %s", exc)
-        return NumpyProcessor(fallback_reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 - ANY CUDA load error (driver, module image, nvcc) -> numpy, with why
+        reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BackendUnavailable) else str(exc)
+        log.warning("CUDA pre/post-processing kernels unavailable, using the numpy reference: %s", reason)
+        return NumpyProcessor(fallback_reason=reason)

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Every GPU check of skugen in one go: CUDA kernels (correctness + timing), all `gpu`-marked tests
-# (kernels, TensorRT engines: build, verify, mismatch, timing vs ONNX Runtime).
+# Every GPU check of skugen in one go, within BUDGET seconds (default 480 = 8 minutes):
+#   1. the CUDA kernels: correctness vs numpy, strided vs x4 timing, the faster variant per op written to
+#      kernels/kernel_choice.json (the launcher's default);
+#   2. eager PyTorch CUDA FP32/FP16 latency of the zoo's teachers and students (the user's baseline);
+#   3. TensorRT engines (build, verify, bench: tests/sdk/backends/test_tensorrt_gpu.py) ONLY where TensorRT
+#      is usable; otherwise a recorded skip with the reason;
+#   4. the remaining `gpu`-marked kernel tests.
 #
 #   bash scripts/gpu_check.sh                      # results under ${OUT:-benchmarks/gpu}
+#   bash scripts/gpu_check.sh --dry-run            # print the plan, run nothing (CPU-testable)
 #   PYCUDA_SDIST=/path/pycuda-2025.1.tar.gz WHEELS=.whl bash scripts/gpu_check.sh
 #
 # Environment:
@@ -10,19 +16,35 @@
 #   PYTHON         interpreter (default python3)
 #   PYCUDA_SDIST   pycuda source archive, built here with nvcc when pycuda is missing (no internet needed)
 #   WHEELS         folder of extra wheels to install first, offline (e.g. pycuda's pytools/platformdirs/mako)
-#   STEP_TIMEOUT   seconds per step (default 900)
+#   BUDGET         seconds for the whole run (default 480); each step gets at most what is left
+#   STEP_TIMEOUT   seconds per step (default 300)
+#   CHOICE         where the kernel choice goes (default kernels/kernel_choice.json; "" = do not write)
 #   PYTEST_ARGS    extra pytest arguments (e.g. "-x" or "-k tensorrt")
 #
 # Never stops at the first failure: each step is logged, timed and recorded in summary.json.
 # Steps that cannot run here (no TensorRT, no pycuda) are recorded as "skip" with the reason.
 # Exit status = number of failed steps. Files written (few, for tools that fetch at most 8):
-#   gpu_check.log, summary.json, kernels_gpu.json, trt_bench_<bundle>.json (when TensorRT is present).
+#   gpu_check.log, summary.json, kernels_gpu.json, eager_torch.json, trt_bench_<bundle>.json (TensorRT only).
 set -u
 
+DRY=0
+[ "${1:-}" = "--dry-run" ] && DRY=1
 cd "$(dirname "$0")/.." || exit 1
 PY=${PYTHON:-python3}
 OUT_DIR=${OUT:-benchmarks/gpu}
-STEP_TIMEOUT=${STEP_TIMEOUT:-900}
+BUDGET=${BUDGET:-480}
+STEP_TIMEOUT=${STEP_TIMEOUT:-300}
+CHOICE=${CHOICE-kernels/kernel_choice.json}
+if [ "$DRY" = 1 ]; then
+  echo "gpu_check plan (dry run; budget ${BUDGET}s, step timeout ${STEP_TIMEOUT}s, results -> $OUT_DIR):"
+  echo "  machine   nvidia-smi, nvcc --version, python"
+  echo "  env       versions; skugen.backends.tensorrt.status()"
+  echo "  kernels   $PY scripts/gpu_kernels.py $OUT_DIR/kernels_gpu.json${CHOICE:+ --choose $CHOICE}   (needs pycuda)"
+  echo "  eager     $PY scripts/gpu_eager.py $OUT_DIR/eager_torch.json   (needs torch with CUDA)"
+  echo "  tensorrt  $PY -m pytest -m gpu tests/sdk/backends/test_tensorrt_gpu.py   (only when TensorRT is usable)"
+  echo "  pytest-gpu $PY -m pytest -m gpu tests/kernels"
+  exit 0
+fi
 mkdir -p "$OUT_DIR" || exit 1
 OUT_DIR=$(cd "$OUT_DIR" && pwd)
 LOG="$OUT_DIR/gpu_check.log"
@@ -49,14 +71,18 @@ record() { # record NAME STATUS RC SECONDS MESSAGE
 run() { # run NAME CMD...: runs with a timeout, output to the console and the log; returns the exit code
   local name=$1; shift
   log "== $name: $*"
-  local t0=$SECONDS rc
+  local t0=$SECONDS rc left=$((BUDGET - SECONDS)) limit=$STEP_TIMEOUT
+  if [ "$left" -lt 10 ]; then
+    log "   $name: not run, the ${BUDGET}s budget is spent"; LAST_SECONDS=0; return 124
+  fi
+  [ "$left" -lt "$limit" ] && limit=$left
   if command -v timeout >/dev/null 2>&1; then
-    timeout --kill-after=30 "$STEP_TIMEOUT" "$@" 2>&1 | tee -a "$LOG"; rc=${PIPESTATUS[0]}
+    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG"; rc=${PIPESTATUS[0]}
   else
     "$@" 2>&1 | tee -a "$LOG"; rc=${PIPESTATUS[0]}
   fi
   LAST_SECONDS=$((SECONDS - t0))
-  [ "$rc" = 124 ] && log "   $name timed out after ${STEP_TIMEOUT}s"
+  [ "$rc" = 124 ] && log "   $name timed out after ${limit}s"
   return "$rc"
 }
 
@@ -115,9 +141,10 @@ info = {"python": platform.python_version(), "machine": platform.machine()}
 for m in ("numpy", "onnxruntime", "torch", "pycuda", "tensorrt", "skugen"):
     info[m] = ver(m)
 try:
-    from skugen.backends.tensorrt import _require, current_device
-    _require()
-    info["gpu"] = current_device()
+    from skugen.backends.tensorrt import current_device, status
+    info["tensorrt_status"] = status()
+    if info["tensorrt_status"]["usable"]:
+        info["gpu"] = current_device()
 except Exception as e:
     info["tensorrt_backend"] = f"unavailable: {e}"
 try:
@@ -131,28 +158,32 @@ print(json.dumps(info, indent=1, default=str))
 json.dump(info, open(os.path.join(os.environ["SKUGEN_GPU_OUT"], "env.json"), "w"), indent=1, default=str)
 EOF
 
-if has_py_module tensorrt; then
-  log "TensorRT: present; the TensorRT tests build and time engines"
+# ----------------------------------------------------------------------------- 4. CUDA kernels (+ the default variant)
+if ! has_py_module pycuda.driver; then
+  record kernels skip 0 0 "pycuda unavailable: scripts/gpu_kernels.py not run (set PYCUDA_SDIST to build it)"
 else
-  record tensorrt skip 0 0 "tensorrt is not installed here: TensorRT engine tests skip (pip install 'skugen[tensorrt]')"
+  step kernels "$PY" scripts/gpu_kernels.py "$OUT_DIR/kernels_gpu.json" --cases 24 --iters 10 ${CHOICE:+--choose "$CHOICE"}
 fi
 
-# ----------------------------------------------------------------------------- 4. CUDA kernels
-if [ -f scripts/gpu_kernels.py ]; then
-  if ! has_py_module pycuda.driver; then
-    record kernels skip 0 0 "pycuda unavailable: scripts/gpu_kernels.py not run"
-  elif "$PY" scripts/gpu_kernels.py --help 2>/dev/null | grep -q -- '--out'; then
-    step kernels "$PY" scripts/gpu_kernels.py --out "$OUT_DIR/kernels_gpu.json"
-  else
-    step kernels "$PY" scripts/gpu_kernels.py "$OUT_DIR/kernels_gpu.json"
-  fi
+# ----------------------------------------------------------------------------- 5. eager PyTorch baseline
+if "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" >/dev/null 2>&1; then
+  step eager "$PY" scripts/gpu_eager.py "$OUT_DIR/eager_torch.json" --iters 30
 else
-  record kernels skip 0 0 "scripts/gpu_kernels.py not present"
+  record eager skip 0 0 "torch with CUDA is not importable here: no eager baseline"
 fi
 
-# ----------------------------------------------------------------------------- 5. every gpu-marked test
+# ----------------------------------------------------------------------------- 6. TensorRT engines (only if usable)
+TRT_WHY=$("$PY" -c "from skugen.backends.tensorrt import unavailable_reason as u; print(u() or '')" 2>&1 | tail -1)
+if [ -z "$TRT_WHY" ]; then
+  # shellcheck disable=SC2086
+  step tensorrt "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} tests/sdk/backends/test_tensorrt_gpu.py
+else
+  record tensorrt skip 0 0 "TensorRT not usable here: $TRT_WHY"
+fi
+
+# ----------------------------------------------------------------------------- 7. the other gpu-marked tests
 # shellcheck disable=SC2086
-if run pytest-gpu "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} ${GPU_TEST_PATHS:-tests}; then
+if run pytest-gpu "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} ${GPU_TEST_PATHS:-tests/kernels}; then
   record pytest-gpu pass 0 "$LAST_SECONDS" ""
 else
   rc=$?

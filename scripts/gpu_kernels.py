@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """All GPU checks of skugen.kernels in one go: correctness against numpy, then timing.
 
-    python scripts/gpu_kernels.py results.json [--cases 40] [--iters 20]
+    python scripts/gpu_kernels.py results.json [--cases 40] [--iters 20] [--choose kernels/kernel_choice.json]
 
 Needs only numpy, pycuda and skugen.kernels (nvcc on PATH for the first compile).
 1. Correctness: random cases (odd sizes, pitched crops, batches, every layout and dtype,
@@ -11,6 +11,9 @@ Needs only numpy, pycuda and skugen.kernels (nvcc on PATH for the first compile)
 2. Timing: each kernel at a size well past launch overhead, CUDA events around --iters
    back-to-back launches, against the
    DRAM floor = (bytes read + bytes written) / device-to-device copy bandwidth measured here.
+3. --choose PATH: per op (preprocess, postprocess), the variant ("strided" or "x4") with the smaller total median
+   time over the timed cases becomes the default the launcher reads (skugen.kernels.launcher.KERNEL_CHOICE);
+   written only when every correctness check passed (both variants are bit-exact, so only speed decides).
 Exit status 0 only if every correctness check passed.
 """
 from __future__ import annotations
@@ -149,9 +152,36 @@ def benchmarks(proc, cuda, bw: float, iters: int) -> tuple[list[dict], list[dict
     return results, checks
 
 
+def choose_variants(timings: list[dict]) -> dict:
+    """{op: {"default": variant, "total_median_us": {variant: us}}} from benchmarks()' timing rows."""
+    totals: dict[str, dict[str, float]] = {}
+    for row in timings:
+        op, variant = row["kernel"].split("_")[0], row.get("variant")
+        if op in ("preprocess", "postprocess") and variant in ("strided", "x4"):
+            totals.setdefault(op, {}).setdefault(variant, 0.0)
+            totals[op][variant] += float(row["median_us"])
+    return {op: {"default": min(t, key=t.get), "total_median_us": t} for op, t in totals.items() if len(t) == 2}
+
+
+def write_choice(path: str, choice: dict, env: dict) -> None:
+    data = {"schema_version": 1, "what": "default CUDA kernel variant per op, the faster one measured by "
+            "scripts/gpu_kernels.py --choose (read by skugen.kernels.launcher.default_variants)",
+            "measured_on": {k: env.get(k) for k in ("gpu", "arch", "driver")},
+            "default_variants": {op: c["default"] for op, c in sorted(choice.items())},
+            "total_median_us": {op: c["total_median_us"] for op, c in sorted(choice.items())}}
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    import os
+
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", help="where to write the JSON results")
+    ap.add_argument("--choose", metavar="PATH", help="write the faster variant per op to PATH (kernel_choice.json)")
     ap.add_argument("--cases", type=int, default=40, help="random correctness cases per kernel")
     ap.add_argument("--iters", type=int, default=20, help="back-to-back launches per timed run")
     args = ap.parse_args(argv)
@@ -209,9 +239,17 @@ def main(argv: list[str] | None = None) -> int:
               "environment": env, "copy_bandwidth_GBps": bw / 1e9,
               "correctness": {"cases": len(checks), "failures": failures, "bit_exact": n_exact, "checks": checks, "large_size_checks": large_checks},
               "timing": timings}
+    choice = choose_variants(timings)
+    result["choice"] = choice
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"wrote {args.out}")
+    if args.choose:
+        if failures:
+            print(f"not writing {args.choose}: {failures} correctness failure(s)", file=sys.stderr)
+        elif choice:
+            write_choice(args.choose, choice, env)
+            print(f"default variants {dict((k, v['default']) for k, v in choice.items())} -> {args.choose}")
     return 1 if failures else 0
 
 

@@ -95,6 +95,8 @@ class Pipeline:
                                                                  else bundle.precisions[0])
         self.device = rinfo.get("device") or ("gpu" if backend == "tensorrt" else "cpu")
         self.processor = prepost.get_processor(self.device)
+        # TensorRT + CUDA kernels: pre/post-processing on the engine's bindings (one uint8 copy each way).
+        self._gpu = prepost.gpu_data_path(runner, self.processor, spec.kind) if self.device == "gpu" else None
         self.stats = LatencyStats()
         self._state = threading.Condition()
         self._inflight = 0
@@ -107,6 +109,7 @@ class Pipeline:
             "providers": rinfo.get("providers", [backend]),
             "threads": rinfo.get("intra_op_threads", threads),
             "processor": repr(self.processor),
+            "data_path": "zero-copy GPU" if self._gpu is not None else "host",
             "max_batch": spec.max_batch,
             "bundle": {"name": bundle.name, "kind": bundle.kind, "path": str(bundle.root),
                        "sha256": bundle.manifest_sha256, "model_file": spec.variant(src).file,
@@ -231,12 +234,19 @@ class Pipeline:
             for i in range(0, count, sp.max_batch):
                 j = min(i + sp.max_batch, count)
                 t1 = time.perf_counter()
-                out = self._infer({"z": z[i:j], "onehot": oh[i:j]})  # (b, C, H, W) in value_range
+                if self._gpu is not None:  # inference + postprocess on the GPU, uint8 back
+                    u = self._gpu.generate({"z": z[i:j], "onehot": oh[i:j]}, sp.value_range)
+                    out = None
+                else:
+                    out = self._infer({"z": z[i:j], "onehot": oh[i:j]})  # (b, C, H, W) in value_range
                 t2 = time.perf_counter()
-                if out.ndim != 4 or out.shape[0] != j - i or out.shape[1] not in (1, 3):
+                if out is None:
+                    pass
+                elif out.ndim != 4 or out.shape[0] != j - i or out.shape[1] not in (1, 3):
                     raise BundleError(f"generator output has shape {out.shape}; expected ({j - i}, 1|3, H, W). "
                                       "The bundle's model does not match its manifest; re-export it.")
-                u = prepost.nchw_to_images(out, sp.value_range, self.processor)  # (b, H, W, C) uint8
+                else:
+                    u = prepost.nchw_to_images(out, sp.value_range, self.processor)  # (b, H, W, C) uint8
                 if j - i == count:  # one chunk: its fresh buffer is the result, no copy
                     images = u
                 else:
@@ -306,6 +316,19 @@ class Pipeline:
                         ph, pw = max(th, self._hw_min[0]), max(tw, self._hw_min[1])
                         if (ph, pw) != (th, tw):  # below the engine's minimum: edge-pad, crop the output below
                             crops = [np.pad(c, ((0, ph - th), (0, pw - tw), (0, 0)), mode="edge") for c in crops]
+                        if self._gpu is not None:  # pre, inference and post on the GPU: uint8 in, uint8 out
+                            t2 = time.perf_counter()
+                            u = self._gpu.enhance(crops, sp.in_mean, sp.in_std, sp.value_range)
+                            if u.shape != (len(chunk), ph * s, pw * s, 3):
+                                raise BundleError(f"enhancer output has shape {u.shape} (NHWC), expected "
+                                                  f"{(len(chunk), ph * s, pw * s, 3)} for x{s}; the bundle's model "
+                                                  "does not match its manifest. Re-export it.")
+                            u = u[:, : th * s, : tw * s]
+                            for (i, t), ut in zip(chunk, u):
+                                tiling.stitch(outs[i], t, ut, s)
+                            pre, infer = pre + t2 - t1, infer + time.perf_counter() - t2
+                            bar.update(len(chunk))
+                            continue
                         x = prepost.images_to_unit_nchw(crops, self.processor, sp.in_mean, sp.in_std)  # (b,3,ph,pw)
                         t2 = time.perf_counter()
                         y = self._infer({"lr": x})  # (b, 3, s*ph, s*pw)

@@ -34,7 +34,7 @@ def get_processor(device: str = "cpu"):
 
     A CPU model gets the numpy reference (uploading to a GPU and back would only
     add copies); a GPU model gets the CUDA kernels when pycuda + nvcc work,
-    else the numpy reference (its `fallback_reason` says why).
+    else the numpy reference (its `fallback_reason` says why; the reason is logged).
     """
     from skugen.kernels.reference import NumpyProcessor
 
@@ -42,9 +42,30 @@ def get_processor(device: str = "cpu"):
         return NumpyProcessor()
     try:
         from skugen.kernels import get_processor as _kernels_processor
-    except ImportError as e:  # kernels without a launcher (e.g. a trimmed runtime install)
+    except Exception as e:  # noqa: BLE001 - kernels without a launcher, or a launcher that fails to import
+        import logging
+
+        logging.getLogger("skugen").warning("CUDA kernels unavailable, using numpy: %s", e)
         return NumpyProcessor(fallback_reason=f"skugen.kernels.get_processor unavailable: {e}")
     return _kernels_processor("auto")
+
+
+def gpu_data_path(runner, processor, kind: str):
+    """The zero-copy GPU path (skugen.backends.tensorrt.zerocopy) when the runner is TensorRT and the processor
+    is the CUDA one, else None (the numpy path below). Never raises: a failure logs why and keeps numpy."""
+    try:
+        from skugen.backends.tensorrt import zerocopy
+    except ImportError:
+        return None
+    if not zerocopy.usable(runner, processor):
+        return None
+    try:
+        return zerocopy.ZeroCopyPath(runner, processor, kind)
+    except Exception as e:  # noqa: BLE001 - e.g. out of GPU memory for the staging buffers: numpy still works
+        import logging
+
+        logging.getLogger("skugen").warning("zero-copy GPU path unavailable, using host copies: %s", e)
+        return None
 
 
 def images_to_unit_nchw(tiles: Sequence[np.ndarray], processor, mean=0.0, std=1.0) -> np.ndarray:

@@ -138,12 +138,14 @@ def _save_one(res, path: Path) -> Path:
 
 def _env(args) -> int:
     from .. import config
-    from ..backends import tensorrt_usable
+    from ..backends import tensorrt as trt_backend
     from ..backends.onnxruntime import available_providers
     from ..report import environment
 
+    trt_status = trt_backend.status()
     info = {"settings": config.settings_table(), "environment": environment(),
-            "backends": {"onnxruntime": available_providers(), "tensorrt_usable": tensorrt_usable()}}
+            "backends": {"onnxruntime": available_providers(), "tensorrt_usable": trt_status["usable"],
+                         "tensorrt": trt_status}}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -159,7 +161,10 @@ def _env(args) -> int:
     print("  GPUs: " + (", ".join(g["name"] or "?" for g in env["gpus"]) or "none"))
     print("versions: " + ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v))
     print(f"backends: onnxruntime providers {info['backends']['onnxruntime']}; "
-          f"tensorrt {'usable' if info['backends']['tensorrt_usable'] else 'not usable'}")
+          f"tensorrt {'usable' if trt_status['usable'] else 'not usable'}")
+    found = trt_status["found"]
+    print(f"  TensorRT: {found or 'not installed'}" + (f" ({'in' if trt_status['in_range'] else 'OUTSIDE'} the supported "
+          f"range {trt_status['supported']})" if found else "") + (f"; {trt_status['reason']}" if trt_status["reason"] else ""))
     return 0
 
 # ----------------------------------------------------------------------------- info / verify
@@ -248,8 +253,6 @@ skugen build runs/sr/bundle --precision int8 --opt-hw 128 --max-hw 256 --force
     p.add_argument("--opt-hw", type=int, default=None, help="enhancer: tuned input side (default manifest tile size)")
     p.add_argument("--max-hw", type=int, default=None, help="enhancer: largest input side (default tile size)")
     p.add_argument("--workspace-mb", type=int, default=d.workspace_mb, help="builder scratch memory cap (MiB)")
-    p.add_argument("--calibration", default=None, metavar="NPZ",
-                   help="INT8 without a Q/DQ model: calibration inputs (default: the bundle's golden inputs)")
     p.add_argument("--opt-level", type=int, default=None, help="builder optimisation level 0..5 (default 3)")
     p.add_argument("--no-timing-cache", action="store_true", help="do not reuse/persist the tactic timing cache")
     p.add_argument("--device", type=int, default=0, help="CUDA device ordinal")
@@ -266,7 +269,7 @@ def _build(args) -> int:
     cfg = trt_backend.BuildConfig(
         min_batch=args.min_batch, opt_batch=args.opt_batch, max_batch=args.max_batch, min_hw=args.min_hw,
         opt_hw=args.opt_hw, max_hw=args.max_hw, workspace_mb=args.workspace_mb, force=args.force,
-        calibration_npz=args.calibration, optimization_level=args.opt_level,
+        optimization_level=args.opt_level,
         timing_cache=not args.no_timing_cache, device=args.device)
     records = [trt_backend.engine_from_onnx(b, prec, cfg) for prec in dict.fromkeys(args.precision)]
     if args.json:

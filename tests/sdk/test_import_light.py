@@ -15,7 +15,7 @@ RUNTIME_MODULES = [
     "skugen", "skugen.backends", "skugen.backends.base", "skugen.backends.onnxruntime",
     "skugen.backends.registry", "skugen.backends.tensorrt", "skugen.backends.tensorrt.build",
     "skugen.backends.tensorrt.cuda", "skugen.backends.tensorrt.plan", "skugen.backends.tensorrt.runner",
-    "skugen.backends.tensorrt.store", "skugen.backends.torch", "skugen.bench", "skugen.bench.ceilings",
+    "skugen.backends.tensorrt.store", "skugen.backends.tensorrt.zerocopy", "skugen.backends.torch", "skugen.bench", "skugen.bench.ceilings",
     "skugen.bench.cells", "skugen.bench.config", "skugen.bench.gate", "skugen.bench.html", "skugen.bench.quality",
     "skugen.bench.report", "skugen.bench.run", "skugen.bench.views", "skugen.bundle", "skugen.cli",
     "skugen.cli._common", "skugen.cli.bench", "skugen.cli.kernels", "skugen.cli.runtime", "skugen.cli.toolchain",

@@ -1,5 +1,7 @@
 """Build a TensorRT engine from a bundle's ONNX on this GPU: builder, ONNX parser, optimisation profile,
-timing cache, the entropy calibrator (INT8 without a Q/DQ graph) and the engine inspector.
+timing cache and the engine inspector. Strongly typed only: the network is created with
+NetworkDefinitionCreationFlag.STRONGLY_TYPED on TensorRT 10.x (the only mode on 11), and no precision builder
+flag is set, so each layer runs in the type its ONNX tensors have (plan.network_creation_flags).
 
     rec = engine_from_onnx(bundle, "int8")            # or: skugen build BUNDLE --precision int8
 
@@ -10,16 +12,13 @@ only inside engine_from_onnx (through cuda._require).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from skugen import __version__, config
-from skugen.errors import BackendUnavailable, BundleError, InputError
+from skugen.errors import BackendUnavailable, BundleError
 from skugen.io import atomic_dir, atomic_write_bytes, atomic_write_json, sha256_bytes
 
 from . import plan as tp
@@ -46,10 +45,9 @@ def _golden_shapes(b) -> dict[str, list[tuple[int, ...]]]:
 def engine_from_onnx(bundle, precision: str = "fp16", cfg: BuildConfig | None = None) -> EngineRecord:
     """Build (or reuse) the TensorRT engine of `bundle` for this GPU.
 
-    fp16: model.fp32.onnx with the FP16 flag. int8: model.int8.onnx (explicit Q/DQ)
-    with INT8 (+FP16 for the layers the Q/DQ graph keeps in float); a bundle without
-    a Q/DQ model falls back to entropy calibration on the FP32 graph, fed from the
-    golden inputs or cfg.calibration_npz, with its calibration cache kept.
+    fp32: model.fp32.onnx. fp16: the bundle's FP16 graph. int8: the TensorRT Q/DQ twin of model.int8.onnx.
+    All strongly typed, so the engine computes in the types those graphs carry; a bundle without the graph
+    (or an int8 twin without Q/DQ layers) raises BundleError saying how to re-export.
 
     An engine already under engines/<key>/ whose sidecar matches this machine, the
     bundle's ONNX and the requested profile is reused (record.built is False)
@@ -92,37 +90,37 @@ def engine_from_onnx(bundle, precision: str = "fp16", cfg: BuildConfig | None = 
         pctx.detach()
 
 
+def create_network(trt, builder):
+    """A strongly typed network definition: STRONGLY_TYPED on 10.x, the default on 11 (plan.network_creation_flags)."""
+    bits = 0
+    for name in tp.network_creation_flags(trt.__version__):
+        flag = getattr(trt.NetworkDefinitionCreationFlag, name, None)
+        if flag is None:
+            raise BackendUnavailable(f"TensorRT {trt.__version__} has no NetworkDefinitionCreationFlag.{name}; skugen "
+                                     "needs TensorRT 10.3 or newer. Install it with: pip install 'skugen[tensorrt]'")
+        bits |= 1 << int(flag)
+    return builder.create_network(bits)
+
+
 def _build(trt, cuda, b, plan: BuildPlan, cfg: BuildConfig, dev: dict) -> tuple[bytes, dict, dict]:
     """Parse the ONNX, configure the builder, build, inspect. Returns (plan bytes, sidecar extras, extra files)."""
     logger = _logger(trt)
     onnx_path = b.root / plan.source_file
     builder = trt.Builder(logger)
-    # TensorRT 10: every network is explicit-batch (the EXPLICIT_BATCH flag is deprecated and ignored): flags 0.
-    network = builder.create_network(0)
+    network = create_network(trt, builder)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise BundleError(f"TensorRT cannot parse {onnx_path.name} ({errs or 'no details'}). The graph may use an op "
                           "TensorRT does not support; check `skugen verify --backend onnxruntime`, then re-export.")
     _check_network_inputs(network, plan, onnx_path)
-
-    extra: dict[str, Any] = {"quantization_requested": plan.quantization}
     if plan.quantization == tp.QUANT_QDQ and not _has_qdq(trt, network):
-        log.warning("%s has no QuantizeLinear/DequantizeLinear layers; falling back to entropy calibration",
-                    onnx_path.name)
-        plan = dataclasses.replace(plan, quantization=tp.QUANT_CALIB, calibration={
-            "batch": min(cfg.calib_batch, cfg.max_batch), "max_batches": cfg.calib_max_batches,
-            "source": str(cfg.calibration_npz) if cfg.calibration_npz else "golden"})
+        raise BundleError(f"{onnx_path.name} has no QuantizeLinear/DequantizeLinear layers, so a strongly typed "
+                          "build cannot make it INT8 (skugen does no calibration-based implicit INT8). Run skugen's "
+                          "quantizer first: `skugen export STUDENT --int8`.")
 
     bcfg = builder.create_builder_config()
     bcfg.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
-    for name in plan.flags:
-        flag = getattr(trt.BuilderFlag, name, None)
-        if flag is None:  # TensorRT 11 removed FP16/INT8 (strongly typed networks only)
-            raise BackendUnavailable(f"TensorRT {trt.__version__} has no BuilderFlag.{name}; skugen's {plan.precision} "
-                                     "engines use the TensorRT 10 weakly-typed API. Install it with: "
-                                     "pip install 'skugen[tensorrt]' (tensorrt 10.x)")
-        bcfg.set_flag(flag)
     # DETAILED: the engine inspector then reports each layer's chosen precision/format for engine.json.
     bcfg.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     if plan.optimization_level is not None:
@@ -138,43 +136,24 @@ def _build(trt, cuda, b, plan: BuildPlan, cfg: BuildConfig, dev: dict) -> tuple[
                                        trt.__version__)
         tc_loaded = _set_timing_cache(bcfg, tc_path)
 
-    files: dict[str, bytes] = {}
-    calibrator = None
-    if plan.quantization == tp.QUANT_CALIB:
-        calibrator, calib_info = _calibrator(trt, cuda, b, plan, cfg)
-        bcfg.int8_calibrator = calibrator  # deprecated in TRT 10.1, still honoured: the fallback path only
-        cprof = builder.create_optimization_profile()
-        for name, shape in calib_info["shapes"].items():
-            cprof.set_shape(name, shape, shape, shape)
-        bcfg.set_calibration_profile(cprof)
-        extra["calibration_data"] = {k: v for k, v in calib_info.items() if k != "cache_path"}
-
     t0 = time.perf_counter()
-    try:
-        serialized = builder.build_serialized_network(network, bcfg)
-    finally:
-        if calibrator is not None:
-            calibrator.free()
+    serialized = builder.build_serialized_network(network, bcfg)
     build_seconds = time.perf_counter() - t0
     if serialized is None:
         raise BundleError(f"TensorRT failed to build a {plan.precision} engine from {onnx_path.name}.{_trt_errors()} "
                           "Try a larger --workspace-mb, a smaller --max-batch/--max-hw, or check the ONNX with "
                           "`skugen verify --backend onnxruntime`.")
     plan_bytes = memoryview(serialized).tobytes()
-    if plan.quantization == tp.QUANT_CALIB:
-        cache_path = calib_info["cache_path"]
-        if cache_path.is_file():
-            files[tp.CALIB_FILE] = cache_path.read_bytes()
 
     if tc_path is not None:
         with contextlib.suppress(Exception):  # a timing cache is an optimisation; never fail a build on it
             atomic_write_bytes(tc_path, memoryview(bcfg.get_timing_cache().serialize()).tobytes())
-    extra["timing_cache"] = {"path": str(tc_path) if tc_path else None, "loaded": tc_loaded}
+    extra: dict[str, Any] = {"timing_cache": {"path": str(tc_path) if tc_path else None, "loaded": tc_loaded}}
 
     layers, io, mem = _inspect(trt, plan_bytes, plan)
     extra.update({"plan": plan, "build_seconds": build_seconds, "layers": layers, "io": io,
                   "engine_device_memory_bytes": mem})
-    return plan_bytes, extra, files
+    return plan_bytes, extra, {}
 
 
 def _check_network_inputs(network, plan: BuildPlan, onnx_path: Path) -> None:
@@ -211,61 +190,6 @@ def _set_timing_cache(bcfg, path: Path) -> bool:
         log.warning("timing cache %s is unusable (other GPU/TensorRT, or corrupt); starting a fresh one", path)
     bcfg.set_timing_cache(bcfg.create_timing_cache(b""), ignore_mismatch=False)
     return False
-
-
-def _calibrator(trt, cuda, b, plan: BuildPlan, cfg: BuildConfig):
-    """An IInt8EntropyCalibrator2 over the golden inputs (or cfg.calibration_npz), with a persisted cache."""
-    if cfg.calibration_npz:
-        p = Path(cfg.calibration_npz)
-        if not p.is_file():
-            raise InputError(f"calibration file {p} not found. Pass an .npz with one array per model input.")
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    else:
-        try:
-            arrays, _ = b.golden()
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f"bundle {b.name!r} has no Q/DQ INT8 model and its golden inputs cannot be read ({exc}); "
-                             "pass calibration data with --calibration FILE.npz") from exc
-    names = [p.name for p in plan.profile]
-    batches = tp.calibration_batches(arrays, names, plan.calibration["batch"], plan.calibration["max_batches"])
-    cache_path = config.cache_dir("tensorrt") / "calibration" / tp.calibration_cache_name(
-        plan.onnx_sha256, tp.arrays_sha256(arrays), trt.__version__)
-
-    class _EntropyCalibrator(trt.IInt8EntropyCalibrator2):
-        def __init__(self):
-            trt.IInt8EntropyCalibrator2.__init__(self)  # required for pybind trampolines
-            self.index = 0
-            self.dev = {n: cuda.mem_alloc(max(a.nbytes, 1)) for n, a in batches[0].items()}
-
-        def get_batch_size(self):
-            return 1  # explicit-batch network: the batch is in the calibration profile's shape
-
-        def get_batch(self, names_):
-            if self.index >= len(batches):
-                return None
-            item = batches[self.index]
-            self.index += 1
-            for n in names_:
-                cuda.memcpy_htod(self.dev[n], item[n])
-            return [int(self.dev[n]) for n in names_]
-
-        def read_calibration_cache(self):
-            return cache_path.read_bytes() if cache_path.is_file() else None
-
-        def write_calibration_cache(self, cache):
-            atomic_write_bytes(cache_path, memoryview(cache).tobytes())
-
-        def free(self):
-            for a in self.dev.values():
-                a.free()
-            self.dev = {}
-
-    info = {"batches": len(batches), "batch": int(next(iter(batches[0].values())).shape[0]),
-            "shapes": {n: tuple(a.shape) for n, a in batches[0].items()},
-            "source": str(cfg.calibration_npz) if cfg.calibration_npz else "golden",
-            "cache_path": cache_path}
-    return _EntropyCalibrator(), info
 
 
 def _inspect(trt, plan_bytes: bytes, plan: BuildPlan) -> tuple[list[dict], dict, int | None]:

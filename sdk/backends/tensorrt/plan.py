@@ -2,22 +2,26 @@
 
 Pure functions over a parsed bundle manifest (skugen.manifest.Manifest) and plain dicts, so the CPU test suite can
 check them thoroughly. `skugen.backends.tensorrt.build` turns a `BuildPlan` into
-TensorRT 10 API calls; nothing here imports tensorrt or pycuda.
+TensorRT API calls (10.3 through 11.x, one strongly-typed path); nothing here imports tensorrt or pycuda.
+
+Strongly typed builds only: every layer runs in the type the ONNX graph gives its tensors, so a plan's
+precision only picks WHICH graph is parsed (fp32 -> model.fp32.onnx, fp16 -> the bundle's FP16 graph,
+int8 -> the TensorRT Q/DQ twin). There are no precision builder flags and no calibration-based implicit INT8;
+TensorRT 11 has neither, and NVIDIA's explicit-quantization guide uses Q/DQ + strong typing on 10.x too.
 
 What lives here:
 - `BuildConfig`: the frozen build settings (batch range, spatial range, workspace, ...);
-- `make_build_plan`: manifest + precision + config -> source ONNX, builder flags,
-  optimisation-profile shapes per input, quantization mode, calibration settings;
+- `make_build_plan`: manifest + precision + config -> source ONNX, optimisation-profile shapes per
+  input, quantization mode;
+- `network_creation_flags`: the NetworkDefinitionCreationFlag names for a TensorRT version;
 - engine identity: `device_slug`, `engine_key`, `timing_cache_path`;
 - the engine.json sidecar: `engine_metadata`, and `engine_mismatches`, which
   compares a sidecar with the current device/TensorRT/ONNX;
-- `layer_precisions` / `precision_counts`: read the engine inspector's JSON;
-- `calibration_batches`: cut golden / calibration arrays into calibrator batches.
+- `layer_precisions` / `precision_counts`: read the engine inspector's JSON.
 """
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -26,24 +30,26 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from skugen.errors import InputError
+from skugen.errors import BundleError, InputError, SkugenError
 from skugen.manifest import Manifest, Variant
 
-PRECISIONS = ("fp16", "int8")
-SIDECAR_SCHEMA = 1
+PRECISIONS = ("fp32", "fp16", "int8")
+# 2: strongly typed builds (no builder precision flags, no implicit INT8; fp16 from the FP16 graph). A
+# schema-1 engine (weakly typed, FP16/INT8 flags) no longer matches and is rebuilt / reported as stale.
+SIDECAR_SCHEMA = 2
 ENGINE_FILE = "engine.plan"
 SIDECAR_FILE = "engine.json"
-CALIB_FILE = "calibration.cache"
 
-# Builder flags (names of trt.BuilderFlag members) per precision. INT8 keeps FP16
-# enabled so the layers that the Q/DQ graph leaves in float (first/last layers,
-# attention softmax: see DESIGN.md traps) run in FP16 rather than FP32.
-PRECISION_FLAGS = {"fp16": ("FP16",), "int8": ("INT8", "FP16")}
+# The TensorRT versions skugen builds with: 10.3 (JetPack 6, the first with STRONGLY_TYPED) <= v < 12.
+TRT_MIN, TRT_MAX = (10, 3), (12, 0)
+TYPING = "strong"  # recorded in the sidecar; the only mode skugen builds
 
 # Quantization modes recorded in the plan and the sidecar.
 QUANT_NONE = "none"
-QUANT_QDQ = "explicit-qdq"          # model.int8.onnx carries QuantizeLinear/DequantizeLinear
-QUANT_CALIB = "entropy-calibration"  # fallback: implicit INT8 from a calibration cache
+QUANT_QDQ = "explicit-qdq"          # the TensorRT twin of model.int8.onnx carries QuantizeLinear/DequantizeLinear
+
+_REEXPORT_INT8 = ("Run skugen's quantizer first: `skugen export STUDENT --int8` (or `skugen quantize`) writes the "
+                  "Q/DQ graph and its TensorRT twin.")
 
 # Default smallest spatial side of an enhancer profile (skugen bench's --tile floor too).
 MIN_HW = 8
@@ -82,12 +88,6 @@ class BuildConfig:
     workspace_mb: int = 1024
     # Rebuild even when an up-to-date engine with the same profile exists.
     force: bool = False
-    # INT8 without a Q/DQ model: calibration data (npz of input-name arrays); None = golden inputs.
-    calibration_npz: str | None = None
-    calib_batch: int = 8           # batch per calibrator call (fixed calibration profile)
-    calib_max_batches: int = 32    # cap on calibration batches (calibration runs the net in FP32)
-    # Keep FP16 enabled for INT8 engines (layers left in float by the Q/DQ graph).
-    int8_fp16_fallback: bool = True
     # Reuse/persist TensorRT's tactic timing cache (cuts rebuild time a lot).
     timing_cache: bool = True
     # TensorRT builder optimisation level 0..5 (None = TensorRT's default, 3).
@@ -120,11 +120,9 @@ class BuildPlan:
     source_model: str          # key in manifest.models the engine is built from
     source_file: str           # bundle-relative ONNX path
     onnx_sha256: str
-    quantization: str          # QUANT_NONE | QUANT_QDQ | QUANT_CALIB
-    flags: tuple[str, ...]     # trt.BuilderFlag member names
+    quantization: str          # QUANT_NONE | QUANT_QDQ
     workspace_bytes: int
     profile: tuple[InputProfile, ...]
-    calibration: dict | None = None  # {"batch": int, "max_batches": int, "source": "golden"|path}
     optimization_level: int | None = None
     outputs: tuple[str, ...] = field(default=())
 
@@ -133,9 +131,9 @@ class BuildPlan:
 
     def to_dict(self) -> dict:
         return {"precision": self.precision, "source_model": self.source_model, "source_file": self.source_file,
-                "onnx_sha256": self.onnx_sha256, "quantization": self.quantization, "flags": list(self.flags),
+                "onnx_sha256": self.onnx_sha256, "quantization": self.quantization, "typing": TYPING,
                 "workspace_bytes": self.workspace_bytes, "profile": self.profile_dict(),
-                "calibration": self.calibration, "optimization_level": self.optimization_level,
+                "optimization_level": self.optimization_level,
                 "outputs": list(self.outputs)}
 
 # ----------------------------------------------------------------------------- the plan
@@ -144,31 +142,64 @@ class BuildPlan:
 def check_precision(precision: str) -> str:
     p = str(precision).lower()
     if p not in PRECISIONS:
-        raise InputError(f"TensorRT precision {precision!r} is not supported; use one of {', '.join(PRECISIONS)} "
-                         "(FP32 runs through ONNX Runtime: backend='onnxruntime').")
+        raise InputError(f"TensorRT precision {precision!r} is not supported; use one of {', '.join(PRECISIONS)}.")
     return p
+
+
+def parse_version(v: str) -> tuple[int, int]:
+    """(major, minor) of a TensorRT version string ('10.3.0.30' -> (10, 3)); (0, 0) when unreadable."""
+    m = re.match(r"\s*(\d+)(?:\.(\d+))?", str(v))
+    return (int(m.group(1)), int(m.group(2) or 0)) if m else (0, 0)
+
+
+def version_in_range(v: str) -> bool:
+    """True for the TensorRT versions skugen supports: 10.3 <= v < 12."""
+    return TRT_MIN <= parse_version(v) < TRT_MAX
+
+
+def version_problem(v: str) -> str | None:
+    """None when TensorRT `v` is supported, else why not, ending with the fix."""
+    if version_in_range(v):
+        return None
+    return (f"TensorRT {v} is outside the supported range 10.3 <= version < 12 (skugen builds strongly typed "
+            "networks, which need TensorRT 10.3+). Install a supported one: pip install 'skugen[tensorrt]'")
+
+
+def network_creation_flags(trt_version: str) -> tuple[str, ...]:
+    """NetworkDefinitionCreationFlag member names to OR into create_network for `trt_version`.
+
+    10.x: STRONGLY_TYPED (since 10.3; every layer runs in the type the ONNX gives its tensors).
+    11+: none. Networks are always strongly typed there (the 11.4 bindings still list the flag, but it only
+    restates the default, so skugen does not depend on it staying).
+    """
+    return ("STRONGLY_TYPED",) if parse_version(trt_version)[0] < 11 else ()
 
 
 def source_model(manifest: Manifest, precision: str) -> tuple[str, str]:
     """(key in manifest.models the engine is built from, quantization mode).
 
-    FP16 engines come from the FP32 graph. INT8 engines come from the explicit Q/DQ
-    graph when the bundle has one; otherwise from the FP32 graph with entropy
-    calibration (the TensorRT 10 fallback, deprecated upstream but still present).
+    Strongly typed: the precision is the graph's. fp32 -> models["fp32"], fp16 -> models["fp16"] (FP16 with
+    gate-chosen nodes kept in FP32), int8 -> models["int8"]'s TensorRT Q/DQ twin. Raises BundleError naming the
+    re-export when the bundle lacks that graph.
     """
     precision = check_precision(precision)
     models = manifest.models
-    if precision == "fp16":
-        if "fp32" not in models:
-            raise InputError(f"bundle {manifest.name!r} has no fp32 ONNX model (has {sorted(models)}); an FP16 "
-                             "engine is built from model.fp32.onnx. Re-export the bundle.")
-        return "fp32", QUANT_NONE
-    if "int8" in models:
+    if precision not in models:
+        if precision == "int8":
+            raise BundleError(f"bundle {manifest.name!r} has no INT8 (Q/DQ) model (has {sorted(models)}); TensorRT "
+                              f"builds INT8 engines only from an explicitly quantized graph. {_REEXPORT_INT8}")
+        if precision == "fp16":
+            raise BundleError(f"bundle {manifest.name!r} has no FP16 model (has {sorted(models)}); TensorRT builds "
+                              "strongly typed FP16 engines from the bundle's model.fp16.onnx. Re-export the bundle "
+                              "with the current skugen: `skugen export STUDENT --int8` writes it.")
+        raise BundleError(f"bundle {manifest.name!r} has no fp32 ONNX model (has {sorted(models)}). Re-export the "
+                          "bundle.")
+    if precision == "int8":
+        if "tensorrt" not in models["int8"].variants:
+            raise BundleError(f"bundle {manifest.name!r} has an INT8 model but no TensorRT twin of it (signed-int8 "
+                              f"Q/DQ, variants.tensorrt). Re-export it with the current skugen. {_REEXPORT_INT8}")
         return "int8", QUANT_QDQ
-    if "fp32" in models:
-        return "fp32", QUANT_CALIB
-    raise InputError(f"bundle {manifest.name!r} has neither an int8 nor an fp32 ONNX model "
-                     f"(has {sorted(models)}). Re-export the bundle.")
+    return precision, QUANT_NONE
 
 
 def tensorrt_source(manifest: Manifest, model: str) -> Variant:
@@ -177,6 +208,7 @@ def tensorrt_source(manifest: Manifest, model: str) -> Variant:
     The INT8 entry's main file has uint8 activations (fast fused U8S8 kernels on ONNX
     Runtime x86), which TensorRT rejects; export writes a signed-int8 twin under
     variants.tensorrt (same calibration) for TensorRT's explicit quantization.
+    Other precisions use their TensorRT twin when the bundle has one, else the main file.
     """
     return manifest.variant(model, "tensorrt")
 
@@ -186,7 +218,7 @@ def engine_source_sha256(manifest: Manifest, precision: str) -> str | None:
     None when the bundle has no model TensorRT could build that precision from."""
     try:
         return tensorrt_source(manifest, source_model(manifest, precision)[0]).sha256
-    except InputError:
+    except SkugenError:
         return None
 
 
@@ -201,21 +233,12 @@ def make_build_plan(manifest: Manifest, precision: str, cfg: BuildConfig | None 
     precision = check_precision(precision)
     _check_config(cfg)
     source, quant = source_model(manifest, precision)
-    if precision == "fp16":
-        flags = PRECISION_FLAGS["fp16"]
-    else:
-        flags = PRECISION_FLAGS["int8"] if cfg.int8_fp16_fallback else ("INT8",)
-    calibration = None
-    if quant == QUANT_CALIB:
-        # The calibration shape stays inside the build profile: batch at most max_batch.
-        calibration = {"batch": int(min(cfg.calib_batch, cfg.max_batch)), "max_batches": int(cfg.calib_max_batches),
-                       "source": str(cfg.calibration_npz) if cfg.calibration_npz else "golden"}
     src = tensorrt_source(manifest, source)
     return BuildPlan(
         precision=precision, source_model=source, source_file=src.file,
-        onnx_sha256=src.sha256, quantization=quant, flags=tuple(flags),
+        onnx_sha256=src.sha256, quantization=quant,
         workspace_bytes=int(cfg.workspace_mb) * (1 << 20), profile=tuple(profile_shapes(manifest, cfg, cover)),
-        calibration=calibration, optimization_level=cfg.optimization_level,
+        optimization_level=cfg.optimization_level,
         outputs=tuple(o.name for o in manifest.io.outputs),
     )
 
@@ -231,8 +254,6 @@ def _check_config(cfg: BuildConfig) -> None:
                          f"max_hw={cfg.max_hw}.")
     if cfg.workspace_mb < 1:
         raise InputError(f"workspace_mb={cfg.workspace_mb} must be at least 1 (MiB); 1024 is a good default.")
-    if cfg.calib_batch < 1 or cfg.calib_max_batches < 1:
-        raise InputError("calib_batch and calib_max_batches must be at least 1.")
     if cfg.optimization_level is not None and not 0 <= cfg.optimization_level <= 5:
         raise InputError(f"optimization_level={cfg.optimization_level} must be in 0..5 (TensorRT's default is 3).")
 
@@ -385,9 +406,6 @@ def timing_cache_path(cache_root: str | Path, device_name: str, compute_capabili
                               f"trt{_version_slug(trt_version)}.cache"
 
 
-def calibration_cache_name(onnx_sha256: str, data_sha256: str, trt_version: str) -> str:
-    return f"calib-{onnx_sha256[:16]}-{data_sha256[:12]}-trt{_version_slug(trt_version)}.cache"
-
 # ----------------------------------------------------------------------------- sidecar
 
 
@@ -410,11 +428,11 @@ def engine_metadata(plan: BuildPlan, device: Mapping, *, trt_version: str, skuge
         # provenance
         "source": {"model": plan.source_model, "file": plan.source_file, "sha256": plan.onnx_sha256},
         "quantization": plan.quantization,
-        "builder_flags": list(plan.flags),
+        "typing": TYPING,
+        "network_flags": list(network_creation_flags(trt_version)),
         "workspace_bytes": plan.workspace_bytes,
         "optimization_level": plan.optimization_level,
         "profile": plan.profile_dict(),
-        "calibration": plan.calibration,
         "device": {k: v for k, v in dict(device).items()},
         "skugen_version": str(skugen_version),
         "built_at": built_at or _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
@@ -467,11 +485,9 @@ def mismatch_message(diffs: list[str], engine_dir: str | Path, bundle_root: str 
 
 
 def profile_matches(sidecar: Mapping, plan: BuildPlan) -> bool:
-    """True when a cached engine was built with this plan's profile, flags and quantization."""
-    # A Q/DQ request that fell back to calibration (no Q/DQ layers found) still counts as the same request.
-    quant = sidecar.get("quantization_requested", sidecar.get("quantization"))
-    return (sidecar.get("profile") == plan.profile_dict() and list(sidecar.get("builder_flags") or []) == list(plan.flags)
-            and quant == plan.quantization and sidecar.get("workspace_bytes") == plan.workspace_bytes
+    """True when a cached engine was built with this plan's profile, typing and quantization."""
+    return (sidecar.get("profile") == plan.profile_dict() and sidecar.get("typing") == TYPING
+            and sidecar.get("quantization") == plan.quantization and sidecar.get("workspace_bytes") == plan.workspace_bytes
             and sidecar.get("optimization_level") == plan.optimization_level)
 
 
@@ -584,45 +600,3 @@ def precision_counts(layers: list[Mapping]) -> dict:
             compute[p] = compute.get(p, 0) + 1
     order = lambda d: dict(sorted(d.items(), key=lambda kv: (-kv[1], kv[0])))  # noqa: E731
     return {"all": order(all_), "compute": order(compute), "layers": len(layers)}
-
-# ----------------------------------------------------------------------------- calibration data
-
-
-def calibration_batches(arrays: Mapping[str, np.ndarray], input_names: Iterable[str], batch: int,
-                        max_batches: int) -> list[dict[str, np.ndarray]]:
-    """Cut per-input arrays (N, ...) into calibrator batches of a fixed size.
-
-    TensorRT calibrates at one fixed shape (the calibration profile), so every batch
-    has exactly `batch` rows (fewer samples than `batch`: one batch of all of them).
-    Float inputs go in as float32, as TensorRT's calibrator requires.
-    """
-    names = list(input_names)
-    missing = [n for n in names if n not in arrays]
-    if missing:
-        raise InputError(f"calibration data lacks inputs {missing} (has {sorted(arrays)}). Save an npz with one "
-                         f"array per model input: {names}.")
-    ns = {n: int(np.asarray(arrays[n]).shape[0]) for n in names}
-    if len(set(ns.values())) != 1:
-        raise InputError(f"calibration arrays disagree on the number of samples: {ns}.")
-    n = next(iter(ns.values()))
-    if n == 0:
-        raise InputError("calibration data is empty; give at least one sample per input.")
-    b = min(int(batch), n)
-    count = min(n // b, int(max_batches))
-    out = []
-    for i in range(count):
-        item = {}
-        for name in names:
-            a = np.asarray(arrays[name][i * b:(i + 1) * b])
-            item[name] = np.ascontiguousarray(a.astype(np.float32) if a.dtype.kind == "f" else a)
-        out.append(item)
-    return out
-
-
-def arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for k in sorted(arrays):
-        a = np.ascontiguousarray(arrays[k])
-        h.update(k.encode() + b"\0" + str(a.dtype).encode() + str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()

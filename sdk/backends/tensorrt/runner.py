@@ -186,10 +186,13 @@ class TensorRTRunner(Runner):
                 for buf in getattr(self, "_dev", {}).values():
                     with contextlib.suppress(Exception):
                         buf.free()
-                for arr in getattr(self, "_host", {}).values():
+                for buf in getattr(self, "_extra_dev", []):  # zero-copy staging (alloc_device)
+                    with contextlib.suppress(Exception):
+                        buf.free()
+                for arr in list(getattr(self, "_host", {}).values()) + list(getattr(self, "_extra_host", [])):
                     with contextlib.suppress(Exception):
                         arr.base.free()
-                self._dev, self._host = {}, {}
+                self._dev, self._host, self._extra_dev, self._extra_host = {}, {}, [], []
                 # TensorRT objects release device memory when collected: context before engine before runtime.
                 for attr in ("_context", "_engine", "_runtime", "stream"):
                     if hasattr(self, attr):
@@ -256,6 +259,38 @@ class TensorRTRunner(Runner):
             raise RuntimeError(f"TensorRT execute_async_v3 failed.{_trt_errors()}")
 
     # -- zero-copy path for the CUDA pre/post-processing kernels ----------------------
+    def alloc_device(self, nbytes: int) -> int:
+        """A device buffer the runner owns (freed at close): staging for a zero-copy data path."""
+        self._require_active()
+        with self._pctx.scope():
+            buf = self._cuda.mem_alloc(max(int(nbytes), 1))
+        self._extra_dev = [*getattr(self, "_extra_dev", []), buf]
+        return int(buf)
+
+    def alloc_pinned(self, count: int, dtype) -> np.ndarray:
+        """A page-locked host array the runner owns (freed at close), for async copies."""
+        self._require_active()
+        with self._pctx.scope():
+            arr = self._cuda.pagelocked_empty(max(int(count), 1), np.dtype(dtype))
+        self._extra_host = [*getattr(self, "_extra_host", []), arr]
+        return arr
+
+    def capacity(self, name: str) -> int:
+        """Elements the binding of `name` holds (its profile's max shape)."""
+        self._require_active()
+        return int(self._cap[name])
+
+    def device_call(self) -> "DeviceCall":
+        """One zero-copy call, holding the runner's lock and CUDA context throughout:
+
+            with runner.device_call() as call:
+                ptr = call.set_input("lr", (b, 3, h, w))      # then write into ptr on call.stream
+                call.execute()
+                out_ptr, shape, dtype = call.output("sr")      # read it on call.stream
+        """
+        self._require_active()
+        return DeviceCall(self)
+
     def input_device_ptr(self, name: str, shape: tuple[int, ...]) -> int:
         """Device address of input `name`'s binding, after setting its shape for the next infer_device().
 
@@ -281,7 +316,9 @@ class TensorRTRunner(Runner):
     def output_shape(self, name: str) -> tuple[int, ...]:
         """Shape of output `name` for the input shapes currently set."""
         self._require_active()
-        with self._pctx.scope():
+        if name not in self._outputs:
+            raise InputError(f"tensorrt: {name!r} is not an output; outputs are {self._outputs}.")
+        with self._lock, self._pctx.scope():  # the context's shapes change under infer(): read them under its lock
             return tuple(int(d) for d in self._context.get_tensor_shape(name))
 
     @property
@@ -319,3 +356,64 @@ class TensorRTRunner(Runner):
             self.stream.synchronize()
             self.last_inference_time = time.perf_counter() - t0
             return {k: v.copy() for k, v in outs.items()}
+
+
+class DeviceCall:
+    """A zero-copy call on a TensorRTRunner (see TensorRTRunner.device_call); not thread-safe by itself,
+    the runner's lock is held from __enter__ to __exit__."""
+
+    def __init__(self, runner: TensorRTRunner):
+        self.r = runner
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> "DeviceCall":
+        self._stack.enter_context(self.r._lock)
+        self._stack.enter_context(self.r._pctx.scope())
+        self.stream = self.r.stream
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def dtype(self, name: str) -> np.dtype:
+        return self.r._dtype[name]
+
+    def set_input(self, name: str, shape: tuple[int, ...]) -> int:
+        """Set input `name`'s shape for execute(); returns its binding's device address."""
+        r = self.r
+        if name not in r._inputs:
+            raise InputError(f"tensorrt: {name!r} is not an input; inputs are {r._inputs}.")
+        shape = tuple(int(d) for d in shape)
+        r._check_shape(name, shape)
+        if not r._context.set_input_shape(name, shape):
+            raise InputError(f"tensorrt: shape {shape} for input {name!r} was rejected.{_trt_errors()}")
+        return int(r._dev[name])
+
+    def upload(self, name: str, a: np.ndarray) -> None:
+        """Copy a host array into input `name`'s binding (through its pinned staging buffer, on the stream)."""
+        a = np.ascontiguousarray(a, dtype=self.r._dtype[name])
+        ptr = self.set_input(name, a.shape)
+        host = self.r._host[name][:a.size].reshape(a.shape)
+        np.copyto(host, a)
+        self.r._cuda.memcpy_htod_async(ptr, host, self.stream)
+
+    def htod(self, dst: int, host: np.ndarray) -> None:
+        self.r._cuda.memcpy_htod_async(dst, host, self.stream)
+
+    def dtoh(self, host: np.ndarray, src: int) -> None:
+        self.r._cuda.memcpy_dtoh_async(host, src, self.stream)
+
+    def execute(self) -> None:
+        t0 = time.perf_counter()
+        self.r._execute()
+        self.r.last_inference_time = time.perf_counter() - t0
+
+    def output(self, name: str) -> tuple[int, tuple[int, ...], np.dtype]:
+        """(device address, shape for the inputs set, dtype) of output `name`."""
+        r = self.r
+        if name not in r._outputs:
+            raise InputError(f"tensorrt: {name!r} is not an output; outputs are {r._outputs}.")
+        return int(r._dev[name]), tuple(int(d) for d in r._context.get_tensor_shape(name)), r._dtype[name]
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()

@@ -4,7 +4,6 @@
         engine.plan        the serialized engine           bundle (installed under /opt, say), under
         engine.json        the sidecar (skugen.backends.tensorrt.plan.engine_metadata)
         verified.json      written only after `skugen verify` passed on this engine (tied to its sha256)
-        calibration.cache  INT8 without a Q/DQ model only
 
 The read-only fallback is `<SKUGEN_CACHE_DIR>/tensorrt/engines/<bundle>-<manifest sha256[:16]>/<key>/`.
 Every reader goes through here (the TensorRT builder and runner, `skugen deploy` / `skugen engines`, and

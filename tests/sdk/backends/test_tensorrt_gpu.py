@@ -112,15 +112,20 @@ def test_engine_built_with_sidecar(bundle, engines, precision):
     assert (side["device_name"], side["compute_capability"], side["tensorrt_version"]) == \
         (dev["name"], dev["compute_capability"], dev["tensorrt_version"])
     src, quant = tp.source_model(bundle.spec, precision)
-    assert side["onnx_sha256"] == bundle.model_sha256(src) and side["precision"] == precision
+    # The engine's source is the TensorRT variant (int8: model.int8.trt.onnx, the signed-int8 Q/DQ twin), NOT
+    # the ORT file model.int8.onnx: comparing with that one made export-triton drop every INT8 engine as stale.
+    assert side["onnx_sha256"] == bundle.model_sha256(src, "tensorrt") == tp.engine_source_sha256(bundle.spec, precision)
+    if precision == "int8":
+        assert side["onnx_sha256"] != bundle.model_sha256("int8") and side["source"]["file"].endswith(".trt.onnx")
+    assert side["precision"] == precision and side["typing"] == "strong" and "builder_flags" not in side
     assert side["profile"] == tp.make_build_plan(bundle.spec, precision, CFG,
                                                  cover=trt_build._golden_shapes(bundle)).profile_dict()
     counts = side["precision_counts"]["compute"]
     assert side["layers"] and "unknown" not in counts, counts  # the inspector saw concrete shapes
     if precision == "fp16":
         assert counts.get("fp16", 0) > 0
-    elif side["quantization"] == tp.QUANT_QDQ:
-        assert counts.get("int8", 0) > 0, counts
+    else:
+        assert side["quantization"] == tp.QUANT_QDQ and counts.get("int8", 0) > 0, counts
     assert sha256_file(rec.plan_path) == side["plan_sha256"]
     assert tp.timing_cache_path(trt_backend.config.cache_dir("tensorrt"), dev["name"], dev["compute_capability"],
                                 dev["tensorrt_version"]).is_file()

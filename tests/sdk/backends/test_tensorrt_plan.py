@@ -1,18 +1,21 @@
 """CPU tests for the TensorRT backend: build planning, engine identity, sidecar, mismatch
-detection, inspector parsing, calibration batching, and the no-TensorRT error path.
+detection, inspector parsing, strongly typed builds, and the no-TensorRT error path.
 
 Nothing here needs TensorRT, pycuda or a GPU (the GPU half is test_tensorrt_gpu.py).
 
 What these tests CAN catch: mistakes in skugen's own logic around TensorRT - build plans and
 optimisation profiles, engine keys and sidecars, EngineMismatch decisions, inspector-JSON parsing,
-calibration batching, error messages, and (with the fake TensorRT at the bottom) the control flow of
-engine_from_onnx / TensorRTRunner: caching, rebuilds, buffer sizing, chunking, context push/pop.
+error messages, and (with the fake TensorRT at the bottom) the control flow of engine_from_onnx /
+TensorRTRunner: strongly typed network creation (10.x with STRONGLY_TYPED, 11.x without precision
+flags), caching, rebuilds, buffer sizing, chunking, context push/pop.
 
-What they CANNOT catch: anything about the real TensorRT/pycuda. The fake only has the API names the
-backend uses, written from the TensorRT 10 docs, so a misspelled or removed API (e.g. TensorRT 11
-dropping the INT8 flag/calibrators), wrong argument types, a real ONNX parse failure, numerics,
-precision actually chosen per layer, memory/stream semantics and speed all pass here unnoticed.
-Those are test_tensorrt_gpu.py's job, on a machine with TensorRT and a GPU.
+What they CANNOT catch: anything about the real TensorRT/pycuda beyond names. The fake models two
+API generations: 10.x (BuilderFlag.FP16/INT8 exist, NetworkDefinitionCreationFlag.STRONGLY_TYPED
+exists) and 11.x (no FP16/INT8 flags, no calibrator class; any set_flag(FP16/INT8) or
+int8_calibrator use raises). That a name exists in the real bindings is test_tensorrt_api.py's job
+(against the committed dir() surfaces). Wrong argument types, a real ONNX parse failure, numerics,
+the precision TensorRT actually picks per layer, memory/stream semantics and speed all pass here
+unnoticed: test_tensorrt_gpu.py, on a machine with TensorRT and a GPU.
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ from skugen.manifest import Manifest, TensorSpec
 
 SHA_FP32 = hashlib.sha256(b"fp32").hexdigest()
 SHA_INT8 = hashlib.sha256(b"int8").hexdigest()
+SHA_FP16 = hashlib.sha256(b"fp16").hexdigest()
+SHA_TRT8 = hashlib.sha256(b"int8-trt").hexdigest()
 
 # A generator bundle's manifest as the exporter writes it: dynamic batch only.
 CGAN = {
@@ -54,12 +59,14 @@ CGAN = {
                         "boot"],
     },
     "models": {"fp32": {"file": "model.fp32.onnx", "sha256": SHA_FP32, "bytes": 4},
-               "int8": {"file": "model.int8.onnx", "sha256": SHA_INT8, "bytes": 4}},
+               "fp16": {"file": "model.fp16.onnx", "sha256": SHA_FP16, "bytes": 4},
+               "int8": {"file": "model.int8.onnx", "sha256": SHA_INT8, "bytes": 4,
+                        "variants": {"tensorrt": {"file": "model.int8.trt.onnx", "sha256": SHA_TRT8, "bytes": 4}}}},
     "golden": {"inputs": "golden/inputs.npz", "outputs": "golden/outputs.npz"},
     "files": {},
 }
 
-# An enhancer: dynamic batch AND spatial axes, tiled inference; no Q/DQ model.
+# An enhancer: dynamic batch AND spatial axes, tiled inference; no Q/DQ model, no FP16 model (an old export).
 SR = {
     "schema_version": 1, "name": "grocery-sr-x2", "kind": "enhancer",
     "io": {
@@ -87,70 +94,89 @@ def prof(plan: tp.BuildPlan) -> dict:
 # ----------------------------------------------------------------------------- plan
 
 
-def test_fp16_plan_for_generator():
+def test_fp16_plan_parses_the_fp16_graph():
     plan = tp.make_build_plan(M(CGAN), "fp16")
-    assert plan.source_model == "fp32" and plan.source_file == "model.fp32.onnx"
-    assert plan.onnx_sha256 == SHA_FP32
-    assert plan.quantization == tp.QUANT_NONE and plan.calibration is None
-    assert plan.flags == ("FP16",)
+    assert plan.source_model == "fp16" and plan.source_file == "model.fp16.onnx"
+    assert plan.onnx_sha256 == SHA_FP16
+    assert plan.quantization == tp.QUANT_NONE
+    assert not hasattr(plan, "flags")  # strongly typed: no precision builder flags at all
     assert plan.workspace_bytes == 1024 * 2**20
     assert prof(plan) == {"z": ((1, 128), (8, 128), (32, 128)), "onehot": ((1, 10), (8, 10), (32, 10))}
     assert plan.outputs == ("image",)
-    json.dumps(plan.to_dict())  # serialisable, goes into engine.json
+    assert json.dumps(plan.to_dict()) and plan.to_dict()["typing"] == "strong"  # serialisable, goes into engine.json
 
 
-def test_int8_plan_uses_qdq_model_with_fp16_fallback():
+def test_fp32_plan_parses_the_fp32_graph():
+    plan = tp.make_build_plan(M(SR), "fp32")
+    assert (plan.source_model, plan.source_file, plan.onnx_sha256) == ("fp32", "model.fp32.onnx", SHA_FP32)
+
+
+def test_int8_plan_uses_the_tensorrt_qdq_twin():
     plan = tp.make_build_plan(M(CGAN), "INT8", BuildConfig(min_batch=2, opt_batch=4, max_batch=16, workspace_mb=256))
-    assert (plan.precision, plan.source_model, plan.onnx_sha256) == ("int8", "int8", SHA_INT8)
-    assert plan.quantization == tp.QUANT_QDQ and plan.calibration is None
-    assert plan.flags == ("INT8", "FP16")
+    assert (plan.precision, plan.source_model, plan.onnx_sha256) == ("int8", "int8", SHA_TRT8)
+    assert plan.source_file == "model.int8.trt.onnx" and plan.quantization == tp.QUANT_QDQ
     assert plan.workspace_bytes == 256 * 2**20
     assert prof(plan)["z"] == ((2, 128), (4, 128), (16, 128))
-    assert tp.make_build_plan(M(CGAN), "int8", BuildConfig(int8_fp16_fallback=False)).flags == ("INT8",)
+    assert tp.engine_source_sha256(M(CGAN), "int8") == SHA_TRT8  # what export-triton compares with
 
 
-def test_int8_without_qdq_model_falls_back_to_calibration():
-    plan = tp.make_build_plan(M(SR), "int8", BuildConfig(calib_batch=4, calib_max_batches=10))
-    assert plan.source_model == "fp32" and plan.quantization == tp.QUANT_CALIB
-    assert plan.calibration == {"batch": 4, "max_batches": 10, "source": "golden"}
-    plan2 = tp.make_build_plan(M(SR), "int8", BuildConfig(calibration_npz="/data/calib.npz"))
-    assert plan2.calibration["source"] == "/data/calib.npz"
-
-
-def test_source_model_errors():
+def test_missing_graphs_are_bundle_errors_that_say_how_to_reexport():
+    with pytest.raises(BundleError, match=r"no INT8 \(Q/DQ\) model.*skugen export STUDENT --int8"):
+        tp.make_build_plan(M(SR), "int8")  # no calibration fallback any more
+    with pytest.raises(BundleError, match="no FP16 model.*current skugen"):
+        tp.make_build_plan(M(SR), "fp16")
+    no_twin = copy.deepcopy(CGAN)
+    del no_twin["models"]["int8"]["variants"]
+    with pytest.raises(BundleError, match="no TensorRT twin.*--int8"):
+        tp.make_build_plan(M(no_twin), "int8")
     no_fp32 = copy.deepcopy(CGAN)
     del no_fp32["models"]["fp32"]
-    with pytest.raises(InputError, match="no fp32 ONNX model"):
-        tp.make_build_plan(M(no_fp32), "fp16")
+    with pytest.raises(BundleError, match="no fp32 ONNX model"):
+        tp.make_build_plan(M(no_fp32), "fp32")
     assert tp.source_model(M(no_fp32), "int8") == ("int8", tp.QUANT_QDQ)
-    with pytest.raises(InputError, match="neither an int8 nor an fp32"):
-        tp.source_model(replace(M(CGAN), models={}), "int8")  # (a manifest with no models does not parse)
+    assert tp.engine_source_sha256(M(SR), "int8") is None and tp.engine_source_sha256(M(SR), "fp16") is None
 
 
-@pytest.mark.parametrize("bad", ["fp32", "bf16", "", "int4"])
+@pytest.mark.parametrize("bad", ["bf16", "", "int4", "fp8"])
 def test_unsupported_precision(bad):
-    with pytest.raises(InputError, match="onnxruntime"):
+    with pytest.raises(InputError, match="fp32, fp16, int8"):
         tp.make_build_plan(M(CGAN), bad)
 
 
+@pytest.mark.parametrize("version,flags", [("10.3.0", ("STRONGLY_TYPED",)), ("10.16.1.11", ("STRONGLY_TYPED",)),
+                                           ("11.4.0.106", ()), ("11.0", ())])
+def test_network_creation_flags_by_version(version, flags):
+    assert tp.network_creation_flags(version) == flags
+
+
+@pytest.mark.parametrize("version,ok", [("10.3.0", True), ("10.3.0.30", True), ("10.16.1.11", True), ("11.4.0.106", True),
+                                        ("10.2.0", False), ("8.6.1", False), ("12.0.0", False), ("garbage", False)])
+def test_version_range(version, ok):
+    assert tp.version_in_range(version) is ok
+    why = tp.version_problem(version)
+    assert (why is None) is ok
+    if why:
+        assert "10.3 <= version < 12" in why and why.endswith("pip install 'skugen[tensorrt]'")
+
+
 def test_enhancer_profile_from_tile():
-    plan = tp.make_build_plan(M(SR), "fp16")
+    plan = tp.make_build_plan(M(SR), "fp32")
     # skugen.tiling feeds tiles of exactly tile.size (overlap included), or one smaller tile for a small photo
     assert prof(plan) == {"lr": ((1, 3, 8, 8), (8, 3, 64, 64), (32, 3, 64, 64))}
 
 
 def test_enhancer_profile_overrides():
-    plan = tp.make_build_plan(M(SR), "fp16", BuildConfig(min_hw=32, opt_hw=96, max_hw=128, opt_batch=2, max_batch=4))
+    plan = tp.make_build_plan(M(SR), "fp32", BuildConfig(min_hw=32, opt_hw=96, max_hw=128, opt_batch=2, max_batch=4))
     assert prof(plan)["lr"] == ((1, 3, 32, 32), (2, 3, 96, 96), (4, 3, 128, 128))
     with pytest.raises(InputError, match="spatial range"):
-        tp.make_build_plan(M(SR), "fp16", BuildConfig(min_hw=100))  # min above the tile size
+        tp.make_build_plan(M(SR), "fp32", BuildConfig(min_hw=100))  # min above the tile size
 
 
 def test_enhancer_without_tile_needs_explicit_range():
     no_tile = {k: v for k, v in SR.items() if k != "tile"}
     with pytest.raises(InputError, match="--opt-hw"):
-        tp.make_build_plan(M(no_tile), "fp16")
-    plan = tp.make_build_plan(M(no_tile), "fp16", BuildConfig(opt_hw=48))
+        tp.make_build_plan(M(no_tile), "fp32")
+    plan = tp.make_build_plan(M(no_tile), "fp32", BuildConfig(opt_hw=48))
     assert prof(plan)["lr"] == ((1, 3, 8, 8), (8, 3, 48, 48), (32, 3, 48, 48))
 
 
@@ -159,7 +185,7 @@ def test_enhancer_without_tile_needs_explicit_range():
 def test_dynamic_axis_spellings(dims):
     m = copy.deepcopy(SR)
     m["io"]["inputs"][0]["shape"] = dims
-    assert prof(tp.make_build_plan(M(m), "fp16"))["lr"] == ((1, 3, 8, 8), (8, 3, 64, 64), (32, 3, 64, 64))
+    assert prof(tp.make_build_plan(M(m), "fp32"))["lr"] == ((1, 3, 8, 8), (8, 3, 64, 64), (32, 3, 64, 64))
 
 
 def _with_inputs(d: dict, *inputs: dict) -> Manifest:
@@ -170,15 +196,15 @@ def _with_inputs(d: dict, *inputs: dict) -> Manifest:
 
 def test_static_model_needs_no_dynamic_ranges():
     m = _with_inputs(CGAN, {"name": "z", "dtype": "float32", "shape": [4, 128]})
-    assert prof(tp.make_build_plan(m, "fp16"))["z"] == ((4, 128),) * 3
+    assert prof(tp.make_build_plan(m, "fp32"))["z"] == ((4, 128),) * 3
 
 
 def test_unknown_dynamic_axis_needs_explicit_shapes():
     m = _with_inputs(CGAN, {"name": "tokens", "dtype": "int64", "shape": ["batch", "seq"]})
     with pytest.raises(InputError, match=r"BuildConfig.shapes\['tokens'\]"):
-        tp.make_build_plan(m, "fp16")
+        tp.make_build_plan(m, "fp32")
     cfg = BuildConfig(shapes={"tokens": ((1, 4), (8, 16), (32, 64))})
-    plan = tp.make_build_plan(m, "fp16", cfg)
+    plan = tp.make_build_plan(m, "fp32", cfg)
     assert prof(plan)["tokens"] == ((1, 4), (8, 16), (32, 64))
     assert plan.profile[0].dtype == "int64"
 
@@ -195,22 +221,22 @@ def test_explicit_shapes_are_validated(shapes, match):
 
 
 @pytest.mark.parametrize("kw", [dict(min_batch=0), dict(min_batch=4, opt_batch=2), dict(opt_batch=64, max_batch=32),
-                                dict(workspace_mb=0), dict(min_hw=-1), dict(calib_batch=0),
+                                dict(workspace_mb=0), dict(min_hw=-1),
                                 dict(optimization_level=7)])
 def test_bad_build_config(kw):
     with pytest.raises(InputError):
-        tp.make_build_plan(M(SR), "fp16", BuildConfig(**kw))
+        tp.make_build_plan(M(SR), "fp32", BuildConfig(**kw))
 
 
 def test_cover_widens_spatial_range_not_batch():
     # Golden inputs are bigger than a tile and than max_batch: the spatial range grows to admit them,
     # the batch range does not (the runner chunks big batches).
-    plan = tp.make_build_plan(M(SR), "fp16", cover={"lr": [(48, 3, 96, 112), (1, 3, 4, 6)]})
+    plan = tp.make_build_plan(M(SR), "fp32", cover={"lr": [(48, 3, 96, 112), (1, 3, 4, 6)]})
     assert prof(plan)["lr"] == ((1, 3, 4, 6), (8, 3, 64, 64), (32, 3, 96, 112))  # per axis
     with pytest.raises(InputError, match="fixes it at 3"):
-        tp.make_build_plan(M(SR), "fp16", cover={"lr": [(1, 4, 64, 64)]})
+        tp.make_build_plan(M(SR), "fp32", cover={"lr": [(1, 4, 64, 64)]})
     with pytest.raises(InputError, match="rank"):
-        tp.make_build_plan(M(SR), "fp16", cover={"lr": [(1, 3, 64)]})
+        tp.make_build_plan(M(SR), "fp32", cover={"lr": [(1, 3, 64)]})
 
 
 def test_manifest_without_inputs():
@@ -244,7 +270,7 @@ def test_engine_key():
     assert tp.engine_key("Orin (nvgpu)", "8.7", "10.3.0.26", "int8") == "orin-nvgpu-sm87-trt10.3.0.26-int8"
     keys = {tp.engine_key(d, c, v, p) for d in ("A", "B") for c in ("8.0", "9.0") for v in ("10.0", "10.1")
             for p in tp.PRECISIONS}
-    assert len(keys) == 16  # every identity field changes the directory
+    assert len(keys) == 8 * len(tp.PRECISIONS) == 24  # every identity field (fp32 included) changes the directory
 
 
 def test_timing_cache_path_is_keyed_by_device_and_version(tmp_path):
@@ -254,10 +280,6 @@ def test_timing_cache_path_is_keyed_by_device_and_version(tmp_path):
     assert a != tp.timing_cache_path(tmp_path, "NVIDIA H100", "9.0", "10.3.0")
     assert a != tp.timing_cache_path(tmp_path, "NVIDIA H200", "9.0", "10.4.0")
 
-
-def test_calibration_cache_name():
-    n = tp.calibration_cache_name(SHA_FP32, "c" * 64, "10.3.0")
-    assert n == f"calib-{SHA_FP32[:16]}-{'c' * 12}-trt10.3.0.cache"
 
 # ----------------------------------------------------------------------------- sidecar
 
@@ -333,9 +355,10 @@ def test_engine_metadata_fields(tmp_path):
     assert meta["key"] == "nvidia-h200-sm90-trt10.3.0-int8"
     assert (meta["device_name"], meta["compute_capability"], meta["tensorrt_version"]) == ("NVIDIA H200", "9.0",
                                                                                           "10.3.0")
-    assert meta["onnx_sha256"] == SHA_INT8 and meta["source"]["file"] == "model.int8.onnx"
+    assert meta["onnx_sha256"] == SHA_TRT8 and meta["source"]["file"] == "model.int8.trt.onnx"
     assert meta["precision"] == "int8" and meta["quantization"] == tp.QUANT_QDQ
-    assert meta["builder_flags"] == ["INT8", "FP16"]
+    assert meta["typing"] == "strong" and meta["network_flags"] == ["STRONGLY_TYPED"] and "builder_flags" not in meta
+    assert meta["schema_version"] == 2
     assert meta["profile"]["z"] == {"dtype": "float32", "min": [1, 128], "opt": [8, 128], "max": [16, 128]}
     assert meta["build_seconds"] == 12.346 and meta["built_at"].startswith("2026-01-01")
     assert meta["skugen_version"] == "0.1.0" and meta["plan_sha256"] == "d" * 64 and meta["plan_bytes"] == 1234
@@ -347,7 +370,7 @@ def test_engine_metadata_fields(tmp_path):
 
 def test_no_mismatch_for_the_same_machine():
     plan, meta = _meta()
-    cur = tp.current_identity(H200, "10.3.0", SHA_INT8, "int8")
+    cur = tp.current_identity(H200, "10.3.0", SHA_TRT8, "int8")
     assert tp.engine_mismatches(meta, cur) == []
     assert tp.engine_mismatches(meta, {**cur, "compute_capability": "9.0"}) == []
 
@@ -361,7 +384,7 @@ def test_no_mismatch_for_the_same_machine():
 ])
 def test_each_identity_field_is_checked(field, value, words):
     _, meta = _meta()
-    cur = tp.current_identity(H200, "10.3.0", SHA_INT8, "int8")
+    cur = tp.current_identity(H200, "10.3.0", SHA_TRT8, "int8")
     diffs = tp.engine_mismatches(meta, {**cur, field: value})
     assert len(diffs) == 1 and diffs[0].startswith(words)
     msg = tp.mismatch_message(diffs, "/b/engines/k", "/b", "int8")
@@ -370,11 +393,11 @@ def test_each_identity_field_is_checked(field, value, words):
 
 def test_edited_sidecar_gives_several_differences():
     _, meta = _meta(device_name="Orin (nvgpu)", compute_capability="8.7", schema_version=99)
-    diffs = tp.engine_mismatches(meta, tp.current_identity(H200, "10.3.0", SHA_INT8, "int8"))
+    diffs = tp.engine_mismatches(meta, tp.current_identity(H200, "10.3.0", SHA_TRT8, "int8"))
     assert len(diffs) == 3
     assert any("'Orin (nvgpu)'" in d and "'NVIDIA H200'" in d for d in diffs)
     assert any("schema_version" in d for d in diffs)
-    assert tp.engine_mismatches({}, tp.current_identity(ORIN, "10.3.0", SHA_INT8, "int8"))  # empty sidecar
+    assert tp.engine_mismatches({}, tp.current_identity(ORIN, "10.3.0", SHA_TRT8, "int8"))  # empty sidecar
 
 
 def test_profile_matches():
@@ -382,11 +405,11 @@ def test_profile_matches():
     assert tp.profile_matches(meta, plan)
     assert not tp.profile_matches(meta, tp.make_build_plan(M(CGAN), "int8", BuildConfig(max_batch=32)))
     assert not tp.profile_matches(meta, tp.make_build_plan(M(CGAN), "int8", BuildConfig(max_batch=16, workspace_mb=64)))
-    assert not tp.profile_matches(meta, tp.make_build_plan(M(CGAN), "int8", BuildConfig(max_batch=16,
-                                                                                      int8_fp16_fallback=False)))
-    # A Q/DQ request that had to fall back to calibration is still "the same build".
-    _, fell_back = _meta(quantization=tp.QUANT_CALIB, quantization_requested=tp.QUANT_QDQ)
-    assert tp.profile_matches(fell_back, plan)
+    # A weakly typed engine of the old schema (builder flags, no "typing") is not the same build.
+    _, old = _meta(typing=None, builder_flags=["INT8", "FP16"])
+    assert not tp.profile_matches(old, plan)
+    _, calibrated = _meta(quantization="entropy-calibration")
+    assert not tp.profile_matches(calibrated, plan)
 
 
 def test_build_config_roundtrip_through_sidecar():
@@ -407,40 +430,6 @@ def test_shape_in_profile():
     assert "outside the engine's profile" in why and "[2]" in why and "--max-hw" in why
     assert "rank" in tp.shape_in_profile("lr", (4, 3, 64), p)
 
-# ----------------------------------------------------------------------------- calibration data
-
-
-def test_calibration_batches():
-    rng = np.random.default_rng(0)
-    arrays = {"z": rng.normal(size=(20, 128)), "onehot": np.eye(10)[rng.integers(0, 10, 20)],
-              "cls": np.arange(20, dtype=np.int64)}
-    batches = tp.calibration_batches(arrays, ["z", "onehot"], batch=8, max_batches=10)
-    assert len(batches) == 2  # 20 // 8; the remainder is dropped: the calibration shape is fixed
-    assert all(b["z"].shape == (8, 128) and b["z"].dtype == np.float32 for b in batches)
-    assert set(batches[0]) == {"z", "onehot"}
-    np.testing.assert_allclose(batches[1]["z"], arrays["z"][8:16].astype(np.float32))
-    assert tp.calibration_batches(arrays, ["cls"], 8, 10)[0]["cls"].dtype == np.int64  # index inputs keep dtype
-    assert len(tp.calibration_batches(arrays, ["z"], batch=2, max_batches=3)) == 3
-    small = tp.calibration_batches({"z": arrays["z"][:3]}, ["z"], batch=8, max_batches=4)
-    assert len(small) == 1 and small[0]["z"].shape == (3, 128)
-
-
-@pytest.mark.parametrize("arrays,match", [
-    ({"z": np.zeros((4, 2))}, "lacks inputs"),
-    ({"z": np.zeros((4, 2)), "onehot": np.zeros((5, 10))}, "disagree"),
-    ({"z": np.zeros((0, 2)), "onehot": np.zeros((0, 10))}, "empty"),
-])
-def test_calibration_batches_errors(arrays, match):
-    with pytest.raises(InputError, match=match):
-        tp.calibration_batches(arrays, ["z", "onehot"], 8, 4)
-
-
-def test_arrays_sha256():
-    a = {"z": np.arange(6.0).reshape(2, 3), "y": np.ones(2)}
-    assert tp.arrays_sha256(a) == tp.arrays_sha256({"y": np.ones(2), "z": np.arange(6.0).reshape(2, 3)})
-    assert tp.arrays_sha256(a) != tp.arrays_sha256({**a, "y": np.zeros(2)})
-    assert tp.arrays_sha256(a) != tp.arrays_sha256({**a, "z": a["z"].reshape(3, 2)})
-
 # ----------------------------------------------------------------------------- no TensorRT here
 
 
@@ -452,8 +441,8 @@ def cgan_bundle_dir(tmp_path):
               "onehot": np.eye(10, dtype=np.float32)[[0, 3, 7, 9]]}
     outputs = {"image": rng.uniform(-1, 1, size=(4, 1, 32, 32)).astype(np.float32)}
     manifest = copy.deepcopy(CGAN)
-    files = {"model.fp32.onnx": b"fp32", "model.int8.onnx": b"int8",
-             "golden/inputs.npz": npz_bytes(inputs), "golden/outputs.npz": npz_bytes(outputs)}
+    files = {"model.fp32.onnx": b"fp32", "model.fp16.onnx": b"fp16", "model.int8.onnx": b"int8",
+             "model.int8.trt.onnx": b"int8-trt", "golden/inputs.npz": npz_bytes(inputs), "golden/outputs.npz": npz_bytes(outputs)}
     return write_bundle(tmp_path / "bundle", manifest, files)
 
 
@@ -492,7 +481,7 @@ def test_every_entry_point_names_the_extra(cgan_bundle_dir):
 
 def test_precision_is_checked_before_the_backend(cgan_bundle_dir):
     with pytest.raises(InputError, match="not supported"):
-        trt_backend.engine_from_onnx(cgan_bundle_dir, "fp32")
+        trt_backend.engine_from_onnx(cgan_bundle_dir, "bf16")
     with pytest.raises(InputError, match="not supported"):
         trt_backend.TensorRTRunner(cgan_bundle_dir, "fp64")
 
@@ -511,16 +500,56 @@ def test_cli_build_help(capsys):
         cli.main(["build", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--precision", "--min-batch", "--opt-batch", "--max-batch", "--workspace-mb", "--force", "--max-hw",
-                 "--calibration"):
+    for flag in ("--precision", "--min-batch", "--opt-batch", "--max-batch", "--workspace-mb", "--force", "--max-hw"):
         assert flag in out
+    assert "--calibration" not in out  # no implicit-INT8 calibration any more: Q/DQ graphs only
 
 
-def test_old_tensorrt_is_refused(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.6.1"))
-    with pytest.raises(BackendUnavailable, match=r"too old.*skugen\[tensorrt\]"):
+@pytest.mark.parametrize("version", ["8.6.1", "10.2.0.19", "12.0.0"])
+def test_tensorrt_outside_the_range_is_refused(monkeypatch, version):
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=version))
+    with pytest.raises(BackendUnavailable, match=r"outside the supported range 10.3 <= version < 12.*skugen\[tensorrt\]"):
         trt_cuda._require()
     assert trt_backend.is_available() is False
+    assert trt_cuda.unavailable_reason().endswith("pip install 'skugen[tensorrt]'")
+
+
+class _Boom(types.ModuleType):
+    def __getattr__(self, name):
+        raise RuntimeError("libnvinfer.so.10: symbol lookup error")
+
+
+def test_any_import_error_makes_tensorrt_unusable_with_the_fix(monkeypatch):
+    """A TensorRT whose import raises anything (not just ImportError) is 'unusable, because ...', never a crash."""
+    monkeypatch.setitem(sys.modules, "tensorrt", _Boom("tensorrt"))
+    reason = trt_cuda.unavailable_reason()
+    assert "symbol lookup error" in reason and reason.endswith("pip install 'skugen[tensorrt]'")
+    assert trt_backend.is_available() is False
+    st = trt_cuda.status()
+    assert st["usable"] is False and st["reason"] == reason and st["supported"] == "10.3 <= version < 12"
+
+
+def test_broken_cuda_driver_is_unusable_not_a_crash(monkeypatch):
+    drv = types.ModuleType("pycuda.driver")
+    drv.init = lambda: (_ for _ in ()).throw(RuntimeError("CUDA driver version is insufficient"))
+    pkg = types.ModuleType("pycuda")
+    pkg.driver = drv
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0"))
+    monkeypatch.setitem(sys.modules, "pycuda", pkg)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
+    reason = trt_cuda.unavailable_reason()
+    assert "insufficient" in reason and reason.endswith("pip install 'skugen[tensorrt]'")
+
+
+def test_env_shows_the_tensorrt_found_and_its_range(capsys, monkeypatch):
+    monkeypatch.setattr(trt_backend, "status", lambda device=0: {"found": "10.2.0", "in_range": False,
+                                                              "supported": "10.3 <= version < 12", "usable": False,
+                                                              "reason": "TensorRT 10.2.0 is outside ..."})
+    assert cli.main(["env"]) == 0
+    out = capsys.readouterr().out
+    assert "TensorRT: 10.2.0 (OUTSIDE the supported range 10.3 <= version < 12)" in out
+    assert cli.main(["env", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["backends"]["tensorrt"]["found"] == "10.2.0"
 
 
 def test_missing_pycuda_is_named(monkeypatch):
@@ -591,6 +620,8 @@ class _FakeCuda(types.ModuleType):
         super().__init__("pycuda.driver")
         self.mem: dict[int, np.ndarray] = {}
         self.depth = 0  # pushes minus pops: must return to 0
+        self.allocs = 0  # device allocations so far
+        self.copies: list[tuple[str, str, int]] = []  # (htod|dtoh, dtype, bytes) of every host<->device copy
         self.next_addr = 1 << 20
         fake = self
 
@@ -628,6 +659,7 @@ class _FakeCuda(types.ModuleType):
 
         class Alloc:
             def __init__(self, n):
+                fake.allocs += 1
                 self.addr = fake.next_addr
                 fake.next_addr += n + 256
                 fake.mem[self.addr] = np.zeros(n, np.uint8)
@@ -674,6 +706,7 @@ class _FakeCuda(types.ModuleType):
 
     def memcpy_htod(self, dst, src):
         assert self.depth > 0, "pycuda call without a current context"
+        self.copies.append(("htod", str(np.asarray(src).dtype), int(np.asarray(src).nbytes)))
         self.write(dst, src)
 
     def memcpy_htod_async(self, dst, src, stream=None):
@@ -681,6 +714,7 @@ class _FakeCuda(types.ModuleType):
 
     def memcpy_dtoh(self, dst, src):
         assert self.depth > 0, "pycuda call without a current context"
+        self.copies.append(("dtoh", str(dst.dtype), int(dst.nbytes)))
         dst[...] = self.read(src, dst.shape, dst.dtype)
 
     def memcpy_dtoh_async(self, dst, src, stream=None):
@@ -707,17 +741,25 @@ def _fake_compute(spec: dict, xs: dict) -> dict:
 
 
 def _make_fake_trt(cuda: _FakeCuda, version: str = "10.3.0") -> types.ModuleType:
-    """A `tensorrt` module with just the TensorRT 10 names the backend calls; "ONNX" files are JSON specs.
+    """A `tensorrt` module with just the names the backend calls; "ONNX" files are JSON specs.
+
+    Two generations, as the committed API surfaces (tests/sdk/backends/trt_api/) show them:
+    10.x: BuilderFlag has FP16/INT8, NetworkDefinitionCreationFlag.STRONGLY_TYPED == 1;
+    11.x: BuilderFlag has neither, STRONGLY_TYPED == 0 and PREFER_JIT_PYTHON_PLUGINS == 1 (so a hard-coded
+    `1 << 1` would switch on JIT plugins there), networks are always strongly typed.
+    On both, a strongly typed network refuses set_flag(FP16/INT8) and int8_calibrator (as TensorRT does).
 
     Catches: wrong call ORDER or missing calls in our code (building without a current context, no
-    timing cache or detailed profiling, INT8 without a calibration profile, profiles that miss an input,
-    input shapes outside the profile, unset tensor addresses), and what we do with its answers. Cannot
-    catch: whether the real bindings have these names and signatures, real parser/builder errors, the
-    engine's numerics or the precisions TensorRT really picks (the inspector JSON here is scripted).
+    timing cache or detailed profiling, a weakly typed network, precision flags, profiles that miss an
+    input, input shapes outside the profile, unset tensor addresses), and what we do with its answers.
+    Cannot catch: whether the real bindings have these names and signatures (test_tensorrt_api.py),
+    real parser/builder errors, the engine's numerics or the precisions TensorRT really picks (the
+    inspector JSON here follows the graph's dtype: fp16 spec -> FP16, Q/DQ -> Int8, else Float).
     """
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.builds = []
+    v11 = int(version.split(".")[0]) >= 11
 
     class DataType:
         def __init__(self, name):
@@ -728,7 +770,10 @@ def _make_fake_trt(cuda: _FakeCuda, version: str = "10.3.0") -> types.ModuleType
 
     FLOAT = DataType("FLOAT")
     trt.nptype = lambda dt: np.float32
-    trt.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8")
+    trt.BuilderFlag = types.SimpleNamespace(TF32="TF32", **({} if v11 else {"FP16": "FP16", "INT8": "INT8"}))
+    trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(
+        **({"STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1, "PREFER_AOT_PYTHON_PLUGINS": 2} if v11
+           else {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}))
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
     trt.ProfilingVerbosity = types.SimpleNamespace(DETAILED="DETAILED", LAYER_NAMES_ONLY="LAYER_NAMES_ONLY")
     trt.LayerInformationFormat = types.SimpleNamespace(JSON="JSON")
@@ -741,17 +786,13 @@ def _make_fake_trt(cuda: _FakeCuda, version: str = "10.3.0") -> types.ModuleType
         def __init__(self):
             pass
 
-    class IInt8EntropyCalibrator2:
-        def __init__(self):
-            pass
-
     class Tensor:
         def __init__(self, name, shape):
             self.name, self.shape = name, tuple(shape)
 
     class Network:
-        def __init__(self):
-            self.spec, self.inputs, self.layers = None, [], []
+        def __init__(self, flags):
+            self.spec, self.inputs, self.layers, self.flags = None, [], [], flags
 
         num_inputs = property(lambda self: len(self.inputs))
         num_layers = property(lambda self: len(self.layers))
@@ -799,13 +840,20 @@ def _make_fake_trt(cuda: _FakeCuda, version: str = "10.3.0") -> types.ModuleType
 
     class Config:
         def __init__(self):
-            self.flags, self.profiles, self.int8_calibrator, self.pool, self.cache = [], [], None, {}, None
-            self.profiling_verbosity, self.calib_profile = None, None
+            self.flags, self.profiles, self.pool, self.cache = [], [], {}, None
+            self.profiling_verbosity = None
+
+        def __setattr__(self, name, value):
+            if name == "int8_calibrator":
+                raise AttributeError("a strongly typed build takes no calibrator (and 11.x has none)")
+            object.__setattr__(self, name, value)
 
         def set_memory_pool_limit(self, pool, size):
             self.pool[pool] = size
 
         def set_flag(self, f):
+            if f in ("FP16", "INT8"):
+                raise TypeError(f"BuilderFlag.{f} with a strongly typed network (TensorRT rejects it)")
             self.flags.append(f)
 
         def add_optimization_profile(self, p):
@@ -821,16 +869,16 @@ def _make_fake_trt(cuda: _FakeCuda, version: str = "10.3.0") -> types.ModuleType
         def get_timing_cache(self):
             return self.cache
 
-        def set_calibration_profile(self, p):
-            self.calib_profile = p
-
     class Builder:
         def __init__(self, logger):
             pass
 
-        def create_network(self, flags):
-            assert flags == 0
-            return Network()
+        def create_network(self, flags=0):
+            # 10.x: weakly typed unless STRONGLY_TYPED (bit 1) is set. 11.x: strongly typed always; skugen
+            # passes no flags (bit 1 would be PREFER_JIT_PYTHON_PLUGINS there).
+            want = 0 if v11 else 1 << 1
+            assert flags == want, f"create_network({flags}) on TensorRT {version}: expected {want}"
+            return Network(flags)
 
         def create_builder_config(self):
             return Config()
@@ -841,21 +889,12 @@ def _make_fake_trt(cuda: _FakeCuda, version: str = "10.3.0") -> types.ModuleType
         def build_serialized_network(self, network, config):
             assert cuda.depth > 0, "building needs the CUDA context current"
             assert config.profiling_verbosity == "DETAILED" and config.cache is not None
-            calibrated = 0
-            if config.int8_calibrator is not None:
-                cal = config.int8_calibrator
-                assert "INT8" in config.flags and config.calib_profile is not None and cal.get_batch_size() == 1
-                if cal.read_calibration_cache() is None:
-                    names = list(network.spec["inputs"])
-                    while (ptrs := cal.get_batch(names)) is not None:
-                        assert all(int(p) in cuda.mem for p in ptrs)
-                        calibrated += 1
-                    cal.write_calibration_cache(memoryview(b"fake-calibration-table"))
             prof = config.profiles[0].shapes
             assert set(prof) == set(network.spec["inputs"])
-            trt.builds.append(list(config.flags))
+            trt.builds.append({"network_flags": network.flags, "builder_flags": list(config.flags),
+                               "source": network.spec.get("dtype", "fp32")})
             return json.dumps({"spec": network.spec, "profile": prof, "flags": config.flags,
-                               "qdq": bool(network.spec.get("qdq")), "calibrated": calibrated,
+                               "network_flags": network.flags, "qdq": bool(network.spec.get("qdq")),
                                "workspace": config.pool["WORKSPACE"]}).encode()
 
     class Engine:
@@ -923,8 +962,8 @@ def _make_fake_trt(cuda: _FakeCuda, version: str = "10.3.0") -> types.ModuleType
             ctx = self.execution_context
             concrete = ctx is not None and set(ctx.shapes) == set(self.engine.spec["inputs"])
             p = self.engine.plan
-            core = "Int8" if "INT8" in p["flags"] and (p["qdq"] or p["calibrated"] or p["spec"].get("calib")) \
-                else "FP16" if "FP16" in p["flags"] else "Float"
+            # Strongly typed: the graph's types decide (a Q/DQ graph -> Int8, an FP16 graph -> FP16).
+            core = "Int8" if p["qdq"] else "FP16" if p["spec"].get("dtype") == "fp16" else "Float"
             fmt_of = (lambda f: f"Row major linear {f} format") if concrete else (lambda f: "N/A due to dynamic shapes")
             return json.dumps({"Layers": [
                 {"Name": "in reformat", "LayerType": "Reformat", "Inputs": [{"Format/Datatype": fmt_of("FP32")}],
@@ -944,17 +983,16 @@ def _make_fake_trt(cuda: _FakeCuda, version: str = "10.3.0") -> types.ModuleType
             except ValueError:
                 return None
 
-    for name, obj in dict(ILogger=ILogger, IInt8EntropyCalibrator2=IInt8EntropyCalibrator2, OnnxParser=OnnxParser,
-                          Builder=Builder, Runtime=Runtime).items():
+    for name, obj in dict(ILogger=ILogger, OnnxParser=OnnxParser, Builder=Builder, Runtime=Runtime).items():
         setattr(trt, name, obj)
     return trt
 
 
-@pytest.fixture
-def fake_trt(monkeypatch, tmp_path):
-    """Install the fake tensorrt + pycuda modules for one test (see _make_fake_trt for its limits)."""
+@pytest.fixture(params=["10.3.0", "11.4.0.106"])
+def fake_trt(monkeypatch, tmp_path, request):
+    """Install the fake tensorrt (10.x and 11.x, each test runs on both) + pycuda modules (see _make_fake_trt)."""
     cuda = _FakeCuda()
-    trt = _make_fake_trt(cuda)
+    trt = _make_fake_trt(cuda, request.param)
     pkg = types.ModuleType("pycuda")
     pkg.driver = cuda
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
@@ -980,12 +1018,16 @@ def _fake_bundle(root, kind: str, qdq: bool = True):
         manifest["tile"]["size"] = 80
         inputs = {"lr": rng.uniform(size=(5, 3, 96, 72)).astype(np.float32)}  # bigger than a tile
     files = {"model.fp32.onnx": json.dumps(spec).encode()}
+    if kind == "generator":
+        files["model.fp16.onnx"] = json.dumps({**spec, "dtype": "fp16"}).encode()
     if qdq and kind == "generator":
-        files["model.int8.onnx"] = json.dumps({**spec, "qdq": True}).encode()
+        files["model.int8.onnx"] = json.dumps({**spec, "qdq": True, "activations": "uint8"}).encode()
+        files["model.int8.trt.onnx"] = json.dumps({**spec, "qdq": True, "dtype": "fp16"}).encode()
     else:
         manifest["models"].pop("int8", None)
     for k, data in files.items():
-        manifest["models"][k.split(".")[1]]["sha256"] = hashlib.sha256(data).hexdigest()
+        m = manifest["models"][k.split(".")[1]]
+        (m["variants"]["tensorrt"] if ".trt." in k else m)["sha256"] = hashlib.sha256(data).hexdigest()
     outputs = _fake_compute(spec, inputs)
     files.update({"golden/inputs.npz": npz_bytes(inputs), "golden/outputs.npz": npz_bytes(outputs)})
     return load_bundle(write_bundle(root, manifest, files)), spec
@@ -998,10 +1040,17 @@ def test_fake_build_writes_engine_and_sidecar(fake_trt, tmp_path):
     trt, _ = fake_trt
     b, _ = _fake_bundle(tmp_path / "g", "generator")
     rec = trt_backend.engine_from_onnx(b, "int8", SMALL)
-    assert rec.built and rec.key == "nvidia-h200-sm90-trt10.3.0-int8" and rec.engine_dir == b.engines_dir() / rec.key
+    assert rec.built and rec.key == f"nvidia-h200-sm90-trt{trt.__version__}-int8" and \
+        rec.engine_dir == b.engines_dir() / rec.key
     side = json.loads(rec.sidecar_path.read_text())
-    assert side["quantization"] == tp.QUANT_QDQ and side["builder_flags"] == ["INT8", "FP16"]
-    assert side["onnx_sha256"] == b.model_sha256("int8") and side["device"]["cuda_driver"] == "12.4"
+    assert side["quantization"] == tp.QUANT_QDQ and side["typing"] == "strong" and "builder_flags" not in side
+    assert \
+        side["network_flags"] == list(tp.network_creation_flags(trt.__version__))
+    # Strongly typed and no precision flag: 10.x sets bit STRONGLY_TYPED, 11.x passes 0 (checked in the fake).
+    assert trt.builds[0] == {"network_flags": 0 if trt.__version__.startswith("11") else 2, "builder_flags": [],
+                             "source": "fp16"}
+    assert side["onnx_sha256"] == b.model_sha256("int8", "tensorrt") != b.model_sha256("int8")
+    assert side["source"]["file"] == "model.int8.trt.onnx" and side["device"]["cuda_driver"] == "12.4"
     assert side["profile"]["z"] == {"dtype": "float32", "min": [1, 128], "opt": [2, 128], "max": [4, 128]}
     assert side["precision_counts"]["compute"] == {"int8": 1, "fp16": 1}  # inspected at concrete shapes
     assert side["io"]["inputs"][0] == {"name": "z", "dtype": "float", "shape": [-1, 128]}
@@ -1080,21 +1129,18 @@ def test_fake_runner_engine_mismatch_and_rebuild(fake_trt, tmp_path):
         assert r.record.key.startswith("nvidia-l4-sm90") and r.record.built
 
 
-def test_fake_enhancer_profile_covers_golden_and_calibrates(fake_trt, tmp_path):
+def test_fake_enhancer_profile_covers_golden_and_has_no_int8_without_qdq(fake_trt, tmp_path):
     trt, _ = fake_trt
     b, _ = _fake_bundle(tmp_path / "s", "enhancer")
-    rec = trt_backend.engine_from_onnx(b, "int8", SMALL)
+    with pytest.raises(BundleError, match="no INT8 .*skugen export STUDENT --int8"):
+        trt_backend.engine_from_onnx(b, "int8", SMALL)  # no calibration fallback
+    rec = trt_backend.engine_from_onnx(b, "fp32", SMALL)
     side = rec.metadata
-    assert side["quantization"] == tp.QUANT_CALIB and side["calibration_data"]["batches"] == 1  # 5 images // 4
-    assert list(side["calibration_data"]["shapes"]["lr"]) == [4, 3, 96, 72]  # batch capped at max_batch
-    assert (rec.engine_dir / tp.CALIB_FILE).read_bytes() == b"fake-calibration-table"
+    assert side["quantization"] == tp.QUANT_NONE and "calibration" not in side
+    assert side["precision_counts"]["compute"] == {"fp32": 1, "fp16": 1}  # the scripted inspector: FP32 graph
     assert side["profile"]["lr"]["max"] == [4, 3, 96, 80]  # widened to the golden 96x72 images
-    assert json.loads(rec.plan_path.read_bytes())["calibrated"] == 1
-    # The calibration cache is reused by the next build: no calibration batches then.
-    rec2 = trt_backend.engine_from_onnx(b, "int8", BuildConfig(min_batch=1, opt_batch=2, max_batch=4, workspace_mb=32))
-    assert json.loads(rec2.plan_path.read_bytes())["calibrated"] == 0
     inputs, outputs = b.golden()
-    with trt_backend.TensorRTRunner(b, "int8") as r:
+    with trt_backend.TensorRTRunner(b, "fp32") as r:
         np.testing.assert_allclose(r.infer(inputs)["sr"], outputs["sr"])  # 5 images, max batch 4: chunked
         small = np.ascontiguousarray(inputs["lr"][:2, :, :20, :36])
         np.testing.assert_allclose(r.infer({"lr": small})["sr"], small.repeat(2, 2).repeat(2, 3))
@@ -1102,39 +1148,52 @@ def test_fake_enhancer_profile_covers_golden_and_calibrates(fake_trt, tmp_path):
             r.infer({"lr": np.zeros((1, 3, 4, 8), np.float32)})
 
 
-def test_fake_qdq_model_without_qdq_layers_falls_back(fake_trt, tmp_path):
+def test_fake_qdq_twin_without_qdq_layers_is_refused(fake_trt, tmp_path):
     b, spec = _fake_bundle(tmp_path / "g", "generator")
-    # Rewrite model.int8.onnx without Q/DQ: the build falls back to calibration on it.
+    # Rewrite the TensorRT twin without Q/DQ: a strongly typed build cannot make that INT8, so it refuses.
     m = b.spec.to_dict()
     data = json.dumps(spec).encode()
-    m["models"]["int8"]["sha256"] = hashlib.sha256(data).hexdigest()
-    files = {"model.fp32.onnx": b.model_path("fp32").read_bytes(), "model.int8.onnx": data,
-             "golden/inputs.npz": (b.root / "golden/inputs.npz").read_bytes(),
-             "golden/outputs.npz": (b.root / "golden/outputs.npz").read_bytes()}
-    b2 = load_bundle(write_bundle(tmp_path / "g2", m, files))
-    rec = trt_backend.engine_from_onnx(b2, "int8", SMALL)
-    assert rec.metadata["quantization"] == tp.QUANT_CALIB
-    assert rec.metadata["quantization_requested"] == tp.QUANT_QDQ
-    assert not trt_backend.engine_from_onnx(b2, "int8", SMALL).built  # still a cache hit
+    m["models"]["int8"]["variants"]["tensorrt"]["sha256"] = hashlib.sha256(data).hexdigest()
+    files = {rel: b.root / rel for rel in b.spec.files}
+    files["model.int8.trt.onnx"] = data
+    b2 = load_bundle(write_bundle(tmp_path / "g2", {k: v for k, v in m.items() if k != "files"}, files))
+    with pytest.raises(BundleError, match="no QuantizeLinear/DequantizeLinear.*skugen export STUDENT --int8"):
+        trt_backend.engine_from_onnx(b2, "int8", SMALL)
+
+
+def test_fake_precision_flags_are_refused_by_the_fake(fake_trt):
+    """The fake itself must reject what skugen no longer does (else the tests above could not fail)."""
+    trt, _ = fake_trt
+    cfg = trt.Builder(None).create_builder_config()
+    with pytest.raises((TypeError, AttributeError)):
+        cfg.set_flag(getattr(trt.BuilderFlag, "FP16", "FP16"))
+    with pytest.raises(AttributeError):
+        cfg.int8_calibrator = object()
+    with pytest.raises(AssertionError):
+        trt.Builder(None).create_network(0 if trt.__version__.startswith("10") else 2)
 
 
 def test_fake_bad_onnx_and_cli(fake_trt, tmp_path, capsys):
     b, _ = _fake_bundle(tmp_path / "g", "generator")
     rc = cli.main(["build", str(b.root), "--precision", "fp16", "int8", "--max-batch", "4", "--opt-batch", "2"])
     out = capsys.readouterr().out
-    assert rc == 0 and "nvidia-h200-sm90-trt10.3.0-fp16: built" in out and "layers by precision: fp16 1, int8 1" in out
+    trt, _ = fake_trt
+    assert rc == 0 and f"nvidia-h200-sm90-trt{trt.__version__}-fp16: built" in out
+    assert "layers by precision: fp16 2" in out and "layers by precision: fp16 1, int8 1" in out  # the graphs' types
     rc = cli.main(["build", str(b.root), "--precision", "fp16", "--max-batch", "4", "--opt-batch", "2", "--json"])
     recs = json.loads(capsys.readouterr().out)
     assert rc == 0 and recs[0]["built"] is False and recs[0]["precision"] == "fp16"
     rc = cli.main(["build", str(b.root), "--max-batch", "2", "--opt-batch", "4"])
     assert rc != 0 and "batch range" in capsys.readouterr().err
     m = b.spec.to_dict()
-    m["models"].pop("int8")
+    m["models"].pop("int8"), m["models"].pop("fp16")
     m["models"]["fp32"]["sha256"] = hashlib.sha256(b"\x08\x01garbage").hexdigest()
     bad = load_bundle(write_bundle(tmp_path / "bad", m, {"model.fp32.onnx": b"\x08\x01garbage",
                                                           "golden/inputs.npz": npz_bytes({"z": np.zeros((1, 128))}),
                                                           "golden/outputs.npz": npz_bytes({})}))
     with pytest.raises(BundleError, match="cannot parse model.fp32.onnx"):
+        trt_backend.engine_from_onnx(bad, "fp32", SMALL)
+    with pytest.raises(BundleError, match="no FP16 model"):
         trt_backend.engine_from_onnx(bad, "fp16", SMALL)
 
 # ----------------------------------------------------------------------------- the engine store, end to end (fake TensorRT)
@@ -1196,3 +1255,137 @@ def test_fake_int8_engine_from_the_tensorrt_twin_is_exported_by_triton(fake_trt,
     s = json.loads((export_triton(b2, tmp_path / "repo", TritonConfig(plans="all")) / "skugen_triton.json")
                    .read_text())
     assert [e["engine"] for e in s["plans"][f"{b2.name}_trt_int8"]] == [rec.key], s["plans"]
+
+
+# ----------------------------------------------------------------------------- zero-copy GPU data path (fakes)
+
+
+class _RefDeviceProcessor:
+    """A CUDA-processor stand-in: the *_device methods run the numpy reference on the fake device memory.
+
+    Catches: wrong pointers, shapes, dtypes or layouts handed between the path, the processor and the engine's
+    bindings (the result would differ from the numpy path). Cannot catch: the real kernels (tests/kernels)."""
+
+    device = "cuda"
+
+    def __init__(self, cuda):
+        self.cuda = cuda
+
+    def preprocess_device(self, src, dst, *, batch, in_hw, out_hw, layout, mean, std, dtype, stream):
+        from skugen.kernels import reference
+
+        assert self.cuda.depth > 0 and stream is not None
+        imgs = self.cuda.read(src, (batch, *in_hw, 3), np.uint8)
+        self.cuda.write(dst, reference.preprocess(imgs, out_hw, layout=layout, mean=mean, std=std, dtype=dtype))
+
+    def postprocess_device(self, src, dst, *, batch, hw, layout, value_range, dtype, stream):
+        from skugen.kernels import reference
+
+        assert self.cuda.depth > 0 and stream is not None
+        c = 1 if layout == "GRAY" else 3
+        x = self.cuda.read(src, (batch, c, *hw), dtype)
+        self.cuda.write(dst, reference.postprocess(x, value_range, layout))
+
+
+def test_fake_zero_copy_enhance_one_uint8_upload_one_uint8_download(fake_trt, tmp_path):
+    from skugen import prepost
+    from skugen.backends.tensorrt import zerocopy
+
+    _, cuda = fake_trt
+    b, _ = _fake_bundle(tmp_path / "s", "enhancer")
+    trt_backend.engine_from_onnx(b, "fp32", SMALL)
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (40, 48, 3), dtype=np.uint8) for _ in range(3)]
+    with trt_backend.TensorRTRunner(b, "fp32") as r:
+        proc = _RefDeviceProcessor(cuda)
+        assert zerocopy.usable(r, proc) and not zerocopy.usable(r, NumpyProc())
+        path = prepost.gpu_data_path(r, proc, "enhancer")
+        assert isinstance(path, zerocopy.ZeroCopyPath)
+        # The numpy path, for reference: host preprocess -> runner.infer -> host postprocess.
+        ref_x = prepost.images_to_unit_nchw(crops, NumpyProc(), 0.0, 1.0)
+        ref = prepost.nchw_to_images(r.infer({"lr": ref_x})["sr"], "0,1", NumpyProc())
+        for _ in range(3):  # every call: no allocation, one uint8 copy each way
+            allocs, n = cuda.allocs, len(cuda.copies)
+            got = path.enhance(crops, 0.0, 1.0, "0,1")
+            assert cuda.allocs == allocs, "device buffers must be allocated once, not per call"
+            assert cuda.copies[n:] == [("htod", "uint8", 3 * 40 * 48 * 3), ("dtoh", "uint8", 3 * 80 * 96 * 3)]
+            np.testing.assert_array_equal(got, ref)
+        # More crops than the engine's max batch (4): one upload + one download per engine batch.
+        n = len(cuda.copies)
+        got = path.enhance(crops * 2, 0.0, 1.0, "0,1")
+        assert [c[0] for c in cuda.copies[n:]] == ["htod", "dtoh", "htod", "dtoh"]
+        np.testing.assert_array_equal(got, np.concatenate([ref, ref]))
+        with pytest.raises(InputError, match="outside the engine's profile"):
+            path.enhance([np.zeros((120, 8, 3), np.uint8)], 0.0, 1.0, "0,1")
+
+
+def test_fake_zero_copy_generate_downloads_uint8_only(fake_trt, tmp_path):
+    from skugen import prepost
+
+    _, cuda = fake_trt
+    b, _ = _fake_bundle(tmp_path / "g", "generator")
+    trt_backend.engine_from_onnx(b, "fp16", SMALL)
+    inputs, _ = b.golden()
+    feed = {k: v[:3] for k, v in inputs.items()}
+    with trt_backend.TensorRTRunner(b, "fp16") as r:
+        path = prepost.gpu_data_path(r, _RefDeviceProcessor(cuda), "generator")
+        ref = prepost.nchw_to_images(r.infer(feed)["image"], "-1,1", NumpyProc())
+        allocs, n = cuda.allocs, len(cuda.copies)
+        got = path.generate(feed, "-1,1")
+        assert cuda.allocs == allocs
+        assert cuda.copies[n:] == [("htod", "float32", 3 * 128 * 4), ("htod", "float32", 3 * 10 * 4),
+                                   ("dtoh", "uint8", 3 * 4 * 4 * 1)]  # the image comes back as uint8, not float32
+        np.testing.assert_array_equal(got, ref)
+    assert r._extra_dev == [] and cuda.depth == 0  # staging freed with the runner
+
+
+def test_fake_zero_copy_is_safe_from_threads(fake_trt, tmp_path):
+    import threading
+
+    from skugen import prepost
+
+    _, cuda = fake_trt
+    b, _ = _fake_bundle(tmp_path / "s", "enhancer")
+    trt_backend.engine_from_onnx(b, "fp32", SMALL)
+    rng = np.random.default_rng(1)
+    with trt_backend.TensorRTRunner(b, "fp32") as r:
+        path = prepost.gpu_data_path(r, _RefDeviceProcessor(cuda), "enhancer")
+        jobs = [[rng.integers(0, 256, (16 + 4 * (i % 3), 24, 3), dtype=np.uint8)] * (1 + i % 3) for i in range(8)]
+        want = [prepost.nchw_to_images(r.infer({"lr": prepost.images_to_unit_nchw(j, NumpyProc())})["sr"], "0,1",
+                                       NumpyProc()) for j in jobs]
+        got, errs = [None] * 8, []
+
+        def work(i):
+            try:
+                for _ in range(3):
+                    got[i] = path.enhance(jobs[i], 0.0, 1.0, "0,1")
+            except BaseException as e:  # noqa: BLE001
+                errs.append(e)
+
+        ts = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert not errs, errs
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+
+
+def test_output_shape_reads_under_the_runner_lock(fake_trt, tmp_path):
+    b, _ = _fake_bundle(tmp_path / "g", "generator")
+    trt_backend.engine_from_onnx(b, "fp16", SMALL)
+    with trt_backend.TensorRTRunner(b, "fp16") as r:
+        seen = []
+        real = r._context.get_tensor_shape
+        r._context.get_tensor_shape = lambda n: (seen.append(r._lock.locked()), real(n))[1]
+        r.output_shape("image")
+        assert seen == [True]
+        with pytest.raises(InputError, match="not an output"):
+            r.output_shape("z")
+
+
+def NumpyProc():
+    from skugen.kernels.reference import NumpyProcessor
+
+    return NumpyProcessor()
