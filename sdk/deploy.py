@@ -40,6 +40,7 @@ from pathlib import Path
 
 from . import __version__
 from .backends.tensorrt import store as engine_store
+from .backends.tensorrt.plan import TRT_MAX, TRT_MIN  # the supported TensorRT range, defined once
 from .backends.tensorrt.store import VERIFIED_FILE, engine_verified  # noqa: F401  (public: skugen.deploy)
 from .bundle import UNHASHED_DIRS, Bundle, load_bundle
 from .errors import InputError
@@ -107,8 +108,10 @@ TARGETS: dict[str, Target] = {
                "a system TensorRT (deb/tar) is kept.",),
     ),
 }
-TRT_PIP = ("tensorrt>=10,<11",)
-MIN_TRT_MAJOR = 10
+MIN_TRT = ".".join(map(str, TRT_MIN))   # install.sh: TRT_MIN <= TensorRT < TRT_MAX
+MAX_TRT = ".".join(map(str, TRT_MAX))
+# x86-gpu targets CUDA 12: pip TensorRT from the 10.x line (cu12 wheels); 11.x also builds skugen engines.
+TRT_PIP = (f"tensorrt>={MIN_TRT},<11",)
 MIN_PYTHON = (3, 10)
 
 
@@ -287,7 +290,7 @@ def _deploy_json(b: Bundle, t: Target, reports: dict) -> dict:
         "target": asdict(t),
         "bundle": {"name": b.name, "kind": b.kind, "manifest_sha256": b.manifest_sha256,
                    "precisions": b.precisions, "path": "bundle"},
-        "install": {"min_python": ".".join(map(str, MIN_PYTHON)), "min_tensorrt_major": MIN_TRT_MAJOR,
+        "install": {"min_python": ".".join(map(str, MIN_PYTHON)), "tensorrt_range": f">={MIN_TRT},<{MAX_TRT}",
                     "engine_precisions": engine_precisions(b),
                     "verified_marker": f"bundle/engines/<key>/{VERIFIED_FILE}"},
         "verified_on_build_host": {p: {"backend": "onnxruntime", "pass": True} for p in reports} or None,
@@ -326,7 +329,7 @@ def _install_sh(b: Bundle, t: Target, pkg_name: str) -> str:
         "@@ARCH@@": t.arch, "@@JETSON@@": "1" if t.jetson else "0", "@@SM@@": t.sm or "",
         "@@TEGRA@@": t.tegra_chip or "", "@@MIN_L4T@@": str(t.min_l4t_major or 0), "@@JETPACK@@": t.jetpack,
         "@@ENGINE_PRECISIONS@@": " ".join(engine_precisions(b)), "@@ORT_PRECISIONS@@": " ".join(b.precisions),
-        "@@MIN_TRT@@": str(MIN_TRT_MAJOR), "@@MIN_PY@@": ".".join(map(str, MIN_PYTHON)),
+        "@@MIN_TRT@@": MIN_TRT, "@@MAX_TRT@@": MAX_TRT, "@@MIN_PY@@": ".".join(map(str, MIN_PYTHON)),
         "@@MIN_PY_TUPLE@@": ", ".join(map(str, MIN_PYTHON)), "@@BUNDLE_NAME@@": b.name,
     }
     # a real file (package data), so it can be read, linted (shellcheck) and diffed as a script
@@ -374,7 +377,7 @@ tar xzf {pkg}.tar.gz && cd {pkg}
 ```
 
 install.sh checks the device ({"JetPack/L4T, the SoC, " if t.jetson else ""}GPU compute capability
-{("sm_" + t.sm) if t.sm else "(any)"}, Python >= {meta["install"]["min_python"]}, TensorRT >= {MIN_TRT_MAJOR}, pycuda),
+{("sm_" + t.sm) if t.sm else "(any)"}, Python >= {meta["install"]["min_python"]}, TensorRT >= {MIN_TRT} and < {MAX_TRT}, pycuda),
 installs the runtime, then for each of {", ".join(engine_precisions(b))}:
 
 ```bash

@@ -22,7 +22,8 @@ EXPECT_SM="@@SM@@"               # GPU compute capability digits (87 = sm_87); e
 TEGRA_CHIP="@@TEGRA@@"           # /proc/device-tree/compatible entry of the SoC
 MIN_L4T_MAJOR=@@MIN_L4T@@        # R35 = JetPack 5.x, R36 = JetPack 6.x
 JETPACK_LINE="@@JETPACK@@"
-MIN_TRT_MAJOR=@@MIN_TRT@@
+MIN_TRT=@@MIN_TRT@@               # supported TensorRT: MIN_TRT <= version < MAX_TRT (strongly typed builds)
+MAX_TRT=@@MAX_TRT@@
 MIN_PY="@@MIN_PY@@"
 ENGINE_PRECISIONS="@@ENGINE_PRECISIONS@@"
 ORT_PRECISIONS="@@ORT_PRECISIONS@@"
@@ -137,11 +138,14 @@ if [ "$USE_TRT" = 1 ]; then
     if [ "$JETSON" = 1 ]; then
       check "python cannot import tensorrt: install JetPack's TensorRT (sudo apt install nvidia-jetpack, or python3-libnvinfer); with --venv the venv must use --system-site-packages; or pass --no-tensorrt"
     else
-      check "python cannot import tensorrt; install TensorRT >= $MIN_TRT_MAJOR or pass --no-tensorrt"
+      check "python cannot import tensorrt; install TensorRT >= $MIN_TRT, < $MAX_TRT or pass --no-tensorrt"
     fi
     USE_TRT=0
-  elif [ "${TRT_VER%%.*}" -lt "$MIN_TRT_MAJOR" ]; then
-    warn "TensorRT $TRT_VER found, but skugen's TensorRT backend needs TensorRT >= $MIN_TRT_MAJOR ($JETPACK_LINE); verifying on onnxruntime only"
+  elif ! "$PY" -c 'import sys
+v = tuple(int(x) for x in (sys.argv[1].split(".") + ["0"])[:2])
+lo, hi = (tuple(int(x) for x in (a.split(".") + ["0"])[:2]) for a in sys.argv[2:4])
+sys.exit(0 if lo <= v < hi else 1)' "$TRT_VER" "$MIN_TRT" "$MAX_TRT"; then
+    warn "TensorRT $TRT_VER found, but skugen's TensorRT backend needs $MIN_TRT <= TensorRT < $MAX_TRT ($JETPACK_LINE; strongly typed networks); verifying on onnxruntime only"
     USE_TRT=0
   else
     info "TensorRT $TRT_VER"
