@@ -572,14 +572,26 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
     report["qdq"] = qdq_summary(final_ort)
     report["n_evals"] = judge.n_evals
     report["seconds"] = round(time.perf_counter() - t0, 2)
-    if met and not chosen:
+    # Every compute op the shipped graph still runs in float: kept by the gate, or left alone by the quantizer
+    # (e.g. ConvTranspose; WEIGHTED_OPS, which the gate ranks, does not list it).
+    report["float_layers"] = float_layers(final_ort, chosen, cfg.tool) if met else []
+    left = [f"{f['layer']} ({f['op']})" for f in report["float_layers"] if f["reason"] != "kept float by the gate"]
+    if left:
+        left_note = (f" Left float because {cfg.tool} did not quantize them: {', '.join(left)}; they run in FP32 and "
+                     "can make INT8 slower than FP32 (use Conv + nearest/PixelShuffle upsampling).")
+    else:
+        left_note = ""
+    if met and not chosen and not left:
         msg = f"INT8: all {len(layers)} layers int8 within budget ({_checks(final_m)})."
         outcome = "int8"
+    elif met and not chosen:
+        msg = f"INT8: {len(layers)} layers int8 within budget ({_checks(final_m)}).{left_note}"
+        outcome = "int8-mixed"
     elif met:
         ends = [f"{w} layer {report[f'{w}_layer']}" for w in ("first", "last") if report["first_last_kept_float"][w]]
         msg = (f"INT8 mixed precision: {len(chosen)}/{len(layers)} layers kept float ({', '.join(chosen)})"
                f"{' incl. the ' + ' and the '.join(ends) if ends else ''}; "
-               f"{_checks(m_all)} with all int8 -> {_checks(final_m)}.")
+               f"{_checks(m_all)} with all int8 -> {_checks(final_m)}.{left_note}")
         outcome = "int8-mixed"
     else:
         msg = (f"budget not met: all-int8 gives {_checks(m_all)}, and keeping up to {max_float}/{len(layers)} layers "
@@ -590,6 +602,22 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
     # JSON has no inf: identical images (PSNR inf) are written as None
     return QuantResult(final_ort, "int8" if met else "fp32", met, tuple(chosen), jsonable(report),
                        trt_onnx_bytes=final_bytes if met else None)
+
+
+COMPUTE_OPS = (*WEIGHTED_OPS, "ConvTranspose")  # every op that does the heavy arithmetic
+
+
+def float_layers(model, kept: list[str] | tuple[str, ...], tool: str) -> list[dict]:
+    """The compute ops of a Q/DQ graph whose inputs are not dequantized int8, each with why it is float."""
+    mp = as_proto(model)
+    prod = {o: n for n in mp.graph.node for o in n.output}
+    out = []
+    for n in mp.graph.node:
+        if n.op_type in COMPUTE_OPS and not any(prod.get(i) is not None and prod[i].op_type == "DequantizeLinear"
+                                                for i in n.input):
+            out.append({"layer": n.name, "op": n.op_type, "reason": "kept float by the gate" if n.name in kept
+                        else f"not quantized by {tool}"})
+    return out
 
 
 def _op(mp, name: str) -> str:

@@ -134,7 +134,9 @@ skugen pipeline --model runs/up --out runs/up-deploy
     p.add_argument("--io-spec", required=True, help="JSON I/O spec (kind, shapes, ranges; see docs/custom_models.md)")
     p.add_argument("--weights", default=None, help="safetensors state dict for a factory's module")
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--name", default=None)
+    p.add_argument("--name", default=None,
+                   help="model name (default: the spec's `name`, else the --out folder's); bundles, Jetson "
+                        "packages, Triton models and reports are named after it")
 
 
 def _import(args) -> int:
@@ -332,8 +334,9 @@ def _export(args) -> int:
         print(f"  int8: {qrep['message']}")
         if qrep.get("confirm"):
             c = qrep["confirm"]
-            shown = {k: round(v, 4) for k, v in c.items() if k.endswith(("_db", "_pts", "_pct")) and isinstance(v, float)}
-            print(f"  int8 on a second held-out draw ({c['source']}): {shown}")
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in c.items()
+                              if k.endswith(("_db", "_pts", "_pct")) and isinstance(v, float))
+            print(f"  int8 on a second held-out draw ({c['source']}): {shown or 'no metrics'}")
     if tar:
         print(f"  tar: {tar}")
     return 0
@@ -356,6 +359,9 @@ skugen pipeline --model nets.py:make_upscaler --io-spec io.json --weights w.safe
                         "pkg.module:factory, file.py:factory, a .pt2 (torch.export) or TorchScript file (needs --io-spec)")
     p.add_argument("--io-spec", default=None, help="JSON I/O spec for your own model (docs/custom_models.md)")
     p.add_argument("--weights", default=None, help="safetensors weights for a factory model")
+    p.add_argument("--name", default=None,
+                   help="name of the model: the bundle, Jetson package, Triton models and reports are NAME-student "
+                        "(default: the I/O spec's `name`, else the teacher card's)")
     p.add_argument("--out", required=True, help="run directory (stages, student, bundle, reports; re-run resumes)")
     p.add_argument("--preset", choices=pipeline.PRESETS, default="fast",
                    help="fast: the demo (minutes); full: the shipped students")
@@ -378,7 +384,7 @@ def _pipeline(args) -> int:
                          budget_db=args.budget_db, budget_fidelity_pts=args.budget_fidelity_pts, seed=args.seed,
                          bench_batches=tuple(int(b) for b in args.batch.split(",")), bench_iters=args.iters,
                          threads=args.threads, skip_bench=args.skip_bench, distill_steps=args.distill_steps,
-                         calib_n=args.calib, io_spec=args.io_spec, weights=args.weights)
+                         calib_n=args.calib, io_spec=args.io_spec, weights=args.weights, name=args.name)
     report = run_pipeline(cfg)
     print(format_summary(report))
     return 0
