@@ -304,7 +304,9 @@ def import_model(ref: str, io_spec: dict | str | os.PathLike, out: str | os.Path
             src = f"{Path(mod).resolve()}:{fn}"
         sources = factory_sources(ref)
         cfg = CustomConfig(format="factory", source=src, **fields)
-        net = call_factory(cfg)
+        net = (call_factory(cfg) if sources is None else  # an installed package, else the files hashed and copied
+               _build_from(Path(sources["root"]), sources["module"], sources["function"], sources["files"],
+                           cfg.factory_kwargs))
         program = None
     else:
         if weights is not None:
@@ -507,17 +509,23 @@ def factory_from_dir(d: Path, card: dict, cfg: CustomConfig) -> nn.Module:
             raise ModelError(f"{f} {what}: `skugen import` copied it there from {Path(rec['root']) / rel} "
                              f"(factory {rec['module']}:{rec['function']}). Restore the model directory, or run "
                              f"`skugen import` again to take the current source.")
+    return _build_from(root, rec["module"], rec["function"], rec["files"], cfg.factory_kwargs)
+
+
+def _build_from(root: Path, module: str, function: str, files, kwargs: dict) -> nn.Module:
+    """Import `module` from `root` (its local modules from there too, not from sys.modules) and call the factory."""
     import importlib
 
-    names = {_dotted(Path(rel)) for rel in rec["files"]}
+    rec = {"module": module, "function": function}
+    names = {_dotted(Path(rel)) for rel in files}
     saved = {n: sys.modules.pop(n) for n in list(sys.modules) if n in names or n.split(".")[0] in names}
     sys.path.insert(0, str(root))
     try:  # the copy, not whatever same-named module is already imported or on sys.path
         fn = getattr(importlib.import_module(rec["module"]), rec["function"], None)
         if not callable(fn):
-            raise ModelError(f"{root / rec['module'].replace('.', '/')}.py has no callable {rec['function']!r}; "
-                             "run `skugen import` again.")
-        net = fn(**cfg.factory_kwargs)
+            raise InputError(f"{root / rec['module'].replace('.', '/')}.py has no callable {rec['function']!r}. "
+                             "Check the function name after ':' in the factory reference.")
+        net = fn(**kwargs)
     except SkugenError:
         raise
     except Exception as e:

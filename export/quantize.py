@@ -575,12 +575,10 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
     # Every compute op the shipped graph still runs in float: kept by the gate, or left alone by the quantizer
     # (e.g. ConvTranspose; WEIGHTED_OPS, which the gate ranks, does not list it).
     report["float_layers"] = float_layers(final_ort, chosen, cfg.tool) if met else []
-    left = [f"{f['layer']} ({f['op']})" for f in report["float_layers"] if f["reason"] != "kept float by the gate"]
-    if left:
-        left_note = (f" Left float because {cfg.tool} did not quantize them: {', '.join(left)}; they run in FP32 and "
-                     "can make INT8 slower than FP32 (use Conv + nearest/PixelShuffle upsampling).")
-    else:
-        left_note = ""
+    left = [f"{f['layer']} ({f['op']}: {f['reason']})" for f in report["float_layers"]
+            if f["reason"] != "kept float by the gate"]
+    left_note = (f" Still float: {'; '.join(left)}. Float layers can make INT8 slower than FP32; upsample with "
+                 "nearest + Conv or PixelShuffle instead of ConvTranspose." if left else "")
     if met and not chosen and not left:
         msg = f"INT8: all {len(layers)} layers int8 within budget ({_checks(final_m)})."
         outcome = "int8"
@@ -605,18 +603,27 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
 
 
 COMPUTE_OPS = (*WEIGHTED_OPS, "ConvTranspose")  # every op that does the heavy arithmetic
+# Ops ONNX Runtime's CPU EP does not fuse into an int8 kernel even with Q/DQ around them: they run as
+# DequantizeLinear -> float op -> QuantizeLinear (docs/custom_models.md; measured slower than FP32).
+ORT_CPU_UNFUSED = ("ConvTranspose",)
 
 
 def float_layers(model, kept: list[str] | tuple[str, ...], tool: str) -> list[dict]:
-    """The compute ops of a Q/DQ graph whose inputs are not dequantized int8, each with why it is float."""
+    """Every compute op of a Q/DQ graph that runs in float on ONNX Runtime CPU, each with why."""
     mp = as_proto(model)
     prod = {o: n for n in mp.graph.node for o in n.output}
     out = []
-    for n in mp.graph.node:
-        if n.op_type in COMPUTE_OPS and not any(prod.get(i) is not None and prod[i].op_type == "DequantizeLinear"
-                                                for i in n.input):
-            out.append({"layer": n.name, "op": n.op_type, "reason": "kept float by the gate" if n.name in kept
-                        else f"not quantized by {tool}"})
+    for n in (n for n in mp.graph.node if n.op_type in COMPUTE_OPS):
+        qdq = any(prod.get(i) is not None and prod[i].op_type == "DequantizeLinear" for i in n.input)
+        if n.name in kept:
+            why = "kept float by the gate"
+        elif not qdq:
+            why = f"not quantized by {tool}"
+        elif n.op_type in ORT_CPU_UNFUSED:
+            why = "has Q/DQ, but ONNX Runtime CPU has no fused int8 kernel for it: it runs in float"
+        else:
+            continue
+        out.append({"layer": n.name, "op": n.op_type, "reason": why})
     return out
 
 
