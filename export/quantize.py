@@ -584,7 +584,7 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
         outcome = "int8"
     elif met and not chosen:
         msg = f"INT8: {len(layers)} layers int8 within budget ({_checks(final_m)}).{left_note}"
-        outcome = "int8-mixed"
+        outcome = "int8"  # the gate kept nothing float; float_layers names what still runs in float
     elif met:
         ends = [f"{w} layer {report[f'{w}_layer']}" for w in ("first", "last") if report["first_last_kept_float"][w]]
         msg = (f"INT8 mixed precision: {len(chosen)}/{len(layers)} layers kept float ({', '.join(chosen)})"
