@@ -57,6 +57,8 @@ class BundleConfig:
     parity_n: int = 8                       # samples in the torch-vs-ONNX parity report
     golden_seed: int = 1234
     max_batch: int = 64                     # largest batch the runtime/engines are built for
+    name: str | None = None                 # the bundle's name (None: the model card's); Jetson packages and Triton
+                                            # models are named after it, so two models must not share one
     strict_budget: bool = False             # raise BudgetError (after writing the bundle) when INT8 misses
                                             # the budget and the bundle ships FP32 only
     tile: tuple[int, int] = (128, 32)       # enhancer tiling (size, overlap) in LR pixels: bounds memory on Jetson;
@@ -225,7 +227,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     src = zoo.resolve(model_dir_or_zoo_name)
     module, card = ckpt.load_model(src)
     kind = kind_of(card, module)
-    name = card.get("name") or src.name
+    name = cfg.name or card.get("name") or src.name
     vr = DEFAULT_VALUE_RANGE[kind]
     span = vr[1] - vr[0]
 
@@ -272,6 +274,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
         quant_report = {**qr.report, "classifier": clf_src}
         reports["quantization"] = "reports/quantization.json"
         quality["int8"] = {"outcome": qr.report["outcome"], "kept_float": list(qr.kept_float),
+                           "float_layers": qr.report.get("float_layers", []),
                            "budget_ok": qr.met_budget, "final": _strip(qr.report.get("final")),
                            "all_int8": _strip(qr.report["int8_all_layers"]), "confirm": qr.report.get("confirm")}
         if qr.met_budget:

@@ -215,13 +215,14 @@ def _compress_uniform(ad, cfg: CompressConfig, t0: float) -> CompressResult:
     tmp = out / f".student-export.{os.getpid()}.pt2"
     torch.export.save(ep, str(tmp))
     frozen = models.CustomModel(ep.module(), scfg)  # what the model directory rebuilds from the saved program
+    t_macs = ad.macs()  # at the input size the teacher's card counts (one 64x64 LR image / one sample)
     card = custom.card_common(frozen, out.name, {
         "data": tcard.get("data"),
         "teacher": {"name": tcard.get("name"), "sha256": tcard.get("weights", {}).get("sha256"),
-                    "macs": prep["macs_before"], "params": prep["params_before"]},
+                    "macs": t_macs, "params": prep["params_before"]},
         "compress": {"target_macs_frac": cfg.target_macs_frac, "seed": cfg.seed},
         "prune": prep, "distill": dres, "metrics": q_student,
-        "macs_teacher": prep["macs_before"], "macs_ratio": prep["macs_ratio"],
+        "macs_teacher": t_macs, "macs_ratio": prep["macs_ratio"],
         "wall_time_s": round(time.time() - t0, 1), "timings_s": {"prune_s": round(t_prune, 1)},
         "command": cfg.command or invocation(),
     })

@@ -25,6 +25,10 @@ What each format gets:
   quality-gated INT8, bundle, verify, bench. Structured pruning needs the module structure, so
   `compress` says so and the pipeline skips it (the bundle holds the teacher itself).
 
+A factory's model directory is self-contained: import copies the factory's file and the local
+modules it imports into OUT/source/ (sha256 per file in the card, plus one sha256 over them all),
+and every later stage builds the module from that copy.
+
 Nothing is unpickled: factories are imported code, TorchScript and ExportedProgram have
 their own loaders, weights are safetensors. Every model directory still holds
 model.safetensors (the state dict, sha256 in the card) so the rest of skugen reads it
@@ -33,16 +37,19 @@ like any model; frozen formats keep their program file beside it (sha256 checked
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import shutil
+import sys
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-from skugen.errors import InputError, ModelError
+from skugen.errors import InputError, ModelError, SkugenError
 from skugen.io import atomic_file, sha256_file
 from skugen.report import invocation
 
@@ -57,8 +64,8 @@ EP_SUFFIXES = (".pt2",)
 # ----------------------------------------------------------------------------- I/O spec
 
 
-def parse_io_spec(spec: dict | str | os.PathLike) -> dict:
-    """Validate an I/O spec (dict or JSON file) -> the CustomConfig fields it sets. InputError says what is wrong."""
+def load_io_spec(spec: dict | str | os.PathLike) -> dict:
+    """The I/O spec as written (dict or JSON file), unvalidated: what cache keys hash."""
     if not isinstance(spec, dict):
         p = Path(spec)
         if not p.is_file():
@@ -67,9 +74,25 @@ def parse_io_spec(spec: dict | str | os.PathLike) -> dict:
         try:
             spec = json.loads(p.read_text())
         except json.JSONDecodeError as e:
-            raise InputError(f"I/O spec {p} is not valid JSON ({e}).") from e
+            raise InputError(f"I/O spec {p} is not valid JSON ({e}). Fix the file (a JSON object, see "
+                             "docs/custom_models.md).") from e
     if not isinstance(spec, dict):
-        raise InputError("the I/O spec must be a JSON object.")
+        raise InputError("the I/O spec must be a JSON object, e.g. {\"kind\": \"enhancer\", \"scale\": 2}.")
+    return spec
+
+
+def spec_name(spec: dict | str | os.PathLike) -> str | None:
+    """The spec's optional `name` (bundles, packages, Triton models and reports are named after it)."""
+    name = load_io_spec(spec).get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise InputError(f"I/O spec 'name' must be a non-empty string, got {name!r}.")
+    return name
+
+
+def parse_io_spec(spec: dict | str | os.PathLike) -> dict:
+    """Validate an I/O spec (dict or JSON file) -> the CustomConfig fields it sets. InputError says what is wrong."""
+    spec = load_io_spec(spec)
+    spec_name(spec)
     kind = spec.get("kind")
     if kind not in ("generator", "enhancer"):
         raise InputError(f"I/O spec 'kind' must be 'generator' or 'enhancer', got {kind!r}.")
@@ -124,6 +147,9 @@ def detect_format(ref: str) -> str:
         return "torchscript"
     if ":" in ref:
         return "factory"
+    if not p.exists():
+        raise InputError(f"{ref!r} does not exist: it is no model directory, model file or zoo name. Check the "
+                         "path (a typo?), or list the zoo with `skugen zoo list`.")
     raise InputError(f"cannot tell what {ref!r} is. Give a factory 'package.module:function' or "
                      "'path/to/file.py:function', a TorchScript file (.ts/.pt from torch.jit.save) or an "
                      "ExportedProgram (.pt2 from torch.export.save).")
@@ -139,8 +165,14 @@ def _check_outputs(model: CustomModel) -> None:
     except Exception as e:
         what = "(z (B, z_dim) float32, " + ("labels (B,) int64)" if c.conditioning == "index" else "onehot (B, K))") \
             if c.kind == "generator" else "(x (B, C, h, w) float32)"
-        raise ModelError(f"the model failed on inputs shaped per the I/O spec {what}: {type(e).__name__}: "
-                         f"{str(e)[:300]}. Fix the spec or the model's forward signature.") from e
+        err = _clip(f"{type(e).__name__}: {e}", 300)
+        if c.format == "exported_program":
+            raise ModelError(f"the ExportedProgram failed on inputs shaped per the I/O spec {what} ({err}). It was "
+                             "probably exported with fixed shapes; re-export it with dynamic_shapes, e.g. "
+                             "torch.export.export(m, args, dynamic_shapes=({0: Dim('batch'), 2: Dim('h'), "
+                             "3: Dim('w')},)) for an enhancer (batch only for a generator).") from e
+        raise ModelError(f"the model failed on inputs shaped per the I/O spec {what} ({err}). Fix the spec or the "
+                         "model's forward signature.") from e
     want = (2, c.out_ch, c.image_size, c.image_size) if c.kind == "generator" else (2, c.in_ch, 24 * c.scale, 24 * c.scale)
     if not isinstance(y, torch.Tensor) or tuple(y.shape) != want or y.dtype != torch.float32:
         got = f"{tuple(y.shape)} {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
@@ -173,52 +205,343 @@ def save_dir(model: CustomModel, out: str | os.PathLike, card: dict, program: Pa
     return ckpt.save_model(model, out, card)
 
 
+def _clip(text: str, n: int) -> str:
+    """`text` cut at a word boundary, at most n characters (a message never stops mid-word)."""
+    text = " ".join(str(text).split())
+    if len(text) <= n:
+        return text
+    cut = text[:n].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + " ..."
+
+
+CONVERT_HINT = ("python -c \"import torch, safetensors.torch as st; sd = torch.load('{w}', map_location='cpu', "
+                "weights_only=True); st.save_file({{k: v.contiguous() for k, v in sd.items()}}, '{out}')\"")
+
+
+def _is_pickle(p: Path) -> bool:
+    head = p.read_bytes()[:4] if p.is_file() else b""
+    return head[:2] == b"PK" or head[:1] == b"\x80"  # torch.save's zip container, or a legacy pickle
+
+
+def load_weights(net: nn.Module, weights: str | os.PathLike) -> None:
+    """The user's safetensors state dict into `net`, with an error that says what to do for each usual mistake."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    w = Path(weights)
+    if not w.exists():
+        raise InputError(f"--weights {w} does not exist. Check the path (it is relative to {Path.cwd()}).")
+    convert = CONVERT_HINT.format(w=w, out=w.with_suffix(".safetensors"))
+    if w.suffix != ".safetensors" or _is_pickle(w):
+        if _is_pickle(w):
+            raise InputError(f"{w} is a torch.save file (a pickle), and skugen never unpickles. Convert it once "
+                             f"with: {convert}")
+        raise InputError(f"--weights must be a .safetensors file, got {w}. A torch.save'd state dict converts "
+                         f"with: {convert}")
+    try:
+        sd = load_file(str(w))
+    except (SafetensorError, OSError) as e:
+        raise InputError(f"{w} is not a readable safetensors file ({_clip(str(e), 120)}). Re-save the state dict "
+                         f"with safetensors.torch.save_file(model.state_dict(), '{w}').") from e
+    want = net.state_dict()
+    for pre in ("module.", "model."):
+        if sd and all(k.startswith(pre) for k in sd) and not any(k.startswith(pre) for k in want):
+            raise ModelError(f"the keys in {w} all start with {pre!r} (saved from a wrapper such as DataParallel), "
+                             "the factory's do not. Strip the prefix once: python -c \"import safetensors.torch as "
+                             f"st; sd = st.load_file('{w}'); st.save_file({{k.removeprefix('{pre}'): v for k, v "
+                             f"in sd.items()}}, '{w}')\"")
+    missing = [k for k in want if k not in sd]
+    extra = [k for k in sd if k not in want]
+    shapes = [f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in want.items()
+              if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    if missing or extra or shapes:
+        parts = []
+        for what, items in (("missing", missing), ("unexpected", extra), ("shape (file vs factory)", shapes)):
+            if items:
+                parts.append(f"{len(items)} {what}: {', '.join(items[:4])}" + (" ..." if len(items) > 4 else ""))
+        raise ModelError(f"{w} does not fit the factory's module ({'; '.join(parts)}). Check the I/O spec's "
+                         "factory_kwargs (the widths the factory builds must be those the weights were "
+                         "trained with), or that --weights is this model's file.")
+    net.load_state_dict(sd, strict=True)
+
+
+# Ops the deployment rules (docs/custom_models.md) advise against, with why.
+DISCOURAGED_OPS = {nn.ConvTranspose1d: "ConvTranspose", nn.ConvTranspose2d: "ConvTranspose",
+                   nn.ConvTranspose3d: "ConvTranspose"}
+
+
+def deployment_warnings(net: nn.Module, fmt: str, weights) -> list[str]:
+    """What `skugen import` warns about: a factory without --weights, ops that deploy badly."""
+    out = []
+    if fmt == "factory" and weights is None:
+        out.append("no --weights given: the model keeps the weights its factory builds (random unless the factory "
+                   "loads them). Pass --weights model.safetensors if it was trained.")
+    bad = [(n, DISCOURAGED_OPS[type(m)]) for n, m in net.named_modules() if type(m) in DISCOURAGED_OPS]
+    if bad:
+        out.append(f"{', '.join(n for n, _ in bad[:4])} {'is a' if len(bad) == 1 else 'are'} ConvTranspose: ONNX "
+                   "Runtime does not fuse INT8 ConvTranspose on CPU (it stays float, and the INT8 model can be "
+                   "slower than FP32) and it causes checkerboard artefacts. Upsample with nearest + Conv or "
+                   "PixelShuffle instead (docs/custom_models.md, deployment rules).")
+    return out
+
+
 def import_model(ref: str, io_spec: dict | str | os.PathLike, out: str | os.PathLike,
                  weights: str | os.PathLike | None = None, name: str | None = None, data=None) -> Path:
-    """A user's model + I/O spec -> a skugen model directory that compress/export/pipeline take.
+    """A user's model + I/O spec -> a self-contained skugen model directory that compress/export/pipeline take.
 
-    `data` (--data, or the spec's "data" key): the user's data (userdata.DataSpec) for distillation, the gates
-    and the report; recorded in card["data"]."""
+    A factory's source file and the local modules it imports are copied into OUT/source/ (sha256 in the
+    card) and every later stage loads that copy. Warnings (warnings.warn, UserWarning) name what deploys
+    badly; `deployment_warnings` returns the same text. `data` (--data, or the spec's "data" key): the user's
+    data (userdata.DataSpec) for distillation, the gates and the report; recorded in card["data"].
+    """
     fields = parse_io_spec(io_spec)
     data_spec = userdata.for_import(io_spec, data)
+    name = name or spec_name(io_spec) or Path(out).name
     fmt = detect_format(ref)
+    sources = None
     if fmt == "factory":
         src = ref
         mod, _, fn = ref.rpartition(":")
-        if mod.endswith(".py"):  # pin the file: the model directory must load from any working directory
+        if mod.endswith(".py"):  # the original location, for the record (the copy is what loads)
             src = f"{Path(mod).resolve()}:{fn}"
+        sources = factory_sources(ref)
         cfg = CustomConfig(format="factory", source=src, **fields)
-        net = call_factory(cfg)
+        net = (call_factory(cfg) if sources is None else  # an installed package, else the files hashed and copied
+               _build_from(Path(sources["root"]), sources["module"], sources["function"], sources["files"],
+                           cfg.factory_kwargs))
         program = None
     else:
         if weights is not None:
-            raise InputError(f"--weights is for factories; a {fmt.replace('_', ' ')} file carries its own weights.")
+            raise InputError(f"--weights is for factories; a {fmt.replace('_', ' ')} file carries its own weights. "
+                             "Drop --weights.")
         if fields["factory_kwargs"]:
-            raise InputError("factory_kwargs in the I/O spec only apply to a factory reference.")
+            raise InputError("factory_kwargs in the I/O spec only apply to a factory reference; remove them.")
         program = Path(ref)
         cfg = CustomConfig(format=fmt, source=program.name, program=PROGRAM_FILE[fmt], **fields)
         net = load_program(program, fmt)
     model = CustomModel(net, cfg)
     if weights is not None:
-        from safetensors.torch import load_file
-
-        w = Path(weights)
-        if not w.is_file() or w.suffix != ".safetensors":
-            raise InputError(f"--weights must be an existing .safetensors file (no pickles), got {w}.")
-        try:
-            net.load_state_dict(load_file(str(w)), strict=True)
-        except RuntimeError as e:
-            raise ModelError(f"{w} does not fit the factory's module ({str(e)[:300]}).") from e
+        load_weights(net, weights)
     _check_outputs(model)
-    card = card_common(model.eval(), name or Path(out).name, {
+    notes = deployment_warnings(net, fmt, weights)
+    for n in notes:
+        warnings.warn(f"skugen import: {n}", UserWarning, stacklevel=2)
+    raw = load_io_spec(io_spec)
+    card = card_common(model.eval(), name, {
         "data": userdata.card_entry(data_spec),
         "import": {"ref": ref, "format": fmt, "io_spec": {k: v for k, v in asdict(cfg).items()
                                                           if k in fields},
+                   "io_spec_sha256": _digest_json(raw),
                    "weights": str(weights) if weights else None,
-                   "weights_sha256": sha256_file(Path(weights)) if weights else None},
+                   "weights_sha256": sha256_file(Path(weights)) if weights else None,
+                   "warnings": notes},
         "command": invocation(),
     })
+    out = Path(out)
+    if sources is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(out / SOURCE_DIR, ignore_errors=True)  # a re-import takes the current source, no leftovers
+        card["source"] = _write_sources(sources, out)
+    elif fmt == "factory":
+        card["source"] = None
+        warnings.warn(f"skugen import: {ref} is an installed package; the model directory loads it by name "
+                      "(not copied), so keep that package installed.", UserWarning, stacklevel=2)
     return save_dir(model, out, card, program)
+
+
+def _digest_json(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+# ----------------------------------------------------------------------------- the factory's source, copied
+# A factory's code is part of the model: the model directory keeps a copy of the file and of the LOCAL
+# modules it imports (those found under the project root: the file's folder, or the sys.path entry a
+# 'pkg.module' was found in), sha256-recorded in the card. Later stages load that copy, so a moved or
+# renamed project still exports and compresses, and the pipeline's cache keys see every edit.
+# Installed packages (site-/dist-packages, the standard library) are not copied or hashed.
+
+SOURCE_DIR = "source"
+
+
+def _installed(p: Path) -> bool:
+    import sysconfig
+
+    roots = {Path(v).resolve() for k, v in sysconfig.get_paths().items() if k in ("stdlib", "purelib", "platlib")}
+    return any(part in ("site-packages", "dist-packages") for part in p.parts) or any(r in p.parents for r in roots)
+
+
+def _module_file(root: Path, dotted: str) -> Path | None:
+    p = root.joinpath(*dotted.split("."))
+    for c in (p.with_suffix(".py"), p / "__init__.py"):
+        if c.is_file():
+            return c
+    return None
+
+
+def _dotted(rel: Path) -> str:
+    parts = list(rel.with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _local_imports(f: Path, root: Path) -> set[str]:
+    """Dotted names `f` imports (absolute, and relative ones resolved against f's package)."""
+    import ast
+
+    try:
+        tree = ast.parse(f.read_bytes(), str(f))
+    except SyntaxError as e:
+        raise ModelError(f"{f} is not valid Python ({e}). Fix the syntax error, then import again.") from e
+    pkg = _dotted(f.relative_to(root)).split(".")
+    if f.name != "__init__.py":
+        pkg = pkg[:-1]
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = pkg[:len(pkg) - (node.level - 1)] if node.level > 1 else pkg
+                base = ".".join([*up, *([base] if base else [])])
+            if base:
+                names.add(base)
+            names |= {f"{base}.{a.name}" if base else a.name for a in node.names if a.name != "*"}
+    return names
+
+
+def factory_location(ref: str) -> tuple[Path, str, str] | None:
+    """(project root, dotted module name, function) of a factory reference; None for an installed module."""
+    mod, _, fn = ref.rpartition(":")
+    if mod.endswith(".py"):
+        p = Path(mod).resolve()
+        if not p.is_file():
+            raise InputError(f"factory file {mod} not found (looked at {p}). Check the path, or give "
+                             "'package.module:function' for code on your PYTHONPATH.")
+        return p.parent, p.stem, fn
+    import importlib.util
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        spec = importlib.util.find_spec(mod)
+    except (ImportError, ValueError) as e:
+        raise InputError(f"cannot find module {mod!r} ({type(e).__name__}: {e}). Run from the folder that "
+                         "holds the package, or add it to PYTHONPATH.") from e
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        if spec is None:
+            raise InputError(f"no module named {mod!r}. Run from the folder that holds the package, or add it to "
+                             "PYTHONPATH (or give 'path/to/file.py:function').")
+        return None
+    origin = Path(spec.origin).resolve()
+    if _installed(origin):
+        return None
+    root = origin.parent
+    for _ in range(mod.count(".") + (origin.name == "__init__.py")):
+        root = root.parent
+    return root, mod, fn
+
+
+def factory_sources(ref: str) -> dict | None:
+    """The factory's file and the local modules it imports: {"root", "module", "function", "files": {rel: bytes}}."""
+    loc = factory_location(ref)
+    if loc is None:
+        return None
+    root, mod, fn = loc
+    entry = _module_file(root, mod)
+    if entry is None:
+        raise InputError(f"factory module {mod!r} not found under {root}.")
+    files: dict[str, bytes] = {}
+    todo = [entry]
+    for i, part in enumerate(mod.split(".")[:-1]):  # a package's __init__ files run on import too
+        init = _module_file(root, ".".join(mod.split(".")[:i + 1]))
+        if init is not None:
+            todo.append(init)
+    while todo:
+        f = todo.pop()
+        rel = f.relative_to(root).as_posix()
+        if rel in files:
+            continue
+        files[rel] = f.read_bytes()
+        for name in _local_imports(f, root):
+            parts = name.split(".")
+            for k in range(1, len(parts) + 1):  # a.b.c imports a, a.b and a.b.c
+                g = _module_file(root, ".".join(parts[:k]))
+                if g is not None and g.resolve() != f.resolve() and not _installed(g.resolve()):
+                    todo.append(g)
+    return {"root": str(root), "module": mod, "function": fn, "files": files}
+
+
+def _files_digest(shas: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(shas, sort_keys=True).encode()).hexdigest()
+
+
+def source_digest(ref: str) -> str | None:
+    """One sha256 over the factory's file and its local modules (None: an installed module, not hashed)."""
+    src = factory_sources(ref)
+    if src is None:
+        return None
+    return _files_digest({k: hashlib.sha256(v).hexdigest() for k, v in src["files"].items()})
+
+
+def _write_sources(src: dict, out: Path) -> dict:
+    """Copy the source files into OUT/source/ (atomically, each re-hashed after writing) -> the card entry."""
+    shas = {}
+    for rel, data in src["files"].items():
+        dst = out / SOURCE_DIR / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(dst) as af:
+            af.tmp.write_bytes(data)
+        shas[rel] = sha256_file(dst)
+        if shas[rel] != hashlib.sha256(data).hexdigest():
+            raise ModelError(f"copying {rel} into {out / SOURCE_DIR} changed its bytes; check the disk and retry.")
+    return {"dir": SOURCE_DIR, "root": src["root"], "module": src["module"], "function": src["function"],
+            "files": shas, "sha256": _files_digest(shas)}
+
+
+def factory_from_dir(d: Path, card: dict, cfg: CustomConfig) -> nn.Module:
+    """The factory's module built from the model directory's copy of its source (sha256-checked)."""
+    rec = card.get("source")
+    if not rec:  # written before model directories carried their source: the recorded reference
+        return call_factory(cfg)
+    root = d / rec["dir"]
+    for rel, want in rec["files"].items():
+        f = root / rel
+        got = sha256_file(f) if f.is_file() else None
+        if got != want:
+            what = "is missing" if got is None else f"has sha256 {got[:12]}..., not the recorded {want[:12]}..."
+            raise ModelError(f"{f} {what}: `skugen import` copied it there from {Path(rec['root']) / rel} "
+                             f"(factory {rec['module']}:{rec['function']}). Restore the model directory, or run "
+                             f"`skugen import` again to take the current source.")
+    return _build_from(root, rec["module"], rec["function"], rec["files"], cfg.factory_kwargs)
+
+
+def _build_from(root: Path, module: str, function: str, files, kwargs: dict) -> nn.Module:
+    """Import `module` from `root` (its local modules from there too, not from sys.modules) and call the factory."""
+    import importlib
+
+    rec = {"module": module, "function": function}
+    names = {_dotted(Path(rel)) for rel in files}
+    saved = {n: sys.modules.pop(n) for n in list(sys.modules) if n in names or n.split(".")[0] in names}
+    sys.path.insert(0, str(root))
+    try:  # the copy, not whatever same-named module is already imported or on sys.path
+        fn = getattr(importlib.import_module(rec["module"]), rec["function"], None)
+        if not callable(fn):
+            raise InputError(f"{root / rec['module'].replace('.', '/')}.py has no callable {rec['function']!r}. "
+                             "Check the function name after ':' in the factory reference.")
+        net = fn(**kwargs)
+    except SkugenError:
+        raise
+    except Exception as e:
+        raise ModelError(f"building the model from {root} failed ({type(e).__name__}: {e}). Run `skugen import` "
+                         "again.") from e
+    finally:
+        sys.path.remove(str(root))
+        for n in [n for n in sys.modules if n in names or n.split(".")[0] in names]:
+            del sys.modules[n]  # the built module keeps its code; the user's own imports stay as they were
+        sys.modules.update(saved)
+    if not isinstance(net, nn.Module):
+        raise ModelError(f"factory {rec['module']}:{rec['function']} returned {type(net).__name__}, not a "
+                         "torch.nn.Module. Return the model from the factory.")
+    return net
 
 # ----------------------------------------------------------------------------- what compress needs to know
 

@@ -387,8 +387,10 @@ def build_user_model(d: Path, card: dict) -> CustomModel:
     cfg = config_from_dict(card["config"])
     if cfg.format not in FORMATS:
         raise ModelError(f"{d}: unknown custom model format {cfg.format!r}; expected one of {FORMATS}.")
-    if cfg.format == "factory":
-        net = call_factory(cfg)
+    if cfg.format == "factory":  # from the directory's copy of the factory source (skugen.export.custom)
+        from .custom import factory_from_dir
+
+        net = factory_from_dir(d, card, cfg)
     else:
         prog = d / (cfg.program or PROGRAM_FILE[cfg.format])
         want = card.get("program", {}).get("sha256")

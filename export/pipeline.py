@@ -50,6 +50,8 @@ class PipelineConfig:
     weights: str | None = None          # ... and a factory's safetensors weights
     data: str | None = None             # ... and its data (--data: image folder, DIR/lr+DIR/hr, .npz, module:function)
     degradation: str | None = None      # --data image folder: bicubic (default) | skugen-realistic
+    name: str | None = None             # --name: the bundle, Jetson package, Triton models and reports are named
+                                        # NAME-student (None: the spec's `name`, else the teacher's card name)
 
 
 def _digest(obj: Any) -> str:
@@ -65,6 +67,34 @@ def _path_digest(p: Path) -> str | None:
                        and not f.name.startswith("ckpt"))
         return _digest({str(f.relative_to(p)): sha256_file(f) for f in files}) if files else None
     return None
+
+
+def _version() -> str:
+    from skugen import __version__
+
+    return __version__
+
+
+def model_key(model_dir: Path) -> dict:
+    """What a model directory contributes to a later stage's cache key: the weights, the config, the factory
+    source's sha256 (copied into the directory at import) and a frozen program's sha256."""
+    card = json.loads((model_dir / "card.json").read_text())
+    return {"weights": sha256_file(model_dir / "model.safetensors"), "config": card.get("config"),
+            "source": (card.get("source") or {}).get("sha256"), "program": (card.get("program") or {}).get("sha256")}
+
+
+def _data_key(value: Any) -> Any:
+    """A data spec as a cache key: a file by its sha256, a folder by its files' names, sizes and mtimes (cheap
+    on a photo folder; a copied folder just re-runs), anything else (a 'module:function', a dict) as written."""
+    if isinstance(value, dict):
+        return {k: _data_key(v) for k, v in value.items()}
+    if isinstance(value, (str, os.PathLike)) and Path(value).exists():
+        p = Path(value)
+        if p.is_file():
+            return {"file": str(p), "sha256": sha256_file(p)}
+        return {"dir": str(p), "files": _digest([(str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns)
+                                                 for f in sorted(p.rglob("*")) if f.is_file()])}
+    return value
 
 
 class StageRunner:
@@ -128,20 +158,29 @@ def _teacher(cfg: PipelineConfig, runner: StageRunner, out: Path) -> Path:
     from . import userdata
 
     data_spec = userdata.for_import(cfg.io_spec, cfg.data, cfg.degradation)
-    src = cfg.model.rpartition(":")[0] if fmt == "factory" else cfg.model
-    key = {"ref": cfg.model, "spec": spec,
-           "file": sha256_file(Path(src)) if Path(src).is_file() else None,  # a module path: its code is not hashed
-           "weights": sha256_file(Path(cfg.weights)) if cfg.weights and Path(cfg.weights).is_file() else cfg.weights,
-           "data": data_spec.to_dict() if data_spec else None}
+    raw = custom.load_io_spec(cfg.io_spec)
+    # everything that shapes the imported model: its code (the factory file and the local modules it imports,
+    # or the program file), factory_kwargs and the rest of the spec, the weights, the data (--data or the spec's
+    # key: its files by name, size and mtime), skugen itself
+    code = custom.source_digest(cfg.model) if fmt == "factory" else \
+        (sha256_file(Path(cfg.model)) if Path(cfg.model).is_file() else None)
+    if cfg.weights and not Path(cfg.weights).exists():
+        raise InputError(f"--weights {cfg.weights} does not exist. Check the path.")
+    key = {"ref": cfg.model, "spec": raw, "parsed": spec, "code": code, "name": cfg.name,
+           "data": _data_key(data_spec.to_dict()) if data_spec else None, "skugen": _version(),
+           "weights": sha256_file(Path(cfg.weights)) if cfg.weights else None}
+    # the model's name: --name, the spec's, else the factory function's / the program file's
+    name = cfg.name or custom.spec_name(raw) or (cfg.model.rpartition(":")[2] if fmt == "factory"
+                                                   else Path(cfg.model).stem)
     teacher_dir = out / "teacher"
-    runner.run("import", key, [teacher_dir / "model.safetensors"],
-               lambda: str(custom.import_model(cfg.model, cfg.io_spec, teacher_dir, cfg.weights,
+    runner.run("import", key, [teacher_dir],  # the whole directory: weights, card, the copied source
+               lambda: str(custom.import_model(cfg.model, cfg.io_spec, teacher_dir, cfg.weights, name,
                                                data=data_spec)),
                reset=lambda: shutil.rmtree(teacher_dir, True))
     return teacher_dir
 
 
-def _compress_custom(cfg: PipelineConfig, runner: StageRunner, teacher_dir: Path, teacher_sha: str,
+def _compress_custom(cfg: PipelineConfig, runner: StageRunner, teacher_dir: Path, teacher_key: dict,
                      student_dir: Path) -> Path:
     """A user's model: MetaPruner + output distillation for factories; frozen graphs skip compression."""
     from . import custom
@@ -163,7 +202,8 @@ def _compress_custom(cfg: PipelineConfig, runner: StageRunner, teacher_dir: Path
         c = json.loads((d / "card.json").read_text())
         return {"macs": c.get("macs"), "params": c.get("params"), "metrics": c.get("metrics")}
 
-    runner.run("compress", {"teacher": teacher_sha, "target": cfg.target_macs, "steps": steps, "seed": cfg.seed},
+    runner.run("compress", {"teacher": teacher_key, "target": cfg.target_macs, "steps": steps, "seed": cfg.seed,
+                            "data": _data_key(getattr(cfg, "data", None)), "skugen": _version()},
                [student_dir / "model.safetensors"], do, reset=lambda: shutil.rmtree(student_dir, True))
     return student_dir
 
@@ -188,15 +228,17 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     runner = StageRunner(out)
     t_start = time.time()
 
-    # 1. teacher: resolve and fingerprint (the weights' sha256 drives every later stage's cache key)
+    # 1. teacher: resolve and fingerprint (weights, config, source and program sha256s drive every later key)
     teacher_dir = _teacher(cfg, runner, out)
-    teacher_sha = sha256_file(teacher_dir / "model.safetensors")
-    family = json.loads((teacher_dir / "card.json").read_text()).get("config", {}).get("family")
+    teacher_key = model_key(teacher_dir)
+    tcard = json.loads((teacher_dir / "card.json").read_text())
+    family = tcard.get("config", {}).get("family")
+    name = cfg.name or tcard.get("name") or teacher_dir.name
 
     # 2. compress: prune (with sensitivity report) + distill
     student_dir = out / "student"
     if family == "custom":
-        student_dir = _compress_custom(cfg, runner, teacher_dir, teacher_sha, student_dir)
+        student_dir = _compress_custom(cfg, runner, teacher_dir, teacher_key, student_dir)
     else:
         from .compress import CompressConfig, compress
 
@@ -208,7 +250,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
             r = compress(str(teacher_dir), ccfg)
             return {"macs": r.card.get("macs"), "params": r.card.get("params"), "metrics": r.card.get("metrics")}
 
-        runner.run("compress", {"teacher": teacher_sha, "cfg": {**asdict(ccfg), "command": None}},
+        runner.run("compress", {"teacher": teacher_key, "cfg": {**asdict(ccfg), "command": None},
+                                "data": _data_key(getattr(cfg, "data", None)), "skugen": _version()},
                    [student_dir / "model.safetensors"], do_compress, reset=lambda: shutil.rmtree(student_dir, True))
 
     # 3. export: ONNX fp32 + quality-gated INT8 + bundle
@@ -219,8 +262,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
     bcfg = BundleConfig(int8=True, budget=QualityBudget(max_psnr_drop_db=cfg.budget_db,
                                                         max_fidelity_drop_pts=cfg.budget_fidelity_pts),
-                        calib_n=cfg.calib_n)
-    runner.run("export", {"student": sha256_file(student_dir / "model.safetensors"), "cfg": asdict(bcfg)},
+                        calib_n=cfg.calib_n, name=name if student_dir == teacher_dir else f"{name}-student")
+    runner.run("export", {"student": model_key(student_dir), "teacher": teacher_key, "cfg": asdict(bcfg),
+                          "data": _data_key(getattr(cfg, "data", None)), "skugen": _version()},
                [bundle_dir / "manifest.json"], lambda: str(export_bundle(student_dir, bundle_dir, bcfg)))
 
     # 4. verify on every available backend x precision
@@ -239,7 +283,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         atomic_write_json(out / "reports" / "verify.json", res)
         return {k: bool(v.get("passed")) for k, v in res.items()}
 
-    verify = runner.run("verify", {"bundle": bundle.manifest_sha256, "backends": _available_backends()},
+    verify = runner.run("verify", {"bundle": bundle.manifest_sha256, "backends": _available_backends(),
+                                   "skugen": _version()},
                         [out / "reports" / "verify.json"], verify_all)
     if not all(verify.values()):
         raise SkugenError(f"verification failed: {verify}. See {out / 'reports' / 'verify.json'}.")
@@ -260,7 +305,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
                                 iters=cfg.bench_iters, warmup=5, threads=cfg.threads, seed=cfg.seed,
                                 quality_n=cfg.bench_quality_n,
                                 teacher=str(teacher_dir))
-        runner.run("bench", {"bundle": bundle.manifest_sha256, "cfg": asdict(bench_cfg), "teacher": teacher_sha},
+        runner.run("bench", {"bundle": bundle.manifest_sha256, "cfg": asdict(bench_cfg), "teacher": teacher_key,
+                             "skugen": _version()},
                    [bench_json, bench_html],
                    lambda: (run_bench(bench_cfg).save(json_path=bench_json, html_path=bench_html), None)[1])
 
@@ -269,9 +315,11 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     report = {"schema_version": 1, "kind": "pipeline", "config": asdict(cfg), "out": str(out), "teacher": str(teacher_dir), "student": str(student_dir),
               "bundle": str(bundle_dir), "verify": verify, "stages": runner.timings,
               "wall_time_s": round(time.time() - t_start, 1), "summary": summary,
-              "reports": {"bench_json": str(bench_json), "bench_html": str(bench_html),
-                          "verify": str(out / "reports" / "verify.json"),
-                          "sensitivity": str(student_dir / "sensitivity.json")},
+              "name": bundle.name,
+              "reports": {k: (str(p) if p.is_file() else None)  # only files this run has: None, not a dead path
+                          for k, p in (("bench_json", bench_json), ("bench_html", bench_html),
+                                       ("verify", out / "reports" / "verify.json"),
+                                       ("sensitivity", student_dir / "sensitivity.json"))},
               "machine": machine(cores=os.cpu_count())}
     atomic_write_json(out / "report.json", report)
     return report
@@ -328,7 +376,8 @@ def _summary(bundle, bench_json: Path | None, teacher_bundle: Path | None = None
 
 def format_summary(report: dict) -> str:
     s = report["summary"]
-    lines = [f"report: {report['reports']['bench_html']}  (JSON: {Path(report['out']) / 'report.json'})"]
+    html = report["reports"].get("bench_html")
+    lines = [f"report: {html or 'no benchmark report (--skip-bench)'}  (JSON: {Path(report['out']) / 'report.json'})"]
     if "speedup_int8_vs_teacher_same_engine" in s or "speedup_int8_vs_teacher" in s:
         parts = []
         if "speedup_int8_vs_teacher_same_engine" in s:

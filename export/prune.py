@@ -433,9 +433,11 @@ def prune_uniform_to_macs(model: nn.Module, example_inputs: tuple[torch.Tensor, 
                              f"{macs / macs0:.0%}); the unprunable layers dominate. Raise --target-macs.")
         best = (m, macs, hi)
     m, macs, ratio = best
-    return m, {"method": f"torch-pruning MetaPruner, L1 magnitude, uniform ratio, round_to {round_to}",
-               "ratio": round(ratio, 4), "macs_before": macs0, "macs_after": macs,
-               "macs_ratio": round(macs / macs0, 4),
+    ow = lambda x: getattr(x, "out_channels", None) or getattr(x, "out_features", None)  # noqa: E731
+    widths = {n: [ow(a), ow(b)] for (n, a), (_, b) in zip(model.named_modules(), m.named_modules()) if ow(a)}
+    return m, {"method": f"torch-pruning MetaPruner, L1 magnitude, one global ratio, round_to {round_to}",
+               "widths": widths, "uniform_widths": len({round(b / a, 3) for a, b in widths.values() if b < a}) <= 1,
+               "ratio": round(ratio, 4), "macs_before": macs0, "macs_after": macs, "macs_ratio": round(macs / macs0, 4),
                "params_before": models.count_params(model), "params_after": models.count_params(m)}
 
 

@@ -595,14 +595,24 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
     report["qdq"] = qdq_summary(final_ort)
     report["n_evals"] = judge.n_evals
     report["seconds"] = round(time.perf_counter() - t0, 2)
-    if met and not chosen:
+    # Every compute op the shipped graph still runs in float: kept by the gate, or left alone by the quantizer
+    # (e.g. ConvTranspose; WEIGHTED_OPS, which the gate ranks, does not list it).
+    report["float_layers"] = float_layers(final_ort, chosen, cfg.tool) if met else []
+    left = [f"{f['layer']} ({f['op']}: {f['reason']})" for f in report["float_layers"]
+            if f["reason"] != "kept float by the gate"]
+    left_note = (f" Still float: {'; '.join(left)}. Float layers can make INT8 slower than FP32; upsample with "
+                 "nearest + Conv or PixelShuffle instead of ConvTranspose." if left else "")
+    if met and not chosen and not left:
         msg = f"INT8: all {len(layers)} layers int8 within budget ({_checks(final_m)})."
         outcome = "int8"
+    elif met and not chosen:
+        msg = f"INT8: {len(layers)} layers int8 within budget ({_checks(final_m)}).{left_note}"
+        outcome = "int8"  # the gate kept nothing float; float_layers names what still runs in float
     elif met:
         ends = [f"{w} layer {report[f'{w}_layer']}" for w in ("first", "last") if report["first_last_kept_float"][w]]
         msg = (f"INT8 mixed precision: {len(chosen)}/{len(layers)} layers kept float ({', '.join(chosen)})"
                f"{' incl. the ' + ' and the '.join(ends) if ends else ''}; "
-               f"{_checks(m_all)} with all int8 -> {_checks(final_m)}.")
+               f"{_checks(m_all)} with all int8 -> {_checks(final_m)}.{left_note}")
         outcome = "int8-mixed"
     else:
         msg = (f"budget not met: all-int8 gives {_checks(m_all)}, and keeping up to {max_float}/{len(layers)} layers "
@@ -613,6 +623,31 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
     # JSON has no inf: identical images (PSNR inf) are written as None
     return QuantResult(final_ort, "int8" if met else "fp32", met, tuple(chosen), jsonable(report),
                        trt_onnx_bytes=final_bytes if met else None)
+
+
+COMPUTE_OPS = (*WEIGHTED_OPS, "ConvTranspose")  # every op that does the heavy arithmetic
+# Ops ONNX Runtime's CPU EP does not fuse into an int8 kernel even with Q/DQ around them: they run as
+# DequantizeLinear -> float op -> QuantizeLinear (docs/custom_models.md; measured slower than FP32).
+ORT_CPU_UNFUSED = ("ConvTranspose",)
+
+
+def float_layers(model, kept: list[str] | tuple[str, ...], tool: str) -> list[dict]:
+    """Every compute op of a Q/DQ graph that runs in float on ONNX Runtime CPU, each with why."""
+    mp = as_proto(model)
+    prod = {o: n for n in mp.graph.node for o in n.output}
+    out = []
+    for n in (n for n in mp.graph.node if n.op_type in COMPUTE_OPS):
+        qdq = any(prod.get(i) is not None and prod[i].op_type == "DequantizeLinear" for i in n.input)
+        if n.name in kept:
+            why = "kept float by the gate"
+        elif not qdq:
+            why = f"not quantized by {tool}"
+        elif n.op_type in ORT_CPU_UNFUSED:
+            why = "has Q/DQ, but ONNX Runtime CPU has no fused int8 kernel for it: it runs in float"
+        else:
+            continue
+        out.append({"layer": n.name, "op": n.op_type, "reason": why})
+    return out
 
 
 def _op(mp, name: str) -> str:

@@ -139,7 +139,9 @@ skugen pipeline --model runs/up --out runs/up-deploy
     p.add_argument("--degradation", choices=("bicubic", "skugen-realistic"), default=None,
                    help="how LR is made from an --data image folder (default: bicubic)")
     p.add_argument("--out", required=True, help="model directory to write")
-    p.add_argument("--name", default=None)
+    p.add_argument("--name", default=None,
+                   help="model name (default: the spec's `name`, else the --out folder's); bundles, Jetson "
+                        "packages, Triton models and reports are named after it")
 
 
 def _import(args) -> int:
@@ -340,8 +342,9 @@ def _export(args) -> int:
         print(f"  int8: {qrep['message']}")
         if qrep.get("confirm"):
             c = qrep["confirm"]
-            shown = {k: round(v, 4) for k, v in c.items() if k.endswith(("_db", "_pts", "_pct")) and isinstance(v, float)}
-            print(f"  int8 on a second held-out draw ({c['source']}): {shown}")
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in c.items()
+                              if k.endswith(("_db", "_pts", "_pct")) and isinstance(v, float))
+            print(f"  int8 on a second held-out draw ({c['source']}): {shown or 'no metrics'}")
     if tar:
         print(f"  tar: {tar}")
     return 0
@@ -369,6 +372,9 @@ skugen pipeline --model nets.py:make_upscaler --io-spec io.json --weights w.safe
                         "module:function (docs/custom_models.md, 'Your data'); default: skugen's data")
     p.add_argument("--degradation", choices=("bicubic", "skugen-realistic"), default=None,
                    help="how LR is made from an --data image folder (default: bicubic)")
+    p.add_argument("--name", default=None,
+                   help="name of the model: the bundle, Jetson package, Triton models and reports are NAME-student "
+                        "(default: the I/O spec's `name`, else the teacher card's)")
     p.add_argument("--out", required=True, help="run directory (stages, student, bundle, reports; re-run resumes)")
     p.add_argument("--preset", choices=pipeline.PRESETS, default="fast",
                    help="fast: the demo (minutes); full: the shipped students")
@@ -392,7 +398,7 @@ def _pipeline(args) -> int:
                          bench_batches=tuple(int(b) for b in args.batch.split(",")), bench_iters=args.iters,
                          threads=args.threads, skip_bench=args.skip_bench, distill_steps=args.distill_steps,
                          calib_n=args.calib, io_spec=args.io_spec, weights=args.weights, data=args.data,
-                         degradation=args.degradation)
+                         degradation=args.degradation, name=args.name)
     report = run_pipeline(cfg)
     print(format_summary(report))
     return 0

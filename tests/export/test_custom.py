@@ -79,10 +79,13 @@ def test_spec_file_errors(tmp_path):
         custom.parse_io_spec(tmp_path / "bad.json")
 
 
-@pytest.mark.parametrize("ref, msg", [("model.onnx", "cannot tell what"), ("nomodule", "cannot tell what")])
-def test_unknown_references(ref, msg):
-    with pytest.raises(InputError, match=msg):
-        custom.detect_format(ref)
+@pytest.mark.parametrize("name", ["model.onnx", "nomodule"])
+def test_unknown_references(tmp_path, name):
+    (tmp_path / name).write_bytes(b"x")  # exists, but is none of the accepted forms
+    with pytest.raises(InputError, match="cannot tell what"):
+        custom.detect_format(str(tmp_path / name))
+    with pytest.raises(InputError, match="does not exist"):  # a typo is reported as one
+        custom.detect_format(str(tmp_path / "typo" / name))
 
 # ----------------------------------------------------------------------------- import
 
@@ -275,3 +278,132 @@ def test_custom_bundle_deploys_serves_and_generates(tmp_path):
             for f in Path(repo).glob("*/config.pbtxt")}
     outs = {o.name: list(o.dims) for c in cfgs.values() for o in c.output if o.name == "image"}
     assert outs and all(d == [16, 16, 3] for d in outs.values()), outs
+
+# ----------------------------------------------------------------------------- self-contained model directories
+
+
+def _project(root: Path, scale_out: float = 1.0) -> Path:
+    """A user's project: nets.py imports its own blocks.py (a local module) and torch (an installed one)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "blocks.py").write_text(
+        "import torch.nn as nn\n\n\nclass Body(nn.Module):\n    def __init__(self, w):\n        super().__init__()\n"
+        "        self.c = nn.Conv2d(w, w, 3, padding=1)\n\n    def forward(self, h):\n        return self.c(h).relu()\n")
+    (root / "nets.py").write_text(
+        "import torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n\nfrom blocks import Body\n\n\n"
+        "class Gen(nn.Module):\n    def __init__(self, z=8, k=3, w=16):\n        super().__init__()\n"
+        "        self.w = w\n        self.fc = nn.Linear(z + k, w * 64)\n        self.body = Body(w)\n"
+        "        self.out = nn.Conv2d(w, 3, 3, padding=1)\n\n    def forward(self, z, onehot):\n"
+        "        h = self.fc(torch.cat([z, onehot], 1)).view(z.shape[0], self.w, 8, 8)\n"
+        "        h = F.interpolate(F.relu(self.body(h)), scale_factor=2.0, mode='nearest')\n"
+        f"        return torch.tanh(self.out(h)) * {scale_out}\n\n\n"
+        "def make(w=16):\n    torch.manual_seed(0)\n    return Gen(w=w).eval()\n")
+    return root
+
+
+PROJ_SPEC = {"kind": "generator", "z_dim": 8, "n_classes": 3, "image_size": 16, "ignored_layers": ["fc"],
+             "name": "shopgen"}
+
+
+def test_moved_project_still_exports_and_compresses(tmp_path):
+    from skugen.export.bundle import BundleConfig, export_bundle
+
+    proj = _project(tmp_path / "proj")
+    d = custom.import_model(f"{proj / 'nets.py'}:make", PROJ_SPEC, tmp_path / "m")
+    card = json.loads((d / "card.json").read_text())
+    assert set(card["source"]["files"]) == {"nets.py", "blocks.py"}  # the local import came along, torch did not
+    assert card["name"] == "shopgen" and len(card["source"]["sha256"]) == 64
+    proj.rename(tmp_path / "renamed")  # the user moves the project away
+    out = export_bundle(d, tmp_path / "b", BundleConfig(int8=False))
+    assert json.loads((out / "manifest.json").read_text())["name"] == "shopgen"
+    st = compress(str(d), CompressConfig(out=str(tmp_path / "s"), target_macs_frac=0.6, distill_steps=2,
+                                         distill_batch=4)).out
+    scard = json.loads((st / "card.json").read_text())
+    assert scard["teacher"]["macs"] == card["macs"]  # counted at the same input size as the teacher's card
+
+
+def test_altered_or_missing_source_copy_says_what_was_recorded(tmp_path):
+    proj = _project(tmp_path / "proj")
+    d = custom.import_model(f"{proj / 'nets.py'}:make", PROJ_SPEC, tmp_path / "m")
+    (d / "source" / "blocks.py").write_text("# edited\n")
+    with pytest.raises(ModelError, match=r"blocks.py has sha256 .* not the recorded .*copied it there from .*proj"):
+        ckpt.load_model(d)
+    (d / "source" / "blocks.py").unlink()
+    with pytest.raises(ModelError, match=r"blocks.py is missing.*skugen import"):
+        ckpt.load_model(d)
+
+
+def test_source_digest_sees_local_modules_only(tmp_path):
+    proj = _project(tmp_path / "proj")
+    ref = f"{proj / 'nets.py'}:make"
+    before = custom.source_digest(ref)
+    (proj / "unrelated.py").write_text("x = 1\n")
+    assert custom.source_digest(ref) == before
+    (proj / "blocks.py").write_text((proj / "blocks.py").read_text() + "\n# tweak\n")
+    assert custom.source_digest(ref) != before
+
+# ----------------------------------------------------------------------------- warnings and error messages
+
+
+def test_import_warns_about_missing_weights_and_convtranspose(tmp_path):
+    with pytest.warns(UserWarning, match="no --weights given"):
+        custom.import_model(f"{FIX}:make_upscaler", UP_SPEC, tmp_path / "a")
+    with pytest.warns(UserWarning, match=r"up is a ConvTranspose.*nearest \+ Conv or PixelShuffle"):
+        custom.import_model(f"{FIX}:make_convt_upscaler", {"kind": "enhancer"}, tmp_path / "b")
+
+
+def test_weights_errors_end_with_the_fix(tmp_path, programs):
+    from safetensors.torch import save_file
+
+    ref = f"{FIX}:make_upscaler"
+    with pytest.raises(InputError, match="does not exist. Check the path"):
+        custom.import_model(ref, UP_SPEC, tmp_path / "a", weights=tmp_path / "nope.safetensors")
+    sd = _user("make_upscaler").state_dict()
+    torch.save(sd, tmp_path / "w.pt")
+    with pytest.raises(InputError, match=r"torch.save file .* Convert it once with: python -c .*save_file"):
+        custom.import_model(ref, UP_SPEC, tmp_path / "b", weights=tmp_path / "w.pt")
+    torch.save(sd, tmp_path / "w2.safetensors")  # a pickle with the right suffix
+    with pytest.raises(InputError, match="Convert it once with"):
+        custom.import_model(ref, UP_SPEC, tmp_path / "b2", weights=tmp_path / "w2.safetensors")
+    save_file({f"module.{k}": v.contiguous() for k, v in sd.items()}, str(tmp_path / "dp.safetensors"))
+    with pytest.raises(ModelError, match=r"start with 'module\.'.*removeprefix"):
+        custom.import_model(ref, UP_SPEC, tmp_path / "c", weights=tmp_path / "dp.safetensors")
+    with pytest.raises(ModelError, match=r"shape \(file vs factory\).*Check the I/O spec's factory_kwargs") as e:
+        custom.import_model(ref, {**UP_SPEC, "factory_kwargs": {"width": 16}}, tmp_path / "d",
+                            weights=programs / "up.safetensors")
+    msg = str(e.value)
+    assert msg.endswith("is this model's file.") and " ..." not in msg.split("(")[0]
+    for part in msg.split(": ")[1:]:  # every listed key is whole (the message is not cut mid-word)
+        assert not part.endswith("-")
+
+
+def test_static_pt2_says_to_reexport_with_dynamic_shapes(tmp_path):
+    m = _user("make_upscaler")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.export.save(torch.export.export(m, (torch.rand(1, 3, 16, 16) * 255,)), str(tmp_path / "static.pt2"))
+    with pytest.raises(ModelError, match="re-export it with dynamic_shapes"):
+        custom.import_model(str(tmp_path / "static.pt2"), UP_SPEC, tmp_path / "s")
+
+
+def test_mistyped_model_directory_says_it_does_not_exist(tmp_path):
+    from skugen.export.pipeline import PipelineConfig, run_pipeline
+
+    with pytest.raises(InputError, match="does not exist.*Check the path"):
+        custom.detect_format(str(tmp_path / "runs" / "upp"))
+    with pytest.raises(InputError, match="does not exist"):
+        run_pipeline(PipelineConfig(model=str(tmp_path / "runs" / "upp"), out=str(tmp_path / "o")))
+
+
+def test_convtranspose_model_reports_its_float_layer(tmp_path):
+    from skugen.export.bundle import BundleConfig, export_bundle
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = custom.import_model(f"{FIX}:make_convt_upscaler", {"kind": "enhancer"}, tmp_path / "m")
+    b = export_bundle(d, tmp_path / "b", BundleConfig(int8=True, calib_n=16, eval_n=8))
+    q = json.loads((b / "manifest.json").read_text())["quality"]["int8"]
+    rep = json.loads((b / "reports" / "quantization.json").read_text())
+    if q["budget_ok"]:
+        assert [f["op"] for f in q["float_layers"]] == ["ConvTranspose"], q["float_layers"]
+        assert "all" not in rep["message"].split("layers")[0] and "ConvTranspose" in rep["message"]
+        assert not q["kept_float"]  # the gate kept nothing float: the quantizer/runtime did

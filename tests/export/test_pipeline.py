@@ -96,3 +96,32 @@ def test_kill_9_never_leaves_a_loadable_partial_bundle(cgan_model_dir, tmp_path)
     assert "compress: up to date, skipped" in r.stderr  # and the completed stages before it were kept
     assert "export" in state()
     load_bundle(out / "bundle")
+
+
+@pytest.mark.slow
+def test_a_source_edit_invalidates_every_stage_after_import(tmp_path):
+    """The factory's file changes (output x0.5), the weights do not: import, compress, export and verify re-run,
+    and the bundle is built from the new code. An unchanged re-run skips every stage."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_custom import PROJ_SPEC, _project
+
+    proj = _project(tmp_path / "proj")
+    spec = tmp_path / "io.json"
+    spec.write_text(json.dumps(PROJ_SPEC))
+    cfg = PipelineConfig(model=f"{proj / 'nets.py'}:make", out=str(tmp_path / "run"), io_spec=str(spec),
+                         target_macs=0.6, distill_steps=2, skip_bench=True, calib_n=16, threads=1)
+    rep = run_pipeline(cfg)
+    assert rep["name"] == "shopgen-student" and rep["reports"]["bench_html"] is None
+    assert "no benchmark report" in format_summary(rep)
+    assert rep["reports"]["sensitivity"] is None  # a user's model has no sensitivity table: no dead path
+    first = load_bundle(tmp_path / "run" / "bundle").manifest_sha256
+    src_sha = json.loads((tmp_path / "run" / "teacher" / "card.json").read_text())["source"]["sha256"]
+    rep2 = run_pipeline(cfg)
+    assert all(t["skipped"] for t in rep2["stages"].values()), rep2["stages"]
+    _project(proj, scale_out=0.5)  # the edit: same weights, other code
+    rep3 = run_pipeline(cfg)
+    assert not any(rep3["stages"][s]["skipped"] for s in ("import", "compress", "export", "verify")), rep3["stages"]
+    assert load_bundle(tmp_path / "run" / "bundle").manifest_sha256 != first
+    card = json.loads((tmp_path / "run" / "teacher" / "card.json").read_text())
+    assert "* 0.5" in (tmp_path / "run" / "teacher" / "source" / "nets.py").read_text()
+    assert card["source"]["sha256"] != src_sha  # the card records the source the model was built from

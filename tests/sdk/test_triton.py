@@ -519,3 +519,56 @@ def test_cli_export_triton(gen_bundle, tmp_path, capsys):
     assert _configs(tmp_path / "repo")[f"{load_bundle(gen_bundle).name}_onnx"].max_batch_size == 4
     rc = cli.main(["export-triton", str(gen_bundle), "--out", str(tmp_path / "r2"), "--precision", "fp64"])
     assert rc == 2 and "fp64" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def two_custom_bundles(tmp_path_factory):
+    """Two users' generators, named by their I/O specs (`name`), exported as the pipeline does (NAME-student)."""
+    pytest.importorskip("torch")
+    import warnings
+
+    from skugen.export import custom
+    from skugen.export.bundle import BundleConfig, export_bundle
+
+    fix = Path(__file__).parents[1] / "export" / "fixtures" / "user_models.py"
+    spec = {"kind": "generator", "z_dim": 16, "n_classes": 4, "conditioning": "index", "out_ch": 3,
+            "image_size": 16, "output_range": [0, 1]}
+    d = tmp_path_factory.mktemp("custom")
+    out = []
+    for name in ("mugs", "caps"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            m = custom.import_model(f"{fix}:make_generator", {**spec, "name": name}, d / name)
+        out.append(export_bundle(m, d / f"{name}-bundle", BundleConfig(name=f"{name}-student")))
+    return out
+
+
+def test_two_custom_models_share_one_repository(two_custom_bundles, tmp_path):
+    a, b = (load_bundle(p) for p in two_custom_bundles)
+    assert (a.name, b.name) == ("mugs-student", "caps-student")
+    repo = export_triton(a.root, tmp_path / "repo")
+    export_triton(b.root, repo)  # the second bundle joins the first instead of replacing it
+    cfgs = {f.parent.name: text_format.Parse(f.read_text(), model_config_pb2.ModelConfig())
+            for f in repo.glob("*/config.pbtxt")}
+    for n, bundle in (("mugs-student", a), ("caps-student", b)):
+        _check_ensemble(cfgs, n)
+        assert (repo / f"{n}_onnx/1/model.onnx").read_bytes() == bundle.model_path("fp32").read_bytes()
+    s = json.loads((repo / "skugen_triton.json").read_text())
+    assert set(s["repository"]) == {"mugs-student", "caps-student"}
+    assert "Also served from this repository: `mugs-student`" in (repo / "README.md").read_text()
+    export_triton(a.root, repo)  # re-exporting one of them updates it and keeps the other
+    assert set(json.loads((repo / "skugen_triton.json").read_text())["repository"]) == {"mugs-student",
+                                                                                       "caps-student"}
+    assert (repo / "caps-student_onnx/1/model.onnx").is_file()
+
+
+def test_custom_bundle_names_reach_the_jetson_package(two_custom_bundles, tmp_path):
+    from skugen.deploy import deploy, package_name
+
+    b = load_bundle(two_custom_bundles[0])
+    assert package_name(b, "jetson-orin") == "skugen-mugs-student-jetson-orin"
+    tar = deploy(b, "jetson-orin", tmp_path / "pkg.tar.gz")
+    import tarfile
+
+    with tarfile.open(tar) as tf:
+        assert tf.getnames()[0] == "skugen-mugs-student-jetson-orin"
