@@ -173,6 +173,26 @@ def _constant_subgraph(node, depth: int = 0) -> bool:
     return all(_constant_subgraph(i.get_source_output().get_node(), depth + 1) for i in node.inputs())
 
 
+def _bypass_activation_fq(op, i: int) -> None:
+    """Un-quantize input i of `op`: a FakeQuantize right in front is bypassed for this op only; one behind
+    reshapes/transposes (attention MatMuls) is bypassed when nothing else reads it. A FakeQuantize shared
+    with other layers behind a reshape stays (the probe is then approximate; the real re-quantization that
+    confirms every accepted mix is not)."""
+    s_out = op.input_value(i)
+    while s_out.get_node().get_type_name() == "FakeQuantize":
+        s_out = s_out.get_node().input_value(0)
+    op.input(i).replace_source_output(s_out)
+    node = s_out.get_node()
+    while node.get_type_name() in _PASS_THROUGH and len(node.output(0).get_target_inputs()) == 1:
+        src = node.input_value(0)
+        fq = src.get_node()
+        if fq.get_type_name() == "FakeQuantize":
+            if len(fq.output(0).get_target_inputs()) == 1:
+                fq.output(0).replace(fq.input_value(0))
+            return
+        node = fq
+
+
 def keep_float_ov(q_model, fp32_onnx, layers, names: dict[str, str]):
     """A copy of the NNCF model with `layers` (ONNX names) switched back to float, without re-calibrating.
 
@@ -200,11 +220,8 @@ def keep_float_ov(q_model, fp32_onnx, layers, names: dict[str, str]):
             src = ref.input_value(i)
             if _constant_subgraph(src.get_node()):  # weights (maybe through Convert/Transpose in the FP32 graph)
                 op.input(i).replace_source_output(fp_source(src))
-            else:  # the activation: bypass the FakeQuantize(s) NNCF put in front of this op only
-                s_out = op.input_value(i)
-                while s_out.get_node().get_type_name() == "FakeQuantize":
-                    s_out = s_out.get_node().input_value(0)
-                op.input(i).replace_source_output(s_out)
+            else:
+                _bypass_activation_fq(op, i)
         for target in op.output(0).get_target_inputs():
             add = target.get_node()
             ref_add = fp_by.get(add.get_friendly_name())
@@ -327,7 +344,7 @@ def quantize_openvino_gated(fp32_onnx, calib: dict, eval_set: EvalSet, budget: Q
             c = confirm_record(fp32, shipped, confirm_set, budget, classifier, run=run)
             report["confirm"] = c
             met = c["within_budget"]
-        report["executed"] = dict(executed)  # of the last compiled model: the chosen IR, read back
+        report["executed"] = executed.get("executed")  # of the last compiled model: the chosen IR, read back
     chosen = search.chosen if met else ()
     if met:
         msg = (f"OpenVINO INT8 (NNCF): {len(chosen)}/{len(search.layers)} layers kept float"
