@@ -7,6 +7,8 @@ Steps, each a stage function from this package:
   2. onnx_from_torch -> model.fp32.onnx, and parity_report against PyTorch (raises on mismatch);
   3. golden inputs (fixed seeds) and golden outputs made by the reference PyTorch model;
   4. optional quantize_gated -> model.int8.onnx (only when the quality budget holds);
+     with openvino installed, also model.int8.openvino.xml/.bin (NNCF on the OpenVINO model, gated on
+     OpenVINO CPU) and the BF16 record of the FP32 model (skugen.export.openvino_quant);
   5. reports (parity, quality, quantization), the model card and the source weights;
   6. skugen.bundle.write_bundle (sha256 of every file, atomic).
 The runtime side (`skugen verify`) re-runs the golden inputs on any backend and
@@ -25,7 +27,7 @@ import torch
 
 from skugen import __version__ as skugen_version
 from skugen.bundle import check_bundle_dest, npz_bytes, write_bundle
-from skugen.errors import BudgetError, DataError, ModelError, VerificationError
+from skugen.errors import BudgetError, DataError, ModelError, VerificationError, need_extra
 from skugen.io import json_text, jsonable, sha256_bytes
 from skugen.manifest import (DEFAULT_VALUE_RANGE, SCHEMA_VERSION, Golden, IOSpec, Manifest, Postprocess, Preprocess,
                              TensorSpec, Tile, Variant)
@@ -33,7 +35,7 @@ from skugen.manifest import (DEFAULT_VALUE_RANGE, SCHEMA_VERSION, Golden, IOSpec
 from . import ckpt, models, zoo
 from .onnx_export import ExportConfig, compare_outputs, onnx_from_torch, parity_report
 from . import userdata
-from .quantize import QualityBudget, QuantConfig, gate_sets, quantize_gated_auto
+from .quantize import QualityBudget, QuantConfig, enhancer_eval_set, gate_sets, quantize_gated_auto
 
 KIND_OF_FAMILY = {"cgan": "generator", "sr": "enhancer"}
 
@@ -61,6 +63,10 @@ class BundleConfig:
                                             # models are named after it, so two models must not share one
     strict_budget: bool = False             # raise BudgetError (after writing the bundle) when INT8 misses
                                             # the budget and the bundle ships FP32 only
+    openvino: bool | None = None            # OpenVINO INT8 IR (NNCF on the OpenVINO model) + the BF16 record, with
+                                            # --int8: None = when openvino is installed, True = required, False = off
+    openvino_eval_n: int = 64               # enhancer tiles for the OpenVINO gate: whole deployment tiles (7x the
+                                            # pixels of a 48 px crop), so 64 cost about what 256 small crops do
     tile: tuple[int, int] = (128, 32)       # enhancer tiling (size, overlap) in LR pixels: bounds memory on Jetson;
                                             # overlap/2 = 16 px of context >= the SR teacher's 15-px receptive radius (no seams)
 
@@ -310,6 +316,17 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
         quality["data"] = {"source": gs.source, **gs.info}
         if quality["baseline"] and quality["baseline"]["warning"]:
             warnings.warn(quality["baseline"]["warning"], userdata.BaselineWarning, stacklevel=2)
+    # 4a. OpenVINO: its own INT8 (NNCF on the OpenVINO model) and the BF16 record, gated on what OpenVINO runs
+    if cfg.int8 and _want_openvino(cfg):
+        models_m, quality["openvino"], st_ov = _openvino_variants(cfg, kind, module, res.onnx_bytes, models_m, files,
+                                                                  calib, ev, confirm, clf, g_in,
+                                                                  user_data=userdata.from_card(card) is not None)
+        reports["quantization_openvino"] = OV_REPORT
+        if st_ov is not None:  # the int8 golden tolerance must admit OpenVINO's INT8 too
+            st_ov = compare_outputs(st_ov[out_name], g_out[out_name], FP32_TOL["atol"], FP32_TOL["rtol"], vr)
+            golden_stats["int8_openvino"] = st_ov
+            tolerances["int8"] = _int8_tolerance(_worse(_worse(golden_stats["int8"], golden_stats["int8_tensorrt_flavour"]),
+                                                        st_ov), span)
 
     # 4b. which precision is faster on THIS machine's ONNX Runtime CPU? INT8 is not always
     # (small students: Q/DQ transposes and float islands can cost more than int8 GEMMs save).
@@ -361,6 +378,72 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     if cfg.strict_budget and quant_report is not None and quant_report["outcome"].startswith("fp32"):
         raise BudgetError(f"the bundle {path} ships FP32 only (strict budget): {quant_report['message']}")
     return path
+
+
+OV_REPORT = "reports/quantization.openvino.json"
+
+
+def _want_openvino(cfg: BundleConfig) -> bool:
+    if cfg.openvino is False:
+        return False
+    try:
+        import openvino  # noqa: F401
+    except ImportError as e:
+        if cfg.openvino:
+            raise need_extra("OpenVINO (the OpenVINO INT8 variant, BundleConfig(openvino=True))", "openvino", e) from e
+        return False
+    return True
+
+
+def _openvino_variants(cfg: BundleConfig, kind: str, module, fp32: bytes, models_m: dict, files: dict, calib: dict,
+                       ev, confirm, clf, g_in: dict, user_data: bool = False):
+    """The OpenVINO INT8 IR (models["int8"].variants["openvino"]) and the BF16 record
+    (models["fp32"].runtime_precisions.openvino.bf16), both through the quality gate on OpenVINO CPU.
+
+    The enhancer is gated on whole deployment tiles (the bundle's tile size): on the AVX2 machine the ORT
+    INT8 loss showed there and hid on 48 px crops. Returns (models, quality summary, OpenVINO INT8 outputs on
+    the golden inputs or None when no IR ships). Writes the IR and reports/quantization.openvino.json into `files`.
+    """
+    from .openvino_quant import (OV_INT8_FILE, OV_INT8_WEIGHTS, OVQuantConfig, bf16_record, manifest_quantization,
+                                 ov_runner, quantize_openvino_gated, read_ir)
+
+    if kind == "enhancer" and not user_data:  # the user's gate sets are at the deployment tile already
+        scale = int(getattr(module.cfg, "scale", 2))
+        hr = _tile(cfg, module).size * scale
+        n = cfg.eval_n or cfg.openvino_eval_n
+        ev = enhancer_eval_set(n, hr_size=hr, scale=scale)
+        confirm = enhancer_eval_set(n, hr_size=hr, seed=8642, scale=scale)
+    ocfg = OVQuantConfig(subset_size=cfg.calib_n, preset=cfg.quant.preset,
+                         fast_bias_correction=cfg.quant.fast_bias_correction)
+    r = quantize_openvino_gated(fp32, calib, ev, cfg.budget, ocfg, classifier=clf, confirm_set=confirm)
+    bf16 = bf16_record(fp32, ev, cfg.budget, clf, confirm, ocfg)
+    files[OV_REPORT] = json_text({**r.report, "bf16": bf16}).encode()
+    fp = models_m["fp32"]
+    models_m = {**models_m, "fp32": replace(fp, extra={**fp.extra, "runtime_precisions": {"openvino": {"bf16": bf16}}})}
+    summary = {"int8": {"outcome": r.report["outcome"], "kept_float": list(r.kept_float), "budget_ok": r.met_budget,
+                        "final": r.report.get("final") and _strip(r.report["final"]), "confirm": r.report.get("confirm"),
+                        "eval": r.report["eval"]["source"]},
+               "bf16": {"accepted": bf16["accepted"], "native": bf16["native"]}}
+    if not r.met_budget:
+        return models_m, summary, None
+    if "int8" not in models_m:
+        summary["int8"]["note"] = ("met the budget but not shipped: the bundle has no ONNX Runtime INT8 "
+                                   "(models['int8']) to hold the OpenVINO variant")
+        return models_m, summary, None
+    files[OV_INT8_FILE], files[OV_INT8_WEIGHTS] = r.xml, r.bin
+    v = Variant(OV_INT8_FILE, sha256_bytes(r.xml), bytes=len(r.xml), weights=OV_INT8_WEIGHTS, precision="int8",
+                activations="NNCF FakeQuantize on the OpenVINO model (OpenVINO CPU int8 kernels)", use_for=("openvino",),
+                quantization=manifest_quantization(r, cfg.calib_n, OV_REPORT))
+    q8 = models_m["int8"]
+    models_m["int8"] = replace(q8, variants={**q8.variants, "openvino": v})
+    out = ov_runner(ocfg.inference_precision, ocfg)(read_ir(r.xml, r.bin), g_in)
+    return models_m, summary, {next(iter(_golden_out_names(kind))): out}
+
+
+def _golden_out_names(kind: str) -> tuple[str, ...]:
+    from .onnx_export import IO_NAMES
+
+    return IO_NAMES[kind][1]
 
 
 def _tile(cfg: BundleConfig, module) -> Tile:

@@ -39,7 +39,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -363,10 +363,17 @@ def _classifier_fn(classifier) -> Callable[[np.ndarray], np.ndarray] | None:
 
 
 class _Judge:
-    """Measures a candidate model on the eval set against the FP32 ONNX and checks the budget."""
+    """Measures a candidate model on the eval set against the FP32 ONNX and checks the budget.
 
-    def __init__(self, kind: str, fp32: bytes, ev: EvalSet, budget: QualityBudget, classify):
+    `run(candidate, feeds) -> first output` executes a candidate on the engine that will ship it (default:
+    ONNX Runtime on ONNX bytes; the OpenVINO gate passes its own), so the gate measures what that engine
+    executes. The FP32 reference always comes from the FP32 ONNX on ONNX Runtime.
+    """
+
+    def __init__(self, kind: str, fp32: bytes, ev: EvalSet, budget: QualityBudget, classify,
+                 run: Callable[[Any, dict], np.ndarray] | None = None):
         self.kind, self.ev, self.budget, self.classify = kind, ev, budget, classify
+        self.run = run or _run
         self.ref = _run(fp32, ev.feeds)                                            # (N, C, H, W)
         if kind == "generator":
             self.labels = ev.labels if ev.labels is not None else ev.feeds["onehot"].argmax(1)
@@ -397,9 +404,9 @@ class _Judge:
     def primary(self) -> str:
         return "psnr_vs_fp32_db" if self.kind == "generator" else "psnr_y_db"
 
-    def measure(self, model: bytes) -> dict:
+    def measure(self, model) -> dict:
         self.n_evals += 1
-        out = _run(model, self.ev.feeds)
+        out = self.run(model, self.ev.feeds)
         if self.kind == "generator":
             m = {"psnr_vs_fp32_db": evaluate.psnr_result(evaluate.to_255(out, (-1.0, 1.0)), self.ref_img).value}
             if self.classify is not None:
@@ -477,18 +484,107 @@ def _confirm(r: QuantResult, fp32_onnx, confirm_set: EvalSet | None, budget: Qua
              classifier) -> QuantResult:
     if confirm_set is None or r.trt_onnx_bytes is None:
         return r
+    # the flavour the gate measured (TensorRT's, the coarser one)
+    r.report["confirm"] = c = confirm_record(fp32_onnx, r.trt_onnx_bytes, confirm_set, budget, classifier)
+    if not c["within_budget"]:
+        r.report["message"] += confirm_miss_message(confirm_set, c)
+    return r
+
+
+def confirm_record(fp32_onnx, candidate, confirm_set: EvalSet, budget: QualityBudget | None, classifier,
+                   run: Callable[[Any, dict], np.ndarray] | None = None) -> dict:
+    """The chosen candidate measured once more on `confirm_set`, a draw that took no part in any choice.
+
+    Choosing the fewest float layers that meet the budget on one eval set favours models that got lucky
+    on it; this is the unbiased estimate. `run` executes the candidate (default ONNX Runtime on ONNX bytes).
+    """
     fp32 = as_bytes(fp32_onnx)
     kind = model_kind(as_proto(fp32))
     judge = _Judge(kind, fp32, confirm_set, budget or QualityBudget(),
-                   _classifier_fn(classifier) if kind == "generator" else None)
-    m = judge.measure(r.trt_onnx_bytes)  # the flavour the gate measured (TensorRT's, the coarser one)
-    r.report["confirm"] = {"source": confirm_set.source, "n": int(next(iter(confirm_set.feeds.values())).shape[0]),
-                           "fp32": judge.fp32, **_jsonable_metrics(m), "within_budget": bool(m["budget"]["ok"])}
-    if not m["budget"]["ok"]:
-        r.report["message"] += (f" On a second held-out draw ({confirm_set.source}) the same model is OUTSIDE the "
-                                f"budget: {m['budget']}. Tighten the budget (--budget-db / --budget-fidelity-pts) or gate on "
-                                f"more samples (--eval-n).")
-    return r
+                   _classifier_fn(classifier) if kind == "generator" else None, run=run)
+    m = judge.measure(candidate)
+    return {"source": confirm_set.source, "n": int(next(iter(confirm_set.feeds.values())).shape[0]),
+            "fp32": judge.fp32, **_jsonable_metrics(m), "within_budget": bool(m["budget"]["ok"]),
+            "budget_check": jsonable(m["budget"])}
+
+
+def confirm_miss_message(confirm_set: EvalSet, c: dict) -> str:
+    return (f" On a second held-out draw ({confirm_set.source}) the same model is OUTSIDE the budget: "
+            f"{c['budget_check']}. Tighten the budget (--budget-db / --budget-fidelity-pts) or gate on more "
+            "samples (--eval-n).")
+
+
+@dataclass(frozen=True)
+class GateSearch:
+    """What `search_float_layers` found. `model`/`measured` are None when no mix within the limit held."""
+
+    layers: tuple[str, ...]           # quantizable layers, topological order
+    chosen: tuple[str, ...]           # kept float (empty = all int8)
+    model: Any
+    measured: dict | None
+    all_int8: dict                    # the all-int8 candidate's measurement
+    sensitivity: list = field(hash=False)
+    steps: list = field(hash=False)
+    max_float: int = 0
+
+
+def search_float_layers(judge: _Judge, make: Callable[[tuple[str, ...]], Any],
+                        layers_of: Callable[[Any], Sequence[str]], max_float_fraction: float,
+                        probe: Callable[[Any, tuple[str, ...]], Any] | None = None,
+                        op_of: Callable[[str], str] = lambda name: "?", how: str = "re-quantized") -> GateSearch:
+    """The engine-free core of the gate: the fewest float layers that keep `judge`'s budget.
+
+    make(float_layers) -> a real candidate, quantized with those layers left out (re-calibrated);
+    layers_of(all_int8_candidate) -> its quantizable layers; judge.run executes a candidate on its engine;
+    probe(all_int8_candidate, float_layers) -> a cheap stand-in for make (a graph edit without
+    re-calibration), confirmed by make before it is accepted; None: every probe is a real make.
+
+    1. all int8; within budget -> done.
+    2. Sensitivity: per layer, the candidate with ONLY that layer float ("only this layer float" measures
+       exactly the gain the greedy step buys, and reuses the calibrated graph).
+    3. Greedy: the top-ranked layers float, one more at a time, until the budget holds (confirmed by a
+       real make when probes are graph edits), at most floor(max_float_fraction * layers).
+    """
+    q_all = make(())
+    m_all = judge.measure(q_all)
+    layers = tuple(layers_of(q_all))
+    max_float = int(math.floor(max_float_fraction * len(layers)))
+    probe_fn = probe or (lambda _q, names: make(names))
+    sensitivity: list[dict] = []
+    steps: list[dict] = []
+    if m_all["budget"]["ok"]:
+        return GateSearch(layers, (), q_all, m_all, m_all, sensitivity, steps, max_float)
+    for name in layers:
+        m = judge.measure(probe_fn(q_all, (name,)))
+        sensitivity.append({"layer": name, "op": op_of(name), "metric_if_float": m[judge.primary],
+                            "gain": judge.score(m) - judge.score(m_all), **{k: v for k, v in m.items() if k != "budget"}})
+    sensitivity.sort(key=judge.rank_key(m_all), reverse=True)
+    for r, p in enumerate(sensitivity):
+        p["rank"] = r + 1
+    ranked = [p["layer"] for p in sensitivity]
+    for k in range(1, max_float + 1):
+        names = tuple(ranked[:k])
+        q = probe_fn(q_all, names)
+        m = judge.measure(q)
+        steps.append({"kept_float": list(names), "how": "graph-edit probe" if probe else how, **m})
+        if not m["budget"]["ok"]:
+            continue
+        if probe is not None:
+            q = make(names)
+            m = judge.measure(q)
+            steps.append({"kept_float": list(names), "how": how, **m})
+        if m["budget"]["ok"]:
+            return GateSearch(layers, names, q, m, m_all, sensitivity, steps, max_float)
+    return GateSearch(layers, (), None, None, m_all, sensitivity, steps, max_float)
+
+
+def gate_report_rows(search: GateSearch, judge: _Judge) -> list[dict]:
+    """report["kept_float"]: why each float layer is float."""
+    gains = {p["layer"]: p for p in search.sensitivity}
+    return [{"layer": n, "rank": gains[n]["rank"], "gain": gains[n]["gain"],
+             "reason": f"most sensitive #{gains[n]['rank']}: keeping only it float moves {judge.primary} "
+                       f"{_fmt(judge.score(search.all_int8))} -> {_fmt(gains[n]['metric_if_float'])}"}
+            for n in search.chosen]
 
 
 def _jsonable_metrics(m: dict | None) -> dict | None:
@@ -528,13 +624,19 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
     classify = _classifier_fn(classifier) if kind == "generator" else None
     judge = _Judge(kind, fp32, ev, budget, classify)
 
-    # The gate measures the TensorRT flavour (coarser post-ReLU steps): if it holds, the ORT one holds too.
-    q_all_ort = quantize_qdq(fp32, calib, replace(cfg, ignored=(), signed_int8=False))
-    q_all = to_signed_int8(q_all_ort)
-    m_all = judge.measure(q_all)
-    layers = qdq_summary(q_all)["int8_layers"]                       # topological order
+    # The gate measures the TensorRT flavour (coarser post-ReLU steps); the ORT flavour of each real candidate
+    # is kept beside it (for the record, and for ORT's file).
+    ort_of: dict[tuple[str, ...], bytes] = {}
+
+    def make(ignored: tuple[str, ...]) -> bytes:
+        ort_of[ignored] = quantize_qdq(fp32, calib, replace(cfg, ignored=ignored, signed_int8=False))
+        return to_signed_int8(ort_of[ignored])
+
+    search = search_float_layers(judge, make, lambda q: qdq_summary(q)["int8_layers"], budget.max_float_fraction,
+                                 probe=lambda q, names: keep_float(q, fp32, list(names)),
+                                 op_of=lambda name: _op(fp_proto, name), how=f"re-quantized ({cfg.tool} ignored scope)")
+    layers, m_all, max_float = list(search.layers), search.all_int8, search.max_float
     weighted = [n.name for n in fp_proto.graph.node if n.op_type in WEIGHTED_OPS]
-    max_float = int(math.floor(budget.max_float_fraction * len(layers)))
     report: dict[str, Any] = {
         "schema_version": QUANT_REPORT_VERSION, "kind": kind, "tool": cfg.tool, "config": asdict(cfg), "budget": asdict(budget),
         "calibration": {"n": n_cal, "used": min(n_cal, cfg.subset_size),
@@ -546,45 +648,15 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
                                 f"PSNR-Y vs ground-truth HR, BasicSR, crop {judge.scale}, uint8 output")},
         "fp32": judge.fp32, "int8_all_layers": m_all, "quantizable_layers": layers,
         "first_layer": weighted[0] if weighted else None, "last_layer": weighted[-1] if weighted else None,
-        "sensitivity": [], "steps": [],
+        "sensitivity": search.sensitivity, "steps": search.steps,
     }
-    chosen: list[str] = []
-    final_bytes, final_ort, final_m = q_all, q_all_ort, m_all
-    if not m_all["budget"]["ok"]:
-        # -- 2. sensitivity: one probe per layer
-        probes = []
-        for name in layers:
-            m = judge.measure(keep_float(q_all, fp32, [name]))
-            probes.append({"layer": name, "op": _op(fp_proto, name), "metric_if_float": m[judge.primary],
-                           "gain": judge.score(m) - judge.score(m_all), **{k: v for k, v in m.items() if k != "budget"}})
-        probes.sort(key=judge.rank_key(m_all), reverse=True)
-        for r, p in enumerate(probes):
-            p["rank"] = r + 1
-        report["sensitivity"] = probes
-        ranked = [p["layer"] for p in probes]
-        # -- 3. greedy by graph edits, then confirm with a real re-quantization
-        k, confirmed = 0, False
-        while k < max_float and not confirmed:
-            k += 1
-            m = judge.measure(keep_float(q_all, fp32, ranked[:k]))
-            report["steps"].append({"kept_float": ranked[:k], "how": "graph-edit probe", **m})
-            if not m["budget"]["ok"]:
-                continue
-            q_ort = quantize_qdq(fp32, calib, replace(cfg, ignored=tuple(ranked[:k]), signed_int8=False))
-            q = to_signed_int8(q_ort)
-            m = judge.measure(q)
-            report["steps"].append({"kept_float": ranked[:k], "how": f"re-quantized ({cfg.tool} ignored scope)", **m})
-            if m["budget"]["ok"]:
-                confirmed, chosen, final_bytes, final_ort, final_m = True, ranked[:k], q, q_ort, m
-        if not confirmed:
-            chosen, final_bytes, final_ort, final_m = [], fp32, fp32, None
+    chosen = list(search.chosen)
+    if search.model is not None:
+        final_bytes, final_ort, final_m = search.model, ort_of[search.chosen], search.measured
+    else:
+        final_bytes, final_ort, final_m = fp32, fp32, None
     met = final_m is not None and final_m["budget"]["ok"]
-    gains = {p["layer"]: p for p in report["sensitivity"]}
-    report["kept_float"] = [
-        {"layer": n, "rank": gains[n]["rank"], "gain": gains[n]["gain"],
-         "reason": f"most sensitive #{gains[n]['rank']}: keeping only it float moves {judge.primary} "
-                   f"{_fmt(judge.score(m_all))} -> {_fmt(gains[n]['metric_if_float'])}"}
-        for n in chosen]
+    report["kept_float"] = gate_report_rows(search, judge)
     report["first_last_kept_float"] = {"first": report["first_layer"] in chosen, "last": report["last_layer"] in chosen}
     report["final"] = final_m
     if final_m is not None:  # the ORT flavour of the shipped model, for the record

@@ -13,6 +13,12 @@ from skugen.export.data import FMNIST_CLASSES
 from skugen.io import sha256_file
 
 
+def _has_openvino() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
 def test_generator_manifest(cgan_bundle):
     b = load_bundle(cgan_bundle)
     m = b.spec.to_dict()
@@ -37,7 +43,8 @@ def test_generator_manifest(cgan_bundle):
     tol = m["golden"]["tolerances"]
     assert set(tol) == {"fp32", "fp16", "int8"}
     assert {"atol", "rtol"} <= set(tol["fp32"]) and {"min_psnr_db", "max_mean_abs", "rule"} <= set(tol["int8"])
-    assert set(m["reports"]) == {"parity", "quality", "quantization"}
+    assert set(m["reports"]) == {"parity", "quality", "quantization"} | (
+        {"quantization_openvino"} if _has_openvino() else set())  # tests/export/test_openvino_quant.py checks it
     for rel in list(m["reports"].values()) + [m["card"], m["source"]["weights"], m["source"]["card"]]:
         assert rel in m["files"]
     assert m["source"]["sha256"] == m["files"]["source/model.safetensors"]
