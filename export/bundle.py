@@ -350,6 +350,9 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     path = write_bundle(out, manifest, files)
     if cfg.strict_budget and quant_report is not None and quant_report["outcome"].startswith("fp32"):
         raise BudgetError(f"the bundle {path} ships FP32 only (strict budget): {quant_report['message']}")
+    from skugen import tune  # engine x precision timings + machine fingerprint -> manifest["tune"] (backend="auto")
+
+    tune.record_in_manifest(path, budget_s=0.5)
     return path
 
 
