@@ -177,7 +177,8 @@ class OpenVINORunner(Runner):
                      "precision_hint": hint, "execution_precision": executes,
                      "performance_hint": str(compiled.get_property("PERFORMANCE_HINT")),
                      "runtime_precisions": runtime_precisions(compiled),
-                     "model_file": getattr(self, "model_rel", self.model.name), "model_sha256": getattr(self, "model_sha256", None),
+                     "model_file": getattr(self, "model_rel", self.model.name),
+                     "model_sha256": getattr(self, "model_sha256", None),
                      "model_source": self.model_source,
                      "cache_dir": cfg.get("CACHE_DIR")}
 
@@ -214,7 +215,8 @@ def runner_for_bundle(bundle, precision: str, threads: int | None = None) -> Ope
     v = spec.models[fp]
     ov_variant = v.variants.get("openvino")
     if ov_variant is not None:
-        model, weights = bundle.root / ov_variant.file, (bundle.root / ov_variant.weights if ov_variant.weights else None)
+        model = bundle.root / ov_variant.file
+        weights = bundle.root / ov_variant.weights if ov_variant.weights else None
         source = f"{fp} OpenVINO IR variant ({ov_variant.file})"
     else:
         model, weights = bundle.root / v.file, None

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def test_available_backends_reports_every_backend():
     st = available_backends()
-    assert set(st) == set(BACKENDS) == {"onnxruntime", "tensorrt", "torch"}
+    assert set(st) == set(BACKENDS) == {"onnxruntime", "openvino", "tensorrt", "torch"}
     assert all(isinstance(s, BackendStatus) and s.name == n for n, s in st.items())
     assert st["onnxruntime"].usable and st["onnxruntime"].reason == ""
     for s in st.values():
