@@ -374,7 +374,10 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
                 "sha256": card.get("weights", {}).get("sha256")},
         quality=jsonable(quality_summary, finite=False),
     )
-    path = write_bundle(out, manifest, files)
+    from skugen import tune  # engine x precision timings + machine fingerprint -> manifest["tune"] (backend="auto")
+
+    table = tune.table_for_export(manifest, files, budget_s=0.5)
+    path = write_bundle(out, {**manifest.to_dict(), "tune": table} if table else manifest, files)
     if cfg.strict_budget and quant_report is not None and quant_report["outcome"].startswith("fp32"):
         raise BudgetError(f"the bundle {path} ships FP32 only (strict budget): {quant_report['message']}")
     return path

@@ -5,10 +5,13 @@
         res.save("out/")                                       # PNGs with provenance tEXt
         print(res.report.to_json())                            # latency pre/infer/post, memory, env
 
-Choosing a backend and precision ("auto"):
-    backend   = TensorRT when skugen.backends.auto_backend() finds it usable (TensorRT + pycuda + a GPU), else ONNX Runtime;
-    precision = on ONNX Runtime int8 when the bundle has it (else fp32), unless the bundle's export-time
-                CPU timing (models[p].cpu_latency) measured int8 slower than fp32; on TensorRT fp16.
+Choosing a backend and precision ("auto"; skugen.selection has the full rules):
+    backend   = TensorRT when it is usable (TensorRT + pycuda + a GPU; installed but unusable, or failing to
+                load, it is skipped, never an error), else the measured fastest installed CPU engine among
+                OpenVINO and ONNX Runtime (a `skugen tune` sidecar, else the manifest's export-time table, each
+                only when measured on this machine), else a static preference;
+    precision = the fastest measured precision the bundle's gate accepted for that engine; TensorRT: fp16.
+    pipe.info["selection"] says what was chosen, from which measurement, and why TensorRT was skipped.
 
 Batching: a request of n items runs in chunks of at most `io.max_batch` (the
 largest batch the bundle was exported/profiled for); a smaller request uses the
@@ -53,9 +56,9 @@ def load(path: Any, backend: str = "auto", precision: str = "auto", threads: int
          verify: bool = True) -> "Pipeline":
     """Open (and sha256-verify) a bundle and return a ready Pipeline.
 
-    backend: "auto" | "onnxruntime" | "tensorrt"; precision: "auto" | "fp32" | "fp16" | "int8"
-    (see the module docstring for what auto picks). threads: intra-op CPU threads for
-    ONNX Runtime (None: SKUGEN_NUM_THREADS, else all cores).
+    backend: "auto" | "onnxruntime" | "openvino" | "tensorrt"; precision: "auto" | "fp32" | "fp16" | "bf16" |
+    "int8" (see the module docstring for what auto picks). threads: intra-op CPU threads for
+    ONNX Runtime / OpenVINO (None: SKUGEN_NUM_THREADS, else all cores).
     """
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"bundle path must be a str or path, got {type(path).__name__}")
@@ -64,16 +67,30 @@ def load(path: Any, backend: str = "auto", precision: str = "auto", threads: int
         raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
     bundle = load_bundle(path, verify=verify)
     spec = bundle.spec
-    backend, precision = resolve(backend, precision, bundle)
     from .backends import runner_for
+    from .errors import SkugenError
+    from .selection import choose
 
-    runner = runner_for(bundle, backend, precision, threads=threads)
-    runner.activate()
+    choice = choose(backend, precision, bundle)
     try:
-        return Pipeline(bundle, spec, runner, backend, precision, threads)
+        runner = runner_for(bundle, choice.backend, choice.precision, threads=threads)
+        runner.activate()
+    except SkugenError as e:  # BackendUnavailable, EngineMismatch, a failed engine build
+        if backend != "auto" or choice.backend != "tensorrt":
+            raise
+        # auto never fails on a TensorRT that is installed but cannot run this bundle: the CPU choice runs.
+        log.warning("TensorRT was usable but failed to load %s (%s); falling back to the CPU engines", bundle.name, e)
+        choice = choose(backend, precision, bundle, allow_tensorrt=False)
+        choice.tensorrt = f"skipped: it failed to load this bundle ({type(e).__name__}: {str(e)[:200]})"
+        runner = runner_for(bundle, choice.backend, choice.precision, threads=threads)
+        runner.activate()
+    try:
+        pipe = Pipeline(bundle, spec, runner, choice.backend, choice.precision, threads)
     except BaseException:
         runner.deactivate()
         raise
+    pipe.info["selection"] = choice.to_dict()
+    return pipe
 
 # ----------------------------------------------------------------------------- pipeline
 
@@ -108,15 +125,17 @@ class Pipeline:
             "device": self.device,
             "providers": rinfo.get("providers", [backend]),
             "threads": rinfo.get("intra_op_threads", threads),
+            **({"execution_precision": rinfo["execution_precision"]} if "execution_precision" in rinfo else {}),
             "processor": repr(self.processor),
             "data_path": "zero-copy GPU" if self._gpu is not None else "host",
             "max_batch": spec.max_batch,
             "bundle": {"name": bundle.name, "kind": bundle.kind, "path": str(bundle.root),
-                       "sha256": bundle.manifest_sha256, "model_file": spec.variant(src).file,
-                       "model_sha256": bundle.model_sha256(src), "engine": rinfo.get("engine"),
+                       "sha256": bundle.manifest_sha256, "model_file": rinfo.get("model_file") or spec.variant(src).file,
+                       "model_sha256": rinfo.get("model_sha256") or bundle.model_sha256(src),
+                       "model_source": rinfo.get("model_source"), "engine": rinfo.get("engine"),
                        "schema_version": spec.schema_version},
             "versions": {"skugen": __version__, "numpy": np.__version__,
-                         **{k: v for k, v in rinfo.items() if k in ("onnxruntime", "tensorrt", "cuda")}},
+                         **{k: v for k, v in rinfo.items() if k in ("onnxruntime", "openvino", "tensorrt", "cuda")}},
         }
         # Fixed-range engines (TensorRT optimisation profiles) accept LR sizes only within [min, max]:
         # tiles are capped to max and smaller ones edge-padded up to min (and the output cropped).

@@ -27,8 +27,8 @@ from .errors import InputError, VerificationError
 from .report import ReportBase
 
 SCHEMA_VERSION = 1
-PRECISIONS = ("fp32", "fp16", "int8")
-BACKENDS = ("onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
 # ----------------------------------------------------------------------------- statistics
 
@@ -175,7 +175,7 @@ def verify_bundle(bundle_or_path, backend: str = "onnxruntime", precision: str =
             continue
         outputs[name] = check_output(got[name], ref, tol, vr)
     # fp16 has no ONNX of its own: TensorRT builds it from the fp32 graph; int8 has a TensorRT flavour
-    src = "fp32" if precision == "fp16" else precision
+    src = "fp32" if precision in ("fp16", "bf16") else precision  # bf16: OpenVINO's hint on the fp32 model
     model_file = b.spec.variant(src, backend).file if src in b.spec.models else None
     env = {"skugen": __version__, "python": platform.python_version(), "machine": platform.machine(), **info}
     try:

@@ -6,6 +6,8 @@
 
 Backends (one module or package each, imported only when asked for):
     onnxruntime  skugen.backends.onnxruntime   the bundle's fp32 / int8 ONNX (fp16 when the bundle ships one)
+    openvino     skugen.backends.openvino      fp32 / bf16 (fp32 ONNX, precision hint) / int8 (the NNCF IR variant,
+                                               else the Q/DQ ONNX); `openvino` extra
     tensorrt     skugen.backends.tensorrt      an engine built from the bundle for THIS GPU (fp16 / int8)
     torch        skugen.backends.torch         the eager-PyTorch source model or a teacher (fp32; `export` extra)
 
@@ -23,7 +25,8 @@ from skugen.errors import InputError, need_extra
 
 from .base import Runner
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch")
+CPU_ENGINES = ("openvino", "onnxruntime")  # the engines backend="auto" measures against each other off-GPU
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,11 @@ def backend_status(name: str) -> BackendStatus:
         if importlib.util.find_spec("onnxruntime") is None:
             return BackendStatus(name, False, "onnxruntime is not installed. pip install onnxruntime")
         return BackendStatus(name, True, "")
+    if name == "openvino":
+        if importlib.util.find_spec("openvino") is None:
+            return BackendStatus(name, False, str(need_extra("the OpenVINO backend (openvino)", "openvino",
+                                                             ImportError("No module named 'openvino'"))))
+        return BackendStatus(name, True, "")
     if name == "tensorrt":
         return _tensorrt_status()
     if name == "torch":
@@ -77,8 +85,15 @@ def available_backends() -> dict[str, BackendStatus]:
 
 
 def auto_backend() -> str:
-    """What backend="auto" means: TensorRT when it is usable here (TensorRT + pycuda + a GPU), else ONNX Runtime."""
+    """The cheap part of backend="auto": TensorRT when it is usable here (TensorRT + pycuda + a GPU), else
+    ONNX Runtime. skugen.load goes further (skugen.selection.choose): off-GPU it picks the measured fastest
+    of the installed CPU engines (skugen.tune)."""
     return "tensorrt" if tensorrt_usable() else "onnxruntime"
+
+
+def cpu_engines() -> list[str]:
+    """The installed CPU engines among OpenVINO and ONNX Runtime, in static preference order."""
+    return [e for e in CPU_ENGINES if backend_status(e).usable]
 
 # ----------------------------------------------------------------------------- runners
 
@@ -101,9 +116,28 @@ def runner_for(bundle, backend: str, precision: str, *, threads: int | None = No
                 raise InputError("ONNX Runtime runs the bundle's fp32 and int8 ONNX models; fp16 is a TensorRT engine "
                                  "precision. Use `--backend tensorrt --precision fp16` (backend='tensorrt') on an "
                                  "NVIDIA GPU, or precision 'fp32'/'int8'.")
+            if precision == "bf16":
+                raise InputError("ONNX Runtime's CPU provider has no bf16 path for these models; bf16 is an OpenVINO "
+                                 "precision hint. Use `--backend openvino --precision bf16` (backend='openvino'), or "
+                                 "precision 'fp32'/'int8'.")
             raise InputError(f"bundle {bundle.name!r} has no {precision!r} model (it has {have}); re-export with "
                              "INT8 or pick one of those precisions.")
         return onnx_runner(bundle.model_path(precision), threads=threads, providers=providers)
+    if backend == "openvino":
+        have = list(bundle.precisions)
+        if precision == "fp16":
+            raise InputError("OpenVINO's CPU plugin runs fp32, bf16 and int8 here; fp16 is a TensorRT engine "
+                             "precision. Use precision 'bf16' (on a CPU with native BF16), 'fp32' or 'int8', or "
+                             "`--backend tensorrt --precision fp16` on an NVIDIA GPU.")
+        if precision not in ("fp32", "bf16", "int8"):
+            raise InputError(f"unknown precision {precision!r} for OpenVINO; choose fp32, bf16 or int8.")
+        need = "fp32" if precision == "bf16" else precision
+        if need not in have:
+            raise InputError(f"bundle {bundle.name!r} has no {need!r} model for OpenVINO {precision} (it has {have}); "
+                             "re-export with INT8 or pick one of those precisions.")
+        from .openvino import runner_for_bundle
+
+        return runner_for_bundle(bundle, precision, threads=threads)
     if backend == "tensorrt":
         try:
             from .tensorrt import TensorRTRunner

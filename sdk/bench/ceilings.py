@@ -14,6 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import SkugenError
+
 
 def _time_min(fn: Callable[[], Any], reps: int, budget_s: float = 3.0) -> float:
     """Best-of-reps seconds (the ceiling is the machine's best, so min, not median), after one warm-up call."""
@@ -112,15 +114,79 @@ def ort_gemm_ceiling(kind: str, threads: int, size: int = 1024, reps: int = 7) -
     return out
 
 
-def measure_ceilings(threads: int, size: int = 1024) -> dict:
-    """The machine's measured GEMM ceilings for this run (fp32 numpy, fp32 ORT, int8 ORT)."""
+def _ov_matmul_model(ov, kind: str, size: int):
+    """A (size x size) @ (size x size) OpenVINO model built with the opset API (no onnx needed).
+
+    int8 is the pattern NNCF writes for a quantized MatMul: FakeQuantize(256 levels) on the activations and
+    int8 weight constants with a dequantizing Convert x scale, which the CPU plugin's low-precision
+    transformations run as one int8 GEMM (the entry records the precision it actually executed).
+    """
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+    a = ops.parameter([size, size], np.float32, name="A")
+    if kind == "int8":
+        lo, hi = ops.constant(np.float32(-4.0)), ops.constant(np.float32(4.0))
+        x = ops.fake_quantize(a, lo, hi, lo, hi, 256)
+        w = ops.constant(rng.integers(-127, 128, (size, size), dtype=np.int8))
+        wf = ops.multiply(ops.convert(w, "f32"), ops.constant(np.float32(0.01)))
+    else:
+        x, wf = a, ops.constant(rng.standard_normal((size, size)).astype(np.float32))
+    return ov.Model([ops.matmul(x, wf, False, False)], [a], f"gemm_{kind}")
+
+
+def ov_gemm_ceiling(kind: str, threads: int, size: int = 1024, reps: int = 7) -> dict:
+    """OpenVINO CPU plugin MatMul of size^3 at f32, bf16 (precision hint) or int8, 1 thread and `threads` threads."""
+    macs = size ** 3
+    what = f"openvino CPU MatMul {kind} {size}x{size}x{size}"
+    try:
+        from ..backends.openvino import core, import_openvino, native_bf16, runtime_precisions
+
+        ov = import_openvino()
+    except SkugenError as e:
+        return {"what": what, "available": False, "reason": str(e)}
+    if kind == "bf16":
+        ok, why = native_bf16()
+        if not ok:
+            return {"what": what, "available": False, "reason": f"not native here: {why}"}
+    model = _ov_matmul_model(ov, kind, size)
+    x = np.random.default_rng(1).standard_normal((size, size)).astype(np.float32)
+    out: dict = {"what": what, "macs": macs, "by_threads": {}}
+    for t in sorted({1, int(threads)}):
+        cm = core().compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": t,
+                                                 "INFERENCE_PRECISION_HINT": "bf16" if kind == "bf16" else "f32"})
+        req = cm.create_infer_request()
+        out["by_threads"][str(t)] = _gemm_entry(_time_min(lambda: req.infer({"A": x}), reps), macs)
+        out["executed_as"] = runtime_precisions(cm)
+        del req, cm
+    out["best"] = _best(out)
+    return out
+
+
+# engine -> precision -> the ceiling a cell of that engine and precision is a fraction of (the same runtime's limit)
+CEILING_OF = {"onnxruntime": {"fp32": "fp32_gemm_ort", "fp16": "fp32_gemm_ort", "int8": "int8_gemm"},
+              "openvino": {"fp32": "ov_f32_gemm", "bf16": "ov_bf16_gemm", "int8": "ov_int8_gemm"},
+              "torch": {"fp32": "fp32_gemm"}}
+
+
+def ceiling_name(backend: str, precision: str) -> str | None:
+    return CEILING_OF.get(backend, {}).get(precision)
+
+
+def measure_ceilings(threads: int, size: int = 1024, engines: tuple[str, ...] = ("onnxruntime",)) -> dict:
+    """The machine's measured GEMM ceilings for this run: fp32 numpy (the gate's yardstick), fp32 / u8s8 ORT,
+    and, when "openvino" is among `engines`, OpenVINO f32 / bf16 / int8."""
     c = {"threads": int(threads), "size": int(size),
          "fp32_gemm": fp32_gemm_ceiling(threads, size),
          "fp32_gemm_ort": ort_gemm_ceiling("fp32", threads, size),
          "int8_gemm": ort_gemm_ceiling("int8", threads, size)}
-    c["note"] = ("fraction_of_ceiling = achieved GMAC/s of the cell's inference / the GEMM's best GMAC/s with 1..T "
-                 "threads (fp32 cells vs the faster of fp32_gemm (numpy) and fp32_gemm_ort, int8 cells vs int8_gemm "
-                 "(ORT MatMulInteger)); the gate's yardstick is fp32_gemm (numpy). "
+    if "openvino" in engines:
+        for k in ("f32", "bf16", "int8"):
+            c[f"ov_{k}_gemm"] = ov_gemm_ceiling(k, threads, size)
+    c["note"] = ("fraction_of_ceiling = achieved GMAC/s of the cell's inference / the same runtime's GEMM best GMAC/s "
+                 "with 1..T threads at the cell's precision (ONNX Runtime fp32 vs fp32_gemm_ort, int8 vs int8_gemm "
+                 "(MatMulInteger u8s8); OpenVINO f32 / bf16 / int8 vs ov_f32_gemm / ov_bf16_gemm / ov_int8_gemm; torch "
+                 "vs fp32_gemm (numpy)); the gate's yardstick is fp32_gemm (numpy). "
                  "Convolutions rarely reach GEMM speed; small models are dominated by per-op overhead.")
     return c
 

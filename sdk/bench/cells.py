@@ -27,7 +27,7 @@ import numpy as np
 from ..backends.base import Runner
 from ..backends.torch import FAMILY_KIND
 from ..errors import InputError, ModelError, need_extra
-from .ceilings import ceiling_gmacs, ceiling_ms
+from .ceilings import ceiling_gmacs, ceiling_ms, ceiling_name
 from .config import BenchConfig
 
 
@@ -200,7 +200,27 @@ def _skip_reason(t: _Target, backend: str, precision: str, batch: int, trt: tupl
         except (ImportError, ValueError) as e:
             return str(need_extra("the eager PyTorch reference backend", "export", e))
         return None
+    if backend == "openvino":
+        from ..backends import backend_status
+
+        st = backend_status("openvino")
+        if not st.usable:
+            return st.reason
+        if precision == "fp16":
+            return "fp16 on OpenVINO's CPU plugin: use bf16 (native-BF16 CPUs) or a TensorRT engine (--backends tensorrt)"
+        need = "fp32" if precision == "bf16" else precision
+        if need not in t.bundle.precisions:
+            return f"the bundle has no {need} model for OpenVINO {precision} (it has {', '.join(t.bundle.precisions)})"
+        if precision == "bf16":
+            from ..backends.openvino import native_bf16
+
+            ok, why = native_bf16()
+            if not ok:
+                return f"bf16 is not native here: {why}"
+        return None
     if backend == "onnxruntime":
+        if precision == "bf16":
+            return "bf16 on ONNX Runtime's CPU provider: no bf16 path; bf16 is an OpenVINO precision (--backends openvino)"
         if precision == "fp16":
             if "fp16" in t.bundle.precisions:
                 return None
@@ -213,6 +233,8 @@ def _skip_reason(t: _Target, backend: str, precision: str, batch: int, trt: tupl
         ok, why = trt
         if not ok:
             return why
+        if precision == "bf16":
+            return "bf16 is not a TensorRT precision in skugen (fp16 / int8 engines); bf16 runs on OpenVINO"
         if precision == "int8" and "int8" not in t.bundle.precisions:
             return f"the bundle has no int8 (Q/DQ) model for TensorRT to build from (it has {', '.join(t.bundle.precisions)})"
         if "fp32" not in t.bundle.precisions and precision != "int8":
@@ -439,10 +461,9 @@ def _fill_timing(cell: dict, timing: dict, facts: dict, ceilings: dict | None, t
         comp.update(ceiling=None, fraction_of_ceiling=None,
                     note="GPU cell: the measured ceilings are CPU GEMMs, so no fraction is given")
     else:
-        if cell["precision"] == "int8":
-            name = "int8_gemm"
-        else:  # the faster of numpy's and ORT's fp32 GEMM: a ceiling the cell's own kernels could reach
-            name = max(("fp32_gemm", "fp32_gemm_ort"), key=lambda n: ceiling_gmacs(ceilings, n) or 0.0)
+        # The same runtime's GEMM at the cell's precision (skugen.bench.ceilings.CEILING_OF): ORT cells against
+        # ORT's fp32 / u8s8 GEMM, OpenVINO cells against OpenVINO's f32 / bf16 / int8 GEMM.
+        name = ceiling_name(cell["backend"], cell["precision"]) or "fp32_gemm"
         ceil = ceiling_gmacs(ceilings, name, threads)
         comp.update(ceiling=name, ceiling_gmacs_per_s=ceil,
                     fraction_of_ceiling=(comp["gmacs_per_s"] / ceil) if ceil and comp["gmacs_per_s"] else None)

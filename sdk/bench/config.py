@@ -13,8 +13,8 @@ from ..errors import InputError
 from ..evaluate import FID_NAME  # noqa: F401  (re-exported by skugen.bench)
 
 SCHEMA_VERSION = 1
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
-PRECISIONS = ("fp32", "fp16", "int8")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,11 @@ def compare_reports(current: dict, baseline: dict, gate: GateConfig | None = Non
     if ec.get("model") != eb.get("model"):
         notes.append(f"baseline ran on another CPU ({eb.get('model')!r} vs {ec.get('model')!r}); the same-run "
                      "ratios remove machine speed only to first order")
+    vc, vb = (current.get("environment") or {}).get("versions") or {}, (baseline.get("environment") or {}).get("versions") or {}
+    for eng in ("onnxruntime", "openvino", "tensorrt"):
+        if vc.get(eng) != vb.get(eng) and any(c.get("backend") == eng for c in baseline.get("cells", [])):
+            notes.append(f"{eng} version differs (baseline {vb.get(eng)}, current {vc.get(eng)}): its cells compare "
+                         "two engine builds")
     tc, tb = (current.get("config") or {}).get("threads_resolved"), (baseline.get("config") or {}).get("threads_resolved")
     if tc != tb:
         notes.append(f"thread counts differ (baseline {tb}, current {tc})")

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..io import atomic_write_text
-from .views import _f, flat_row, quality_headline, speed_summary
+from .views import CEILING_NAMES, _f, engine_comparison, flat_row, quality_headline, speed_summary
 
 # ----------------------------------------------------------------------------- encoding helpers
 
@@ -259,7 +259,7 @@ def _env_section(rep: dict) -> str:
     if ce:
         out.append("<h3>Measured ceilings (same machine, same run)</h3><table><tr><th class='l'>GEMM</th>"
                    "<th>threads</th><th>ms</th><th>GMAC/s</th></tr>")
-        for name in ("fp32_gemm", "fp32_gemm_ort", "int8_gemm", "fp32_gemm_end"):
+        for name in (*[n for n in CEILING_NAMES if n in ce], "fp32_gemm_end"):
             e = ce.get(name)
             if not e:
                 continue
@@ -333,6 +333,27 @@ def _matrix_section(rep: dict) -> str:
     for n in rep.get("notes") or []:
         out.append(f"<p class='note'>note: {_e(n)}</p>")
     return "\n".join(out)
+
+
+def _engines_section(rep: dict) -> str:
+    """ONNX Runtime and OpenVINO side by side per bundle x precision x batch (views.engine_comparison)."""
+    rows = engine_comparison(rep)
+    if not rows:
+        return "<p class='note'>Only one CPU engine was benched (add --backends onnxruntime,openvino).</p>"
+    out = ["<table><tr><th class='l'>bundle</th><th>precision</th><th>batch</th><th>ONNX Runtime p50 ms "
+           "(% of ORT ceiling)</th><th>OpenVINO p50 ms (% of OpenVINO ceiling)</th><th>ORT / OpenVINO</th>"
+           "<th class='l'>faster</th><th class='l'>best cell (bundle x batch)</th></tr>"]
+    for r in rows:
+        tds = []
+        for e in ("onnxruntime", "openvino"):
+            v = r["engines"].get(e)
+            fr = (v or {}).get("fraction_of_ceiling")
+            tds.append(f"<td>{_num(v['p50_ms'], '.3f')}{f' ({fr * 100:.0f}%)' if fr else ''}</td>" if v else "<td>–</td>")
+        out.append(f"<tr><td class='l'>{_e(r['bundle'])}</td><td>{_e(r['precision'])}</td><td>{r['batch']}</td>"
+                   f"{''.join(tds)}<td>{_num(r.get('openvino_speedup'), '.2f')}</td>"
+                   f"<td class='l'>{_e(r['faster'] or '–')}</td><td class='l'>{_e(r['best_cell'] or '–')}</td></tr>")
+    out.append("</table>")
+    return "".join(out)
 
 
 def _summary_section(rep: dict) -> str:
@@ -425,6 +446,7 @@ def render_html(report: Any, images: dict | None = None, title: str | None = Non
         f"schema {_e(rep.get('schema_version'))} · {n_ok} of {n_all} cells measured · <span id='status'>"
         "loading…</span></div>",
         "<h2>Speed ratios (same run)</h2>", _summary_section(rep),
+        "<h2>CPU engines side by side</h2>", _engines_section(rep),
         "<h2>Plots</h2>", *plots,
         "<h2>Matrix</h2>", _matrix_section(rep),
         "<h2>Images (same seeds in every column) and ratings</h2>", _images_section(rep, images),

@@ -56,7 +56,7 @@ def run_bench(cfg: BenchConfig, argv: list[str] | None = None) -> BenchReport:
     n_quality = len(combos) if cfg.quality else 0
     prog = Progress(len(combos) * len(cfg.batches) + n_quality, desc="bench", unit="cell", enabled=cfg.progress)
 
-    ceilings = measure_ceilings(threads, cfg.ceiling_size) if cfg.ceilings else {}
+    ceilings = measure_ceilings(threads, cfg.ceiling_size, engines=tuple(cfg.backends)) if cfg.ceilings else {}
     cells: list[dict] = []
     runnable: list[tuple[_Target, str, str]] = []
     try:
@@ -123,8 +123,12 @@ def run_bench(cfg: BenchConfig, argv: list[str] | None = None) -> BenchReport:
     finally:
         prog.close()
 
+    env = environment(probe=True, threads=threads)
+    from ..tune import engine_versions
+
+    env.setdefault("versions", {}).update({k: v for k, v in engine_versions().items() if v})  # openvino too
     rep = BenchReport(config=cfg.to_dict(), cells=cells, ceilings=ceilings,
-                      environment=environment(probe=True, threads=threads), command=list(argv if argv is not None else sys.argv),
+                      environment=env, command=list(argv if argv is not None else sys.argv),
                       references=references, notes=notes, samples=samples)
     rep.summary = speed_summary(rep.to_dict())
     rep.wall_s = time.perf_counter() - t_run

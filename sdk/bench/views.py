@@ -22,6 +22,11 @@ CSV_FIELDS = ("key", "bundle", "kind", "model", "backend", "precision", "batch",
               "class_fidelity", "fid_proxy")
 
 
+# Every ceiling a report may hold, in display order (skugen.bench.ceilings; the OpenVINO ones when benched).
+CEILING_NAMES = ("fp32_gemm", "fp32_gemm_ort", "int8_gemm", "ov_f32_gemm", "ov_bf16_gemm", "ov_int8_gemm")
+CPU_ENGINES = ("onnxruntime", "openvino")
+
+
 def _g(d: Any, *path, default=None):
     for p in path:
         if not isinstance(d, dict) or p not in d:
@@ -112,7 +117,8 @@ def markdown_table(rep: dict) -> str:
              f"- command: `{' '.join(rep.get('command') or [])}`",
              f"- CPU: {cpu.get('model')} ({cpu.get('usable_cores')} usable cores; flags {', '.join(cpu.get('flags') or [])}); "
              f"GPU: {', '.join(g.get('name') or '?' for g in env.get('gpus') or []) or 'none'}",
-             f"- versions: skugen {v.get('skugen')}, onnxruntime {v.get('onnxruntime')}, numpy {v.get('numpy')}, "
+             f"- versions: skugen {v.get('skugen')}, onnxruntime {v.get('onnxruntime')}, openvino {v.get('openvino') or '-'}, "
+             f"numpy {v.get('numpy')}, "
              f"torch {v.get('torch') or '-'}, TensorRT {v.get('tensorrt') or '-'}, CUDA {v.get('cuda_toolkit') or v.get('cuda_driver') or '-'}",
              f"- threads: {cfg.get('threads_resolved')}; warmup {cfg.get('warmup')}, "
              + (f"duration {cfg.get('duration_s')} s" if cfg.get('duration_s') else f"iters {cfg.get('iters')}")
@@ -122,7 +128,7 @@ def markdown_table(rep: dict) -> str:
     ce = rep.get("ceilings") or {}
     if ce:
         parts = []
-        for name in ("fp32_gemm", "fp32_gemm_ort", "int8_gemm"):
+        for name in [n for n in CEILING_NAMES if n in ce]:
             e = ce.get(name) or {}
             if e.get("available") is False:
                 parts.append(f"{name}: unavailable ({e.get('reason')})")
@@ -162,6 +168,7 @@ def markdown_table(rep: dict) -> str:
             f"{_f(r['pre_p50_ms'])} / {_f(r['infer_p50_ms'])} / {_f(r['post_p50_ms'])} | {_f(r['throughput_ips'], '.1f')} | "
             f"{_f(r['peak_rss_mb'], '.0f')} | {_f(r['gmacs_per_s'], '.2f')} | "
             f"{_f(frac * 100 if frac is not None else None, '.1f')} | {'; '.join(qual) or '–'} |")
+    lines += engine_comparison_markdown(rep)
     summ = rep.get("summary") or speed_summary(rep)
     srows = [(b, r) for b, v in summ.items() for r in v.get("rows", [])
              if any(x is not None for x in r["speedup"].values())]
@@ -247,3 +254,53 @@ def speed_summary(rep: dict) -> dict:
                   "max_p50_spread_cell": max(spreads)[1] if spreads else None,
                   "note": "ratios of p50 latency measured in this one run (> 1: the first is faster)"}
     return out
+
+
+def engine_comparison(rep: dict) -> list[dict]:
+    """The CPU engines side by side: one row per bundle x precision x batch with each engine's p50 (ms) and
+    fraction of its own runtime's ceiling, the faster engine, and the run's fastest cell per bundle x batch."""
+    cells = [c for c in rep.get("cells", []) if c.get("status") == "ok" and c["backend"] in CPU_ENGINES
+             and c["model"] == "student"]
+    rows: dict[tuple, dict] = {}
+    for c in cells:
+        k = (c["bundle"], c["precision"], c["batch"])
+        r = rows.setdefault(k, {"bundle": c["bundle"], "precision": c["precision"], "batch": c["batch"], "engines": {}})
+        r["engines"][c["backend"]] = {"p50_ms": _g(c, "latency_ms", "total", "p50"),
+                                      "infer_p50_ms": _g(c, "latency_ms", "infer", "p50"),
+                                      "fraction_of_ceiling": _g(c, "compute", "fraction_of_ceiling"),
+                                      "ceiling": _g(c, "compute", "ceiling")}
+    out = []
+    best: dict[tuple, tuple] = {}
+    for k, r in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+        timed = {e: v["p50_ms"] for e, v in r["engines"].items() if v["p50_ms"]}
+        r["faster"] = min(timed, key=timed.get) if len(timed) > 1 else None
+        if len(timed) == 2:
+            r["openvino_speedup"] = timed["onnxruntime"] / timed["openvino"]
+        for e, ms in timed.items():
+            bk = (r["bundle"], r["batch"])
+            if bk not in best or ms < best[bk][2]:
+                best[bk] = (e, r["precision"], ms)
+        out.append(r)
+    for r in out:
+        e, p, ms = best.get((r["bundle"], r["batch"]), (None, None, None))
+        r["best_cell"] = f"{e}/{p} {ms:.3f} ms" if e else None
+    return out
+
+
+def engine_comparison_markdown(rep: dict) -> list[str]:
+    rows = engine_comparison(rep)
+    if not rows:
+        return []
+    lines = ["", "## CPU engines side by side (same run; % of each runtime's own GEMM ceiling)", "",
+             "| bundle | precision | batch | ONNX Runtime ms | OpenVINO ms | ORT / OpenVINO | faster | best cell of the bundle x batch |",
+             "|---|---|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        def cell(e):
+            v = r["engines"].get(e)
+            if not v:
+                return "–"
+            fr = v.get("fraction_of_ceiling")
+            return f"{_f(v['p50_ms'], '.3f')}" + (f" ({fr * 100:.0f}%)" if fr else "")
+        lines.append(f"| {r['bundle']} | {r['precision']} | {r['batch']} | {cell('onnxruntime')} | {cell('openvino')} | "
+                     f"{_f(r.get('openvino_speedup'), '.2f')} | {r['faster'] or '–'} | {r['best_cell'] or '–'} |")
+    return lines

@@ -2,7 +2,7 @@
 
 The only package of skugen that imports argparse. One module per command group:
 
-    runtime.py    generate, enhance, env, info, verify, build, deploy, engines, export-triton
+    runtime.py    generate, enhance, env, info, verify, tune, build, deploy, engines, export-triton
     toolchain.py  data, train, eval, zoo, import, compress, distill, export, pipeline
     bench.py      bench
     kernels.py    kernels emulate | compile-check (developer checks; hidden from --help)
@@ -46,6 +46,7 @@ COMMANDS: dict[str, Command] = {
     "export": Command(_T, "export a model to ONNX (+INT8) and write a bundle"),
     "pipeline": Command(_T, "the main job: teacher -> student -> bundle -> verify -> bench -> report"),
     "verify": Command(_R, "run a bundle's golden inputs through a backend and compare"),
+    "tune": Command(_R, "measure the CPU engines x precisions here; backend/precision auto use it"),
     "build": Command(_R, "build TensorRT engines for this GPU from a bundle"),
     "info": Command(_R, "show a bundle's manifest summary"),
     "generate": Command(_R, "generate product images from a generator bundle"),

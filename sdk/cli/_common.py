@@ -8,8 +8,10 @@ import argparse
 
 FMT = argparse.RawDescriptionHelpFormatter
 BUNDLE_HELP = "bundle directory or .tar"
-_BACKEND_HELP = "auto (TensorRT when usable, else ONNX Runtime) | onnxruntime | tensorrt"
-_PRECISION_HELP = "auto (int8 on ONNX Runtime when the bundle has it, fp16 on TensorRT) | fp32 | fp16 | int8"
+_BACKEND_HELP = ("auto (TensorRT when usable, else the measured fastest of OpenVINO / ONNX Runtime: `skugen tune`) | "
+                 "onnxruntime | openvino | tensorrt")
+_PRECISION_HELP = ("auto (the fastest measured precision the bundle's gate accepted; fp16 on TensorRT) | fp32 | fp16 | "
+                   "bf16 (OpenVINO, native-BF16 CPUs) | int8")
 
 
 class DefaultsFormatter(FMT):
@@ -55,8 +57,8 @@ def add_threads(p: argparse.ArgumentParser, help: str | None = None) -> None:
 
 def add_runtime_args(p: argparse.ArgumentParser) -> None:
     """The options of a command that loads a bundle into a pipeline (generate, enhance)."""
-    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"), help=_BACKEND_HELP)
-    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"), help=_PRECISION_HELP)
-    add_threads(p, "CPU threads for ONNX Runtime (default: all cores)")
+    p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "tensorrt"), help=_BACKEND_HELP)
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16", "int8"), help=_PRECISION_HELP)
+    add_threads(p, "CPU threads for ONNX Runtime / OpenVINO (default: all cores)")
     p.add_argument("--report", metavar="JSON", help="also write the call's Report (latency, memory, env) here")
     add_json(p, "print the Report as JSON instead of a summary")

@@ -35,7 +35,8 @@ skugen bench --from-report new.json --baseline old.json   # gate an existing rep
         after="Exit status: 0 ok, 1 regression gate failed, 2 usage/bundle error.")
     p.add_argument("bundles", nargs="*", metavar="BUNDLE", help="bundle directories (or .tar)")
     p.add_argument("--backends", default="onnxruntime", help=f"comma list of {','.join(BACKENDS)} (default onnxruntime)")
-    p.add_argument("--precisions", default="fp32,int8", help="comma list of fp32,fp16,int8 (default fp32,int8)")
+    p.add_argument("--precisions", default="fp32,int8", help="comma list of fp32,fp16,bf16,int8 (default fp32,int8; bf16 runs on "
+                   "OpenVINO where the CPU has native BF16)")
     p.add_argument("--batch", default="1", help="comma list of batch sizes (default 1)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per cell (default 3)")
     g = p.add_mutually_exclusive_group()

@@ -1,4 +1,4 @@
-"""Runtime commands (numpy + onnxruntime; never torch): generate, enhance, env, info, verify, build,
+"""Runtime commands (numpy + onnxruntime; never torch): generate, enhance, env, info, verify, tune, build,
 deploy, engines, export-triton.
 
 Argument parsing and printing only; the work is the library's (the CLI prints and saves
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ._common import add_bundle, add_json, add_runtime_args, command
+from ._common import add_bundle, add_json, add_runtime_args, add_threads, command
 
 # ----------------------------------------------------------------------------- generate / enhance / env
 
@@ -226,6 +226,53 @@ def _verify(args) -> int:
     else:
         print("\n".join(rep.lines()))
     rep.raise_if_failed()
+    return 0
+
+# ----------------------------------------------------------------------------- tune
+
+
+def add_tune(sub) -> None:
+    p = command(sub, "tune", "measure the CPU engines x precisions here; auto uses the result", func=_tune, examples="""\
+skugen tune runs/demo/bundle
+skugen tune runs/demo/bundle --threads 2 --json
+skugen tune /opt/app/bundle      # read-only bundle: the table goes to $SKUGEN_CACHE_DIR/tune/
+""",
+                description="Time every installed CPU engine (OpenVINO, ONNX Runtime) at every precision the "
+                            "bundle's gate accepted, at the bundle's deployment shape, and store the table with "
+                            "this machine's fingerprint beside the bundle (engines/tune.json, not hashed: the "
+                            "sha256s stay valid). backend/precision 'auto' then load the fastest cell.")
+    add_bundle(p)
+    add_threads(p, "CPU threads to measure with (default: SKUGEN_NUM_THREADS, else all cores)")
+    p.add_argument("--budget", type=float, default=2.0, metavar="S", help="seconds of timed calls per cell")
+    p.add_argument("--no-save", action="store_true", help="measure and print only")
+    add_json(p, "print the table as JSON")
+
+
+def _tune(args) -> int:
+    from .. import tune
+    from ..bundle import load_bundle
+
+    from ..selection import check_threads
+
+    if args.budget <= 0:
+        raise InputError(f"--budget must be > 0 seconds, got {args.budget}.")
+    check_threads(args.threads)
+    b = load_bundle(args.bundle)
+    table = tune.measure(b, threads=args.threads, budget_s=args.budget)
+    path = None if args.no_save else tune.save_sidecar(b, table)
+    if args.json:
+        print(json.dumps({**table, "saved_to": str(path) if path else None}, indent=2))
+        return 0
+    fp = table["fingerprint"]
+    print(f"[skugen] {b.name}: {table['request']} on {fp['cpu_model']} ({fp['cores']} cores; "
+          f"{', '.join(fp['isa_flags']) or 'no SIMD flags read'})")
+    best = tune.fastest(table)
+    for c in table["cells"]:
+        mark = "  <- fastest" if c is best else ""
+        val = f"{c['p50_ms']:9.3f} ms" if c["status"] == "ok" else f"{c['status']}: {c.get('reason')}"
+        print(f"  {c['engine']:12s} {c['precision']:5s} {val}{mark}")
+    if path:
+        print(f"[skugen] saved {path}")
     return 0
 
 # ----------------------------------------------------------------------------- build (TensorRT)

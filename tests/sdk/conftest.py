@@ -13,8 +13,8 @@ import pytest
 from skugen.bench import BenchConfig, BenchReport, run_bench
 
 BATCHES = (1, 2)
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
-PRECISIONS = ("fp32", "fp16", "int8")
+BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def _tiny_classifier(tmp: Path) -> Path:

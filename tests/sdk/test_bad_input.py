@@ -22,15 +22,22 @@ from skugen.errors import BundleError, InputError, IntegrityError, SkugenError
 from skugen.io import sha256_bytes
 
 
-@pytest.fixture(scope="module")
-def gen(cgan_bundle):
-    with skugen.load(cgan_bundle, backend="onnxruntime", threads=1) as p:
+# Everything below runs on both CPU engines: what ONNX Runtime refuses, OpenVINO refuses with the same error.
+ENGINES = ["onnxruntime", pytest.param("openvino", marks=pytest.mark.skipif(
+    __import__("importlib").util.find_spec("openvino") is None, reason="openvino not installed (skugen[openvino])"))]
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def gen(cgan_bundle, request):
+    with skugen.load(cgan_bundle, backend=request.param, threads=1) as p:
+        assert p.backend == request.param
         yield p
 
 
-@pytest.fixture(scope="module")
-def enh(sr_bundle):
-    with skugen.load(sr_bundle, backend="onnxruntime", threads=1) as p:
+@pytest.fixture(scope="module", params=ENGINES)
+def enh(sr_bundle, request):
+    with skugen.load(sr_bundle, backend=request.param, threads=1) as p:
+        assert p.backend == request.param
         yield p
 
 # ----------------------------------------------------------------------------- generate
@@ -201,7 +208,8 @@ def test_malformed_manifest_fields(cgan_bundle, tmp_path, edit, match):
         skugen.load(b)
 
 
-def test_model_that_does_not_match_its_manifest(cgan_bundle, sr_bundle, tmp_path):
+@pytest.mark.parametrize("backend", ENGINES)
+def test_model_that_does_not_match_its_manifest(cgan_bundle, sr_bundle, tmp_path, backend):
     """A bundle whose ONNX is another model's (consistent hashes, wrong graph) is refused at load."""
     from skugen.io import sha256_file
 
@@ -213,7 +221,7 @@ def test_model_that_does_not_match_its_manifest(cgan_bundle, sr_bundle, tmp_path
         m["models"]["fp32"]["sha256"] = m["files"]["model.fp32.onnx"] = h
     _rewrite_manifest(b, edit)
     with pytest.raises(BundleError, match=r"model's inputs \['lr'\] do not match the manifest's"):
-        skugen.load(b, backend="onnxruntime", precision="fp32")
+        skugen.load(b, backend=backend, precision="fp32")
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -221,6 +229,8 @@ def test_model_that_does_not_match_its_manifest(cgan_bundle, sr_bundle, tmp_path
     (dict(precision="int4"), "precision must be one of"),
     (dict(threads=0), "threads must be a positive int"),
     (dict(threads="2"), "threads must be a positive int"),
+    (dict(backend="openvino", precision="fp16"), r"fp16 is a TensorRT engine precision.*'bf16'"),
+    (dict(backend="onnxruntime", precision="bf16"), r"'bf16' is an OpenVINO precision hint"),
 ])
 def test_load_bad_options(cgan_bundle, kwargs, match):
     with pytest.raises(InputError, match=match):

@@ -12,7 +12,7 @@ import pytest
 # so none can pull in the toolchain unnoticed. Modules that need an optional package (TensorRT, pycuda)
 # import it lazily, so each of these must import on a plain runtime install.
 RUNTIME_MODULES = [
-    "skugen", "skugen.backends", "skugen.backends.base", "skugen.backends.onnxruntime",
+    "skugen", "skugen.backends", "skugen.backends.base", "skugen.backends.onnxruntime", "skugen.backends.openvino",
     "skugen.backends.registry", "skugen.backends.tensorrt", "skugen.backends.tensorrt.build",
     "skugen.backends.tensorrt.cuda", "skugen.backends.tensorrt.plan", "skugen.backends.tensorrt.runner",
     "skugen.backends.tensorrt.store", "skugen.backends.tensorrt.zerocopy", "skugen.backends.torch", "skugen.bench", "skugen.bench.ceilings",
@@ -21,7 +21,7 @@ RUNTIME_MODULES = [
     "skugen.cli._common", "skugen.cli.bench", "skugen.cli.kernels", "skugen.cli.runtime", "skugen.cli.toolchain",
     "skugen.config", "skugen.deploy", "skugen.errors", "skugen.evaluate", "skugen.gen_inputs", "skugen.io",
     "skugen.manifest", "skugen.metrics", "skugen.pipeline", "skugen.prepost", "skugen.progress", "skugen.report",
-    "skugen.result", "skugen.selection", "skugen.tiling", "skugen.triton", "skugen.verify", "skugen.kernels",
+    "skugen.result", "skugen.selection", "skugen.tiling", "skugen.tune", "skugen.triton", "skugen.verify", "skugen.kernels",
     "skugen.kernels._launch", "skugen.kernels._spec", "skugen.kernels.compile_check", "skugen.kernels.host_emu",
     "skugen.kernels.launcher", "skugen.kernels.reference", "skugen.kernels.selftest",
 ]

@@ -89,19 +89,28 @@ def test_fastest_cpu_precision_follows_export_timing(cgan_bundle):
     assert fastest_cpu_precision(timed(1.0, None)) == "int8"  # older bundles: no timing -> int8 as before
 
 
-def test_auto_picks_the_faster_ort_precision_on_cpu(cgan_bundle, monkeypatch):
+def test_auto_picks_the_fastest_measured_cpu_cell(cgan_bundle, monkeypatch):
+    """No usable GPU: auto takes the fastest cell of the export-time table measured on this machine (engine and
+    precision), and says so in pipe.info."""
     import skugen.backends as B
+    from skugen import tune
 
     monkeypatch.setattr(B.registry, "tensorrt_usable", lambda: False)
     with skugen.load(cgan_bundle) as p:
-        m = p.bundle.spec.models
-        want = "fp32" if m["fp32"].cpu_latency.p50_ms < m["int8"].cpu_latency.p50_ms else "int8"
-        assert (p.backend, p.precision, p.device) == ("onnxruntime", want, "cpu")
+        table, why = tune.manifest_record(p.bundle)
+        assert why is None, why  # the fixture was exported on this machine
+        allowed = {(e, q) for e, q, w in tune.candidates(p.bundle) if w is None}
+        best = tune.fastest(table, allowed=allowed)
+        assert (p.backend, p.precision, p.device) == (best["engine"], best["precision"], "cpu")
+        sel = p.info["selection"]
+        assert sel["source"] == "manifest tune table (export time)" and "fastest measured cell" in sel["reason"]
         info = p.info
-        assert info["providers"] == ["CPUExecutionProvider"]
         assert info["bundle"]["sha256"] == p.bundle.manifest_sha256 and len(info["bundle"]["sha256"]) == 64
-        assert info["bundle"]["model_sha256"] == p.bundle.spec.models[want].sha256
-        assert info["versions"]["skugen"] == skugen.__version__ and info["versions"]["onnxruntime"]
+        assert info["versions"]["skugen"] == skugen.__version__
+    with skugen.load(cgan_bundle, backend="onnxruntime") as p:  # one engine asked for: its fastest precision
+        assert p.precision == tune.fastest(table, backend="onnxruntime", allowed=allowed)["precision"]
+        assert p.info["providers"] == ["CPUExecutionProvider"]
+        assert p.info["bundle"]["model_sha256"] == p.bundle.spec.models[p.precision].sha256
 
 
 def test_precision_choices(cgan_bundle):

@@ -17,6 +17,9 @@ import skugen
 from skugen.errors import InputError
 
 THREADS, CALLS = 8, 200
+# Both CPU engines: ONNX Runtime's session is re-entrant, OpenVINO's runner keeps one InferRequest per thread.
+ENGINES = pytest.mark.parametrize("backend", ["onnxruntime", pytest.param("openvino", marks=pytest.mark.skipif(
+    __import__("importlib").util.find_spec("openvino") is None, reason="openvino not installed (skugen[openvino])"))])
 JOIN_TIMEOUT_S = 60  # a deadlock fails the test instead of hanging CI
 
 
@@ -49,8 +52,10 @@ def test_run_threads_reraises_a_worker_failure():
     assert _run_threads(lambda t: t * t, 3) == [0, 1, 4]
 
 
-def test_generate_from_8_threads_equals_serial(cgan_bundle):
-    with skugen.load(cgan_bundle, backend="onnxruntime", threads=1) as pipe:
+@ENGINES
+def test_generate_from_8_threads_equals_serial(cgan_bundle, backend):
+    with skugen.load(cgan_bundle, backend=backend, precision="fp32", threads=1) as pipe:
+        assert pipe.backend == backend
         serial = {(t, i): pipe.generate(**_args(t, i)).images for t in range(THREADS) for i in range(CALLS)}
         pipe.stats.reset()
 
@@ -68,11 +73,12 @@ def test_generate_from_8_threads_equals_serial(cgan_bundle):
     assert elapsed < 30
 
 
-def test_enhance_from_threads_equals_serial(sr_bundle):
+@ENGINES
+def test_enhance_from_threads_equals_serial(sr_bundle, backend):
     rng = np.random.default_rng(0)
     imgs = [rng.integers(0, 256, (int(rng.integers(8, 40)), int(rng.integers(8, 40)), 3), dtype=np.uint8)
             for _ in range(12)]
-    with skugen.load(sr_bundle, backend="onnxruntime", threads=1) as pipe:
+    with skugen.load(sr_bundle, backend=backend, precision="fp32", threads=1) as pipe:
         serial = [pipe.enhance(im).images[0] for im in imgs]
 
         def work(t):
@@ -84,8 +90,9 @@ def test_enhance_from_threads_equals_serial(sr_bundle):
         np.testing.assert_array_equal(out, serial[j])
 
 
-def test_close_waits_for_in_flight_calls_and_then_refuses(cgan_bundle):
-    pipe = skugen.load(cgan_bundle, backend="onnxruntime", threads=1)
+@ENGINES
+def test_close_waits_for_in_flight_calls_and_then_refuses(cgan_bundle, backend):
+    pipe = skugen.load(cgan_bundle, backend=backend, precision="fp32", threads=1)
     started = threading.Barrier(5)  # 4 workers + the main thread
 
     def work(t):

@@ -359,7 +359,7 @@ class TensorRTRunner(Runner):
 
 
 class DeviceCall:
-    """A zero-copy call on a TensorRTRunner (see TensorRTRunner.device_call); not thread-safe by itself,
+    """A zero-copy call on a TensorRT runner (see its device_call); not thread-safe by itself,
     the runner's lock is held from __enter__ to __exit__."""
 
     def __init__(self, runner: TensorRTRunner):

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def test_available_backends_reports_every_backend():
     st = available_backends()
-    assert set(st) == set(BACKENDS) == {"onnxruntime", "tensorrt", "torch"}
+    assert set(st) == set(BACKENDS) == {"onnxruntime", "openvino", "tensorrt", "torch"}
     assert all(isinstance(s, BackendStatus) and s.name == n for n, s in st.items())
     assert st["onnxruntime"].usable and st["onnxruntime"].reason == ""
     for s in st.values():
@@ -58,8 +58,8 @@ def test_runner_for_refuses_what_the_backend_cannot_run(cgan_bundle, monkeypatch
         runner_for(b, "onnxruntime", "int4")
     with pytest.raises(InputError, match="fp32 only"):
         runner_for(b, "torch", "int8")
-    with pytest.raises(InputError, match="unknown backend 'openvino'"):
-        runner_for(b, "openvino", "fp32")
+    with pytest.raises(InputError, match="unknown backend 'openvino-gpu'"):
+        runner_for(b, "openvino-gpu", "fp32")
     monkeypatch.setitem(sys.modules, "skugen.backends.tensorrt", None)
     with pytest.raises(BackendUnavailable, match=r"skugen\[tensorrt\]"):
         runner_for(b, "tensorrt", "fp16")

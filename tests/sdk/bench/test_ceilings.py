@@ -14,6 +14,25 @@ def test_ceilings_are_measured_in_the_same_run(bench):
         assert ce[name]["best"]["ms"] > 0
     assert "MatMulInteger" in ce["int8_gemm"]["what"]
     assert ce["fp32_gemm_end"]["best"]["ms"] > 0 and ce["drift"] > 0
+    # OpenVINO was benched: its own ceilings, int8 really executed as int8, bf16 only where native.
+    for name in ("ov_f32_gemm", "ov_int8_gemm"):
+        assert ce[name]["best"]["gmacs_per_s"] > 0, name
+    ex = ce["ov_int8_gemm"]["executed_as"]
+    assert ex.get("i8", 0) + ex.get("u8", 0) > 0, ex
+    from skugen.backends.openvino import native_bf16
+
+    native, _ = native_bf16()
+    assert (ce["ov_bf16_gemm"].get("available") is False) == (not native)
+    if not native:
+        assert "no native BF16" in ce["ov_bf16_gemm"]["reason"]
+
+
+def test_ceilings_without_openvino_are_unavailable_with_the_extra(monkeypatch):
+    from skugen.bench.ceilings import ov_gemm_ceiling
+
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    e = ov_gemm_ceiling("f32", threads=1, size=32)
+    assert e["available"] is False and "skugen[openvino]" in e["reason"]
 
 
 def test_ceilings_one_and_t_threads():

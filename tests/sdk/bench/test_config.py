@@ -9,8 +9,8 @@ from skugen.errors import InputError
 
 @pytest.mark.parametrize("kw, msg", [
     (dict(bundles=()), "no bundle"),
-    (dict(bundles=("x",), backends=("openvino",)), "unknown backend"),
-    (dict(bundles=("x",), precisions=("bf16",)), "unknown precision"),
+    (dict(bundles=("x",), backends=("openvino-gpu",)), "unknown backend"),
+    (dict(bundles=("x",), precisions=("int4",)), "unknown precision"),
     (dict(bundles=("x",), batches=(0,)), "positive"),
     (dict(bundles=("x",), iters=0), "--iters"),
 ])

@@ -49,3 +49,15 @@ def test_gate_lists_baseline_cells_missing_now(bench, gate_key):
     cur["cells"] = [c for c in cur["cells"] if c["key"] != key]
     res = compare_reports(cur, d)
     assert res.passed and any(r["key"] == key and r["verdict"] == "NOT COMPARED" for r in res.rows)
+
+
+def test_gate_works_across_engines(bench, fabricate, gate_key):
+    """An OpenVINO cell is gated like an ONNX Runtime one (same-run yardstick), and an engine upgrade is noted."""
+    rep = bench["report"]
+    d = rep.to_dict()
+    key = gate_key(rep, backend="openvino", precision="fp32")
+    slower = compare_reports(d, fabricate(d, key, p50_factor=1 / 1.5))
+    assert [(r["key"], r["verdict"]) for r in slower.rows if r["verdict"].startswith("FAIL")] == [(key, "FAIL slower")]
+    b = copy.deepcopy(d)
+    b["environment"]["versions"]["openvino"] = "2025.1.0"
+    assert any("openvino version differs" in n for n in compare_reports(d, b).notes)
