@@ -21,6 +21,7 @@ import io
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -422,3 +423,25 @@ def parity_report(model: nn.Module, onnx_bytes: bytes, n: int = 8, seed: int = 0
                                 "Check for ops the exporter changes (e.g. in-place updates, data-dependent shapes); "
                                 "re-export, or loosen the tolerance only if the difference is understood.")
     return rep
+
+# ----------------------------------------------------------------------------- models as bytes / protos
+
+
+def as_proto(m):
+    import onnx
+
+    if isinstance(m, onnx.ModelProto):
+        return m
+    if isinstance(m, (bytes, bytearray)):
+        return onnx.load_from_string(bytes(m))
+    return onnx.load(str(m))
+
+
+def as_bytes(m) -> bytes:
+    import onnx
+
+    if isinstance(m, (bytes, bytearray)):
+        return bytes(m)
+    if isinstance(m, onnx.ModelProto):
+        return m.SerializeToString()
+    return Path(m).read_bytes()

@@ -9,38 +9,14 @@ See skugen.export.quantize for why (the measured speeds and the gate).
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 
 from skugen.errors import InputError
 
-from .onnx_export import WEIGHTED_OPS
+from .onnx_export import WEIGHTED_OPS, as_proto
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-
-# ----------------------------------------------------------------------------- models
-
-
-def as_proto(m):
-    import onnx
-
-    if isinstance(m, onnx.ModelProto):
-        return m
-    if isinstance(m, (bytes, bytearray)):
-        return onnx.load_from_string(bytes(m))
-    return onnx.load(str(m))
-
-
-def as_bytes(m) -> bytes:
-    import onnx
-
-    if isinstance(m, (bytes, bytearray)):
-        return bytes(m)
-    if isinstance(m, onnx.ModelProto):
-        return m.SerializeToString()
-    return Path(m).read_bytes()
-
 
 def to_signed_int8(int8_onnx) -> bytes:
     """The TensorRT flavour of a Q/DQ model: every uint8 Q/DQ pair rewritten to int8, zero point 0."""

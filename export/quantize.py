@@ -48,8 +48,8 @@ from skugen.errors import BudgetError, InputError
 from skugen.io import jsonable
 from skugen.progress import quiet_stdout
 
-from .onnx_export import WEIGHTED_OPS, lr_to_feed
-from .qdq import as_bytes, as_proto, int8_acts_to_uint8, keep_float, qdq_summary, to_signed_int8, uint8_to_int8
+from .onnx_export import WEIGHTED_OPS, as_bytes, as_proto, lr_to_feed
+from .qdq import int8_acts_to_uint8, keep_float, qdq_summary, to_signed_int8, uint8_to_int8
 
 log = logging.getLogger("skugen.export.quantize")
 
@@ -342,8 +342,12 @@ def _classifier_fn(classifier) -> Callable[[np.ndarray], np.ndarray] | None:
 class _Judge:
     """Measures a candidate model on the eval set against the FP32 ONNX and checks the budget."""
 
-    def __init__(self, kind: str, fp32: bytes, ev: EvalSet, budget: QualityBudget, classify):
+    def __init__(self, kind: str, fp32: bytes, ev: EvalSet, budget: QualityBudget, classify,
+                 run: Callable[[bytes, dict], np.ndarray] | None = None):
+        # run(model, feeds) -> first output: how a candidate executes (ORT here; skugen.export.fp16 passes its
+        # FP16-storage execution). The FP32 reference always runs on ORT.
         self.kind, self.ev, self.budget, self.classify = kind, ev, budget, classify
+        self.run = run or _run
         self.ref = _run(fp32, ev.feeds)                                            # (N, C, H, W)
         if kind == "generator":
             self.labels = ev.labels if ev.labels is not None else ev.feeds["onehot"].argmax(1)
@@ -376,7 +380,11 @@ class _Judge:
 
     def measure(self, model: bytes) -> dict:
         self.n_evals += 1
-        out = _run(model, self.ev.feeds)
+        m = self.metrics(self.run(model, self.ev.feeds))
+        m["budget"] = self.check(m)
+        return m
+
+    def metrics(self, out: np.ndarray) -> dict:
         if self.kind == "generator":
             m = {"psnr_vs_fp32_db": evaluate.psnr_result(evaluate.to_255(out, (-1.0, 1.0)), self.ref_img).value}
             if self.classify is not None:
@@ -385,8 +393,13 @@ class _Judge:
         else:
             m = {"psnr_y_db": self._psnr_y(out)}
             m["psnr_y_drop_db"] = self.fp32["psnr_y_db"] - m["psnr_y_db"]
-        m["budget"] = self.check(m)
         return m
+
+    def confirm_entry(self, model: bytes) -> dict:
+        """The measurement of `model` on this judge's eval set, as the report's "confirm" entry."""
+        m = self.measure(model)
+        return {"source": self.ev.source, "n": int(next(iter(self.ev.feeds.values())).shape[0]), "fp32": self.fp32,
+                **_jsonable_metrics(m), "within_budget": bool(m["budget"]["ok"]), "budget_check": m["budget"]}
 
     def check(self, m: dict) -> dict:
         b = self.budget
@@ -458,12 +471,12 @@ def _confirm(r: QuantResult, fp32_onnx, confirm_set: EvalSet | None, budget: Qua
     kind = model_kind(as_proto(fp32))
     judge = _Judge(kind, fp32, confirm_set, budget or QualityBudget(),
                    _classifier_fn(classifier) if kind == "generator" else None)
-    m = judge.measure(r.trt_onnx_bytes)  # the flavour the gate measured (TensorRT's, the coarser one)
-    r.report["confirm"] = {"source": confirm_set.source, "n": int(next(iter(confirm_set.feeds.values())).shape[0]),
-                           "fp32": judge.fp32, **_jsonable_metrics(m), "within_budget": bool(m["budget"]["ok"])}
-    if not m["budget"]["ok"]:
+    c = judge.confirm_entry(r.trt_onnx_bytes)  # the flavour the gate measured (TensorRT's, the coarser one)
+    check = c.pop("budget_check")
+    r.report["confirm"] = c
+    if not c["within_budget"]:
         r.report["message"] += (f" On a second held-out draw ({confirm_set.source}) the same model is OUTSIDE the "
-                                f"budget: {m['budget']}. Tighten the budget (--budget-db / --budget-fidelity-pts) or gate on "
+                                f"budget: {check}. Tighten the budget (--budget-db / --budget-fidelity-pts) or gate on "
                                 f"more samples (--eval-n).")
     return r
 
