@@ -56,6 +56,7 @@ class BundleConfig:
     parity_n: int = 8                       # samples in the torch-vs-ONNX parity report
     golden_seed: int = 1234
     max_batch: int = 64                     # largest batch the runtime/engines are built for
+    fp16: bool | None = None                # add model.fp16.onnx (quality-gated FP32 nodes); None = with --int8
     strict_budget: bool = False             # raise BudgetError (after writing the bundle) when INT8 misses
                                             # the budget and the bundle ships FP32 only
     tile: tuple[int, int] = (128, 32)       # enhancer tiling (size, overlap) in LR pixels: bounds memory on Jetson;
@@ -257,16 +258,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     # 4. optional INT8, gated by measured quality
     if cfg.int8:
         clf, clf_src = _classifier(cfg, kind, module)
-        if kind == "generator":
-            c = module.cfg
-            calib = generator_calibration(c.z_dim, c.n_classes, cfg.calib_n, seed=0)
-            ev = generator_eval_set(c.z_dim, c.n_classes, cfg.eval_n or 500)
-            confirm = generator_eval_set(c.z_dim, c.n_classes, cfg.eval_n or 500, seed=20_000)
-        else:
-            scale = int(getattr(module.cfg, "scale", 2))  # x3/x4 enhancers need LR/HR pairs at THEIR scale
-            calib = enhancer_calibration(cfg.calib_n, scale=scale)
-            ev = enhancer_eval_set(cfg.eval_n or ENHANCER_EVAL_N, scale=scale)
-            confirm = enhancer_eval_set(cfg.eval_n or ENHANCER_EVAL_N, seed=8642, scale=scale)
+        calib, ev, confirm = _gate_sets(cfg, kind, module)
         # every calibration sample asked for is used (QuantConfig.subset_size alone capped --calib at 128)
         qr = quantize_gated_auto(res.onnx_bytes, calib, ev, cfg.budget, replace(cfg.quant, subset_size=cfg.calib_n),
                                  classifier=clf, confirm_set=confirm)
@@ -302,6 +294,16 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
                     "model.int8.trt.onnx", sha256_bytes(qr.trt_onnx_bytes), bytes=len(qr.trt_onnx_bytes),
                     activations="int8, zero point 0 (TensorRT explicit quantization)", use_for=("tensorrt",))})
 
+    # 4c. FP16 (model.fp16.onnx, gated like INT8) and the TensorRT INT8 twin in FP16: see _fp16_variant
+    if cfg.fp16 if cfg.fp16 is not None else cfg.int8:
+        f16 = _fp16_variant(cfg, kind, module, res, files, models_m, g_in, g_out, golden_stats.get("int8"), span)
+        quality.update(f16["quality"])
+        golden_stats.update(f16["golden"])
+        tolerances.update(f16["tolerances"])
+        if f16["report"] is not None:
+            reports["fp16"] = "reports/fp16.json"
+            files["reports/fp16.json"] = json_text(f16["report"]).encode()
+
     # 4b. which precision is faster on THIS machine's ONNX Runtime CPU? INT8 is not always
     # (small students: Q/DQ transposes and float islands can cost more than int8 GEMMs save).
     # The runtime's precision="auto" reads this instead of assuming INT8 wins.
@@ -310,7 +312,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     # 5. reports, card, source
     quality_report = {
         "kind": kind, "reference": "PyTorch fp32 (source weights) on the golden inputs",
-        "golden_vs_reference": golden_stats, "int8_gate": quality.get("int8"),
+        "golden_vs_reference": golden_stats, "int8_gate": quality.get("int8"), "fp16_gate": quality.get("fp16"),
         "convention": "PSNR BasicSR, [0,255] after mapping the output range, per-image mean; "
                       "gate metrics: see reports/quantization.json",
         "card_metrics": card.get("metrics"),
@@ -351,6 +353,81 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     if cfg.strict_budget and quant_report is not None and quant_report["outcome"].startswith("fp32"):
         raise BudgetError(f"the bundle {path} ships FP32 only (strict budget): {quant_report['message']}")
     return path
+
+
+def _gate_sets(cfg: BundleConfig, kind: str, module):
+    """(calibration feeds, eval set, second independent eval set) for the INT8 and FP16 gates: real inputs."""
+    if kind == "generator":
+        c = module.cfg
+        return (generator_calibration(c.z_dim, c.n_classes, cfg.calib_n, seed=0),
+                generator_eval_set(c.z_dim, c.n_classes, cfg.eval_n or 500),
+                generator_eval_set(c.z_dim, c.n_classes, cfg.eval_n or 500, seed=20_000))
+    scale = int(getattr(module.cfg, "scale", 2))  # x3/x4 enhancers need LR/HR pairs at THEIR scale
+    return (enhancer_calibration(cfg.calib_n, scale=scale),
+            enhancer_eval_set(cfg.eval_n or ENHANCER_EVAL_N, scale=scale),
+            enhancer_eval_set(cfg.eval_n or ENHANCER_EVAL_N, seed=8642, scale=scale))
+
+
+def _fp16_variant(cfg: BundleConfig, kind: str, module, res, files: dict, models_m: dict, g_in, g_out,
+                  golden_int8: dict | None, span: float) -> dict:
+    """model.fp16.onnx through the FP16 gate (skugen.export.fp16_gate), its manifest entry and golden statistics;
+    with INT8, the TensorRT twin rewritten to FP16 (the gate's FP32 nodes kept) and re-measured.
+    Adds to `files` and `models_m` in place; returns quality / golden / tolerances / report to merge."""
+    from .fp16 import fp16_storage_sim
+    from .fp16_gate import METHOD, fp16_gated, run_fp16
+    from .qdq import tensorrt_fp16
+    from .quantize import _classifier_fn, _Judge
+
+    clf, clf_src = _classifier(cfg, kind, module)
+    _, ev, confirm = _gate_sets(cfg, kind, module)
+    r = fp16_gated(res.onnx_bytes, ev, cfg.budget, classifier=clf, confirm_set=confirm)
+    report = {**r.report, "classifier": clf_src}
+    vr = DEFAULT_VALUE_RANGE[kind]
+    out_name = next(iter(g_out))
+    final = r.report.get("final") or {}
+    q = {"outcome": r.report["outcome"], "kept_fp32": list(r.kept_fp32), "budget_ok": r.met_budget,
+         "psnr_vs_fp32_db": final.get("psnr_vs_fp32_db"), "final": _strip(final) if final else None,
+         "all_fp16": _strip(r.report["fp16_all_nodes"]), "confirm": r.report.get("confirm"),
+         "method": METHOD["name"], "message": r.message}
+    out = {"quality": {"fp16": q}, "golden": {}, "tolerances": {}, "report": report}
+    if not r.met_budget:
+        return out
+    b16 = r.onnx_bytes
+    st = compare_outputs(_ort_outputs(b16, g_in)[out_name], g_out[out_name], FP16_TOL["atol"], FP16_TOL["rtol"], vr)
+    st_sim = compare_outputs(_ort_outputs(fp16_storage_sim(b16), g_in)[out_name], g_out[out_name],
+                             FP16_TOL["atol"], FP16_TOL["rtol"], vr)
+    if not (st["pass"] and st_sim["pass"]):
+        raise VerificationError(f"the FP16 ONNX does not reproduce the golden outputs within {FP16_TOL} (ONNX "
+                                f"Runtime: {st}; FP16 storage: {st_sim}); the bundle was not written. Export "
+                                "without FP16 (BundleConfig(fp16=False)) and report the model.")
+    out["golden"] = {"fp16": st, "fp16_storage": st_sim}
+    files["model.fp16.onnx"] = b16
+    models_m["fp16"] = Variant(
+        "model.fp16.onnx", sha256_bytes(b16), bytes=len(b16), precision="fp16", opset=res.opset, params=res.params,
+        macs=models_m["fp32"].macs, macs_input=models_m["fp32"].macs_input,
+        activations=f"fp16; fp32 inputs/outputs; {len(r.kept_fp32)} node(s) fp32",
+        quantization={"tool": "skugen.export.fp16", "format": "FP16 ONNX (casts at FP32 boundaries, FP32 I/O)",
+                      "kept_fp32": list(r.kept_fp32), "psnr_vs_fp32_db": q["psnr_vs_fp32_db"],
+                      "confirm_psnr_vs_fp32_db": (r.report.get("confirm") or {}).get("psnr_vs_fp32_db"),
+                      "method": METHOD["name"], "budget": r.report["budget"], "outcome": r.report["outcome"],
+                      "report": "reports/fp16.json"})
+    if "int8" in models_m:  # the TensorRT INT8 twin carries FP16 for everything not quantized
+        twin = tensorrt_fp16(files["model.int8.trt.onnx"], r.kept_fp32)
+        judge = _Judge(kind, res.onnx_bytes, ev, cfg.budget, _classifier_fn(clf) if kind == "generator" else None,
+                       run=run_fp16)
+        m = judge.measure(twin)
+        st_trt = compare_outputs(run_fp16(twin, g_in), g_out[out_name], FP32_TOL["atol"], FP32_TOL["rtol"], vr)
+        out["golden"]["int8_tensorrt_flavour"] = st_trt
+        out["tolerances"]["int8"] = _int8_tolerance(_worse(golden_int8, st_trt), span)
+        out["quality"]["int8_tensorrt_fp16"] = {**_strip(m), "method": METHOD["name"], "kept_fp32": list(r.kept_fp32)}
+        files["model.int8.trt.onnx"] = twin
+        v8 = models_m["int8"]
+        t = v8.variants["tensorrt"]
+        models_m["int8"] = replace(v8, variants={**v8.variants, "tensorrt": replace(
+            t, sha256=sha256_bytes(twin), bytes=len(twin),
+            activations="int8, zero point 0 (TensorRT explicit quantization); fp16 elsewhere"
+                        + (f", fp32: {', '.join(r.kept_fp32)}" if r.kept_fp32 else ""))})
+    return out
 
 
 def _tile(cfg: BundleConfig, module) -> Tile:
