@@ -49,12 +49,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from skugen.errors import InputError, ModelError, SkugenError
+from skugen.errors import InputError, ModelError
 from skugen.io import atomic_file, sha256_file
 from skugen.report import invocation
 
 from . import ckpt, models, userdata
-from .models import PROGRAM_FILE, CustomConfig, CustomModel, call_factory, load_program
+from .models import PROGRAM_FILE, CustomConfig, CustomModel, _build_from, _dotted, call_factory, load_program
 from .onnx_export import VALUE_RANGE, lr_to_feed
 
 DISTILL_STEPS = {"fast": 300, "full": 3000}  # output distillation of a pruned factory model, per preset
@@ -377,11 +377,6 @@ def _module_file(root: Path, dotted: str) -> Path | None:
     return None
 
 
-def _dotted(rel: Path) -> str:
-    parts = list(rel.with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
 def _local_imports(f: Path, root: Path) -> set[str]:
     """Dotted names `f` imports (absolute, and relative ones resolved against f's package)."""
     import ast
@@ -495,53 +490,6 @@ def _write_sources(src: dict, out: Path) -> dict:
             raise ModelError(f"copying {rel} into {out / SOURCE_DIR} changed its bytes; check the disk and retry.")
     return {"dir": SOURCE_DIR, "root": src["root"], "module": src["module"], "function": src["function"],
             "files": shas, "sha256": _files_digest(shas)}
-
-
-def factory_from_dir(d: Path, card: dict, cfg: CustomConfig) -> nn.Module:
-    """The factory's module built from the model directory's copy of its source (sha256-checked)."""
-    rec = card.get("source")
-    if not rec:  # written before model directories carried their source: the recorded reference
-        return call_factory(cfg)
-    root = d / rec["dir"]
-    for rel, want in rec["files"].items():
-        f = root / rel
-        got = sha256_file(f) if f.is_file() else None
-        if got != want:
-            what = "is missing" if got is None else f"has sha256 {got[:12]}..., not the recorded {want[:12]}..."
-            raise ModelError(f"{f} {what}: `skugen import` copied it there from {Path(rec['root']) / rel} "
-                             f"(factory {rec['module']}:{rec['function']}). Restore the model directory, or run "
-                             f"`skugen import` again to take the current source.")
-    return _build_from(root, rec["module"], rec["function"], rec["files"], cfg.factory_kwargs)
-
-
-def _build_from(root: Path, module: str, function: str, files, kwargs: dict) -> nn.Module:
-    """Import `module` from `root` (its local modules from there too, not from sys.modules) and call the factory."""
-    import importlib
-
-    rec = {"module": module, "function": function}
-    names = {_dotted(Path(rel)) for rel in files}
-    saved = {n: sys.modules.pop(n) for n in list(sys.modules) if n in names or n.split(".")[0] in names}
-    sys.path.insert(0, str(root))
-    try:  # the copy, not whatever same-named module is already imported or on sys.path
-        fn = getattr(importlib.import_module(rec["module"]), rec["function"], None)
-        if not callable(fn):
-            raise InputError(f"{root / rec['module'].replace('.', '/')}.py has no callable {rec['function']!r}. "
-                             "Check the function name after ':' in the factory reference.")
-        net = fn(**kwargs)
-    except SkugenError:
-        raise
-    except Exception as e:
-        raise ModelError(f"building the model from {root} failed ({type(e).__name__}: {e}). Run `skugen import` "
-                         "again.") from e
-    finally:
-        sys.path.remove(str(root))
-        for n in [n for n in sys.modules if n in names or n.split(".")[0] in names]:
-            del sys.modules[n]  # the built module keeps its code; the user's own imports stay as they were
-        sys.modules.update(saved)
-    if not isinstance(net, nn.Module):
-        raise ModelError(f"factory {rec['module']}:{rec['function']} returned {type(net).__name__}, not a "
-                         "torch.nn.Module. Return the model from the factory.")
-    return net
 
 # ----------------------------------------------------------------------------- what compress needs to know
 

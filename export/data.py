@@ -494,3 +494,15 @@ def check_data(require: tuple[str, ...] | list[str] = (), data_dir=None) -> Data
             req.append(DATASET_ALIASES[r])
     return DataReport([check_fmnist(data_dir), check_grocery()], tuple(req))
 
+
+# ----------------------------------------------------------------------------- held-out sets for quality gates
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Held-out inputs for the quality gate (never the calibration samples)."""
+
+    feeds: dict                       # model inputs, each (N, ...) float32
+    hr: np.ndarray | None = None      # enhancer: ground-truth HR (N, 2h, 2w, 3) uint8
+    labels: np.ndarray | None = None  # generator: class ids (N,); derived from feeds["onehot"] when None
+    source: str = ""                  # where the samples come from (for the report)

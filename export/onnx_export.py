@@ -21,6 +21,7 @@ import io
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -422,3 +423,44 @@ def parity_report(model: nn.Module, onnx_bytes: bytes, n: int = 8, seed: int = 0
                                 "Check for ops the exporter changes (e.g. in-place updates, data-dependent shapes); "
                                 "re-export, or loosen the tolerance only if the difference is understood.")
     return rep
+
+# ----------------------------------------------------------------------------- models as bytes / protos
+
+
+def as_proto(m):
+    import onnx
+
+    if isinstance(m, onnx.ModelProto):
+        return m
+    if isinstance(m, (bytes, bytearray)):
+        return onnx.load_from_string(bytes(m))
+    return onnx.load(str(m))
+
+
+def as_bytes(m) -> bytes:
+    import onnx
+
+    if isinstance(m, (bytes, bytearray)):
+        return bytes(m)
+    if isinstance(m, onnx.ModelProto):
+        return m.SerializeToString()
+    return Path(m).read_bytes()
+
+
+def session(model: bytes):
+    """An activated ONNX Runtime runner for ONNX bytes (the toolchain's checks of graphs it just made)."""
+    from skugen.backends.onnxruntime import OnnxRuntimeRunner
+
+    return OnnxRuntimeRunner(model).activate()
+
+
+def run_onnx(model: bytes, feeds: dict, batch: int = 64) -> np.ndarray:
+    """First output of `model` over (N, ...) feeds, in chunks (bounded memory for attention maps)."""
+    r = session(model)
+    try:
+        n = next(iter(feeds.values())).shape[0]
+        outs = [r.infer({k: v[i:i + batch] for k, v in feeds.items()})[r.output_names()[0]]
+                for i in range(0, n, batch)]
+    finally:
+        r.deactivate()
+    return np.concatenate(outs)

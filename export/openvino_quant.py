@@ -37,7 +37,7 @@ from skugen.io import jsonable
 from skugen.progress import quiet_stdout
 
 from .onnx_export import WEIGHTED_OPS
-from .qdq import as_bytes, as_proto
+from .onnx_export import as_bytes, as_proto
 from .quantize import (QUANT_REPORT_VERSION, EvalSet, QualityBudget, _classifier_fn, _Judge, _jsonable_metrics,
                        check_feeds, confirm_miss_message, confirm_record, gate_report_rows, model_kind,
                        search_float_layers)

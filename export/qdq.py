@@ -2,6 +2,8 @@
 
 - ONNX Runtime x86 fuses Q/DQ only for uint8 activations: `int8_acts_to_uint8` (exact);
 - TensorRT reads only int8 Q/DQ with zero point 0: `to_signed_int8` / `uint8_to_int8`;
+- `tensorrt_fp16` makes the TensorRT twin carry FP16 for everything not quantized (strongly-typed builds run
+  each layer in the graph's type);
 - `keep_float` switches named layers of an INT8 graph back to float (the gate's probes);
 - `qdq_summary` counts what is quantized.
 See skugen.export.quantize for why (the measured speeds and the gate).
@@ -9,44 +11,36 @@ See skugen.export.quantize for why (the measured speeds and the gate).
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 
 from skugen.errors import InputError
 
-from .onnx_export import WEIGHTED_OPS
+from .onnx_export import WEIGHTED_OPS, as_proto
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
-
-# ----------------------------------------------------------------------------- models
-
-
-def as_proto(m):
-    import onnx
-
-    if isinstance(m, onnx.ModelProto):
-        return m
-    if isinstance(m, (bytes, bytearray)):
-        return onnx.load_from_string(bytes(m))
-    return onnx.load(str(m))
-
-
-def as_bytes(m) -> bytes:
-    import onnx
-
-    if isinstance(m, (bytes, bytearray)):
-        return bytes(m)
-    if isinstance(m, onnx.ModelProto):
-        return m.SerializeToString()
-    return Path(m).read_bytes()
-
 
 def to_signed_int8(int8_onnx) -> bytes:
     """The TensorRT flavour of a Q/DQ model: every uint8 Q/DQ pair rewritten to int8, zero point 0."""
     q = copy.deepcopy(as_proto(int8_onnx))
     uint8_to_int8(q)
     return q.SerializeToString()
+
+
+def tensorrt_fp16(trt_int8_onnx, keep_fp32=()) -> bytes:
+    """The TensorRT INT8 twin with every non-quantized node in FP16, except `keep_fp32` (the FP16 gate's FP32 nodes;
+    names the twin lacks are skipped). Q/DQ stay FP32 with casts at their edges: at opset 17 QuantizeLinear takes no
+    float16 and DequantizeLinear yields tensor(float) (skugen.export.fp16's schema rule does this by itself).
+
+    Not opset 19 with FP16 scales (Q/DQ in FP16 natively): ONNX Runtime's CPU optimizer (1.32) computes such a
+    graph wrongly (cGAN student: PSNR 12.9 dB vs the INT8 twin, 45.7 dB with optimizations off), and the bundle's
+    golden statistics and the gate run this twin on ONNX Runtime.
+    """
+    from .fp16 import to_fp16
+
+    mp = as_proto(trt_int8_onnx)
+    names = {n.name for n in mp.graph.node}
+    return to_fp16(mp, [k for k in keep_fp32 if k in names])
 
 
 def _drop_value_info(mp, elem_type: int) -> None:

@@ -48,8 +48,11 @@ from skugen.errors import BudgetError, InputError
 from skugen.io import jsonable
 from skugen.progress import quiet_stdout
 
-from .onnx_export import WEIGHTED_OPS, lr_to_feed
-from .qdq import as_bytes, as_proto, int8_acts_to_uint8, keep_float, qdq_summary, to_signed_int8, uint8_to_int8
+from .data import EvalSet
+from .onnx_export import WEIGHTED_OPS, as_bytes, as_proto, lr_to_feed
+from .onnx_export import run_onnx as _run
+from .onnx_export import session as _session
+from .qdq import int8_acts_to_uint8, keep_float, qdq_summary, to_signed_int8, uint8_to_int8
 
 log = logging.getLogger("skugen.export.quantize")
 
@@ -83,16 +86,6 @@ class QualityBudget:
     max_fidelity_drop_pts: float = 1.0  # generator + classifier: class-fidelity drop in percentage points
     max_psnr_drop_db: float = 0.1       # enhancer: PSNR-Y drop vs ground-truth HR (BasicSR, crop 2)
     max_float_fraction: float = 0.5     # more layers than this kept float = INT8 is not worth shipping
-
-
-@dataclass(frozen=True)
-class EvalSet:
-    """Held-out inputs for the quality gate (never the calibration samples)."""
-
-    feeds: dict                       # model inputs, each (N, ...) float32
-    hr: np.ndarray | None = None      # enhancer: ground-truth HR (N, 2h, 2w, 3) uint8
-    labels: np.ndarray | None = None  # generator: class ids (N,); derived from feeds["onehot"] when None
-    source: str = ""                  # where the samples come from (for the report)
 
 
 @dataclass(frozen=True)
@@ -168,23 +161,6 @@ def check_feeds(mp, feeds: dict, what: str = "calibration data") -> int:
             raise InputError(f"{what}: {name!r} contains NaN or inf. {hint}")
     return int(n)
 
-
-def _session(model: bytes):
-    from skugen.backends.onnxruntime import OnnxRuntimeRunner
-
-    return OnnxRuntimeRunner(model).activate()
-
-
-def _run(model: bytes, feeds: dict, batch: int = 64) -> np.ndarray:
-    """First output of `model` over (N, ...) feeds, in chunks (bounded memory for attention maps)."""
-    r = _session(model)
-    try:
-        n = next(iter(feeds.values())).shape[0]
-        outs = [r.infer({k: v[i:i + batch] for k, v in feeds.items()})[r.output_names()[0]]
-                for i in range(0, n, batch)]
-    finally:
-        r.deactivate()
-    return np.concatenate(outs)
 
 # ----------------------------------------------------------------------------- calibration / eval sets (real inputs)
 
@@ -406,7 +382,11 @@ class _Judge:
 
     def measure(self, model) -> dict:
         self.n_evals += 1
-        out = self.run(model, self.ev.feeds)
+        m = self.metrics(self.run(model, self.ev.feeds))
+        m["budget"] = self.check(m)
+        return m
+
+    def metrics(self, out: np.ndarray) -> dict:
         if self.kind == "generator":
             m = {"psnr_vs_fp32_db": evaluate.psnr_result(evaluate.to_255(out, (-1.0, 1.0)), self.ref_img).value}
             if self.classify is not None:
@@ -415,8 +395,13 @@ class _Judge:
         else:
             m = {"psnr_y_db": self._psnr_y(out)}
             m["psnr_y_drop_db"] = self.fp32["psnr_y_db"] - m["psnr_y_db"]
-        m["budget"] = self.check(m)
         return m
+
+    def confirm_entry(self, model: bytes) -> dict:
+        """The measurement of `model` on this judge's eval set, as the report's "confirm" entry."""
+        m = self.measure(model)
+        return {"source": self.ev.source, "n": int(next(iter(self.ev.feeds.values())).shape[0]), "fp32": self.fp32,
+                **_jsonable_metrics(m), "within_budget": bool(m["budget"]["ok"]), "budget_check": m["budget"]}
 
     def check(self, m: dict) -> dict:
         b = self.budget

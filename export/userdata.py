@@ -303,7 +303,7 @@ def gate_sets(spec: DataSpec, kind: str, *, scale: int = 2, tile: int = 128, n_c
     Enhancers: LR crops of the deployment tile `tile` (smaller only where the images are), HR for PSNR-Y.
     Generators: the user's latents/labels, as many as each part holds (eval_n caps them)."""
     from .onnx_export import lr_to_feed
-    from .quantize import EvalSet
+    from .data import EvalSet
 
     src = Source(spec)
     if kind == "generator":
@@ -413,7 +413,7 @@ def baseline_report(kind: str, fp32_onnx: bytes, ev, fp32_psnr_y_db: float | Non
     if fp32_psnr_y_db is None:
         from skugen import evaluate
 
-        from .quantize import _run
+        from .onnx_export import run_onnx as _run
 
         sr = evaluate.to_uint8(_run(fp32_onnx, ev.feeds, batch=16), (0.0, 1.0))
         y, crop = evaluate.pair_convention("enhancer", ev.hr.shape[1] // ev.feeds["lr"].shape[2], 3)

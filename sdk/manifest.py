@@ -438,8 +438,12 @@ class Manifest(Section):
         v = self.models[precision]
         return v.variants.get(backend, v) if backend else v
 
-    def tolerance(self, precision: str) -> dict:
+    def tolerance(self, precision: str, backend: str | None = None) -> dict:
+        """The golden tolerance of `precision`; a backend's own flavour ("int8.openvino": its INT8 is another
+        quantization of the model) has its own entry when the exporter measured one."""
         tols = self.golden.tolerances
+        if backend and f"{precision}.{backend}" in tols:
+            return tols[f"{precision}.{backend}"]
         if precision not in tols:
             hint = " Re-export with `skugen export ... --int8`." if precision == "int8" else " Re-export the bundle."
             raise BundleError(f"bundle {self.name!r} has no golden tolerance for {precision}; it has "

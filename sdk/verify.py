@@ -4,7 +4,8 @@ Runtime side: numpy + the backend only, never torch. The golden outputs were mad
 by the source PyTorch model at export time; the tolerances per precision are in
 the parsed manifest's golden.tolerances (Bundle.spec.tolerance(precision)):
 
-- fp32 / fp16: element-wise, Polygraphy semantics: |out - golden| <= atol + rtol * |golden|;
+- fp32 / fp16: element-wise, Polygraphy semantics: |out - golden| <= atol + rtol * |golden|; fp16 runs the
+  bundle's model.fp16.onnx (ONNX Runtime on the CPU, or the TensorRT engine built from it);
 - int8: INT8 cannot match element-wise, so image statistics: PSNR >= min_psnr_db and
   mean |out - golden| <= max_mean_abs (see skugen.export.bundle._int8_tolerance).
 
@@ -29,6 +30,11 @@ from .report import ReportBase
 SCHEMA_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 BACKENDS = ("onnxruntime", "openvino", "tensorrt")
+# Measured (skugen.export.fp16_gate.METHOD): on x86 ONNX Runtime's CPU provider has no FP16 kernels for these ops and
+# runs the FP16 graph in FP32 with its FP16 weights; the FP16 quality figures in the manifest come from an
+# FP16-storage execution instead.
+FP16_ON_CPU = ("ONNX Runtime CPU: FP16 weights and graph, FP32 arithmetic and activations between nodes "
+               "(InsertCastTransformer); the manifest's FP16 gate figures model FP16 storage")
 
 # ----------------------------------------------------------------------------- statistics
 
@@ -161,7 +167,7 @@ def verify_bundle(bundle_or_path, backend: str = "onnxruntime", precision: str =
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision {precision!r}; choose one of {PRECISIONS}.")
     b = bundle_or_path if isinstance(bundle_or_path, Bundle) else load_bundle(bundle_or_path)
-    tol = b.spec.tolerance(precision)
+    tol = b.spec.tolerance(precision, backend)
     g_in, g_out = b.golden()
     vr = b.spec.value_range
     runner = make_runner(b, backend, precision)
@@ -174,10 +180,13 @@ def verify_bundle(bundle_or_path, backend: str = "onnxruntime", precision: str =
             outputs[name] = {"pass": False, "error": f"backend produced no output {name!r} (got {sorted(got)})"}
             continue
         outputs[name] = check_output(got[name], ref, tol, vr)
-    # fp16 has no ONNX of its own: TensorRT builds it from the fp32 graph; int8 has a TensorRT flavour
-    src = "fp32" if precision in ("fp16", "bf16") else precision  # bf16: OpenVINO's hint on the fp32 model
+    # fp16: the bundle's model.fp16.onnx (older bundles have none, and no fp16 engine can be built from them);
+    # bf16: OpenVINO's precision hint on the fp32 model; int8 has a TensorRT and an OpenVINO flavour
+    src = "fp32" if (precision == "fp16" and "fp16" not in b.spec.models) or precision == "bf16" else precision
     model_file = b.spec.variant(src, backend).file if src in b.spec.models else None
     env = {"skugen": __version__, "python": platform.python_version(), "machine": platform.machine(), **info}
+    if precision == "fp16" and info.get("device") == "cpu":
+        env["fp16_execution"] = FP16_ON_CPU
     try:
         import onnxruntime
 

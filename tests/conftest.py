@@ -123,7 +123,7 @@ def _fixture_cfg(kind: str):
     from skugen.export.bundle import BundleConfig
     from skugen.export.quantize import QualityBudget, QuantConfig
 
-    return BundleConfig(int8=True, calib_n=32, eval_n=64 if kind == "generator" else 8, classifier=None,
+    return BundleConfig(int8=True, fp16=False, calib_n=32, eval_n=64 if kind == "generator" else 8, classifier=None,
                         quant=QuantConfig(subset_size=32),
                         budget=QualityBudget(min_psnr_db=20.0, max_psnr_drop_db=2.0))
 

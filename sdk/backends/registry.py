@@ -113,9 +113,10 @@ def runner_for(bundle, backend: str, precision: str, *, threads: int | None = No
         have = list(bundle.precisions)
         if precision not in have:
             if precision == "fp16":
-                raise InputError("ONNX Runtime runs the bundle's fp32 and int8 ONNX models; fp16 is a TensorRT engine "
-                                 "precision. Use `--backend tensorrt --precision fp16` (backend='tensorrt') on an "
-                                 "NVIDIA GPU, or precision 'fp32'/'int8'.")
+                raise InputError(f"bundle {bundle.name!r} ships no fp16 ONNX (it has {have}); ONNX Runtime runs a "
+                                 "bundle's model.fp16.onnx when it has one. Re-export with `skugen export ... --int8` "
+                                 "(which adds the quality-gated FP16 graph), or use `--backend tensorrt --precision "
+                                 "fp16` on an NVIDIA GPU, or precision 'fp32'/'int8'.")
             if precision == "bf16":
                 raise InputError("ONNX Runtime's CPU provider has no bf16 path for these models; bf16 is an OpenVINO "
                                  "precision hint. Use `--backend openvino --precision bf16` (backend='openvino'), or "

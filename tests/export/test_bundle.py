@@ -125,3 +125,57 @@ def test_export_unknown_model_is_a_model_error(tmp_path):
 
     with pytest.raises(ModelError, match="neither a zoo model"):
         export_bundle(tmp_path / "nope", tmp_path / "out")
+
+
+@pytest.fixture(scope="module")
+def fp16_int8_bundle(cgan_model_dir, tmp_path_factory):
+    from skugen.export.bundle import BundleConfig, export_bundle
+    from skugen.export.quantize import QualityBudget, QuantConfig
+
+    return export_bundle(cgan_model_dir, tmp_path_factory.mktemp("f16") / "b", BundleConfig(
+        int8=True, calib_n=32, eval_n=64, classifier=None, quant=QuantConfig(subset_size=32),
+        budget=QualityBudget(min_psnr_db=20.0)))
+
+
+def test_int8_export_adds_the_gated_fp16_variant(fp16_int8_bundle):
+    from skugen.export.fp16 import fp16_summary
+
+    b = load_bundle(fp16_int8_bundle)
+    assert b.precisions == ["fp32", "int8", "fp16"]
+    v = b.spec.models["fp16"]
+    q = v.quantization
+    assert v.file == "model.fp16.onnx" and v.precision == "fp16" and v.sha256 == sha256_file(b.model_path("fp16"))
+    assert q["psnr_vs_fp32_db"] >= 45.0 or q["kept_fp32"]
+    assert q["method"].startswith("fp16-storage simulation") and q["report"] == "reports/fp16.json"
+    rep = b.report("fp16")
+    assert rep["outcome"].startswith("fp16") and rep["confirm"]["n"] == 64 and "misses" in rep["method"]
+    assert [k["node"] for k in rep["kept_fp32"]] == q["kept_fp32"]
+    quality = b.spec.quality
+    assert quality["fp16"]["psnr_vs_fp32_db"] == q["psnr_vs_fp32_db"] and "int8" in quality
+    assert b.spec.tolerance("fp16") == {"atol": 2e-2, "rtol": 1e-2}
+    # TensorRT parses this file for fp16 engines (bundle.model_path("fp16", backend="tensorrt"))
+    assert b.model_path("fp16", backend="tensorrt") == b.model_path("fp16")
+    s = fp16_summary(b.model_path("fp16"))
+    assert set(s["fp32_nodes"]) == set(q["kept_fp32"])
+
+
+def test_int8_tensorrt_twin_carries_fp16(fp16_int8_bundle):
+    """Everything not quantized in the TensorRT twin is FP16 (strongly-typed builds run the graph's types)."""
+    import onnx
+
+    from skugen.backends.onnxruntime import OnnxRuntimeRunner
+    from skugen.export.fp16 import fp16_summary
+
+    b = load_bundle(fp16_int8_bundle)
+    twin = b.model_path("int8", backend="tensorrt")
+    s = fp16_summary(twin)
+    ops = {n.name: n.op_type for n in onnx.load(str(twin)).graph.node}
+    assert {ops[n] for n in s["fp32_nodes"]} <= {"QuantizeLinear", "DequantizeLinear"} | \
+        {ops.get(k) for k in b.spec.models["fp16"].quantization["kept_fp32"]}
+    assert {"Conv", "Gemm", "MatMul"} <= {ops[n] for n in s["fp16_nodes"]}
+    assert "fp16 elsewhere" in b.spec.models["int8"].variants["tensorrt"].activations
+    assert "int8_tensorrt_fp16" in b.spec.quality
+    gi, go = b.golden()
+    with OnnxRuntimeRunner(twin) as r:
+        out = r.infer(gi)["image"]
+    assert out.dtype == np.float32 and np.abs(out - go["image"]).mean() < 0.1

@@ -175,3 +175,33 @@ def test_polygraphy_agrees_with_golden(cgan_bundle, tmp_path):
     good = RunResults.load(str(tmp_path / "outputs.json"))
     good.extend(ours)
     assert bool(Comparator.compare_accuracy(good, compare_func=cmp))
+
+
+@pytest.fixture(scope="module")
+def fp16_bundle(cgan_model_dir, tmp_path_factory):
+    """The cGAN fixture with the quality-gated FP16 graph (no INT8: keeps the export short)."""
+    from skugen.export.bundle import BundleConfig, export_bundle
+
+    return export_bundle(cgan_model_dir, tmp_path_factory.mktemp("fp16") / "b",
+                         BundleConfig(fp16=True, eval_n=64, classifier=None))
+
+
+def test_verify_fp16_runs_the_bundles_fp16_graph_on_the_cpu(fp16_bundle, capsys):
+    rep = verify_bundle(fp16_bundle, backend="onnxruntime", precision="fp16")
+    assert rep.passed and rep.model_file == "model.fp16.onnx" and rep.tolerance["atol"] == 2e-2
+    s = rep.outputs["image"]
+    assert s["n_fail"] == 0 and s["max_abs"] > 1e-6  # FP16 weights: not the FP32 result bit for bit
+    assert "FP32 arithmetic" in rep.environment["fp16_execution"]
+    assert main(["verify", str(fp16_bundle), "--precision", "fp16"]) == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_verify_fp16_fails_against_a_tolerance_fp16_cannot_meet(fp16_bundle, tmp_path):
+    """The comparison is real: the same graph under fp32's tolerance fails."""
+    b = load_bundle(fp16_bundle)
+    m = {k: v for k, v in b.spec.to_dict().items() if k != "files"}
+    tols = {**m["golden"]["tolerances"], "fp16": {"atol": 1e-7, "rtol": 0.0}}
+    m["golden"] = {**m["golden"], "tolerances": tols}
+    strict = write_bundle(tmp_path / "strict", m, {rel: b.root / rel for rel in b.spec.to_dict()["files"]})
+    rep = verify_bundle(strict, precision="fp16")
+    assert not rep.passed and rep.outputs["image"]["n_fail"] > 0

@@ -52,7 +52,7 @@ def test_runner_for_onnxruntime(cgan_bundle):
 
 def test_runner_for_refuses_what_the_backend_cannot_run(cgan_bundle, monkeypatch):
     b = load_bundle(cgan_bundle)
-    with pytest.raises(InputError, match="fp16 is a TensorRT engine precision.*--backend tensorrt"):
+    with pytest.raises(InputError, match="ships no fp16 ONNX.*--backend tensorrt"):
         runner_for(b, "onnxruntime", "fp16")
     with pytest.raises(InputError, match="no 'int4' model"):
         runner_for(b, "onnxruntime", "int4")
