@@ -125,3 +125,33 @@ def test_a_source_edit_invalidates_every_stage_after_import(tmp_path):
     card = json.loads((tmp_path / "run" / "teacher" / "card.json").read_text())
     assert "* 0.5" in (tmp_path / "run" / "teacher" / "source" / "nets.py").read_text()
     assert card["source"]["sha256"] != src_sha  # the card records the source the model was built from
+
+
+def test_format_summary_labels_both_speedups_the_baseline_and_the_data(tmp_path):
+    """The headline shows both ratios, each saying what the teacher ran on; the bicubic line and the data line too."""
+    rep = {"out": str(tmp_path), "reports": {"bench_html": str(tmp_path / "bench.html")},
+           "summary": {"speedup_int8_vs_teacher_same_engine": 3.61, "speedup_int8_vs_teacher": 4.23,
+                       "speedup_int8_vs_teacher_torch": 4.23, "speedup_int8_vs_fp32_student": 1.9, "batch": 16,
+                       "quality": {"student_int8": {"psnr_gt_db": 31.5, "psnr_teacher_db": 40.1},
+                                   "teacher": {"psnr_gt_db": 31.9}},
+                       "baseline": {"bicubic_psnr_y_db": 30.25, "fp32_psnr_y_db": 31.75, "margin_db": 1.5,
+                                    "warning": None},
+                       "data": "your images /x/photos (degradation: bicubic): gate part (36 images)",
+                       "bundle_bytes": 2_500_000, "bundle_int8_onnx_bytes": 400_000}}
+    text = format_summary(rep)
+    head = next(line for line in text.splitlines() if line.startswith("speed-up vs teacher"))
+    assert "3.61x like for like (teacher FP32 ONNX on ONNX Runtime too)" in head
+    assert "4.23x vs the teacher in eager PyTorch" in head and "batch 16" in head
+    assert "baseline: bicubic 30.25 dB PSNR-Y vs the FP32 student 31.75 dB (+1.50 dB)" in text
+    assert "data: your images /x/photos (degradation: bicubic)" in text and "WARNING" not in text
+    # only the eager ratio measured (e.g. the teacher bundle's bench cell failed): no made-up like-for-like number
+    only = {**rep, "summary": {k: v for k, v in rep["summary"].items() if k != "speedup_int8_vs_teacher_same_engine"}}
+    assert "like for like" not in format_summary(only) and "4.23x vs the teacher in eager PyTorch" in format_summary(only)
+    # a warning is printed as one
+    warn = {**rep, "summary": {**rep["summary"], "baseline": {**rep["summary"]["baseline"], "warning": "below bicubic"}}}
+    assert "WARNING: below bicubic" in format_summary(warn)
+    # no benchmark at all: says so, and names no report file that does not exist
+    bare = {"out": str(tmp_path), "reports": {"bench_html": None},
+            "summary": {"data": "skugen default", "bundle_bytes": 1000, "bundle_int8_onnx_bytes": None}}
+    t = format_summary(bare)
+    assert "speed-up vs teacher: not benchmarked" in t and "no benchmark report (--skip-bench)" in t
