@@ -190,7 +190,7 @@ class UserModelAdapter(ModelAdapter):
         return lambda b, seed: custom.input_batch(self.cfg, b, seed, paths)
 
     def evaluate(self, student: nn.Module) -> dict:
-        return custom.quality_vs_teacher(self.model, student)
+        return custom.quality_vs_teacher(self.model, student, data=custom.userdata.from_card(self.card))
 
     def save(self, model: nn.Module, out: str | os.PathLike, card: dict, program: Path | None = None) -> Path:
         return custom.save_dir(model, out, card, program)

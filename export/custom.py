@@ -543,18 +543,33 @@ def input_batch(cfg: CustomConfig, b: int, seed: int, paths: list | None) -> tup
 
 
 @torch.no_grad()
-def quality_vs_teacher(teacher: CustomModel, student: nn.Module, n: int = 64, seed: int = 4321) -> dict:
-    """PSNR/SSIM of the student's output against the teacher's on held-out inputs (val photos / fixed latents)."""
+def quality_vs_teacher(teacher: CustomModel, student: nn.Module, n: int = 64, seed: int = 4321,
+                       data: "userdata.DataSpec | None" = None) -> dict:
+    """PSNR/SSIM of the student's output against the teacher's on held-out inputs: the user's gate + confirm parts
+    when the model was imported with --data (userdata.from_card), else GroceryStore val photos / fixed latents.
+
+    Generators also get their sanity baseline (userdata.generator_baseline: far from the teacher, or the teacher's
+    outputs beyond the declared output_range); a problem is warned about as userdata.BaselineWarning."""
     from skugen.evaluate import pair_quality, to_255
 
-    paths = input_paths(teacher.cfg, "val")
-    x = input_batch(teacher.cfg, n, seed, paths)
-    vr = VALUE_RANGE[teacher.cfg.kind]
-    a = to_255(teacher.eval()(*x).numpy(), vr)
-    b = to_255(student.eval()(*x).numpy(), vr)
+    c = teacher.cfg
+    if data is not None:
+        x, inputs = userdata.eval_inputs(data, c.kind, scale=c.scale, n_classes=c.n_classes, n=n, seed=seed)
+    else:
+        paths = input_paths(c, "val")
+        x = input_batch(c, n, seed, paths)
+        inputs = "GroceryStore val degraded crops" if paths else f"N(0,1) latents seed {seed}"
+    vr = VALUE_RANGE[c.kind]
+    y_t = teacher.eval()(*x).numpy()
+    a, b = to_255(y_t, vr), to_255(student.eval()(*x).numpy(), vr)
     q = pair_quality(b, a)  # RGB (or grey), no crop: the student against its teacher, pixel for pixel
-    return {"psnr_vs_teacher_db": q["psnr"].value, "ssim_vs_teacher": q["ssim"].value, "n": n,
-            "inputs": "GroceryStore val degraded crops" if paths else f"N(0,1) latents seed {seed}"}
+    out = {"psnr_vs_teacher_db": q["psnr"].value, "ssim_vs_teacher": q["ssim"].value, "n": int(x[0].shape[0]),
+           "inputs": inputs}
+    if c.kind == "generator":
+        out["baseline"] = userdata.generator_baseline(out["psnr_vs_teacher_db"], userdata.clipped_fraction(y_t, vr))
+        if out["baseline"]["warning"]:
+            warnings.warn(out["baseline"]["warning"], userdata.BaselineWarning, stacklevel=2)
+    return out
 
 
 def freeze(model: CustomModel) -> tuple[nn.Module, CustomConfig]:

@@ -296,7 +296,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
         # the teacher also on the student's engine (its FP32 ONNX on ONNX Runtime): the like-for-like headline
         teacher_bundle = out / "teacher_bundle"
-        runner.run("export-teacher", {"teacher": teacher_sha, "student_bundle": bundle.manifest_sha256},
+        runner.run("export-teacher", {"teacher": teacher_key, "student_bundle": bundle.manifest_sha256},
                    [teacher_bundle / "manifest.json"],
                    lambda: str(export_bundle(teacher_dir, teacher_bundle, BundleConfig(int8=False))),
                    reset=lambda: shutil.rmtree(teacher_bundle, True))

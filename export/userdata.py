@@ -361,6 +361,30 @@ def generator_batch_fn(spec: DataSpec, n_classes: int):
 
     return fn
 
+def eval_inputs(spec: DataSpec, kind: str, *, scale: int = 2, n_classes: int | None = None, n: int = 64,
+                lr_size: int = 48, seed: int = 4321) -> tuple[tuple, str]:
+    """Held-out model inputs from the user's gate + confirm parts (never train, never calib), as torch tensors of
+    skugen's contract, and where they came from: what compress compares the student with its teacher on.
+
+    Enhancer: n LR crops (B, 3, t, t) in [0, 1] (t = lr_size where the images allow it). Generator: the parts'
+    latents and one-hot labels, at most n."""
+    import torch
+
+    from .onnx_export import lr_to_feed
+
+    src = Source(spec)
+    if kind == "generator":
+        parts = [src.generator_feeds(p, n_classes)[0] for p in ("gate", "confirm")]
+        feeds = {k: np.concatenate([f[k] for f in parts])[:n] for k in ("z", "onehot")}
+        return ((torch.from_numpy(feeds["z"]), torch.from_numpy(feeds["onehot"])),
+                f"{spec.describe()}: gate + confirm parts, n={len(feeds['z'])}")
+    items = src.images("gate", scale) + src.images("confirm", scale)
+    t = crop_size(items, scale, lr_size)
+    lr, _ = crops(spec, items, n, t, scale, seed=spec.seed * 7919 + seed)
+    return ((torch.from_numpy(lr_to_feed(lr)),),
+            f"{spec.describe()}: gate + confirm parts ({len(items)} images), {n} crops {t} px LR")
+
+
 # ----------------------------------------------------------------------------- baselines
 
 
@@ -391,14 +415,29 @@ def enhancer_baseline(fp32_psnr_y_db: float, ev) -> dict:
     return out
 
 
+CLIP_WARN_FRACTION = 0.10  # outputs beyond the declared range: a correct output_range gives (almost) none
+
+
+def clipped_fraction(y: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)) -> float:
+    """The fraction of output values more than one 8-bit step outside `value_range` (the contract's range, after the
+    I/O spec's output_range was mapped onto it): what the image conversion clips away. A tanh model declared
+    [0, 1] maps to [-3, 1] and loses about half its pixels; a [0, 255] model declared [0, 1] nearly all of them.
+    Values AT the ends are not counted: product shots on white legitimately sit at the top of the range."""
+    lo, hi = value_range
+    step = (hi - lo) / 255.0
+    y = np.asarray(y, np.float32)
+    return float(np.mean((y < lo - step) | (y > hi + step)))
+
+
 def generator_baseline(psnr_vs_teacher_db: float | None, clip_frac: float | None = None) -> dict:
-    """The generator's equivalent: the student far from its teacher, or outputs pinned at the range ends."""
+    """The generator's equivalent: the student far from its teacher, or outputs beyond the declared output range."""
     out = {"psnr_vs_teacher_db": psnr_vs_teacher_db, "clipped_fraction": clip_frac, "warning": None}
     why = []
     if psnr_vs_teacher_db is not None and psnr_vs_teacher_db < 20.0:
         why.append(f"the student is only {psnr_vs_teacher_db:.1f} dB PSNR from its teacher's output (< 20 dB)")
-    if clip_frac is not None and clip_frac > 0.25:
-        why.append(f"{clip_frac:.0%} of the output pixels sit at the ends of the output range")
+    if clip_frac is not None and clip_frac > CLIP_WARN_FRACTION:
+        why.append(f"{clip_frac:.0%} of the teacher's output values fall outside the I/O spec's output_range "
+                   "(clipped when the image is written)")
     if why:
         out["warning"] = ("; ".join(why) + ". Usual causes: the I/O spec's output_range does not match the model's "
                           "(e.g. [0, 1] for a tanh model), or the latents/labels are not the model's (check --data). "

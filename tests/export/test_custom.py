@@ -5,6 +5,7 @@ The fixtures (tests/export/fixtures/user_models.py) break skugen's conventions o
 """
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import warnings
@@ -407,3 +408,84 @@ def test_convtranspose_model_reports_its_float_layer(tmp_path):
         assert [f["op"] for f in q["float_layers"]] == ["ConvTranspose"], q["float_layers"]
         assert "all" not in rep["message"].split("layers")[0] and "ConvTranspose" in rep["message"]
         assert not q["kept_float"]  # the gate kept nothing float: the quantizer/runtime did
+
+
+# ----------------------------------------------------------------------------- the student-vs-teacher check on the user's data
+
+
+def test_compress_checks_the_student_on_the_users_held_out_data(tmp_path):
+    """With --data, compress compares student and teacher on the user's gate + confirm samples (never train or
+    calib, never skugen's own latents): the card says so, and the number is what those samples give."""
+    from skugen.export import userdata
+
+    rng = np.random.default_rng(0)
+    z = (rng.standard_normal((40, 16)) * 0.5).astype(np.float32)   # this user's latents are not N(0, 1)
+    np.savez(tmp_path / "in.npz", z=z, labels=np.arange(40) % 4)
+    teacher_dir = custom.import_model(f"{FIX}:make_generator", GEN_SPEC, tmp_path / "t", data=str(tmp_path / "in.npz"))
+    st = compress(str(teacher_dir), CompressConfig(out=str(tmp_path / "s"), target_macs_frac=0.5, distill_steps=4,
+                                                   seed=0, distill_batch=8)).out
+    m = json.loads((st / "card.json").read_text())["metrics"]
+    spec = userdata.parse_data(tmp_path / "in.npz")
+    parts = userdata.Source(spec).parts
+    held = sorted(int(i) for i in parts["gate"] + parts["confirm"])
+    assert "your arrays" in m["inputs"] and "gate + confirm" in m["inputs"] and m["n"] == len(held)
+    # recomputed by hand on exactly those samples
+    (x_z, x_oh), _ = userdata.eval_inputs(spec, "generator", n_classes=4)
+    assert sorted(np.flatnonzero(np.isin(z, x_z.numpy()).all(1)).tolist()) == held
+    assert not set(held) & {int(i) for i in parts["train"] + parts["calib"]}
+    student, _ = ckpt.load_model(st)
+    teacher, _ = ckpt.load_model(teacher_dir)
+    from skugen.evaluate import pair_quality, to_255
+
+    with torch.no_grad():
+        a, b = to_255(teacher(x_z, x_oh).numpy(), (-1, 1)), to_255(student(x_z, x_oh).numpy(), (-1, 1))
+    assert m["psnr_vs_teacher_db"] == pytest.approx(pair_quality(b, a)["psnr"].value, abs=1e-6)
+    assert m["baseline"]["warning"] is None and m["baseline"]["clipped_fraction"] == 0.0
+
+
+def test_enhancer_check_uses_the_users_photos(tmp_path):
+    from skugen.export import data, userdata
+
+    try:
+        paths = [p for p, _, _ in data.grocery_split("test")][:12]
+    except Exception:
+        pytest.skip("GroceryStore not found (../shared/data/grocery-store)")
+    (tmp_path / "photos").mkdir()
+    for i, p in enumerate(paths):
+        (tmp_path / "photos" / f"{i:02d}.jpg").write_bytes(p.read_bytes())
+    teacher, _ = ckpt.load_model(custom.import_model(f"{FIX}:make_upscaler", UP_SPEC, tmp_path / "t",
+                                                    data=str(tmp_path / "photos")))
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.mul_(1.05)
+    spec = userdata.parse_data(tmp_path / "photos")
+    q = custom.quality_vs_teacher(teacher, student, n=6, data=spec)
+    assert "your images" in q["inputs"] and "gate + confirm parts (3 images), 6 crops 48 px LR" in q["inputs"]
+    (x,), _ = userdata.eval_inputs(spec, "enhancer", n=6)        # the same crops, from those 3 photos only
+    from skugen.evaluate import pair_quality, to_255
+
+    with torch.no_grad():
+        a, b = to_255(teacher(x).numpy(), (0, 1)), to_255(student(x).numpy(), (0, 1))
+    assert q["n"] == 6 and q["psnr_vs_teacher_db"] == pytest.approx(pair_quality(b, a)["psnr"].value, abs=1e-6)
+    assert "baseline" not in q  # enhancers get theirs (bicubic) at export
+
+
+def test_generator_outputs_beyond_the_declared_range_warn(tmp_path):
+    """The clip check: a tanh generator declared [0, 1] maps to [-3, 1], so about half its values are clipped."""
+    from skugen.export import userdata
+
+    proj = _project(tmp_path / "proj")
+    wrong = custom.import_model(f"{proj / 'nets.py'}:make", {**PROJ_SPEC, "output_range": [0, 1]}, tmp_path / "w")
+    teacher, _ = ckpt.load_model(wrong)
+    with pytest.warns(userdata.BaselineWarning, match="outside the I/O spec's output_range"):
+        q = custom.quality_vs_teacher(teacher, teacher, n=32)
+    assert 0.3 < q["baseline"]["clipped_fraction"] < 0.7
+    right, _ = ckpt.load_model(custom.import_model(f"{proj / 'nets.py'}:make", PROJ_SPEC, tmp_path / "r"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", userdata.BaselineWarning)
+        q = custom.quality_vs_teacher(right, right, n=32)
+    assert q["baseline"]["clipped_fraction"] == 0.0 and q["baseline"]["warning"] is None
+    # the threshold, and values AT the range ends (white product shots) are not clipping
+    assert userdata.clipped_fraction(np.array([-1.0, 1.0, 1.0 + 1 / 255, 0.0])) == 0.0
+    assert userdata.clipped_fraction(np.array([-1.1, 1.0, 1.2, 0.0])) == 0.5

@@ -125,3 +125,105 @@ def test_a_source_edit_invalidates_every_stage_after_import(tmp_path):
     card = json.loads((tmp_path / "run" / "teacher" / "card.json").read_text())
     assert "* 0.5" in (tmp_path / "run" / "teacher" / "source" / "nets.py").read_text()
     assert card["source"]["sha256"] != src_sha  # the card records the source the model was built from
+
+
+def test_format_summary_labels_both_speedups_the_baseline_and_the_data(tmp_path):
+    """The headline shows both ratios, each saying what the teacher ran on; the bicubic line and the data line too."""
+    rep = {"out": str(tmp_path), "reports": {"bench_html": str(tmp_path / "bench.html")},
+           "summary": {"speedup_int8_vs_teacher_same_engine": 3.61, "speedup_int8_vs_teacher": 4.23,
+                       "speedup_int8_vs_teacher_torch": 4.23, "speedup_int8_vs_fp32_student": 1.9, "batch": 16,
+                       "quality": {"student_int8": {"psnr_gt_db": 31.5, "psnr_teacher_db": 40.1},
+                                   "teacher": {"psnr_gt_db": 31.9}},
+                       "baseline": {"bicubic_psnr_y_db": 30.25, "fp32_psnr_y_db": 31.75, "margin_db": 1.5,
+                                    "warning": None},
+                       "data": "your images /x/photos (degradation: bicubic): gate part (36 images)",
+                       "bundle_bytes": 2_500_000, "bundle_int8_onnx_bytes": 400_000}}
+    text = format_summary(rep)
+    head = next(line for line in text.splitlines() if line.startswith("speed-up vs teacher"))
+    assert "3.61x like for like (teacher FP32 ONNX on ONNX Runtime too)" in head
+    assert "4.23x vs the teacher in eager PyTorch" in head and "batch 16" in head
+    assert "baseline: bicubic 30.25 dB PSNR-Y vs the FP32 student 31.75 dB (+1.50 dB)" in text
+    assert "data: your images /x/photos (degradation: bicubic)" in text and "WARNING" not in text
+    # only the eager ratio measured (e.g. the teacher bundle's bench cell failed): no made-up like-for-like number
+    only = {**rep, "summary": {k: v for k, v in rep["summary"].items() if k != "speedup_int8_vs_teacher_same_engine"}}
+    assert "like for like" not in format_summary(only) and "4.23x vs the teacher in eager PyTorch" in format_summary(only)
+    # a warning is printed as one
+    warn = {**rep, "summary": {**rep["summary"], "baseline": {**rep["summary"]["baseline"], "warning": "below bicubic"}}}
+    assert "WARNING: below bicubic" in format_summary(warn)
+    # no benchmark at all: says so, and names no report file that does not exist
+    bare = {"out": str(tmp_path), "reports": {"bench_html": None},
+            "summary": {"data": "skugen default", "bundle_bytes": 1000, "bundle_int8_onnx_bytes": None}}
+    t = format_summary(bare)
+    assert "speed-up vs teacher: not benchmarked" in t and "no benchmark report (--skip-bench)" in t
+
+
+UP_FACTORY = '''
+import torch.nn as nn, torch.nn.functional as F
+
+class Up(nn.Module):
+    """x2 on [0, 1]: bicubic plus a small learned residual (a near-bicubic model: INT8 costs it little)."""
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 12, 3, padding=1)
+        nn.init.normal_(self.c2.weight, std=1e-3)
+        self.ps = nn.PixelShuffle(2)
+    def forward(self, x):
+        up = F.interpolate(x, size=(2 * x.shape[2], 2 * x.shape[3]), mode="bicubic", align_corners=False)
+        return up + self.ps(self.c2(F.relu(self.c1(x))))  # size=, not scale_factor=: torch.export-able
+
+def make():
+    import torch
+    torch.manual_seed(0)
+    return Up().eval()
+'''
+
+
+@pytest.mark.slow
+def test_cli_pipeline_on_a_users_upscaler_and_photos(tmp_path, capsys):
+    """`skugen pipeline --model FILE.py:factory --io-spec ... --data DIR` with the bench: the summary names the user's
+    data, prints the bicubic line and both labelled speed-ups; the bundle's INT8 report was gated on those photos."""
+    from safetensors.torch import save_file
+
+    from skugen import cli
+    from skugen.errors import DataError
+    from skugen.export import data
+
+    try:
+        photos = [p for p, _, _ in data.grocery_split("test")][::80][:30]
+    except DataError:
+        pytest.skip("GroceryStore not found (../shared/data/grocery-store)")
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i, p in enumerate(photos):
+        (d / f"{i:02d}_{p.name}").write_bytes(p.read_bytes())
+    (tmp_path / "up.py").write_text(UP_FACTORY)
+    (tmp_path / "io.json").write_text(json.dumps({"kind": "enhancer", "scale": 2, "name": "myup"}))
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("up_t", tmp_path / "up.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    save_file(mod.make().state_dict(), str(tmp_path / "up.safetensors"))
+    out = tmp_path / "run"
+    rc = cli.main(["pipeline", "--model", f"{tmp_path / 'up.py'}:make", "--io-spec", str(tmp_path / "io.json"),
+                   "--weights", str(tmp_path / "up.safetensors"), "--data", str(d), "--out", str(out),
+                   "--target-macs", "0.6", "--distill-steps", "4", "--calib", "16", "--budget-db", "1.0",
+                   "--batch", "2", "--iters", "2", "--threads", "1"])
+    cap = capsys.readouterr()
+    text = cap.out
+    assert rc == 0, cap.err[-3000:]
+    lines = {ln.split(":")[0]: ln for ln in text.splitlines() if ":" in ln}
+    assert f"your images {d.resolve()} (degradation: bicubic)" in lines["data"]
+    assert "baseline: bicubic" in text and "dB PSNR-Y vs the FP32 student" in lines["baseline"]
+    head = lines["speed-up vs teacher"]
+    assert "x like for like (teacher FP32 ONNX on ONNX Runtime too)" in head and "x vs the teacher in eager PyTorch" in head
+    rep = json.loads((out / "report.json").read_text())
+    s = rep["summary"]
+    assert s["speedup_int8_vs_teacher_same_engine"] > 0 and s["speedup_int8_vs_teacher_torch"] > 0
+    assert f"{s['speedup_int8_vs_teacher_same_engine']:.2f}x like for like" in head
+    assert rep["name"] == "myup-student"
+    q = json.loads((out / "bundle" / "reports" / "quantization.json").read_text())
+    assert f"your images {d.resolve()}" in q["eval"]["source"] and "gate part" in q["eval"]["source"]
+    assert q["outcome"].startswith("int8") and "your images" in q["confirm"]["source"]
+    student = json.loads((out / "student" / "card.json").read_text())
+    assert "gate + confirm" in student["metrics"]["inputs"]  # compress checked the student on the user's photos too

@@ -152,8 +152,11 @@ def _train(factory: Path, photos: list[Path], steps: int):
     torch.manual_seed(0)
     net = mod.make()
     opt = torch.optim.Adam(net.parameters(), 1e-3)
+    imgs = [data.load_rgb(p) for p in photos]  # decoded once, not once per step
     for step in range(steps):  # clean bicubic pairs: what this user's photos look like
-        lr, hr = data.sr_pairs(photos, 16, 96, seed=step, cfg=data.CLEAN_DEGRADE)
+        rng = np.random.default_rng(step)
+        hr = np.stack([data.random_crop(imgs[int(rng.integers(0, len(imgs)))], 96, rng) for _ in range(16)])
+        lr = np.stack([data.degrade(c, rng, data.CLEAN_DEGRADE) for c in hr])
         x = torch.from_numpy(lr).permute(0, 3, 1, 2).float()
         y = torch.from_numpy(hr).permute(0, 3, 1, 2).float()
         loss = F.l1_loss(net(x), y)
@@ -163,16 +166,23 @@ def _train(factory: Path, photos: list[Path], steps: int):
     return net.eval()
 
 
+# The per-image INT8 drop is heavy-tailed (flat, high-PSNR photos lose the most: one held-out photo lost 1.9 dB in the
+# TensorRT flavour where the mean was 0.15), so a mean over ~10 gate photos against 20 held-out ones sat 0.048 dB
+# apart by luck of the draw. Many photos on both sides, one or two crops each: crops of one photo overlap and add
+# little; more photos are what shrink the spread of the two means.
+N_USER, N_HELD = 300, 100   # 300 user photos -> gate part 45 (90 crops), confirm 30; 100 held-out photos, 1 crop each
+
+
 @pytest.fixture(scope="module")
 def user_upscaler(tmp_path_factory):
     from safetensors.torch import save_file
 
     paths = _grocery_paths()
     rng = np.random.default_rng(7)
-    pick = [paths[i] for i in rng.choice(len(paths), 84, replace=False)]
+    pick = [paths[i] for i in rng.choice(len(paths), N_USER + N_HELD, replace=False)]
     root = tmp_path_factory.mktemp("user")
-    folder = _folder(root, pick[:64])          # the user's data (split by skugen into train/calib/gate/confirm)
-    held_out = pick[64:]                       # 20 photos skugen never sees
+    folder = _folder(root, pick[:N_USER])      # the user's data (split by skugen into train/calib/gate/confirm)
+    held_out = pick[N_USER:]                   # photos skugen never sees
     factory = root / "up.py"
     factory.write_text(FACTORY)
     train = [folder / n for n in userdata.Source(userdata.parse_data(folder)).parts["train"]]
@@ -181,7 +191,8 @@ def user_upscaler(tmp_path_factory):
     return root, folder, held_out, factory
 
 
-def _import_export(root: Path, folder: Path, factory: Path, input_range, tag: str, int8: bool = True):
+def _import_export(root: Path, folder: Path, factory: Path, input_range, tag: str, int8: bool = True,
+                   eval_n: int | None = 48):
     from skugen.export.bundle import BundleConfig, export_bundle
     from skugen.export.custom import import_model
     from skugen.export.quantize import QualityBudget
@@ -189,7 +200,7 @@ def _import_export(root: Path, folder: Path, factory: Path, input_range, tag: st
     io = {"kind": "enhancer", "scale": 2, "input_range": input_range, "output_range": [0, 255]}
     mdir = import_model(f"{factory}:make", io, root / f"model-{tag}", root / "up.safetensors", data=str(folder))
     # a wide budget so the all-INT8 model ships and its drop is what the gate reports
-    cfg = BundleConfig(int8=int8, budget=QualityBudget(max_psnr_drop_db=1.0), calib_n=64, eval_n=48)
+    cfg = BundleConfig(int8=int8, budget=QualityBudget(max_psnr_drop_db=1.0), calib_n=64, eval_n=eval_n)
     return export_bundle(mdir, root / f"bundle-{tag}", cfg)
 
 
@@ -204,24 +215,31 @@ def _psnr_y(onnx_path: Path, lr: np.ndarray, hr: np.ndarray) -> float:
 
 @pytest.mark.slow
 def test_gate_drop_on_user_data_matches_held_out_photos(user_upscaler):
+    """Like for like: each INT8 flavour's drop as the gate reports it (on the user's gate part) against the same
+    flavour re-measured on photos that were never in the user's folder, at the same 128 px LR tile.
+
+    The gate chooses float layers on the TensorRT flavour (int8 activations; the coarser one, so what holds for it
+    holds for the ONNX Runtime flavour) and reports it as `final`; the ONNX Runtime flavour, which ONNX Runtime
+    runs, is reported as `final_onnxruntime_flavour`. Both must agree with their re-measurement."""
     import json
 
     root, folder, held_out, factory = user_upscaler
-    b = _import_export(root, folder, factory, [0, 255], "ok")
+    b = _import_export(root, folder, factory, [0, 255], "ok", eval_n=None)  # the default: 2 crops per gate photo
     q = json.loads((b / "reports" / "quantization.json").read_text())
-    assert "your images" in q["eval"]["source"] and "128 px LR" in q["eval"]["source"]  # the user's data, deploy tile
-    gate_drop = q["final"]["psnr_y_drop_db"]
-    # re-measure on 20 photos that were never in the user's folder: clean bicubic 128 px LR tiles, both flavours
+    src = q["eval"]["source"]
+    assert "your images" in src and "128 px LR" in src and "(45 images), 90 crops" in src  # user data, deploy tile
+    gate = {"tensorrt": q["final"]["psnr_y_drop_db"], "onnxruntime": q["final_onnxruntime_flavour"]["psnr_y_drop_db"]}
     spec = userdata.parse_data(folder)
     items = [(None, data.load_rgb(p)) for p in held_out]
-    lr, hr = userdata.crops(spec, items, 60, 128, 2, seed=99)
+    lr, hr = userdata.crops(spec, items, len(items), 128, 2, seed=99)   # one clean-bicubic 128 px LR tile per photo
     fp32 = _psnr_y(b / "model.fp32.onnx", lr, hr)
-    held_trt = fp32 - _psnr_y(b / "model.int8.trt.onnx", lr, hr)   # the flavour the gate measures
-    held_ort = fp32 - _psnr_y(b / "model.int8.onnx", lr, hr)       # the flavour ONNX Runtime ships
-    print(f"\ngate drop {gate_drop:.3f} dB | held-out drop TRT flavour {held_trt:.3f} dB, ORT flavour "
-          f"{held_ort:.3f} dB | FP32 {fp32:.2f} dB")
-    assert gate_drop > 0.0
-    assert abs(gate_drop - held_trt) <= 0.05
+    held = {"tensorrt": fp32 - _psnr_y(b / "model.int8.trt.onnx", lr, hr),
+            "onnxruntime": fp32 - _psnr_y(b / "model.int8.onnx", lr, hr)}
+    print("\n" + "; ".join(f"{k}: gate {gate[k]:.3f} dB, held-out {held[k]:.3f} dB, |diff| {abs(gate[k] - held[k]):.3f}"
+                           for k in gate) + f" | FP32 {fp32:.2f} dB on {len(items)} held-out photos")
+    assert gate["tensorrt"] > 0.0 and gate["onnxruntime"] > 0.0
+    for k in gate:
+        assert abs(gate[k] - held[k]) <= 0.05, (k, gate[k], held[k])
     qual = json.loads((b / "reports" / "quality.json").read_text())
     assert qual["baseline"]["warning"] is None
     assert qual["baseline"]["fp32_psnr_y_db"] > qual["baseline"]["bicubic_psnr_y_db"] - 1.0
