@@ -50,8 +50,11 @@ log = logging.getLogger("skugen.pipeline")
 
 
 def load(path: Any, backend: str = "auto", precision: str = "auto", threads: int | None = None,
-         verify: bool = True) -> "Pipeline":
+         verify: bool = True, trusted_keys: Any = None) -> "Pipeline":
     """Open (and sha256-verify) a bundle and return a ready Pipeline.
+
+    trusted_keys: public-key files, directories or key ids of the signers to trust (default: SKUGEN_TRUSTED_KEYS
+    when set); with a policy, an unsigned, forged or foreign-signed bundle raises IntegrityError (skugen.signing).
 
     backend: "auto" | "onnxruntime" | "tensorrt"; precision: "auto" | "fp32" | "fp16" | "int8"
     (see the module docstring for what auto picks). threads: intra-op CPU threads for
@@ -62,7 +65,7 @@ def load(path: Any, backend: str = "auto", precision: str = "auto", threads: int
     threads = check_threads(threads)
     if backend not in BACKENDS:  # before the (slower) bundle verification
         raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    bundle = load_bundle(path, verify=verify)
+    bundle = load_bundle(path, verify=verify, trusted_keys=trusted_keys)
     spec = bundle.spec
     backend, precision = resolve(backend, precision, bundle)
     from .backends import runner_for
@@ -112,6 +115,7 @@ class Pipeline:
                        "sha256": bundle.manifest_sha256, "model_file": spec.variant(src).file,
                        "model_sha256": bundle.model_sha256(src), "engine": rinfo.get("engine"),
                        "schema_version": spec.schema_version},
+            "signature": {**bundle.signature.to_dict(), "summary": bundle.signature.describe()},
             "versions": {"skugen": __version__, "numpy": np.__version__,
                          **{k: v for k, v in rinfo.items() if k in ("onnxruntime", "tensorrt", "cuda")}},
         }
