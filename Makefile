@@ -27,7 +27,7 @@ system-deps:
 install: system-deps $(STAMP)
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[export,openvino,test]'
+	$(BIN)/pip install -q -e '.[export,openvino,sign,test]'
 	@touch $(STAMP)
 
 demo: install

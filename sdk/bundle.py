@@ -10,6 +10,8 @@ Layout (all paths relative to the bundle root):
     reports/*.json           parity, quality, quantization reports
     card.json                model card of the source model
     source/model.safetensors the source weights (+ source/card.json with the architecture config)
+    signature.sig            optional: OpenSSF model-signing signature of the whole directory (skugen sign;
+                             see skugen.signing). Not in `files`: it signs them.
     engines/<key>/           TensorRT engines built ON the device (not hashed: they are caches, each with
                              its own engine.json naming the ONNX sha256 it came from)
 
@@ -33,6 +35,7 @@ from . import __version__
 from .errors import BundleError, InputError, IntegrityError
 from .io import atomic_dir, atomic_file, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 from .manifest import SCHEMA_VERSION, Manifest
+from .signing import SignatureInfo, check_signature, policy_from
 
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest.sha256"
@@ -46,6 +49,7 @@ class Bundle:
     root: Path
     spec: Manifest
     manifest_sha256: str
+    signature: SignatureInfo = field(default_factory=lambda: SignatureInfo("unsigned"))
 
     # -- convenience accessors (everything else: the parsed `spec`, e.g. b.spec.io.max_batch, b.spec.value_range,
     # b.spec.variant(p, backend); for the raw dict, b.spec.to_dict()) -------------------------------------
@@ -96,8 +100,14 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 # ----------------------------------------------------------------------------- load / verify
 
 
-def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
-    """Open a bundle directory (or .tar, extracted to a cache dir) and verify every file's sha256."""
+def load_bundle(path: str | os.PathLike, verify: bool = True, trusted_keys=None) -> Bundle:
+    """Open a bundle directory (or .tar, extracted to a cache dir) and verify every file's sha256.
+
+    trusted_keys: the trust policy (public-key files, directories or key ids; see skugen.signing). None: the
+    SKUGEN_TRUSTED_KEYS policy when set; False: no policy. Under a policy the signature is checked even with
+    verify=False, and an unsigned, forged or foreign-signed bundle raises IntegrityError.
+    """
+    policy = None if trusted_keys is False else policy_from(trusted_keys)
     p = Path(path)
     if not p.exists():
         raise BundleError(f"bundle {p} does not exist. Create one with `skugen export MODEL --out {p}`.")
@@ -127,7 +137,7 @@ def load_bundle(path: str | os.PathLike, verify: bool = True) -> Bundle:
     spec = Manifest.from_dict(raw_dict, f"bundle {p}")
     if verify:
         verify_files(p, spec)
-    return Bundle(p, spec, digest)
+    return Bundle(p, spec, digest, check_signature(p, policy))
 
 
 def verify_files(root: Path, spec: Manifest) -> None:
@@ -254,4 +264,5 @@ def summary(b: Bundle) -> dict:
                    for k, v in m.models.items()},
         "quality": m.quality, "source": (m.source or {}).get("name"),
         "engines": sorted(str(p.relative_to(b.root)) for p in b.engines_dir().glob("*/engine.json")),
+        "signature": b.signature.to_dict(),
     }

@@ -39,6 +39,11 @@ SETTINGS: dict[str, Setting] = {
                 "(checksum-verified) when no local copy exists. Never set in tests."),
         Setting("SKUGEN_NUM_THREADS", None,
                 "Intra-op threads for ONNX Runtime / torch (default: all cores)."),
+        Setting("SKUGEN_TRUSTED_KEYS", None,
+                "Bundle trust policy: public-key files, directories of them, or key ids, separated by "
+                f"'{os.pathsep}'. When set, only bundles signed by one of these keys load (skugen.signing)."),
+        Setting("SKUGEN_KEYRING", str(Path.home() / ".config" / "skugen" / "keys"),
+                "Directory of public keys (NAME.pub.pem) where key ids in a trust policy are looked up."),
         Setting("SKUGEN_LOG_LEVEL", "WARNING", "Python logging level for the skugen logger."),
         Setting("SKUGEN_NO_PROGRESS", "0", "Set to 1 to hide progress bars (CI logs)."),
     ]

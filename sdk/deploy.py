@@ -11,7 +11,10 @@ The package is one self-contained .tar.gz (written atomically) holding:
         requirements-tensorrt.txt x86-gpu only: TensorRT from pip when it is not installed yet
         deploy.json               target, bundle identity, build-host verify reports, what install.sh checks
         SHA256SUMS                sha256 of every other file (`sha256sum -c SHA256SUMS`)
-        bundle/                   the bundle, engines/ left out (engines are built for one GPU + TensorRT)
+        bundle/                   the bundle, engines/ left out (engines are built for one GPU + TensorRT);
+                                  its signature.sig when it is signed (skugen sign)
+        trusted_keys/             only with deploy(trusted_keys=...): the public keys install.sh trusts when
+                                  the device sets no SKUGEN_TRUSTED_KEYS of its own
         skugen-runtime/           the runtime-only distribution: pyproject.toml + skugen/ (sdk + kernels)
         reports/                  verify reports made on the build host (onnxruntime, every precision)
 
@@ -135,10 +138,16 @@ def engine_precisions(b: Bundle) -> list[str]:
 # ----------------------------------------------------------------------------- deploy
 
 def deploy(bundle: str | os.PathLike | Bundle, target: str, out: str | os.PathLike | None = None,
-           verify: bool = True) -> Path:
+           verify: bool = True, trusted_keys=None) -> Path:
     """Write a self-contained deployment package for `target` to `out` (.tar.gz, atomic); returns `out`.
 
     out=None writes ./skugen-NAME-TARGET.tar.gz (see package_name).
+
+    A signed bundle travels with its signature. trusted_keys (public-key files, directories or key ids): the
+    bundle must verify under them here, and they are pinned in the package's trusted_keys/, which install.sh
+    enforces on the device unless the device sets its own SKUGEN_TRUSTED_KEYS (the stronger anchor: keys
+    shipped inside a package guard against mix-ups and forged bundles in transit, not against someone who can
+    rewrite the whole package).
 
     The bundle is sha256-checked and, unless verify=False, run through `skugen verify`
     on onnxruntime (CPU) for every precision it has; a failure stops here, before
@@ -153,23 +162,34 @@ def deploy(bundle: str | os.PathLike | Bundle, target: str, out: str | os.PathLi
         raise InputError(f"--out {out} is a directory; give a file name such as {out / 'package.tar.gz'}.")
     if not out.name.endswith((".tar.gz", ".tgz")):
         raise InputError(f"--out {out} must end in .tar.gz or .tgz (the package is a gzipped tar).")
+    policy = None
+    if trusted_keys is not None:
+        from .signing import check_signature, policy_from
+
+        policy = policy_from(trusted_keys, "deploy --trusted-key")
     b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)  # sha256 of every file checked here
+    if policy is not None:
+        check_signature(b.root, policy)  # refuse to package a bundle the device would refuse
     reports = _verify_on_host(b) if verify else {}
     pkg_name = package_name(b, t.name)
 
     with tempfile.TemporaryDirectory(prefix=".skugen-deploy.") as td:
         root = Path(td) / pkg_name
         _copy_bundle(b, root / "bundle")
+        if policy is not None:
+            for k in policy.keys:
+                (root / "trusted_keys").mkdir(exist_ok=True)
+                shutil.copyfile(k.path, root / "trusted_keys" / f"{_safe(k.name)}.{k.short}.pub.pem")
         _copy_runtime(root / "skugen-runtime")
         for prec, rep in reports.items():
             atomic_write_json(root / "reports" / f"verify-onnxruntime-{prec}.json", rep)
-        reqs = _requirements(t, b)
+        reqs = _requirements(t, b, signed=policy is not None or b.signature.status != "unsigned")
         (root / "requirements.txt").write_text(reqs)
         if not t.jetson:
             (root / "requirements-tensorrt.txt").write_text(
                 "# Installed by install.sh only when `import tensorrt` fails (keeps a system TensorRT).\n"
                 + "\n".join(TRT_PIP) + "\n")
-        meta = _deploy_json(b, t, reports)
+        meta = _deploy_json(b, t, reports, policy)
         atomic_write_json(root / "deploy.json", meta)
         (root / "install.sh").write_text(_install_sh(b, t, pkg_name))
         (root / "install.sh").chmod(0o755)
@@ -271,17 +291,23 @@ packages = @@PACKAGES@@
 """
 
 
-def _requirements(t: Target, b: Bundle) -> str:
+# Signature checks on the device (skugen[sign]); pyopenssl because model-signing 1.1 imports it undeclared.
+SIGN_REQUIREMENTS = ("model-signing>=1.1,<2", "pyopenssl>=24")
+
+
+def _requirements(t: Target, b: Bundle, signed: bool = False) -> str:
     head = [f"# skugen runtime requirements for {t.name}: {t.title}",
             f"# Written for {t.jetpack}.",
             "# No torch: the runtime never imports it. TensorRT is checked by install.sh"
             + (" (it comes with JetPack: sudo apt install nvidia-jetpack)." if t.jetson else
                " (requirements-tensorrt.txt when missing)."),
             ""]
-    return "\n".join(head + list(t.requirements)) + "\n"
+    sign = (["", "# the bundle is signed: install.sh checks the signature (skugen[sign])", *SIGN_REQUIREMENTS]
+            if signed else [])
+    return "\n".join(head + list(t.requirements) + sign) + "\n"
 
 
-def _deploy_json(b: Bundle, t: Target, reports: dict) -> dict:
+def _deploy_json(b: Bundle, t: Target, reports: dict, policy=None) -> dict:
     return {
         "schema_version": PKG_SCHEMA_VERSION,
         "skugen_version": __version__,
@@ -289,7 +315,8 @@ def _deploy_json(b: Bundle, t: Target, reports: dict) -> dict:
         "build_host": {"python": platform.python_version(), "machine": platform.machine(), "system": platform.system()},
         "target": asdict(t),
         "bundle": {"name": b.name, "kind": b.kind, "manifest_sha256": b.manifest_sha256,
-                   "precisions": b.precisions, "path": "bundle"},
+                   "precisions": b.precisions, "path": "bundle", "signature": b.signature.to_dict()},
+        "trusted_keys": [{"key_id": k.key_id, "name": k.name} for k in policy.keys] if policy else None,
         "install": {"min_python": ".".join(map(str, MIN_PYTHON)), "tensorrt_range": f">={MIN_TRT},<{MAX_TRT}",
                     "engine_precisions": engine_precisions(b),
                     "verified_marker": f"bundle/engines/<key>/{VERIFIED_FILE}"},

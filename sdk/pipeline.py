@@ -53,19 +53,21 @@ log = logging.getLogger("skugen.pipeline")
 
 
 def load(path: Any, backend: str = "auto", precision: str = "auto", threads: int | None = None,
-         verify: bool = True) -> "Pipeline":
+         verify: bool = True, trusted_keys: Any = None) -> "Pipeline":
     """Open (and sha256-verify) a bundle and return a ready Pipeline.
 
     backend: "auto" | "onnxruntime" | "openvino" | "tensorrt"; precision: "auto" | "fp32" | "fp16" | "bf16" |
     "int8" (see the module docstring for what auto picks). threads: intra-op CPU threads for
     ONNX Runtime / OpenVINO (None: SKUGEN_NUM_THREADS, else all cores).
+    trusted_keys: public-key files, directories or key ids of the signers to trust (default: SKUGEN_TRUSTED_KEYS
+    when set); with a policy, an unsigned, forged or foreign-signed bundle raises IntegrityError (skugen.signing).
     """
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"bundle path must be a str or path, got {type(path).__name__}")
     threads = check_threads(threads)
     if backend not in BACKENDS:  # before the (slower) bundle verification
         raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    bundle = load_bundle(path, verify=verify)
+    bundle = load_bundle(path, verify=verify, trusted_keys=trusted_keys)
     spec = bundle.spec
     from .backends import runner_for
     from .errors import SkugenError
@@ -134,6 +136,7 @@ class Pipeline:
                        "model_sha256": rinfo.get("model_sha256") or bundle.model_sha256(src),
                        "model_source": rinfo.get("model_source"), "engine": rinfo.get("engine"),
                        "schema_version": spec.schema_version},
+            "signature": {**bundle.signature.to_dict(), "summary": bundle.signature.describe()},
             "versions": {"skugen": __version__, "numpy": np.__version__,
                          **{k: v for k, v in rinfo.items() if k in ("onnxruntime", "openvino", "tensorrt", "cuda")}},
         }

@@ -45,6 +45,9 @@ from typing import Any
 
 from . import __version__
 from .bundle import Bundle, load_bundle
+from .signing import SIGNATURE
+
+PROVENANCE = "skugen_bundle"  # the signed bundle's manifest + signature (only when the bundle is signed)
 from .errors import BundleError, InputError
 from .io import atomic_dir
 from .manifest import TensorSpec
@@ -452,7 +455,9 @@ def export_triton(bundle: str | os.PathLike | Bundle, out: str | os.PathLike,
 
     summary = {
         "skugen_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "bundle": {"name": b.name, "kind": b.kind, "manifest_sha256": b.manifest_sha256, "precision": cfg.precision},
+        "bundle": {"name": b.name, "kind": b.kind, "manifest_sha256": b.manifest_sha256, "precision": cfg.precision,
+                   "signature": b.signature.to_dict(),
+                   "provenance": f"{PROVENANCE}/" if b.signature.status != "unsigned" else None},
         "config": asdict(cfg), "max_batch_size": max_batch,
         "entry_points": {name: "CPU (onnxruntime)",
                          **{f"{name}_gpu_{p}": f"GPU (TensorRT {p})" for p in sorted(plans)}},
@@ -484,6 +489,12 @@ def export_triton(bundle: str | os.PathLike | Bundle, out: str | os.PathLike,
                     (d / rel).write_bytes(src.encode() if isinstance(src, str) else src)
                 else:
                     shutil.copyfile(src, d / rel)
+        if b.signature.status != "unsigned":
+            # The bundle's signature covers its directory, not this repository: keep the signed manifest and its
+            # signature so the model files here can be traced to the signer (their sha256s are in the manifest).
+            (tmp / PROVENANCE).mkdir()
+            for f in ("manifest.json", "manifest.sha256", SIGNATURE):
+                shutil.copyfile(b.root / f, tmp / PROVENANCE / f)
         (tmp / "skugen_triton.json").write_text(json.dumps(summary, indent=2) + "\n")
         (tmp / "README.md").write_text(_readme(b, name, summary, pre_in, post_out))
     return out

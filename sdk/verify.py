@@ -112,6 +112,7 @@ class VerifyReport(ReportBase):
     n_inputs: int = 0
     seconds: float = 0.0
     environment: dict = field(default_factory=dict)
+    signature: dict = field(default_factory=dict)   # skugen.signing.SignatureInfo: who signed, checked or not
     schema_version: int = SCHEMA_VERSION
     kind: str = "verify"
 
@@ -121,6 +122,10 @@ class VerifyReport(ReportBase):
         head = (f"{self.name}: {self.backend} {self.precision} on {self.n_inputs} golden inputs -> "
                 f"{'PASS' if self.passed else 'FAIL'}")
         out = [head]
+        if self.signature:
+            from .signing import SignatureInfo
+
+            out.append(f"  signature: {SignatureInfo(**self.signature).describe()}")
         for k, s in self.outputs.items():
             if "error" in s:
                 out.append(f"  {k}: FAIL {s['error']}")
@@ -196,4 +201,5 @@ def verify_bundle(bundle_or_path, backend: str = "onnxruntime", precision: str =
     return VerifyReport(
         bundle=str(b.root), name=b.name, backend=backend, precision=precision, model_file=model_file,
         tolerance=tol, outputs=outputs, passed=all(s["pass"] for s in outputs.values()),
-        n_inputs=int(next(iter(g_in.values())).shape[0]), seconds=round(time.perf_counter() - t0, 3), environment=env)
+        n_inputs=int(next(iter(g_in.values())).shape[0]), seconds=round(time.perf_counter() - t0, 3), environment=env,
+        signature=b.signature.to_dict())

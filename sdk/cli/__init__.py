@@ -5,6 +5,7 @@ The only package of skugen that imports argparse. One module per command group:
     runtime.py    generate, enhance, env, info, verify, tune, build, deploy, engines, export-triton
     toolchain.py  data, train, eval, zoo, import, compress, distill, export, pipeline
     bench.py      bench
+    trust.py      keygen, sign (bundle signatures; the policy is --trusted-key / SKUGEN_TRUSTED_KEYS)
     kernels.py    kernels emulate | compile-check (developer checks; hidden from --help)
     _common.py    what every add_<name> shares: command() (parser + Examples: epilog), add_bundle, add_json, ...
 
@@ -55,6 +56,8 @@ COMMANDS: dict[str, Command] = {
     "deploy": Command(_R, "package a bundle for Jetson / x86-gpu"),
     "engines": Command(_R, "list a bundle's TensorRT engines, mark one verified (install.sh runs this)"),
     "export-triton": Command(_R, "write a Triton Inference Server model repository"),
+    "keygen": Command("trust", "make a key pair for signing bundles"),
+    "sign": Command("trust", "sign a bundle (who made it; devices check it with --trusted-key)"),
     "env": Command(_R, "show SKUGEN_* settings and the environment"),
     "kernels": Command("kernels", "CUDA kernel checks without a GPU: host emulation, nvcc", hidden=True),
 }

@@ -47,6 +47,14 @@ def add_bundle(p: argparse.ArgumentParser, help: str | None = BUNDLE_HELP) -> No
     p.add_argument("bundle", help=help)
 
 
+def add_trust(p: argparse.ArgumentParser) -> None:
+    """--trusted-key: the bundle trust policy of this command (skugen.signing)."""
+    p.add_argument("--trusted-key", action="append", default=None, metavar="KEY",
+                   help="trust only bundles signed by this key: a public key file (NAME.pub.pem), a directory of "
+                        "them, or a key id; repeatable (key rotation). Default: SKUGEN_TRUSTED_KEYS when set. With a "
+                        "policy, unsigned, forged and foreign-signed bundles are refused.")
+
+
 def add_json(p: argparse.ArgumentParser, help: str | None = None) -> None:
     p.add_argument("--json", action="store_true", help=help)
 
@@ -60,5 +68,6 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "openvino", "tensorrt"), help=_BACKEND_HELP)
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16", "int8"), help=_PRECISION_HELP)
     add_threads(p, "CPU threads for ONNX Runtime / OpenVINO (default: all cores)")
+    add_trust(p)
     p.add_argument("--report", metavar="JSON", help="also write the call's Report (latency, memory, env) here")
     add_json(p, "print the Report as JSON instead of a summary")

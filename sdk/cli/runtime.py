@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ._common import add_bundle, add_json, add_runtime_args, add_threads, command
+from ._common import add_bundle, add_json, add_runtime_args, add_threads, add_trust, command
 
 # ----------------------------------------------------------------------------- generate / enhance / env
 
@@ -88,7 +88,8 @@ def _generate(args) -> int:
     if args.classes:
         labels = [c.strip() for item in args.classes for c in item.split(",") if c.strip()]
     n = args.n if args.n is not None else (None if labels else 16)
-    with load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads) as pipe:
+    with load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
+              trusted_keys=args.trusted_key) as pipe:
         res = pipe.generate(labels=labels, seed=args.seed, n=n)
         written = []
         if args.out:
@@ -111,7 +112,8 @@ def _enhance(args) -> int:
         raise InputError(f"--out takes one output but {len(args.images)} images were given; use --out-dir DIR")
     tile = False if args.no_tile else (args.tile if args.tile is not None else True)
     progress = not args.no_progress and sys.stderr.isatty()
-    with load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads) as pipe:
+    with load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
+              trusted_keys=args.trusted_key) as pipe:
         # One image per call keeps peak memory at one photo's output (plus one tile batch).
         written = []
         for path in args.images:
@@ -176,13 +178,15 @@ skugen info runs/demo/bundle
 skugen info bundle.tar --json
 """, func=_info)
     add_bundle(p, None)
+    add_trust(p)
     add_json(p)
 
 
 def _info(args) -> int:
     from ..bundle import load_bundle, summary
 
-    s = summary(load_bundle(args.bundle))
+    b = load_bundle(args.bundle, trusted_keys=args.trusted_key)
+    s = summary(b)
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
@@ -197,6 +201,7 @@ def _info(args) -> int:
         print(f"  classes: {', '.join(s['class_names'])}")
     if s["engines"]:
         print(f"  engines: {', '.join(s['engines'])}")
+    print(f"  signature: {b.signature.describe()}")
     return 0
 
 
@@ -214,13 +219,16 @@ skugen verify bundle.tar --backend tensorrt --precision fp16
     add_bundle(p)
     p.add_argument("--backend", choices=BACKENDS, default="onnxruntime")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    add_trust(p)
     add_json(p, "print the report as JSON")
 
 
 def _verify(args) -> int:
+    from ..bundle import load_bundle
     from ..verify import verify_bundle
 
-    rep = verify_bundle(args.bundle, backend=args.backend, precision=args.precision)
+    rep = verify_bundle(load_bundle(args.bundle, trusted_keys=args.trusted_key), backend=args.backend,
+                        precision=args.precision)
     if args.json:
         print(rep.to_json())
     else:
@@ -360,6 +368,7 @@ tar xzf cgan-orin.tar.gz && cd skugen-*-jetson-orin && ./install.sh
     p.add_argument("--target", required=True, metavar="TARGET", help=f"one of: {', '.join(TARGETS)}")
     p.add_argument("--out", default=None, help="package file (.tar.gz); default skugen-NAME-TARGET.tar.gz")
     p.add_argument("--no-verify", action="store_true", help="package without running `skugen verify` first")
+    add_trust(p)
     add_json(p, "print the package summary as JSON")
 
 
@@ -369,8 +378,8 @@ def _deploy(args) -> int:
     from ..io import sha256_file
 
     t = get_target(args.target)  # fail on a bad target before touching the bundle
-    b = load_bundle(args.bundle)
-    path = deploy(b, t.name, args.out, verify=not args.no_verify)
+    b = load_bundle(args.bundle, trusted_keys=args.trusted_key)
+    path = deploy(b, t.name, args.out, verify=not args.no_verify, trusted_keys=args.trusted_key)
     s = {"package": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path), "target": t.name,
          "bundle": b.name, "engine_precisions": engine_precisions(b), "verified": not args.no_verify}
     if args.json:
@@ -378,6 +387,8 @@ def _deploy(args) -> int:
     else:
         print(f"{path}  ({s['bytes'] / 1e6:.2f} MB, sha256 {s['sha256'][:16]}...)")
         print(f"  bundle {b.name} ({b.kind}) for {t.title}; verified on this host: {'yes' if s['verified'] else 'NO'}")
+        print(f"  signature: {b.signature.describe()}"
+              + (f"; install.sh trusts {len(args.trusted_key)} pinned key(s)" if args.trusted_key else ""))
         print(f"  on the device: tar xzf {path.name} && cd {package_name(b, t.name)} && ./install.sh")
     return 0
 
@@ -461,6 +472,7 @@ def add_export_triton(sub) -> None:
     p.add_argument("--ort-threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
     p.add_argument("--plans", choices=PLAN_MODES, default="all",
                    help="which built TensorRT engines to add: all (default), verified (install.sh-verified), none")
+    add_trust(p)
     add_json(p, "print skugen_triton.json")
 
 
@@ -471,7 +483,9 @@ def _export_triton(args) -> int:
                        preferred_batch_sizes=args.preferred_batch, max_queue_delay_us=args.max_queue_delay_us,
                        cpu_instances=args.cpu_instances, gpu_instances=args.gpu_instances,
                        ort_threads=args.ort_threads, plans=args.plans)
-    repo = export_triton(args.bundle, args.out, cfg)
+    from ..bundle import load_bundle
+
+    repo = export_triton(load_bundle(args.bundle, trusted_keys=args.trusted_key), args.out, cfg)
     s = json.loads((repo / "skugen_triton.json").read_text())
     if args.json:
         print(json.dumps(s, indent=2))

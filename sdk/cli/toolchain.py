@@ -310,6 +310,8 @@ skugen export runs/my-student --out b --int8 --tool ort --calibrate-method perce
     p.add_argument("--classifier", default="auto", help="classifier for class fidelity ('auto', a zoo name/dir, 'none')")
     p.add_argument("--strict-budget", action="store_true", help="exit non-zero when INT8 misses the budget")
     p.add_argument("--tar", action="store_true", help="also pack the bundle into OUT.tar")
+    p.add_argument("--sign-key", default=None, metavar="KEY",
+                   help="sign the bundle with this private key (NAME.key.pem from skugen keygen) before packing")
     add_json(p, "print the bundle summary as JSON")
 
 
@@ -317,6 +319,10 @@ def _export(args) -> int:
     from ..bundle import load_bundle, summary, to_tar
     from ..export.bundle import BundleConfig, export_bundle
     from ..export.quantize import QualityBudget, QuantConfig
+    from ..signing import check_private_key, sign_bundle
+
+    if args.sign_key:
+        check_private_key(args.sign_key)  # before minutes of export, not after
 
     cfg = BundleConfig(
         int8=args.int8, calib_n=args.calib, eval_n=args.eval_n,
@@ -325,7 +331,9 @@ def _export(args) -> int:
         quant=QuantConfig(tool=args.tool, calibrate_method=args.calibrate_method),
         classifier=None if args.classifier.lower() == "none" else args.classifier, strict_budget=args.strict_budget)
     path = export_bundle(args.model, args.out, cfg)
-    b = load_bundle(path)
+    if args.sign_key:
+        sign_bundle(path, args.sign_key)
+    b = load_bundle(path, trusted_keys=False)
     s = summary(b)
     qrep = b.report("quantization")
     tar = to_tar(path, Path(str(path).rstrip("/") + ".tar")) if args.tar else None

@@ -19,15 +19,17 @@ RUNTIME_MODULES = [
     "skugen.bench.cells", "skugen.bench.config", "skugen.bench.gate", "skugen.bench.html", "skugen.bench.quality",
     "skugen.bench.report", "skugen.bench.run", "skugen.bench.views", "skugen.bundle", "skugen.cli",
     "skugen.cli._common", "skugen.cli.bench", "skugen.cli.kernels", "skugen.cli.runtime", "skugen.cli.toolchain",
+    "skugen.cli.trust",
     "skugen.config", "skugen.deploy", "skugen.errors", "skugen.evaluate", "skugen.gen_inputs", "skugen.io",
     "skugen.manifest", "skugen.metrics", "skugen.pipeline", "skugen.prepost", "skugen.progress", "skugen.report",
-    "skugen.result", "skugen.selection", "skugen.tiling", "skugen.tune", "skugen.triton", "skugen.verify", "skugen.kernels",
+    "skugen.result", "skugen.selection", "skugen.signing", "skugen.tiling", "skugen.tune", "skugen.triton", "skugen.verify", "skugen.kernels",
     "skugen.kernels._launch", "skugen.kernels._spec", "skugen.kernels.compile_check", "skugen.kernels.host_emu",
     "skugen.kernels.launcher", "skugen.kernels.reference", "skugen.kernels.selftest",
 ]
 # Toolchain packages: heavy (torch ~1-2 s to import) and absent from runtime installs.
 FORBIDDEN = ["torch", "torchvision", "nncf", "onnx", "onnxslim", "torch_pruning", "safetensors", "scipy",
-             "skimage", "cv2", "matplotlib", "skugen.export"]
+             "skimage", "cv2", "matplotlib", "skugen.export",
+             "model_signing", "cryptography", "sigstore"]  # the sign extra: imported only when a key is used
 REPO = Path(__file__).resolve().parents[2]
 
 _PROBE = r"""
