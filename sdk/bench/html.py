@@ -251,6 +251,9 @@ def _env_section(rep: dict) -> str:
             ("Jetson power mode", (env.get("jetson_power_mode") or {}).get("mode") if env.get("jetson_power_mode") else "n/a"),
             ("host / OS / Python", f"{env.get('hostname')} / {env.get('os')} / {env.get('python')}"),
             ("wall time", f"{rep.get('wall_s'):.1f} s" if rep.get("wall_s") else "–")]
+    for name, ref in (rep.get("references") or {}).items():  # who signed each bundle (skugen.signing)
+        if (ref or {}).get("signature"):
+            rows.append((f"bundle {name}", ref["signature"].get("summary") or ref["signature"].get("status")))
     out = ['<div class="meta"><table>']
     out += [f'<tr><th class="l">{_e(k)}</th><td class="l">{_e(val)}</td></tr>' for k, val in rows]
     out.append("</table></div>")

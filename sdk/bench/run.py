@@ -123,6 +123,9 @@ def run_bench(cfg: BenchConfig, argv: list[str] | None = None) -> BenchReport:
     finally:
         prog.close()
 
+    for t in targets:  # who made each bundle (skugen.signing): the report says who signed, or "unsigned"
+        references.setdefault(t.name, {})["signature"] = {**t.bundle.signature.to_dict(),
+                                                           "summary": t.bundle.signature.describe()}
     env = environment(probe=True, threads=threads)
     from ..tune import engine_versions
 

@@ -25,3 +25,14 @@ def test_json_has_environment_command_config_and_round_trips(bench):
     back = BenchReport.load(bench["json"])
     assert back.to_dict()["cells"] == d["cells"]
     json.dumps(d, allow_nan=False)  # strict JSON: no NaN/inf anywhere
+
+
+def test_report_says_who_signed_each_bundle(bench):
+    """The fixture bundles are unsigned: the JSON and the HTML say so per bundle (skugen.signing)."""
+    d = json.loads(Path(bench["json"]).read_text())
+    names = {c["bundle"] for c in d["cells"]}
+    assert names and all(d["references"][n]["signature"]["status"] == "unsigned" for n in names)
+    from skugen.bench import render_html
+
+    html = render_html(bench["report"])
+    assert all(f"bundle {n}" in html for n in names) and "unsigned" in html
