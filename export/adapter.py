@@ -82,23 +82,23 @@ class ModelAdapter(ABC):
 
     def calibration_feeds(self, n: int = 128, seed: int = 0) -> dict:
         """INT8 calibration inputs from the model's real input distribution (graph input name -> array)."""
-        from . import quantize
+        from . import evalsets
 
         if self.kind == "generator":
-            return quantize.generator_calibration(self.cfg.z_dim, self.cfg.n_classes, n, seed)
+            return evalsets.generator_calibration(self.cfg.z_dim, self.cfg.n_classes, n, seed)
         if self.kind == "enhancer":
-            return quantize.enhancer_calibration(n, seed=seed, scale=self.cfg.scale)
+            return evalsets.enhancer_calibration(n, seed=seed, scale=self.cfg.scale)
         raise ModelError(f"a {self.kind} is not quantized for deployment; bundles hold generators and enhancers.")
 
     def eval_feeds(self, n: int | None = None, seed: int | None = None):
         """The held-out set the INT8 gate judges on (quantize.EvalSet)."""
-        from . import quantize
+        from . import evalsets
 
         kw = {k: v for k, v in (("n", n), ("seed", seed)) if v is not None}
         if self.kind == "generator":
-            return quantize.generator_eval_set(self.cfg.z_dim, self.cfg.n_classes, **kw)
+            return evalsets.generator_eval_set(self.cfg.z_dim, self.cfg.n_classes, **kw)
         if self.kind == "enhancer":
-            return quantize.enhancer_eval_set(scale=self.cfg.scale, **kw)
+            return evalsets.enhancer_eval_set(scale=self.cfg.scale, **kw)
         raise ModelError(f"a {self.kind} is not quantized for deployment; bundles hold generators and enhancers.")
 
     @abstractmethod

@@ -35,7 +35,8 @@ from skugen.manifest import (DEFAULT_VALUE_RANGE, SCHEMA_VERSION, Golden, IOSpec
 from . import ckpt, models, zoo
 from .onnx_export import ExportConfig, compare_outputs, onnx_from_torch, parity_report
 from . import userdata
-from .quantize import QualityBudget, QuantConfig, enhancer_eval_set, gate_sets, quantize_gated_auto
+from .evalsets import enhancer_eval_set, gate_sets
+from .quantize import QualityBudget, QuantConfig, quantize_gated_auto
 
 KIND_OF_FAMILY = {"cgan": "generator", "sr": "enhancer"}
 
@@ -284,7 +285,10 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
         quality["int8"] = {"outcome": qr.report["outcome"], "kept_float": list(qr.kept_float),
                            "float_layers": qr.report.get("float_layers", []),
                            "budget_ok": qr.met_budget, "final": _strip(qr.report.get("final")),
-                           "all_int8": _strip(qr.report["int8_all_layers"]), "confirm": qr.report.get("confirm")}
+                           "all_int8": _strip(qr.report["int8_all_layers"]), "confirm": qr.report.get("confirm"),
+                           # final/confirm: the TensorRT flavour; ONNX Runtime ships its own file, gated too
+                           "final_onnxruntime_flavour": _strip(qr.report.get("final_onnxruntime_flavour")),
+                           "confirm_onnxruntime_flavour": qr.report.get("confirm_onnxruntime_flavour")}
         if qr.met_budget:
             # Both flavours run on ORT here; the golden tolerance comes from the worse of the two.
             st = compare_outputs(_ort_outputs(qr.onnx_bytes, g_in)[out_name], g_out[out_name],

@@ -35,7 +35,7 @@ from . import __version__
 from .errors import BundleError, InputError, IntegrityError
 from .io import atomic_dir, atomic_file, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
 from .manifest import SCHEMA_VERSION, Manifest
-from .signing import SignatureInfo, check_signature, policy_from
+from .signing import SignatureInfo, check_signature, policy_from, sign_dir
 
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest.sha256"
@@ -234,6 +234,15 @@ def write_bundle(out: str | os.PathLike, manifest: Manifest | dict, files: dict[
         (tmp / MANIFEST).write_bytes(raw)
         (tmp / MANIFEST_DIGEST).write_text(f"{sha256_bytes(raw)}  {MANIFEST}\n")
     return out
+
+
+def sign_bundle(bundle_dir: str | os.PathLike, private_key: str | os.PathLike) -> SignatureInfo:
+    """Verify every sha256 of a bundle directory, then sign it (skugen.signing; writes BUNDLE/signature.sig)."""
+    if Path(bundle_dir).is_file():
+        raise InputError(f"{bundle_dir} is a file; sign the bundle DIRECTORY, then pack it (`skugen export --tar` "
+                         "or skugen.bundle.to_tar): the .tar keeps the signature.")
+    b = load_bundle(bundle_dir, trusted_keys=False)  # refuse to sign a corrupted bundle; no policy applies here
+    return sign_dir(b.root, private_key)
 
 
 def to_tar(bundle_dir: str | os.PathLike, tar_path: str | os.PathLike, include_engines: bool = False) -> Path:

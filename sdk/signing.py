@@ -1,7 +1,7 @@
 """Signed bundles: who made a bundle, not only whether its files agree with each other.
 
     skugen keygen --out keys/ --name acme-release        # keys/acme-release.key.pem (private, 0600) + .pub.pem
-    skugen sign BUNDLE --key keys/acme-release.key.pem   # writes BUNDLE/signature.sig
+    skugen sign BUNDLE --key keys/acme-release.key.pem   # writes BUNDLE/signature.sig (skugen.bundle.sign_bundle)
     skugen.load(BUNDLE, trusted_keys=["keys/acme-release.pub.pem"])   # or SKUGEN_TRUSTED_KEYS
 
 Why OpenSSF model-signing (PyPI `model-signing`, extra `skugen[sign]`) rather than our own format: it is the
@@ -270,18 +270,13 @@ def check_private_key(private_key: str | os.PathLike) -> bytes:
     return _public_pem(k.public_key())
 
 
-def sign_bundle(bundle_dir: str | os.PathLike, private_key: str | os.PathLike) -> SignatureInfo:
-    """Sign a bundle directory in place (verifying every sha256 first); writes BUNDLE/signature.sig atomically."""
-    from .bundle import load_bundle
-
+def sign_dir(root: str | os.PathLike, private_key: str | os.PathLike) -> SignatureInfo:
+    """Sign a bundle directory whose files were just verified (skugen.bundle.sign_bundle does that first);
+    writes ROOT/signature.sig atomically."""
     ms = _need("skugen sign")
-    if Path(bundle_dir).is_file():
-        raise InputError(f"{bundle_dir} is a file; sign the bundle DIRECTORY, then pack it (`skugen export --tar` "
-                         "or skugen.bundle.to_tar): the .tar keeps the signature.")
     key = Path(private_key)
     pub = check_private_key(key)
-    b = load_bundle(bundle_dir, trusted_keys=False)  # refuse to sign a corrupted bundle; no policy applies here
-    root = Path(b.root)
+    root = Path(root)
     fd, tmp = tempfile.mkstemp(prefix=".signature.", suffix=".sig", dir=root.parent)
     os.close(fd)
     try:

@@ -279,7 +279,7 @@ def _distill(args) -> int:
 
 
 def add_export(sub) -> None:
-    from ..export.quantize import ENHANCER_EVAL_N
+    from ..export.evalsets import ENHANCER_EVAL_N
 
     p = command(
         sub, "export", "export a model to ONNX (+INT8) and write a verified bundle", func=_export, examples="""\
@@ -319,7 +319,8 @@ def _export(args) -> int:
     from ..bundle import load_bundle, summary, to_tar
     from ..export.bundle import BundleConfig, export_bundle
     from ..export.quantize import QualityBudget, QuantConfig
-    from ..signing import check_private_key, sign_bundle
+    from ..bundle import sign_bundle
+    from ..signing import check_private_key
 
     if args.sign_key:
         check_private_key(args.sign_key)  # before minutes of export, not after

@@ -47,7 +47,7 @@ skugen sign runs/demo/bundle --key keys/acme-release.key.pem
 
 
 def _sign(args) -> int:
-    from ..signing import sign_bundle
+    from ..bundle import sign_bundle
 
     info = sign_bundle(args.bundle, args.key)
     if args.json:

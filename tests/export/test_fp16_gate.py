@@ -9,7 +9,8 @@ from onnx import helper, numpy_helper
 from skugen.backends.onnxruntime import OnnxRuntimeRunner
 from skugen.export.fp16_gate import METHOD, fp16_gated
 from skugen.export.onnx_export import onnx_from_torch
-from skugen.export.quantize import EvalSet, QualityBudget, generator_eval_set
+from skugen.export.evalsets import generator_eval_set
+from skugen.export.quantize import EvalSet, QualityBudget
 
 
 def _enhancer(mix_w: float, boost: float = 1.0) -> bytes:

@@ -19,7 +19,8 @@ from skugen.export.onnx_export import WEIGHTED_OPS, onnx_from_torch  # noqa: E40
 from skugen.export.openvino_quant import (OV_INT8_FILE, OV_INT8_WEIGHTS, bf16_record, compile_cpu,  # noqa: E402
                                           executed_precisions, int8_layers, ir_bytes, keep_float_ov, layer_names,
                                           nncf_int8, ov_model, ov_runner, quantize_openvino_gated, read_ir)
-from skugen.export.quantize import QualityBudget, generator_calibration, generator_eval_set  # noqa: E402
+from skugen.export.evalsets import generator_calibration, generator_eval_set  # noqa: E402
+from skugen.export.quantize import QualityBudget  # noqa: E402
 from skugen.io import sha256_file  # noqa: E402
 
 CAL_N, EVAL_N = 32, 64

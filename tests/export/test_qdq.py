@@ -8,7 +8,8 @@ from skugen.backends.onnxruntime import OnnxRuntimeRunner
 from skugen.export.fp16 import fp16_storage_sim, fp16_summary
 from skugen.export.onnx_export import onnx_from_torch
 from skugen.export.qdq import tensorrt_fp16, to_signed_int8
-from skugen.export.quantize import QuantConfig, generator_calibration, quantize_qdq
+from skugen.export.evalsets import generator_calibration
+from skugen.export.quantize import QuantConfig, quantize_qdq
 from skugen.metrics import psnr
 
 

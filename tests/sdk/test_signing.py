@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("model_signing", reason="the sign extra (pip install 'skugen[sign]')")
 
 from skugen import cli, signing  # noqa: E402
-from skugen.bundle import MANIFEST, MANIFEST_DIGEST, load_bundle, to_tar  # noqa: E402
+from skugen.bundle import MANIFEST, MANIFEST_DIGEST, load_bundle, sign_bundle, to_tar  # noqa: E402
 from skugen.errors import BackendUnavailable, InputError, IntegrityError  # noqa: E402
 from skugen.io import sha256_bytes, sha256_file  # noqa: E402
 
@@ -40,7 +40,7 @@ def bundle(tmp_path) -> Path:
 
 @pytest.fixture
 def signed(bundle, keys) -> Path:
-    signing.sign_bundle(bundle, keys["release"][0])
+    sign_bundle(bundle, keys["release"][0])
     return bundle
 
 
@@ -162,8 +162,8 @@ def test_a_bad_signature_is_refused(signed, keys):
 def test_two_trusted_keys_both_accepted(bundle, keys, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(bundle, other)
-    signing.sign_bundle(bundle, keys["release"][0])
-    signing.sign_bundle(other, keys["rotated"][0])
+    sign_bundle(bundle, keys["release"][0])
+    sign_bundle(other, keys["rotated"][0])
     policy = [keys["release"][1], keys["rotated"][1]]
     assert load_bundle(bundle, trusted_keys=policy).signature.key_name == "release"
     assert load_bundle(other, trusted_keys=policy).signature.key_name == "rotated"
@@ -216,9 +216,9 @@ def test_tar_round_trip_keeps_the_signature(signed, keys, tmp_path, monkeypatch)
 def test_signing_a_tar_or_with_a_public_key_is_refused(signed, keys, tmp_path):
     tar = to_tar(signed, tmp_path / "b.tar")
     with pytest.raises(InputError, match="sign the bundle DIRECTORY"):
-        signing.sign_bundle(tar, keys["release"][0])
+        sign_bundle(tar, keys["release"][0])
     with pytest.raises(InputError, match="not a private key"):
-        signing.sign_bundle(signed, keys["release"][1])
+        sign_bundle(signed, keys["release"][1])
 
 
 def _extract(tar: Path, dest: Path) -> Path:
