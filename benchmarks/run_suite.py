@@ -110,6 +110,22 @@ def _f(v, fmt=".2f"):
     return "–" if v is None else format(v, fmt)
 
 
+def best_cells(rows: list[dict]) -> dict:
+    """batch -> the fastest student cell of any CPU engine, with its ratios to ORT FP32 and to the torch teacher."""
+    out = {}
+    for b in sorted({r["batch"] for r in rows}):
+        at = [r for r in rows if r["batch"] == b]
+        ort32 = next((r["p50_ms"]["student_fp32"] for r in at if r["backend"] == "onnxruntime"), None)
+        tch = next((r["p50_ms"]["teacher_fp32_torch"] for r in at if r["p50_ms"]["teacher_fp32_torch"]), None)
+        cands = [(r["p50_ms"][k], f"{r['backend']} {k.split('_')[1].upper()}") for r in at
+                 for k in ("student_int8", "student_fp32") if r["p50_ms"][k]]
+        if cands:
+            ms, cell = min(cands)
+            out[b] = {"cell": cell, "ms": ms, "vs_ort_fp32": ort32 / ms if ort32 else None,
+                      "vs_teacher": tch / ms if tch else None}
+    return out
+
+
 def summary_md(results: list[dict], env: dict) -> str:
     cpu = env.get("cpu") or {}
     v = env.get("versions") or {}
@@ -117,7 +133,7 @@ def summary_md(results: list[dict], env: dict) -> str:
              f"Machine: {cpu.get('model')}, {cpu.get('usable_cores')} cores, flags {', '.join(cpu.get('flags') or [])}; "
              f"GPU: {', '.join(g.get('name') or '?' for g in env.get('gpus') or []) or 'none'}; "
              f"onnxruntime {v.get('onnxruntime')}, torch {v.get('torch')}, numpy {v.get('numpy')}, "
-             f"TensorRT {v.get('tensorrt') or '-'}.", "",
+             f"OpenVINO {v.get('openvino') or '-'}, TensorRT {v.get('tensorrt') or '-'}.", "",
              "Ratios are p50 latency per call (pre + infer + post) of cells measured in the SAME run; > 1 means "
              "the first is faster.", ""]
     for r in results:
@@ -130,6 +146,12 @@ def summary_md(results: list[dict], env: dict) -> str:
             lines.append(f"| {row['backend']} | {row['batch']} | {_f(pm['student_int8'])} | {_f(pm['student_fp32'])} | "
                          f"{_f(pm['teacher_fp32_torch'])} | {_f(sp['int8_vs_fp32'])}x | {_f(sp['int8_vs_teacher'])}x | "
                          f"{_f(sp['fp32_vs_teacher'])}x |")
+        lines += ["", "Best CPU cell per batch (any engine, any precision the bundle ships) against the FP32 student on "
+                      "ONNX Runtime and the FP32 teacher in eager PyTorch, same run:", "",
+                  "| batch | best cell | ms | vs FP32 student (ORT) | vs teacher (torch) |", "|---:|---|---:|---:|---:|"]
+        for b, best in best_cells(r["ratios"]).items():
+            lines.append(f"| {b} | {best['cell']} | {_f(best['ms'])} | {_f(best['vs_ort_fp32'])}x | "
+                         f"{_f(best['vs_teacher'])}x |")
         sp = r.get("spread")
         if sp:
             lines += ["", f"Back-to-back p50 of `{sp['cell']}`: {', '.join(_f(x, '.3f') for x in sp['p50_runs_ms'])} ms "
@@ -182,7 +204,8 @@ def main(argv=None) -> int:
                     qual[f"{c['model']} {c['precision']} ({c['backend']})"] = f"{label} {_f(val, '.3f')}"
         results.append({"name": s["name"], "what": s.get("what"), "bundle": cfg.bundles[0],
                         "teacher": cfg.teachers[0] if cfg.teachers else None, "command": argv_eq, "files": files,
-                        "ratios": bsum.get("rows", []), "spread": spread_of(rep, s),
+                        "ratios": bsum.get("rows", []), "best": best_cells(bsum.get("rows", [])),
+                        "spread": spread_of(rep, s),
                         "max_spread": bsum.get("max_p50_spread"), "quality": qual, "wall_s": rep.wall_s})
         print(rep.to_markdown(), file=sys.stderr)
     summary = {"schema_version": 1, "kind": "bench-suite", "suite": str(args.suite), "quick": args.quick,
