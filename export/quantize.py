@@ -614,8 +614,10 @@ def quantize_gated(fp32_onnx, calib: dict, eval_set: EvalSet | dict, budget: Qua
     report["float_layers"] = float_layers(final_ort, chosen, cfg.tool) if met else []
     left = [f"{f['layer']} ({f['op']}: {f['reason']})" for f in report["float_layers"]
             if f["reason"] != "kept float by the gate"]
-    left_note = (f" Still float: {'; '.join(left)}. Float layers can make INT8 slower than FP32; upsample with "
-                 "nearest + Conv or PixelShuffle instead of ConvTranspose." if left else "")
+    convt = any(f["op"] == "ConvTranspose" for f in report["float_layers"] if f["reason"] != "kept float by the gate")
+    left_note = (f" Still float: {'; '.join(left)}. Float layers can make INT8 slower than FP32"
+                 + ("; upsample with nearest + Conv or PixelShuffle instead of ConvTranspose." if convt else ".")
+                 if left else "")
     if met and not chosen and not left:
         msg = f"INT8: all {len(layers)} layers int8 within budget ({_checks(final_m)})."
         outcome = "int8"

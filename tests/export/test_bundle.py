@@ -41,7 +41,11 @@ def test_generator_manifest(cgan_bundle):
     trt = m["models"]["int8"]["variants"]["tensorrt"]  # int8-only Q/DQ flavour for TensorRT
     assert trt["file"] == "model.int8.trt.onnx" and trt["sha256"] == m["files"][trt["file"]]
     tol = m["golden"]["tolerances"]
-    assert set(tol) == {"fp32", "fp16", "int8"}
+    ov_int8 = "openvino" in m["models"]["int8"].get("variants", {})
+    assert set(tol) == {"fp32", "fp16", "int8"} | ({"int8.openvino"} if ov_int8 else set())  # its own INT8
+    if ov_int8:
+        assert b.spec.tolerance("int8", "openvino") == tol["int8.openvino"] != tol["int8"]
+        assert b.spec.tolerance("int8", "onnxruntime") == tol["int8"]
     assert {"atol", "rtol"} <= set(tol["fp32"]) and {"min_psnr_db", "max_mean_abs", "rule"} <= set(tol["int8"])
     assert set(m["reports"]) == {"parity", "quality", "quantization"} | (
         {"quantization_openvino"} if _has_openvino() else set())  # tests/export/test_openvino_quant.py checks it
