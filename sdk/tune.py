@@ -84,25 +84,20 @@ def fingerprint_mismatch(fp: Any, here: dict | None = None) -> str | None:
 
 
 def bf16_gate(bundle) -> tuple[bool, str]:
-    """(accepted, why) of the BF16 quality gate the exporter recorded for the fp32 model.
-
-    Read defensively (the gate's record may sit in models.fp32's extra fields or its quantization dict,
-    as {"ok" | "passed" | "accepted" | "budget_ok": bool, ...} or a bare bool); absent means not gated.
-    """
+    """(accepted, why) of the BF16 quality gate the exporter recorded for the fp32 model:
+    models.fp32.runtime_precisions.openvino.bf16 = {accepted, native, measured_on, ...} (skugen.export.openvino_quant).
+    Absent means not gated; a record made where BF16 was not native says so (it measured nothing)."""
     fp = bundle.spec.models.get("fp32")
     if fp is None:
         return False, "the bundle has no fp32 model"
-    places = [(fp.extra or {}), (fp.quantization or {}), ((bundle.spec.quality or {}))]
-    for d in places:
-        for key in ("bf16", "bf16_gate", "openvino_bf16"):
-            rec = d.get(key) if isinstance(d, dict) else None
-            if isinstance(rec, bool):
-                return rec, f"bf16 gate: {'accepted' if rec else 'rejected'}"
-            if isinstance(rec, dict):
-                for k in ("ok", "passed", "accepted", "budget_ok"):
-                    if isinstance(rec.get(k), bool):
-                        return rec[k], f"bf16 gate: {'accepted' if rec[k] else 'rejected'} ({key}.{k})"
-    return False, "the bundle records no BF16 quality gate (re-export to gate it)"
+    rec = (((fp.extra or {}).get("runtime_precisions") or {}).get("openvino") or {}).get("bf16")
+    if not isinstance(rec, dict):
+        return False, "the bundle records no BF16 quality gate (re-export with openvino installed to gate it)"
+    if not rec.get("native", False):
+        return False, ("the exporting CPU has no native BF16, so the gate measured nothing for bf16 (re-export on a "
+                       "CPU with AVX512-BF16/AMX to gate it)")
+    ok = bool(rec.get("accepted"))
+    return ok, f"bf16 gate: {'accepted' if ok else 'rejected'} on the exporting machine"
 
 
 def candidates(bundle, engines: list[str] | None = None) -> list[tuple[str, str, str | None]]:

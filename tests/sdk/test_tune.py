@@ -102,10 +102,29 @@ def test_export_hook_records_the_table_in_the_manifest(bundle_copy):
     assert (c.backend, c.precision) == (best["engine"], best["precision"])
 
 
-def test_bf16_gate_is_read_defensively(cgan_bundle):
-    ok, why = tune.bf16_gate(load_bundle(cgan_bundle))
-    if "bf16" not in json.dumps(load_bundle(cgan_bundle).spec.models["fp32"].to_dict()):
-        assert not ok and "no BF16 quality gate" in why
+def test_bf16_gate_reads_the_exporters_record(cgan_bundle):
+    """models.fp32.runtime_precisions.openvino.bf16, as skugen.export.openvino_quant writes it."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    b = load_bundle(cgan_bundle)
+    fp = b.spec.models["fp32"]
+
+    def with_record(rec):
+        extra = {k: v for k, v in fp.extra.items() if k != "runtime_precisions"}
+        if rec is not None:
+            extra["runtime_precisions"] = {"openvino": {"bf16": rec}}
+        return SimpleNamespace(spec=replace(b.spec, models={**b.spec.models, "fp32": replace(fp, extra=extra)}))
+
+    ok, why = tune.bf16_gate(with_record(None))
+    assert not ok and "no BF16 quality gate" in why
+    ok, why = tune.bf16_gate(with_record({"accepted": False, "native": False, "measured": False}))
+    assert not ok and "no native BF16" in why
+    assert tune.bf16_gate(with_record({"accepted": True, "native": True}))[0] is True
+    assert tune.bf16_gate(with_record({"accepted": False, "native": True}))[0] is False
+    rec = (fp.extra.get("runtime_precisions") or {}).get("openvino", {}).get("bf16")
+    if rec is not None:  # the fixture was exported with openvino installed: its own record reads the same way
+        assert tune.bf16_gate(b)[0] == bool(rec["native"] and rec["accepted"])
 
 
 def test_skugen_tune_cli(bundle_copy, capsys):
