@@ -214,6 +214,13 @@ def _available_backends() -> list[str]:
     return ["onnxruntime"] + (["tensorrt"] if tensorrt_usable() else [])
 
 
+def _bench_backends() -> tuple[str, ...]:
+    """The CPU engines installed here (ONNX Runtime, OpenVINO) and the eager teacher: the summary names the fastest."""
+    from skugen.backends import registry
+
+    return (*registry.cpu_engines(), "torch")
+
+
 def run_pipeline(cfg: PipelineConfig) -> dict:
     if cfg.preset not in PRESETS:
         raise InputError(f"--preset must be one of {PRESETS}, got {cfg.preset!r}.")
@@ -300,7 +307,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
                    [teacher_bundle / "manifest.json"],
                    lambda: str(export_bundle(teacher_dir, teacher_bundle, BundleConfig(int8=False))),
                    reset=lambda: shutil.rmtree(teacher_bundle, True))
-        bench_cfg = BenchConfig(bundles=(str(bundle_dir), str(teacher_bundle)), backends=("onnxruntime", "torch"),
+        bench_cfg = BenchConfig(bundles=(str(bundle_dir), str(teacher_bundle)), backends=_bench_backends(),
                                 precisions=("fp32", "int8"), batches=tuple(cfg.bench_batches),
                                 iters=cfg.bench_iters, warmup=5, threads=cfg.threads, seed=cfg.seed,
                                 quality_n=cfg.bench_quality_n,
@@ -361,6 +368,12 @@ def _summary(bundle, bench_json: Path | None, teacher_bundle: Path | None = None
         s.setdefault("throughput_ips", {})["teacher_ort_fp32"] = t_ort["throughput_ips"]
     if f32 and i8:
         s["speedup_int8_vs_fp32_student"] = f32["p50_ms"] / i8["p50_ms"]
+    students = [r for (be, _p, tbun), r in pick.items() if be != "torch" and not tbun]
+    if students:  # the fastest engine x precision of the student measured in this run
+        best = min(students, key=lambda r: r["p50_ms"])
+        s["fastest"] = {"backend": best["backend"], "precision": best["precision"], "p50_ms": best["p50_ms"],
+                        "vs_student_ort_fp32": f32["p50_ms"] / best["p50_ms"] if f32 else None,
+                        "vs_teacher_torch": t["p50_ms"] / best["p50_ms"] if t else None}
     q = {}
     for name, r in (("teacher", t), ("student_int8", i8), ("student_fp32", f32)):
         if r:
@@ -389,6 +402,12 @@ def format_summary(report: dict) -> str:
                      f"p50 per call); INT8 vs FP32 student {s.get('speedup_int8_vs_fp32_student', float('nan')):.2f}x")
     else:
         lines.append("speed-up vs teacher: not benchmarked")
+    if s.get("fastest"):
+        f = s["fastest"]
+        ratios = [f"{v:.2f}x {what}" for v, what in ((f.get("vs_student_ort_fp32"), "the FP32 student on ONNX Runtime"),
+                                                      (f.get("vs_teacher_torch"), "the teacher in eager PyTorch")) if v]
+        lines.append(f"fastest engine here: {f['backend']} {f['precision']}, {f['p50_ms']:.2f} ms per call at batch "
+                     f"{s['batch']}" + (f" ({'; '.join(ratios)})" if ratios else ""))
     q = s.get("quality") or {}
     te, st = q.get("teacher", {}), q.get("student_int8", {})
     if "class_fidelity" in st:
