@@ -269,7 +269,11 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
     bcfg = BundleConfig(int8=True, budget=QualityBudget(max_psnr_drop_db=cfg.budget_db,
                                                         max_fidelity_drop_pts=cfg.budget_fidelity_pts),
-                        calib_n=cfg.calib_n, name=name if student_dir == teacher_dir else f"{name}-student")
+                        calib_n=cfg.calib_n, name=name if student_dir == teacher_dir else f"{name}-student",
+                        # fast (the demo, minutes): FP32 + the gated ONNX Runtime / TensorRT INT8 only; the full preset
+                        # also gates the FP16 graph and the OpenVINO INT8 IR (each gate costs minutes on 2 cores)
+                        fp16=None if cfg.preset == "full" else False,
+                        openvino=None if cfg.preset == "full" else False)
     runner.run("export", {"student": model_key(student_dir), "teacher": teacher_key, "cfg": asdict(bcfg),
                           "data": _data_key(getattr(cfg, "data", None)), "skugen": _version()},
                [bundle_dir / "manifest.json"], lambda: str(export_bundle(student_dir, bundle_dir, bcfg)))

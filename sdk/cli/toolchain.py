@@ -309,6 +309,10 @@ skugen export runs/my-student --out b --int8 --tool ort --calibrate-method perce
                    help="ORT calibrator range method (only with --tool ort)")
     p.add_argument("--classifier", default="auto", help="classifier for class fidelity ('auto', a zoo name/dir, 'none')")
     p.add_argument("--strict-budget", action="store_true", help="exit non-zero when INT8 misses the budget")
+    p.add_argument("--no-fp16", action="store_true",
+                   help="skip the gated FP16 graph (model.fp16.onnx; written with --int8 by default)")
+    p.add_argument("--no-openvino", action="store_true",
+                   help="skip the OpenVINO INT8 IR and BF16 record (written with --int8 when openvino is installed)")
     p.add_argument("--tar", action="store_true", help="also pack the bundle into OUT.tar")
     p.add_argument("--sign-key", default=None, metavar="KEY",
                    help="sign the bundle with this private key (NAME.key.pem from skugen keygen) before packing")
@@ -330,7 +334,8 @@ def _export(args) -> int:
         budget=QualityBudget(min_psnr_db=args.min_psnr_db, max_fidelity_drop_pts=args.budget_fidelity_pts,
                              max_psnr_drop_db=args.budget_db, max_float_fraction=args.max_float_fraction),
         quant=QuantConfig(tool=args.tool, calibrate_method=args.calibrate_method),
-        classifier=None if args.classifier.lower() == "none" else args.classifier, strict_budget=args.strict_budget)
+        classifier=None if args.classifier.lower() == "none" else args.classifier, strict_budget=args.strict_budget,
+        fp16=False if args.no_fp16 else None, openvino=False if args.no_openvino else None)
     path = export_bundle(args.model, args.out, cfg)
     if args.sign_key:
         sign_bundle(path, args.sign_key)
@@ -386,7 +391,8 @@ skugen pipeline --model nets.py:make_upscaler --io-spec io.json --weights w.safe
                         "(default: the I/O spec's `name`, else the teacher card's)")
     p.add_argument("--out", required=True, help="run directory (stages, student, bundle, reports; re-run resumes)")
     p.add_argument("--preset", choices=pipeline.PRESETS, default="fast",
-                   help="fast: the demo (minutes); full: the shipped students")
+                   help="fast: the demo (minutes; FP32 + gated INT8 only); full: the shipped students (also the gated "
+                        "FP16 graph and the OpenVINO INT8 IR)")
     p.add_argument("--target-macs", type=float, default=0.25, help="student MACs / teacher MACs")
     p.add_argument("--budget-db", type=float, default=0.1, help="INT8 PSNR-Y budget (enhancer)")
     p.add_argument("--budget-fidelity-pts", type=float, default=1.0, help="INT8 class-fidelity budget (generator)")

@@ -99,7 +99,7 @@ def test_cli_export_fp32_and_tar(cgan_model_dir, tmp_path, capsys, monkeypatch):
 
 def test_cli_export_int8(cgan_model_dir, tmp_path, capsys):
     out = tmp_path / "b8"
-    rc = main(["export", str(cgan_model_dir), "--out", str(out), "--int8", "--calib", "16",
+    rc = main(["export", str(cgan_model_dir), "--out", str(out), "--int8", "--no-openvino", "--no-fp16", "--calib", "16",
                "--min-psnr-db", "10", "--classifier", "none"])
     assert rc == 0
     text = capsys.readouterr().out

@@ -148,7 +148,7 @@ def test_every_format_exports_to_a_verified_bundle(tmp_path, programs, fmt):
 
     ref = f"{FIX}:make_upscaler" if fmt == "factory" else str(programs / fmt)
     src = custom.import_model(ref, UP_SPEC, tmp_path / "m")
-    out = export_bundle(src, tmp_path / "b", BundleConfig(int8=True, calib_n=16, eval_n=8))
+    out = export_bundle(src, tmp_path / "b", BundleConfig(int8=True, calib_n=16, eval_n=8, openvino=False))
     m = json.loads((out / "manifest.json").read_text())
     # bilinear skip (1 LR px) + three 3x3 convs: measured, not assumed
     assert m["tile"]["receptive_radius"] == 4 and m["tile"]["overlap"] >= 8
@@ -401,7 +401,7 @@ def test_convtranspose_model_reports_its_float_layer(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         d = custom.import_model(f"{FIX}:make_convt_upscaler", {"kind": "enhancer"}, tmp_path / "m")
-    b = export_bundle(d, tmp_path / "b", BundleConfig(int8=True, calib_n=16, eval_n=8))
+    b = export_bundle(d, tmp_path / "b", BundleConfig(int8=True, calib_n=16, eval_n=8, openvino=False))
     q = json.loads((b / "manifest.json").read_text())["quality"]["int8"]
     rep = json.loads((b / "reports" / "quantization.json").read_text())
     if q["budget_ok"]:

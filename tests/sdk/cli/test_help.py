@@ -33,7 +33,8 @@ def test_every_option_with_a_default_shows_it(name, capsys):
     missing = [a.option_strings[-1] for a in shown if "default" not in fmt._expand_help(a)]
     assert not missing, f"`skugen {name} --help`: no default shown for {missing}"
     out = _help(name, capsys)
-    expected = {"pipeline": ("--preset {fast,full} fast: the demo (minutes); full: the shipped students (default: fast)",
+    expected = {"pipeline": ("--preset {fast,full} fast: the demo (minutes; FP32 + gated INT8 only); full: the shipped",
+                             "OpenVINO INT8 IR) (default: fast)",
                              "(default: 0.25)", "(default: 0.1)", "(default: 128)", "(default: bicubic)"),
                 "compress": ("(default: fast)", "(default: l1)", "(default 0.25)", "(default: 0)")}[name]
     for e in expected:
@@ -58,7 +59,7 @@ def test_help_names_only_zoo_models_that_exist(capsys):
 
 def test_export_prints_no_python_reprs(sr_model_dir, tmp_path, capsys):
     """The export command's text output: lines a human reads, not a dict or list repr (the #19 complaint)."""
-    rc = cli.main(["export", str(sr_model_dir), "--out", str(tmp_path / "b"), "--int8", "--calib", "16",
+    rc = cli.main(["export", str(sr_model_dir), "--out", str(tmp_path / "b"), "--int8", "--no-openvino", "--no-fp16", "--calib", "16",
                    "--eval-n", "8"])
     out = capsys.readouterr().out
     assert rc == 0 and f"wrote {tmp_path / 'b'}" in out and "int8:" in out
