@@ -444,13 +444,18 @@ def test_plan_models_from_built_engines(gen_bundle, tmp_path):
     bdir = Path(shutil.copytree(gen_bundle, tmp_path / "b"))
     b = load_bundle(bdir)
     fp32_sha = b.model_sha256("fp32")
-    e87 = _fake_engine(bdir, "fp16", "8.7", fp32_sha, "2025-01-01T00:00:00+00:00", max_batch=4)
-    _fake_engine(bdir, "fp16", "9.0", fp32_sha, "2025-01-02T00:00:00+00:00", max_batch=4)
+    # strongly typed engines: precision = the graph built from. The fixture bundle ships no model.fp16.onnx, so
+    # its plans are fp32 (from model.fp32.onnx); an "fp16" engine claiming the fp32 graph is not served.
+    assert "fp16" not in b.precisions
+    e87 = _fake_engine(bdir, "fp32", "8.7", fp32_sha, "2025-01-01T00:00:00+00:00", max_batch=4)
+    _fake_engine(bdir, "fp32", "9.0", fp32_sha, "2025-01-02T00:00:00+00:00", max_batch=4)
+    _fake_engine(bdir, "fp16", "8.7", fp32_sha, "2025-01-03T00:00:00+00:00", max_batch=4)  # no fp16 graph
     _fake_engine(bdir, "int8", "8.7", "0" * 64, "2025-01-01T00:00:00+00:00")  # stale: another ONNX
     repo = export_triton(bdir, tmp_path / "repo")
     cfgs = _configs(repo)
-    trt, gpu = cfgs[f"{b.name}_trt_fp16"], f"{b.name}_gpu_fp16"
+    trt, gpu = cfgs[f"{b.name}_trt_fp32"], f"{b.name}_gpu_fp32"
     assert f"{b.name}_trt_int8" not in cfgs, "a stale engine must not be served"
+    assert f"{b.name}_trt_fp16" not in cfgs, "an fp16 plan needs the bundle's fp16 graph"
     assert trt.platform == "tensorrt_plan"
     assert [g.kind for g in trt.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
     assert trt.max_batch_size == min(4, b.spec.io.to_dict().get("max_batch", 64)), "capped by the engine profile"
@@ -464,9 +469,9 @@ def test_plan_models_from_built_engines(gen_bundle, tmp_path):
     assert not any(m.platform == "tensorrt_plan" for m in _configs(
         export_triton(bdir, tmp_path / "r2", TritonConfig(plans="verified"))).values())
     shutil.rmtree(bdir / "engines" / e87.name.replace("sm87", "sm90"))
-    mark_engine_verified(bdir, "fp16")
+    mark_engine_verified(bdir, "fp32")
     cfgs3 = _configs(export_triton(bdir, tmp_path / "r3", TritonConfig(plans="verified")))
-    one = cfgs3[f"{b.name}_trt_fp16"]
+    one = cfgs3[f"{b.name}_trt_fp32"]
     assert one.default_model_filename == "model.plan" and not one.cc_model_filenames
     assert (tmp_path / "r3" / one.name / "1" / "model.plan").is_file()
 
