@@ -29,8 +29,8 @@ from skugen import __version__ as skugen_version
 from skugen.bundle import check_bundle_dest, npz_bytes, write_bundle
 from skugen.errors import BudgetError, DataError, ModelError, VerificationError, need_extra
 from skugen.io import json_text, jsonable, sha256_bytes
-from skugen.manifest import (DEFAULT_VALUE_RANGE, SCHEMA_VERSION, Golden, IOSpec, Manifest, Postprocess, Preprocess,
-                             TensorSpec, Tile, Variant)
+from skugen.manifest import (DEFAULT_VALUE_RANGE, Golden, IOSpec, Manifest, Postprocess, Preprocess,
+                             TensorSpec, Tile, Variant, schema_for)
 
 from . import ckpt, models, zoo
 from .onnx_export import ExportConfig, compare_outputs, onnx_from_torch, parity_report
@@ -233,6 +233,10 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     cfg = cfg or BundleConfig()
     check_bundle_dest(out)  # before minutes of work, not after
     src = zoo.resolve(model_dir_or_zoo_name)
+    if ckpt.read_card(src).get("config", {}).get("family") == "diffusion":  # two graphs + a sampling loop
+        from .diffusion_bundle import export_diffusion_bundle
+
+        return export_diffusion_bundle(src, out, cfg)
     module, card = ckpt.load_model(src)
     kind = kind_of(card, module)
     name = cfg.name or card.get("name") or src.name
@@ -372,7 +376,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
         files["reports/quantization.json"] = json_text(quant_report).encode()
 
     manifest = Manifest(
-        schema_version=SCHEMA_VERSION, skugen_version=skugen_version, name=name, kind=kind,
+        schema_version=schema_for(None), skugen_version=skugen_version, name=name, kind=kind,
         io=io_spec(module, kind, cfg.max_batch),
         preprocess=(Preprocess(layout="RGB", tensor_layout="NCHW", dtype="float32", input_range=(0.0, 1.0),
                                mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)) if kind == "enhancer" else

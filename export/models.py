@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from skugen.errors import InputError, ModelError, SkugenError
 from skugen.io import sha256_file
 
+from .diffusion import DiffusionConfig, DiffusionModel
+
 # ----------------------------------------------------------------------------- configs
 
 
@@ -96,7 +98,8 @@ class CustomConfig:
     ignored_layers: tuple[str, ...] = ()    # module names pruning must keep whole (besides the detected output layer)
 
 
-CONFIGS = {"classifier": ClassifierConfig, "cgan": CGANConfig, "sr": SRConfig, "custom": CustomConfig}
+CONFIGS = {"classifier": ClassifierConfig, "cgan": CGANConfig, "sr": SRConfig, "custom": CustomConfig,
+           "diffusion": DiffusionConfig}
 
 
 def config_to_dict(cfg) -> dict:
@@ -418,6 +421,8 @@ def build(cfg) -> nn.Module:
         return Generator(cfg)
     if isinstance(cfg, SRConfig):
         return Enhancer(cfg)
+    if isinstance(cfg, DiffusionConfig):
+        return DiffusionModel(cfg)
     if isinstance(cfg, CustomConfig):
         raise ModelError("a user's model is rebuilt from its directory (build_from_card), not a config.")
     raise ModelError(f"cannot build a model from {type(cfg).__name__}")
@@ -443,6 +448,10 @@ def config_from_model(model: nn.Module):
         return replace(cfg, base=model.fc_bn.num_features, stages=stages, attn_qk=qk)
     if isinstance(model, Enhancer):
         return replace(cfg, head=model.head.out_channels, blocks=tuple(b.conv1.out_channels for b in model.body))
+    if isinstance(model, DiffusionModel):
+        u = model.denoiser
+        return replace(cfg, inner=tuple(r.conv1.out_channels for r in u.res),
+                       attn_dim=tuple(a.q.out_channels for a in u.attn))
     if isinstance(model, Classifier):
         convs = [m for m in model.body if isinstance(m, nn.Conv2d)]
         return replace(cfg, widths=tuple(c.out_channels for c in convs), feat_dim=model.fc[0].out_features)
@@ -459,6 +468,11 @@ def example_inputs(cfg, batch: int = 2, size: int = 64, seed: int = 0) -> tuple[
         return (torch.rand(batch, cfg.in_ch, size, size, generator=g),)
     if isinstance(cfg, ClassifierConfig):
         return (torch.rand(batch, cfg.in_ch, cfg.image_size, cfg.image_size, generator=g) * 2 - 1,)
+    if isinstance(cfg, DiffusionConfig):  # DiffusionModel.forward: (x_t, t, tokens); tokens [BOS, w, w, EOS, PAD..]
+        tokens = torch.zeros(batch, cfg.context, dtype=torch.int64)
+        tokens[:, 0], tokens[:, 1:3], tokens[:, 3] = 1, torch.randint(4, cfg.vocab_size, (batch, 2), generator=g), 2
+        return (torch.randn(batch, cfg.channels, cfg.image_size, cfg.image_size, generator=g),
+                torch.rand(batch, generator=g), tokens)
     if isinstance(cfg, CustomConfig):  # skugen's side of the contract (the wrapper converts for the user's model)
         if cfg.kind == "generator":
             z = torch.randn(batch, cfg.z_dim, generator=g)
@@ -479,7 +493,7 @@ def count_macs(model: nn.Module, inputs: tuple[torch.Tensor, ...]) -> int:
     SelfAttention hook. torch-pruning's counter misses the matmuls, hence our own. A user's model
     (CustomConfig) is counted by torch's aten-level FLOP counter (hooks do not fire in frozen graphs).
     """
-    if isinstance(getattr(model, "cfg", None), CustomConfig):
+    if isinstance(getattr(model, "cfg", None), (CustomConfig, DiffusionConfig)):  # diffusion: one denoiser step
         return flop_macs(model, inputs)
     total = 0
 

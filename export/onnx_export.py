@@ -309,29 +309,23 @@ def _io_spec(vis) -> tuple[dict, ...]:
     return tuple(out)
 
 
-def onnx_from_torch(model: nn.Module, cfg: ExportConfig | None = None) -> ExportResult:
-    """Export a skugen model to a checked, simplified, BN-free ONNX graph (see the module docstring)."""
+def graph_to_onnx(module: nn.Module, args: tuple, ins, outs, dynamic_axes: dict, cfg: ExportConfig):
+    """One eval-mode module -> a checked, simplified ModelProto with the given I/O names (every family's graphs)."""
     import onnx
 
-    cfg = cfg or ExportConfig()
-    if cfg.opset < 17:
-        raise InputError(f"opset {cfg.opset} is too old; skugen exports opset >= 17 (TensorRT 10, ORT >= 1.17).")
-    kind = model_kind(model)
-    folded, n_bn = fold_batchnorm(model) if cfg.fold_bn else (_copy_for_export(model), 0)
-    x = models.example_inputs(model.cfg, batch=cfg.trace_batch, size=cfg.trace_size, seed=0)
-    ins, outs = IO_NAMES[kind]
-    if _is_exported_program(model):
-        mp = _dynamo_export(folded, x, kind, cfg)
-    else:
-        buf = io.BytesIO()
-        with warnings.catch_warnings():
-            # The TorchScript exporter is deliberate (dynamo=False): it gives stable scope names and
-            # plain opset-17 graphs; its deprecation and tracer warnings are expected here.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(folded, x, buf, input_names=list(ins), output_names=list(outs),
-                              opset_version=cfg.opset, dynamic_axes=_dynamic_axes(kind, cfg),
-                              do_constant_folding=True, dynamo=False)
-        mp = onnx.load_from_string(buf.getvalue())
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deliberate (dynamo=False): it gives stable scope names and
+        # plain opset-17 graphs; its deprecation and tracer warnings are expected here.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, buf, input_names=list(ins), output_names=list(outs),
+                          opset_version=cfg.opset, dynamic_axes=dynamic_axes, do_constant_folding=True, dynamo=False)
+    return _finish(onnx.load_from_string(buf.getvalue()), cfg)
+
+
+def _finish(mp, cfg: ExportConfig):
+    import onnx
+
     if cfg.simplify:
         import onnxslim
 
@@ -341,6 +335,20 @@ def onnx_from_torch(model: nn.Module, cfg: ExportConfig | None = None) -> Export
     mp = onnx.shape_inference.infer_shapes(mp, check_type=True, strict_mode=True)
     if cfg.check:
         onnx.checker.check_model(mp, full_check=True)
+    return mp
+
+
+def onnx_from_torch(model: nn.Module, cfg: ExportConfig | None = None) -> ExportResult:
+    """Export a skugen model to a checked, simplified, BN-free ONNX graph (see the module docstring)."""
+    cfg = cfg or ExportConfig()
+    if cfg.opset < 17:
+        raise InputError(f"opset {cfg.opset} is too old; skugen exports opset >= 17 (TensorRT 10, ORT >= 1.17).")
+    kind = model_kind(model)
+    folded, n_bn = fold_batchnorm(model) if cfg.fold_bn else (_copy_for_export(model), 0)
+    x = models.example_inputs(model.cfg, batch=cfg.trace_batch, size=cfg.trace_size, seed=0)
+    ins, outs = IO_NAMES[kind]
+    mp = _finish(_dynamo_export(folded, x, kind, cfg), cfg) if _is_exported_program(model) else \
+        graph_to_onnx(folded, x, ins, outs, _dynamic_axes(kind, cfg), cfg)
     ops = Counter(n.op_type for n in mp.graph.node)
     if cfg.fold_bn and ops.get("BatchNormalization", 0):
         raise ModelError(f"{ops['BatchNormalization']} BatchNormalization node(s) survived folding: each BN must "

@@ -128,8 +128,45 @@ def eval_enhancer(model, quick: bool = False) -> dict:
     return res
 
 
+def eval_diffusion(model, quick: bool = False, seed: int = 1234, clf=None, steps: int | None = None,
+                   guidance: float | None = None, batch: int = 250) -> dict:
+    """Class fidelity on the three prompt sets of export/prompts.py (held-in, held-out templates, held-out
+    synonyms) and FID-proxy of the held-in images vs Fashion-MNIST test features; eager PyTorch, the model's
+    default steps and guidance unless given."""
+
+    from . import prompts
+
+    judge = clf if isinstance(clf, TorchJudge) else TorchJudge(clf if clf is not None else load(classifier_dir())[0],
+                                                                batch=500)
+    tok = prompts.build_vocab()
+    null = torch.tensor(tok.null())
+    model.eval()
+    res: dict = {"steps": steps or model.cfg.steps, "guidance": model.cfg.guidance if guidance is None else guidance,
+                 "sampler": "euler", "seed": seed, "fid_name": FID_NAME, "reference": "Fashion-MNIST test features"}
+    for which, n in (("held_in", 200 if quick else 1000), ("held_out", 100 if quick else 500),
+                     ("held_out_synonyms", 100 if quick else 500)):
+        texts, labels = prompts.eval_prompts(which, n, seed)
+        ids, unknown = tok.encode_batch(texts)
+        imgs = torch.cat([model.sample(torch.from_numpy(ids[i:i + batch]), null, steps, guidance, seed=seed + i)
+                          for i in range(0, n, batch)])
+        f_gen, pred = judge.outputs(imgs)
+        fid = class_fidelity(pred, labels, len(prompts.CLASS_NAMES))
+        r = {"class_fidelity": fid["value"], "n": n,
+             "class_fidelity_per_class": {data.FMNIST_CLASSES[c]: round(v, 4) for c, v in enumerate(fid["per_class"])},
+             "unknown_words": sorted({w for u in unknown for w in u}), "example_prompts": texts[:10]}
+        if which == "held_in":
+            r["fid_proxy"] = fid_proxy(f_gen, judge.reference_features(n))
+            r["fid_proxy_real_vs_real"] = judge.real_vs_real(n, sort=False)
+        res[which] = r
+    res["class_fidelity"] = res["held_in"]["class_fidelity"]       # headline numbers at top level
+    res["fid_proxy"] = res["held_in"]["fid_proxy"]
+    return res
+
+
 def evaluate_model(model, card: dict, quick: bool = False) -> dict:
     fam = card["config"]["family"]
+    if fam == "diffusion":
+        return eval_diffusion(model, quick)
     if fam == "classifier":
         return eval_classifier(model, quick)
     if fam == "cgan":

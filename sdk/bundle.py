@@ -34,7 +34,7 @@ import numpy as np
 from . import __version__
 from .errors import BundleError, InputError, IntegrityError
 from .io import atomic_dir, atomic_file, atomic_write_bytes, atomic_write_json, sha256_bytes, sha256_file
-from .manifest import SCHEMA_VERSION, Manifest
+from .manifest import Manifest, schema_for
 from .signing import SignatureInfo, check_signature, policy_from, sign_dir
 
 MANIFEST = "manifest.json"
@@ -85,6 +85,11 @@ class Bundle:
 
     def engines_dir(self) -> Path:
         return self.root / "engines"
+
+    def graph(self, name: str) -> "Bundle":
+        """The same verified bundle seen as graph `name` (a multi-graph bundle's text encoder, say): what
+        runner_for and verify take. Engines built for it are cached under engines/ like the main graph's."""
+        return Bundle(self.root, self.spec.graph(name), self.manifest_sha256, self.signature)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -210,7 +215,7 @@ def write_bundle(out: str | os.PathLike, manifest: Manifest | dict, files: dict[
     renames the temp dir into place. The toolchain (skugen.export) calls this; it needs no torch.
     """
     manifest = dict(manifest.to_dict() if isinstance(manifest, Manifest) else manifest)
-    manifest.setdefault("schema_version", SCHEMA_VERSION)
+    manifest.setdefault("schema_version", schema_for(manifest.get("graphs")))
     manifest.setdefault("skugen_version", __version__)
     manifest.setdefault("files", {})
     Manifest.from_dict(manifest, "the manifest to write")

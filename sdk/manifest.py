@@ -32,12 +32,19 @@ from .errors import BundleError, InputError
 
 log = logging.getLogger("skugen.manifest")
 
-SCHEMA_VERSION = 1
-KINDS = ("generator", "enhancer")
+SCHEMA_VERSION = 2   # the newest this reader knows; the exporter writes 1 unless the bundle has `graphs` (2)
+GRAPHS_SCHEMA = 2    # the first schema with several graphs per bundle (older readers refuse it: "upgrade")
+KINDS = ("generator", "enhancer", "diffusion")
+
+
+def schema_for(graphs: Mapping | None) -> int:
+    """The schema_version an exporter writes: 1 for one-graph bundles (every skugen reads them), 2 with graphs."""
+    return GRAPHS_SCHEMA if graphs else 1
 DEFAULT_MAX_BATCH = 64
 # The model output range per kind: what the exporter writes into postprocess.value_range,
 # and what a manifest that predates the field means (the only two ranges skugen exported then).
-DEFAULT_VALUE_RANGE = {"generator": (-1.0, 1.0), "enhancer": (0.0, 1.0)}
+DEFAULT_VALUE_RANGE = {"generator": (-1.0, 1.0), "enhancer": (0.0, 1.0), "diffusion": (-1.0, 1.0)}
+DIFFUSION_INPUTS = ("x", "t", "context", "mask")
 _FIX = "The bundle is malformed or from an incompatible exporter; re-export it with `skugen export`."
 
 
@@ -313,6 +320,43 @@ class Golden(Section):
 
 
 @dataclass(frozen=True)
+class Graph(Section):
+    """A further graph of a multi-graph bundle, with its own I/O, variants (sha256 each) and golden data.
+
+    The graph that runs most (a diffusion denoiser: N times per image) is the bundle's own io/models/golden,
+    so verify, bench, tune and every backend treat it like any bundle's model; `Manifest.graph(name)` gives
+    a Manifest view of another graph for the same machinery (runner_for, verify)."""
+
+    io: IOSpec
+    models: dict[str, Variant]
+    golden: Golden | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DiffusionSpec(Section):
+    """How the runtime samples a diffusion bundle (skugen.diffusion): the loop around the denoiser."""
+
+    vocab: str                                      # the tokenizer's vocabulary JSON (hashed like every file)
+    context: int = _positive()                      # tokens the text encoder takes, BOS/EOS included
+    steps: int = _positive()                        # default sampling steps
+    max_steps: int = _positive()                    # the most steps the runtime accepts
+    guidance: float = 1.0                           # default classifier-free guidance scale (1: no guidance)
+    sampler: str = "euler"
+    objective: str = "rectified_flow"               # the denoiser predicts v = noise - image
+    time: str = "t = 1 is pure noise, t = 0 the image; Euler: x <- x + (t_next - t) * v"
+    text_graph: str = "text_encoder"                # the graph in `graphs` that turns tokens into `context`
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def check(self, where: str) -> None:
+        if self.steps > self.max_steps:
+            raise _fail(where, f"diffusion.steps {self.steps} exceeds max_steps {self.max_steps}")
+        if self.sampler != "euler" or self.objective != "rectified_flow":
+            raise _fail(where, f"diffusion sampler {self.sampler!r} / objective {self.objective!r} unknown; this "
+                               "skugen samples 'euler' on 'rectified_flow'")
+
+
+@dataclass(frozen=True)
 class Manifest(Section):
     schema_version: int
     name: str
@@ -329,7 +373,15 @@ class Manifest(Section):
     card: str | None = None
     source: dict[str, Any] | None = None
     quality: dict[str, Any] | None = None
+    graphs: dict[str, Graph] = field(default_factory=dict)  # further graphs (schema 2); {} for one-graph bundles
+    diffusion: DiffusionSpec | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        if not self.graphs:
+            d.pop("graphs")
+        return d
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "manifest") -> "Manifest":
@@ -358,7 +410,17 @@ class Manifest(Section):
         io, ins = self.io, self.io.input_names
         if not io.outputs:
             raise _fail(where, "lists no outputs")
-        if self.kind == "generator":
+        if self.graphs and self.schema_version < GRAPHS_SCHEMA:
+            raise _fail(where, f"has graphs but schema_version {self.schema_version} < {GRAPHS_SCHEMA}")
+        if self.kind == "diffusion":
+            if set(ins) != set(DIFFUSION_INPUTS):
+                raise _fail(where, f"diffusion denoiser inputs {ins} are not {DIFFUSION_INPUTS}")
+            if self.diffusion is None:
+                raise _fail(where, "of a diffusion bundle lacks the 'diffusion' section")
+            if self.diffusion.text_graph not in self.graphs:
+                raise _fail(where, f"lacks the text encoder graph {self.diffusion.text_graph!r} (graphs: "
+                                   f"{sorted(self.graphs)})")
+        elif self.kind == "generator":
             if set(ins) != {"z", "onehot"}:
                 raise _fail(where, f"generator inputs {ins} are not (z, onehot)")
             if io.z_dim is None or io.n_classes is None:
@@ -450,15 +512,31 @@ class Manifest(Section):
                               f"{sorted(tols)}.{hint}")
         return tols[precision]
 
+    def graph(self, name: str) -> "Manifest":
+        """A Manifest view of graph `name` (its io, models and golden; everything else shared), for the machinery
+        that takes one model per bundle (backends.runner_for, verify). The bundle's own graph is `self`."""
+        if name not in self.graphs:
+            raise InputError(f"bundle {self.name!r} has no graph {name!r}; it has {sorted(self.graphs) or 'none'}.")
+        g = self.graphs[name]
+        return dataclasses.replace(self, name=f"{self.name}:{name}", io=g.io, models=g.models,
+                                   golden=g.golden or self.golden, graphs={})
+
     def referenced_files(self) -> list[str]:
         """Every file the manifest points at that must carry a sha256 in `files`."""
         out = [self.golden.inputs, self.golden.outputs]
-        for v in self.models.values():
-            for f in (v, *v.variants.values()):
-                out.append(f.file)
-                if f.weights:
-                    out.append(f.weights)
-        return out
+        sections = [self.models] + [g.models for g in self.graphs.values()]
+        for g in self.graphs.values():
+            if g.golden is not None:
+                out += [g.golden.inputs, g.golden.outputs]
+        for models in sections:
+            for v in models.values():
+                for f in (v, *v.variants.values()):
+                    out.append(f.file)
+                    if f.weights:
+                        out.append(f.weights)
+        if self.diffusion is not None:
+            out.append(self.diffusion.vocab)
+        return list(dict.fromkeys(out))
 
 
 def _migrate(d: Mapping, where: str) -> dict:

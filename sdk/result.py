@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +37,11 @@ class Result:
     seed_indices: list | None
     timing: CallTiming
     sources: list | None = field(default=None, repr=False)  # enhancer: input file stems
+    # diffusion: the prompt of each image, the words its vocabulary lacked, and how it was sampled
+    prompts: list | None = None
+    unknown_words: list | None = field(default=None, repr=False)
+    sampling: dict | None = field(default=None, repr=False)
+    prompt_provenance: dict = field(default_factory=dict, repr=False)  # tEXt shared by every prompt's image
     _prov_base: dict = field(default_factory=dict, repr=False)  # tEXt fields shared by every image
     _make_report: Any = field(default=None, repr=False)
     _report: Report | None = field(default=None, repr=False)
@@ -47,6 +53,11 @@ class Result:
     def provenance(self) -> list[dict[str, str]]:
         """Per-image PNG tEXt fields (built on demand: most calls never save)."""
         base = self._prov_base
+        if self.prompts is not None:  # diffusion: the prompt is the provenance of the image
+            return [{**base, **self.prompt_provenance, "Prompt": p,
+                     "Seed": "" if self.seeds[k] is None else str(self.seeds[k]),
+                     "Seed-Index": "" if self.seed_indices[k] is None else str(self.seed_indices[k]),
+                     "DigitalSourceType": IPTC_AI} for k, p in enumerate(self.prompts)]
         if self.labels is None:  # enhancer
             return [{**base, **({"Source-File": nm} if nm else {})} for nm in (self.sources or [None] * len(self))]
         return [{**base, "Class": self.class_names[k], "Class-Index": str(lab),
@@ -63,7 +74,11 @@ class Result:
     def _names(self) -> list[str]:
         names = []
         for i in range(len(self)):
-            if self.class_names is not None:
+            if self.prompts is not None:
+                slug = re.sub(r"[^a-z0-9]+", "-", self.prompts[i].lower()).strip("-")[:40] or "prompt"
+                seed = f"_seed{self.seeds[i]}-{self.seed_indices[i]}" if self.seeds[i] is not None else ""
+                names.append(f"{i:04d}_{slug}{seed}.png")
+            elif self.class_names is not None:
                 cls = prepost._norm_name(self.class_names[i]) or f"class{self.labels[i]}"
                 seed = f"_seed{self.seeds[i]}-{self.seed_indices[i]}" if self.seeds and self.seeds[i] is not None else ""
                 names.append(f"{i:04d}_{cls}{seed}.png")
@@ -94,9 +109,11 @@ class Result:
     def save_grid(self, path: str | os.PathLike, cols: int | None = None, pad: int = 2) -> Path:
         """One grid PNG with provenance tEXt summarising every image (classes, seeds)."""
         text = dict(self.provenance[0])
-        for k in ("Class", "Seed", "Seed-Index", "Source-File"):
+        for k in ("Class", "Seed", "Seed-Index", "Source-File", "Prompt"):
             text.pop(k, None)
-        if self.class_names is not None:
+        if self.prompts is not None:
+            text["Prompts"] = " | ".join(self.prompts)
+        elif self.class_names is not None:
             text["Classes"] = ",".join(self.class_names)
             if self.seeds and self.seeds[0] is not None:
                 text["Seed"] = str(self.seeds[0])  # one seed per call: row-major latents, see seed_indices

@@ -56,13 +56,16 @@ def test_missing_file_is_an_integrity_error(cgan_bundle, tmp_path):
 
 
 def test_newer_schema_is_refused(cgan_bundle, tmp_path):
+    from skugen.manifest import SCHEMA_VERSION
+
     root = _copy(cgan_bundle, tmp_path / "b")
     m = json.loads((root / MANIFEST).read_text())
-    m["schema_version"] = 2
+    assert m["schema_version"] == 1  # one-graph bundles stay readable by every skugen
+    m["schema_version"] = SCHEMA_VERSION + 1
     raw = (json.dumps(m, indent=2) + "\n").encode()
     (root / MANIFEST).write_bytes(raw)
     (root / MANIFEST_DIGEST).write_text(f"{sha256_bytes(raw)}  {MANIFEST}\n")  # digest valid: only the schema is wrong
-    with pytest.raises(BundleError, match="schema_version 2 is newer.*Upgrade skugen"):
+    with pytest.raises(BundleError, match=f"schema_version {SCHEMA_VERSION + 1} is newer.*Upgrade skugen"):
         load_bundle(root)
 
 

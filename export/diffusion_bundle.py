@@ -1,0 +1,213 @@
+"""`skugen export` for the diffusion family: two graphs, one manifest, the sampling loop checked end to end.
+
+    path = export_diffusion_bundle("fmnist-diffusion", "runs/diff/bundle")
+
+What the bundle holds (schema 2, skugen.manifest.Graph):
+- the denoiser as the bundle's own model (`models`: it runs N times per image, so verify / bench / tune /
+  every backend treat it like any bundle's model): x (B, C, H, W), t (B,), context (B, L, D), mask (B, L) -> v;
+- `graphs.text_encoder`: tokens (B, L) int64 -> context (B, L, D), with its own variants, sha256s and golden;
+- `diffusion`: sampler, default steps and guidance, the vocabulary file (the tokenizer's, hashed).
+Checks, each raising VerificationError so no bundle is written when one fails:
+1. graph parity: each ONNX against PyTorch on fixed inputs (Polygraphy tolerance semantics);
+2. loop parity: the runtime's numpy sampler (skugen.diffusion.sample) running both ONNX graphs on ONNX Runtime
+   against the eager-PyTorch sampler from the same noise, prompts and steps, in image space.
+Golden data are real sampler states: the denoiser's inputs captured along a sampling run of the golden prompts.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from skugen import __version__ as skugen_version
+from skugen.bundle import check_bundle_dest, npz_bytes, write_bundle
+from skugen.diffusion import make_noise, sample
+from skugen.errors import ModelError, VerificationError
+from skugen.io import json_text, sha256_bytes, sha256_file
+from skugen.manifest import (DEFAULT_VALUE_RANGE, DiffusionSpec, Golden, Graph, IOSpec, Manifest, Postprocess,
+                             Preprocess, TensorSpec, Variant, schema_for)
+from skugen.tokenizer import Tokenizer
+
+from . import ckpt, zoo
+from .onnx_export import ExportConfig, compare_outputs, graph_to_onnx
+
+FP32_TOL = {"atol": 1e-4, "rtol": 1e-3}
+# The loop compounds N steps of float32 rounding differences (ORT vs torch kernels), in image units [-1, 1]:
+# 32 Euler steps measured ~1e-5 max abs; 2e-3 is a quarter of one uint8 level.
+LOOP_TOL = {"atol": 2e-3, "rtol": 0.0}
+GOLDEN_PROMPTS = ("a photo of a sneaker", "dark ankle boots", "a product photo of a dress", "white t-shirt")
+TEXT_GRAPH = "text_encoder"
+
+
+class _Denoiser(torch.nn.Module):
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x, t, context, mask):
+        return self.unet(x, t, context, mask)
+
+
+def _onnx(module, args, ins, outs, axes, cfg: ExportConfig) -> tuple[bytes, dict]:
+    from collections import Counter
+
+    mp = graph_to_onnx(module.eval(), args, ins, outs, axes, cfg)
+    return mp.SerializeToString(), dict(sorted(Counter(n.op_type for n in mp.graph.node).items()))
+
+
+def _ort(onnx_bytes: bytes, feeds: dict) -> dict:
+    from skugen.backends.onnxruntime import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(onnx_bytes) as r:
+        return r.infer(feeds)
+
+
+def _check(stats: dict, what: str) -> dict:
+    if not stats["pass"]:
+        raise VerificationError(f"{what}: ONNX disagrees with PyTorch (max_abs {stats['max_abs']:.3g}, "
+                                f"{stats.get('n_fail')}/{stats.get('n')} elements outside); the bundle was not written.")
+    return stats
+
+
+def load_tokenizer(src: Path, card: dict) -> Tokenizer:
+    v = card.get("vocab") or {}
+    f = src / v.get("file", "vocab.json")
+    if not f.is_file():
+        raise ModelError(f"{src} has no {f.name}: a diffusion model directory carries its tokenizer's vocabulary. "
+                         "Re-run `skugen train fmnist-diffusion`.")
+    if v.get("sha256") and sha256_file(f) != v["sha256"]:
+        raise ModelError(f"{f} does not match the sha256 its card records; the model directory was altered. "
+                         "Restore it or re-train.")
+    return Tokenizer.from_dict(json.loads(f.read_text()), str(f))
+
+
+def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
+    """Export, check and write a diffusion bundle (see the module docstring). cfg: the export.bundle.BundleConfig
+    that `export_bundle` (the entry point) was given: name, export, golden_seed and max_batch apply."""
+    check_bundle_dest(out)
+    src = zoo.resolve(model_dir_or_zoo_name)
+    model, card = ckpt.load_model(src)
+    model.eval()
+    c = model.cfg
+    tok = load_tokenizer(src, card)
+    if tok.context != c.context or tok.size != c.vocab_size:
+        raise ModelError(f"{src}: vocabulary ({tok.size} words, context {tok.context}) does not match the model "
+                         f"(vocab_size {c.vocab_size}, context {c.context}).")
+    name = cfg.name or card.get("name") or src.name
+    ecfg = cfg.export
+    shape = (c.channels, c.image_size, c.image_size)
+
+    # 1. the two graphs, each checked against PyTorch
+    ids, _ = tok.encode_batch(list(GOLDEN_PROMPTS))
+    tokens = np.concatenate([ids, np.asarray([tok.null()], np.int64)])           # (5, L): the prompts + the null one
+    text_bytes, text_ops = _onnx(model.text_encoder, (torch.from_numpy(tokens),), ["tokens"], ["context"],
+                                 {"tokens": {0: "batch"}, "context": {0: "batch"}}, ecfg)
+    with torch.no_grad():
+        ctx_ref = model.text_encoder(torch.from_numpy(tokens)).numpy()
+    text_parity = _check(compare_outputs(_ort(text_bytes, {"tokens": tokens})["context"], ctx_ref,
+                                         FP32_TOL["atol"], FP32_TOL["rtol"]), "text encoder")
+
+    # golden denoiser inputs: states of a real sampling run (steps 0, mid, last) for the golden prompts
+    noise = make_noise(cfg.golden_seed, len(GOLDEN_PROMPTS), shape)
+    captured: list[dict] = []
+    steps = c.steps
+    keep = {0, steps // 2, steps - 1}
+
+    def t_encode(tk):
+        with torch.no_grad():
+            return model.text_encoder(torch.from_numpy(tk)).numpy()
+
+    def t_denoise(feed, _k=[0]):
+        if _k[0] in keep:
+            captured.append({k: v.copy() for k, v in feed.items()})
+        _k[0] += 1
+        with torch.no_grad():
+            return model.denoiser(*[torch.from_numpy(feed[k]) for k in ("x", "t", "context", "mask")]).numpy()
+
+    img_torch = sample(t_encode, t_denoise, ids, tok.null(), noise, steps, c.guidance, cfg.max_batch)
+    g_in = {k: np.concatenate([f[k] for f in captured]) for k in ("x", "t", "context", "mask")}
+    den = _Denoiser(model.denoiser)
+    den_bytes, den_ops = _onnx(den, tuple(torch.from_numpy(g_in[k][:2]) for k in ("x", "t", "context", "mask")),
+                               ["x", "t", "context", "mask"], ["v"],
+                               {k: {0: "batch"} for k in ("x", "t", "context", "mask", "v")}, ecfg)
+    with torch.no_grad():
+        v_ref = den(*[torch.from_numpy(g_in[k]) for k in ("x", "t", "context", "mask")]).numpy()
+    den_parity = _check(compare_outputs(_ort(den_bytes, g_in)["v"], v_ref, FP32_TOL["atol"], FP32_TOL["rtol"]),
+                        "denoiser")
+
+    # 2. the whole loop: runtime sampler + both ONNX graphs on ORT vs the eager sampler, same noise
+    from skugen.backends.onnxruntime import OnnxRuntimeRunner
+
+    with OnnxRuntimeRunner(text_bytes) as tr, OnnxRuntimeRunner(den_bytes) as dr:
+        img_onnx = sample(lambda tk: tr.infer({"tokens": tk})["context"], lambda f: dr.infer(f)["v"], ids,
+                          tok.null(), noise, steps, c.guidance, cfg.max_batch)
+    loop = compare_outputs(np.clip(img_onnx, -1, 1), np.clip(img_torch, -1, 1), LOOP_TOL["atol"], LOOP_TOL["rtol"],
+                           DEFAULT_VALUE_RANGE["diffusion"])
+    if not loop["pass"]:
+        raise VerificationError(f"the sampling loop on ONNX Runtime drifts from eager PyTorch over {steps} steps "
+                                f"(max_abs {loop['max_abs']:.3g} > {LOOP_TOL['atol']}); the bundle was not written.")
+
+    # 3. manifest: the denoiser is the bundle's model, the text encoder a further graph
+    L, D = c.context, c.text_dim
+    den_io = IOSpec(
+        inputs=(TensorSpec("x", ("batch", *shape), extra={"note": "x_t: noise at t=1, the image at t=0"}),
+                TensorSpec("t", ("batch",), range=(0.0, 1.0)),
+                TensorSpec("context", ("batch", L, D), extra={"note": "the text encoder's output"}),
+                TensorSpec("mask", ("batch", L), range=(0.0, 1.0), extra={"encoding": "1 = token, 0 = padding"})),
+        outputs=(TensorSpec("v", ("batch", *shape), extra={"note": "velocity: noise - image"}),),
+        channels=c.channels, image_size=c.image_size, max_batch=cfg.max_batch)
+    text_io = IOSpec(inputs=(TensorSpec("tokens", ("batch", L), dtype="int64"),),
+                     outputs=(TensorSpec("context", ("batch", L, D)),), max_batch=cfg.max_batch)
+    macs_den, macs_text = card.get("macs_denoiser_step"), card.get("macs_text_encoder")
+    den_v = Variant("model.fp32.onnx", sha256_bytes(den_bytes), bytes=len(den_bytes), precision="fp32",
+                    opset=ecfg.opset, params=sum(p.numel() for p in model.denoiser.parameters()), macs=macs_den,
+                    op_counts=den_ops)
+    text_v = Variant("text_encoder.fp32.onnx", sha256_bytes(text_bytes), bytes=len(text_bytes), precision="fp32",
+                     opset=ecfg.opset, params=sum(p.numel() for p in model.text_encoder.parameters()), macs=macs_text,
+                     op_counts=text_ops)
+    vocab_bytes = (json.dumps(tok.to_dict(), indent=1) + "\n").encode()
+    parity = {"reference": "pytorch fp32 (eval)", "runtime": "onnxruntime CPU", "rule": "|onnx - torch| <= atol + "
+              "rtol * |torch| per element", "tolerance": FP32_TOL,
+              "graphs": {"denoiser": den_parity, TEXT_GRAPH: text_parity},
+              "loop": {**loop, "tolerance": LOOP_TOL, "steps": steps, "guidance": c.guidance,
+                       "prompts": list(GOLDEN_PROMPTS), "noise": f"default_rng({cfg.golden_seed}).standard_normal",
+                       "what": "skugen.diffusion.sample on both ONNX graphs vs the same loop in eager PyTorch"}}
+    files: dict[str, bytes | os.PathLike] = {
+        "model.fp32.onnx": den_bytes, "text_encoder.fp32.onnx": text_bytes, "vocab.json": vocab_bytes,
+        "golden/inputs.npz": npz_bytes(g_in), "golden/outputs.npz": npz_bytes({"v": v_ref}),
+        "golden/text_inputs.npz": npz_bytes({"tokens": tokens}),
+        "golden/text_outputs.npz": npz_bytes({"context": ctx_ref}),
+        "golden/loop.npz": npz_bytes({"noise": noise, "tokens": ids, "image": img_torch}),
+        "reports/parity.json": json_text(parity).encode(),
+        "card.json": json_text({**card, "bundle": {"kind": "diffusion", "precisions": ["fp32"]}}).encode(),
+        "source/model.safetensors": src / "model.safetensors", "source/card.json": src / "card.json",
+        "source/vocab.json": src / "vocab.json",
+    }
+    tol = {"fp32": dict(FP32_TOL)}
+    manifest = Manifest(
+        schema_version=schema_for({TEXT_GRAPH: 1}), skugen_version=skugen_version, name=name, kind="diffusion",
+        io=den_io, models={"fp32": den_v},
+        golden=Golden("golden/inputs.npz", "golden/outputs.npz", source=f"denoiser inputs at steps {sorted(keep)} "
+                      f"of a {steps}-step sampling run of {len(GOLDEN_PROMPTS)} prompts (+ their CFG halves)",
+                      reference="pytorch fp32", n=int(len(g_in["x"])), tolerances=tol),
+        graphs={TEXT_GRAPH: Graph(io=text_io, models={"fp32": text_v},
+                                  golden=Golden("golden/text_inputs.npz", "golden/text_outputs.npz",
+                                                source="the golden prompts and the empty prompt",
+                                                reference="pytorch fp32", n=len(tokens), tolerances=tol))},
+        diffusion=DiffusionSpec(vocab="vocab.json", context=L, steps=steps, max_steps=c.max_steps,
+                                guidance=c.guidance, extra={"loop_golden": "golden/loop.npz"}),
+        preprocess=Preprocess(extra={"prompts": "word-level tokenizer (skugen.tokenizer), vocab.json",
+                                     "noise": "float32 normal(0,1) from default_rng(seed)"}),
+        postprocess=Postprocess(value_range=DEFAULT_VALUE_RANGE["diffusion"], clamp=True,
+                                to_uint8="round((x - lo) / (hi - lo) * 255)",
+                                layout="GRAY" if c.channels == 1 else "RGB"),
+        reports={"parity": "reports/parity.json"}, card="card.json",
+        source={"name": name, "weights": "source/model.safetensors", "card": "source/card.json",
+                "sha256": card.get("weights", {}).get("sha256")},
+        quality={"fp32": {"parity_max_abs": den_parity["max_abs"], "loop_max_abs": loop["max_abs"]},
+                 "card_metrics": card.get("metrics")},
+    )
+    return write_bundle(out, manifest, files)
