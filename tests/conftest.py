@@ -12,6 +12,8 @@ Fixtures (helpers are exposed as fixtures, never imported: several conftest.py f
     need_grocery                     skips the test when GroceryStoreDataset is absent
     cgan_bundle / sr_bundle          bundles with fp32 + int8 (Path); do NOT modify them in place:
                                      copy first (shutil.copytree) for tamper tests.
+    diffusion_model_dir / diffusion_bundle   a small random-init fmnist-diffusion (4 default steps) and its
+                                     fp32 two-graph bundle (same rule: copy before tampering)
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ os.environ.setdefault("SKUGEN_NO_PROGRESS", "1")
 
 CGAN_SMALL = dict(base=64, stages=((32, 32), (16, 16), (16, 16)), attn_qk=8)
 SR_SMALL = dict(head=16, blocks=(16, 16))
+DIFFUSION_SMALL = dict(widths=(16, 16, 24), inner=(16, 16, 24, 24, 24, 24, 16, 16), attn_dim=(16, 24, 24, 24, 16),
+                       cond_dim=32, text_dim=32, text_layers=1, text_heads=2, steps=4, max_steps=64)
 
 
 def _recalibrate_bn(model, inputs_fn, n_batches: int = 4) -> None:
@@ -69,6 +73,23 @@ def make_sr(seed: int = 0, **overrides):
     return m.eval()
 
 
+def make_diffusion(seed: int = 0, **overrides):
+    """Random init with the cross-attention outputs switched on (they start at zero: the text path would be
+    invisible to every test of the graphs and the loop)."""
+    import torch
+
+    from skugen.export import models, prompts
+
+    torch.manual_seed(seed)
+    tok = prompts.build_vocab()
+    m = models.build(models.DiffusionConfig(**{**DIFFUSION_SMALL, "vocab_size": tok.size, "context": tok.context,
+                                               **overrides}))
+    with torch.no_grad():
+        for a in m.denoiser.attn:
+            a.out.weight.normal_(0.0, 0.2)
+    return m.eval(), tok
+
+
 def grocery_available() -> bool:
     """False only when the dataset is missing (DataError); any other error is a bug and propagates."""
     from skugen.errors import DataError
@@ -95,6 +116,28 @@ def sr_model_dir(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("models") / "test-sr"
     return ckpt.save_model(make_sr(), d, card={"name": "test-sr", "kind": "enhancer"})
+
+
+@pytest.fixture(scope="session")
+def diffusion_model_dir(tmp_path_factory):
+    import json
+
+    from skugen.export import ckpt
+    from skugen.io import sha256_file
+
+    m, tok = make_diffusion()
+    d = tmp_path_factory.mktemp("models") / "test-diffusion"
+    d.mkdir()
+    (d / "vocab.json").write_text(json.dumps(tok.to_dict()))
+    return ckpt.save_model(m, d, card={"name": "test-diffusion", "kind": "diffusion",
+                                       "vocab": {"file": "vocab.json", "sha256": sha256_file(d / "vocab.json")}})
+
+
+@pytest.fixture(scope="session")
+def diffusion_bundle(diffusion_model_dir, tmp_path_factory):
+    from skugen.export.bundle import BundleConfig, export_bundle
+
+    return export_bundle(diffusion_model_dir, tmp_path_factory.mktemp("bundles") / "diffusion", BundleConfig())
 
 
 @pytest.fixture(scope="session")

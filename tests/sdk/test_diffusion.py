@@ -1,0 +1,214 @@
+"""skugen.diffusion (the numpy sampling loop) and DiffusionPipeline on a real two-graph bundle.
+
+The sampler is checked against velocity fields whose Euler solution is known exactly: a rectified flow to a
+fixed image x0 has v(x, t) = (x - x0) / t, and Euler on its straight path lands on x0 for ANY number of
+steps. Guidance mixes two such fields, so the result is x_u + g (x_c - x_u), also exact.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+import skugen
+from skugen import diffusion
+from skugen.bundle import load_bundle
+from skugen.errors import BundleError, InputError, IntegrityError
+from skugen.tokenizer import Tokenizer, mask
+
+TOK = Tokenizer.from_words(["a", "b"], context=4)
+
+
+def _to(targets: dict[int, np.ndarray]):
+    """A denoiser whose velocity flows every row to the image of its prompt's first word id."""
+    def denoise(feed):
+        word = feed["context"][:, 1, 0].astype(int)          # encode() below puts the word id there
+        x0 = np.stack([targets[w] for w in word])
+        t = feed["t"][:, None, None, None]
+        return (feed["x"] - x0) / t
+    return denoise
+
+
+def _encode(tokens):
+    return np.repeat(tokens[:, :, None].astype(np.float32), 3, axis=2)  # (B, L, 3): ids as the "context"
+
+
+@pytest.mark.parametrize("steps", [1, 3, 8])
+def test_euler_on_a_straight_flow_lands_on_the_target(steps):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((1, 4, 4)).astype(np.float32)
+    ids, _ = TOK.encode_batch(["a", "a"])
+    noise = rng.standard_normal((2, 1, 4, 4)).astype(np.float32)
+    x = diffusion.sample(_encode, _to({ids[0, 1]: a}), ids, TOK.null(), noise, steps, 1.0, max_batch=8)
+    np.testing.assert_allclose(x, np.stack([a, a]), atol=1e-5)
+
+
+def test_guidance_extrapolates_from_uncond_to_cond_in_one_batch():
+    rng = np.random.default_rng(1)
+    a, null_img = (rng.standard_normal((1, 2, 2)).astype(np.float32) for _ in range(2))
+    ids, _ = TOK.encode_batch(["a"])
+    calls = []
+    den = _to({ids[0, 1]: a, TOK.null()[1]: null_img})
+
+    def counting(feed):
+        calls.append(len(feed["x"]))
+        return den(feed)
+
+    noise = rng.standard_normal((1, 1, 2, 2)).astype(np.float32)
+    x = diffusion.sample(_encode, counting, ids, TOK.null(), noise, 4, 2.5, max_batch=8)
+    np.testing.assert_allclose(x[0], null_img + 2.5 * (a - null_img), atol=1e-4)
+    assert calls == [2, 2, 2, 2]  # [cond; uncond] together: one denoiser call per step
+
+
+def test_chunking_never_exceeds_max_batch_and_changes_nothing():
+    rng = np.random.default_rng(2)
+    targets = {i: rng.standard_normal((1, 2, 2)).astype(np.float32) for i in range(8)}
+    ids = np.stack([[1, 4 + i % 2, 2, 0] for i in range(7)]).astype(np.int64)
+    targets[TOK.null()[1]] = np.zeros((1, 2, 2), np.float32)
+    noise = rng.standard_normal((7, 1, 2, 2)).astype(np.float32)
+    sizes = []
+    den = _to(targets)
+
+    def rec(feed):
+        sizes.append(len(feed["x"]))
+        return den(feed)
+
+    whole = diffusion.sample(_encode, den, ids, TOK.null(), noise, 3, 2.0, max_batch=64)
+    t = diffusion.SampleTiming()
+    chunked = diffusion.sample(_encode, rec, ids, TOK.null(), noise, 3, 2.0, max_batch=4, timing=t)
+    assert max(sizes) <= 4 and len(t.steps) == 3
+    np.testing.assert_allclose(chunked, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("steps, msg", [(0, "outside"), (-3, "outside"), (65, "outside"), (2.5, "must be an int"),
+                                        (True, "must be an int")])
+def test_bad_steps(steps, msg):
+    with pytest.raises(InputError, match=msg):
+        diffusion.check_steps(steps, 4, 64)
+
+
+@pytest.mark.parametrize("g", [float("nan"), float("inf"), -0.5, "3", True])
+def test_bad_guidance(g):
+    with pytest.raises(InputError, match="guidance"):
+        diffusion.check_guidance(g, 3.0)
+
+
+def test_time_grid_runs_from_noise_to_image():
+    ts = diffusion.time_grid(4)
+    assert ts.dtype == np.float32 and ts[0] == 1.0 and ts[-1] == 0.0 and np.all(np.diff(ts) < 0)
+
+# ----------------------------------------------------------------------------- the pipeline on a real bundle
+
+
+def test_bundle_is_schema_2_with_a_text_encoder_graph(diffusion_bundle):
+    b = load_bundle(diffusion_bundle)
+    assert b.spec.schema_version == 2 and b.kind == "diffusion"
+    assert b.spec.inputs == ("x", "t", "context", "mask")
+    text = b.graph("text_encoder")
+    assert text.spec.inputs == ("tokens",) and text.model_path("fp32").name == "text_encoder.fp32.onnx"
+    assert "text_encoder.fp32.onnx" in b.spec.files and "vocab.json" in b.spec.files
+    with pytest.raises(InputError, match="no graph 'vae'"):
+        b.graph("vae")
+    loop = json.loads((diffusion_bundle / "reports/parity.json").read_text())["loop"]
+    assert loop["pass"] and loop["max_abs"] < 1e-4
+
+
+def test_generate_reports_the_split_and_is_seeded(diffusion_bundle):
+    with skugen.load(diffusion_bundle, backend="onnxruntime") as pipe:
+        r1 = pipe.generate(prompts=["a photo of a sneaker", "dark ankle boots"], seed=3)
+        r2 = pipe.generate(prompts=["a photo of a sneaker", "dark ankle boots"], seed=3)
+        r3 = pipe.generate(prompts=["a photo of a sneaker", "dark ankle boots"], seed=4, steps=2, guidance=1.0)
+    assert r1.images.shape == (2, 32, 32, 1) and r1.images.dtype == np.uint8
+    assert np.array_equal(r1.images, r2.images) and not np.array_equal(r1.images, r3.images)
+    s = r1.sampling
+    assert s["steps"] == 4 and len(s["steps_ms"]) == 4 and s["seed"] == 3 and s["guidance"] == 3.0
+    assert r3.sampling["steps"] == 2 and r3.sampling["guidance"] == 1.0
+    call = r1.report.latency["call"]
+    assert call["pre_ms"] > 0 and call["infer_ms"] >= sum(s["steps_ms"]) * 0.999
+    assert r1.report.config["sampling"]["steps"] == 4
+    prov = r1.provenance[1]
+    assert prov["Prompt"] == "dark ankle boots" and prov["Seed"] == "3" and prov["Steps"] == "4"
+
+
+def test_the_runtime_loop_reproduces_the_exporters_torch_loop(diffusion_bundle):
+    """golden/loop.npz: eager-PyTorch images from fixed noise; the runtime must give the same from that noise."""
+    with np.load(diffusion_bundle / "golden/loop.npz") as z:
+        noise, tokens, ref = z["noise"], z["tokens"], z["image"]
+    spec = load_bundle(diffusion_bundle).spec
+    tok = Tokenizer.from_dict(json.loads((diffusion_bundle / "vocab.json").read_text()))
+    prompts = [tok.decode(t) for t in tokens]
+    with skugen.load(diffusion_bundle, backend="onnxruntime") as pipe:
+        r = pipe.generate(prompts=prompts, noise=noise)
+    want = np.round((np.clip(ref, -1, 1) + 1) * 127.5).transpose(0, 2, 3, 1)
+    assert np.abs(r.images.astype(int) - want).max() <= 1
+    assert spec.diffusion.steps == 4
+
+
+def test_openvino_runs_both_graphs_like_onnxruntime(diffusion_bundle):
+    pytest.importorskip("openvino")
+    prompts = ["white sneakers", "a product photo of a dress"]
+    with skugen.load(diffusion_bundle, backend="onnxruntime") as a, skugen.load(diffusion_bundle, backend="openvino") as b:
+        ia = a.generate(prompts=prompts, seed=0).images
+        ib = b.generate(prompts=prompts, seed=0).images
+        assert b.info["diffusion"]["text_encoder"]["model_file"] == "text_encoder.fp32.onnx"
+    assert np.abs(ia.astype(int) - ib.astype(int)).max() <= 2
+
+
+def test_unknown_words_are_reported_not_fatal(diffusion_bundle):
+    with skugen.load(diffusion_bundle) as pipe:
+        r = pipe.generate(prompts=["purple gym sneakers"], seed=0)
+    assert r.unknown_words == [["purple", "gym"]]
+    assert any("purple" in n and "<unk>" in n for n in r.report.notes)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    (dict(prompts=[]), "non-empty list"), (dict(prompts=[""]), "is empty"),
+    (dict(prompts=["sneaker " * 15]), "at most 14"), (dict(prompts=["a bag"], steps=0), "outside"),
+    (dict(prompts=["a bag"], steps=65), r"outside \[1, 64\]"), (dict(prompts=["a bag"], guidance=float("nan")), "guidance"),
+    (dict(prompts=["a bag"], guidance=-1.0), "guidance"), (dict(labels=["Bag"]), "not labels"),
+    (dict(prompts=["a bag"], seed=1, noise=np.zeros((1, 1, 32, 32), np.float32)), "either seed= or noise="),
+    (dict(prompts=["a bag"], noise=np.zeros((2, 1, 32, 32), np.float32)), "shape"),
+    (dict(prompts=["a bag"], noise=np.full((1, 1, 32, 32), np.nan, np.float32)), "NaN"),
+])
+def test_bad_input_is_an_input_error_and_the_pipeline_survives(diffusion_bundle, kw, msg):
+    with skugen.load(diffusion_bundle) as pipe:
+        with pytest.raises(InputError, match=msg):
+            pipe.generate(**kw)
+        assert pipe.generate(prompts=["a bag"], seed=0, steps=1).images.shape == (1, 32, 32, 1)
+
+
+def test_enhance_on_a_diffusion_bundle_says_what_to_call(diffusion_bundle):
+    with skugen.load(diffusion_bundle) as pipe:
+        with pytest.raises(InputError, match=r"text-to-image diffusion model.*generate\(prompts="):
+            pipe.enhance(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_a_tampered_text_encoder_is_caught(diffusion_bundle, tmp_path):
+    root = shutil.copytree(diffusion_bundle, tmp_path / "b")
+    f = root / "text_encoder.fp32.onnx"
+    f.write_bytes(f.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(IntegrityError, match="text_encoder.fp32.onnx"):
+        skugen.load(root)
+
+
+def test_a_vocabulary_that_disagrees_with_the_manifest_is_refused(diffusion_bundle, tmp_path):
+    from skugen.bundle import write_bundle
+
+    b = load_bundle(diffusion_bundle)
+    files = {rel: diffusion_bundle / rel for rel in b.spec.files}
+    v = json.loads((diffusion_bundle / "vocab.json").read_text())
+    files["vocab.json"] = json.dumps({**v, "context": 8}).encode()
+    out = write_bundle(tmp_path / "b", {k: x for k, x in b.spec.to_dict().items() if k != "files"}, files)
+    with pytest.raises(BundleError, match="context 8 != manifest"):
+        skugen.load(out)
+
+
+def test_verify_checks_both_graphs(diffusion_bundle):
+    from skugen.verify import verify_bundle
+
+    for graph in (None, "text_encoder"):
+        b = load_bundle(diffusion_bundle)
+        rep = verify_bundle(b if graph is None else b.graph(graph), "onnxruntime", "fp32")
+        assert rep.passed, rep
