@@ -110,20 +110,34 @@ def _f(v, fmt=".2f"):
     return "–" if v is None else format(v, fmt)
 
 
-def best_cells(rows: list[dict]) -> dict:
-    """batch -> the fastest student cell of any CPU engine, with its ratios to ORT FP32 and to the torch teacher."""
+def best_cells(rows: list[dict], precisions: tuple[str, ...] = ("int8", "fp32")) -> dict:
+    """batch -> the fastest student cell of any CPU engine, with its ratios to ORT FP32 and to the torch teacher.
+
+    Only `precisions` compete: the ones the bundle's gates accepted (`gated_precisions`). The bench times bf16
+    wherever it is native, but a bf16 cell is a candidate only when the exporter's BF16 gate accepted it."""
     out = {}
     for b in sorted({r["batch"] for r in rows}):
         at = [r for r in rows if r["batch"] == b]
         ort32 = next((r["p50_ms"]["student_fp32"] for r in at if r["backend"] == "onnxruntime"), None)
         tch = next((r["p50_ms"]["teacher_fp32_torch"] for r in at if r["p50_ms"]["teacher_fp32_torch"]), None)
-        cands = [(r["p50_ms"][k], f"{r['backend']} {k.split('_')[1].upper()}") for r in at
-                 for k in ("student_int8", "student_fp32") if r["p50_ms"][k]]
+        cands = [(r["p50_ms"][f"student_{p}"], f"{r['backend']} {p.upper()}") for r in at
+                 for p in precisions if r["p50_ms"].get(f"student_{p}")]
         if cands:
             ms, cell = min(cands)
             out[b] = {"cell": cell, "ms": ms, "vs_ort_fp32": ort32 / ms if ort32 else None,
                       "vs_teacher": tch / ms if tch else None}
     return out
+
+
+def gated_precisions(bundle_path: str) -> tuple[tuple[str, ...], str | None]:
+    """(the precisions whose cells may be "best": int8/fp32 as shipped, bf16 when its gate accepted it, why not bf16)."""
+    from skugen.bundle import load_bundle
+    from skugen.tune import bf16_gate
+
+    b = load_bundle(bundle_path)
+    precs = tuple(p for p in ("int8", "fp32") if p in b.precisions)
+    ok, why = bf16_gate(b)
+    return (precs + ("bf16",) if ok else precs), (None if ok else why)
 
 
 def summary_md(results: list[dict], env: dict) -> str:
@@ -139,15 +153,18 @@ def summary_md(results: list[dict], env: dict) -> str:
     for r in results:
         lines += [f"## {r['name']}", "", r.get("what", ""), "",
                   f"Command: `{' '.join(r['command'])}`  ", f"Files: {', '.join(r['files'])}", "",
-                  "| backend | batch | INT8 student ms | FP32 student ms | FP32 teacher (torch) ms | INT8 vs FP32 | "
-                  "INT8 vs teacher | FP32 vs teacher |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| backend | batch | INT8 student ms | FP32 student ms | BF16 student ms | FP32 teacher (torch) ms | "
+                  "INT8 vs FP32 | INT8 vs teacher | FP32 vs teacher |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in r["ratios"]:
             pm, sp = row["p50_ms"], row["speedup"]
             lines.append(f"| {row['backend']} | {row['batch']} | {_f(pm['student_int8'])} | {_f(pm['student_fp32'])} | "
+                         f"{_f(pm.get('student_bf16'))} | "
                          f"{_f(pm['teacher_fp32_torch'])} | {_f(sp['int8_vs_fp32'])}x | {_f(sp['int8_vs_teacher'])}x | "
                          f"{_f(sp['fp32_vs_teacher'])}x |")
-        lines += ["", "Best CPU cell per batch (any engine, any precision the bundle ships) against the FP32 student on "
-                      "ONNX Runtime and the FP32 teacher in eager PyTorch, same run:", "",
+        gp = r.get("gated_precisions") or ["int8", "fp32"]
+        lines += ["", f"Best CPU cell per batch (any engine; precisions the bundle's gates accepted: {', '.join(gp)}"
+                      + (f"; bf16 not a candidate: {r['bf16_not_gated']}" if r.get("bf16_not_gated") else "")
+                      + ") against the FP32 student on ONNX Runtime and the FP32 teacher in eager PyTorch, same run:", "",
                   "| batch | best cell | ms | vs FP32 student (ORT) | vs teacher (torch) |", "|---:|---|---:|---:|---:|"]
         for b, best in best_cells(r["ratios"]).items():
             lines.append(f"| {b} | {best['cell']} | {_f(best['ms'])} | {_f(best['vs_ort_fp32'])}x | "
@@ -196,6 +213,7 @@ def main(argv=None) -> int:
             files.append(f"{s['name']}.html")
         env = rep.environment
         bsum = next(iter(rep.summary.values()), {})
+        gated, no_bf16 = gated_precisions(cfg.bundles[0])
         qual = {}
         for c in rep.ok_cells():
             if c["batch"] == min(cfg.batches):
@@ -204,7 +222,8 @@ def main(argv=None) -> int:
                     qual[f"{c['model']} {c['precision']} ({c['backend']})"] = f"{label} {_f(val, '.3f')}"
         results.append({"name": s["name"], "what": s.get("what"), "bundle": cfg.bundles[0],
                         "teacher": cfg.teachers[0] if cfg.teachers else None, "command": argv_eq, "files": files,
-                        "ratios": bsum.get("rows", []), "best": best_cells(bsum.get("rows", [])),
+                        "ratios": bsum.get("rows", []), "gated_precisions": list(gated), "bf16_not_gated": no_bf16,
+                        "best": best_cells(bsum.get("rows", []), gated),
                         "spread": spread_of(rep, s),
                         "max_spread": bsum.get("max_p50_spread"), "quality": qual, "wall_s": rep.wall_s})
         print(rep.to_markdown(), file=sys.stderr)

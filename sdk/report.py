@@ -220,8 +220,9 @@ def _cpu_model() -> str:
 
 
 def _cpu_flags() -> list[str]:
-    """The SIMD flags that decide INT8 speed on ORT CPU (VNNI) and fp16 (AVX512-FP16)."""
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "asimd")
+    """The SIMD flags that decide INT8 speed on ORT CPU (VNNI), fp16 (AVX512-FP16) and OpenVINO's BF16/INT8 (AMX)."""
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8",
+              "amx_tile", "asimd")
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -10,7 +10,8 @@ threads setting and a model cache directory.
 BF16 honesty: on a CPU without native BF16 (no AVX512_BF16 / AMX: OPTIMIZATION_CAPABILITIES lacks "BF16")
 the CPU plugin accepts the bf16 hint and silently executes f32. This runner refuses that (BackendUnavailable)
 instead of reporting f32 timings as bf16, and after compiling it checks the compiled model's own
-INFERENCE_PRECISION_HINT, so a plugin that downgrades is caught too.
+INFERENCE_PRECISION_HINT (an ov.Type whose str() is "<Type: 'bfloat16'>": `precision_name` reads it) and that
+some op of the runtime model executes bf16, so a plugin that downgrades is caught too.
 
 Threads: one CompiledModel, one InferRequest per calling thread (OpenVINO's InferRequest is not re-entrant;
 CompiledModel.create_infer_request is), so many threads infer concurrently without a lock.
@@ -114,6 +115,19 @@ def runtime_precisions(compiled) -> dict[str, int]:
     return out
 
 
+def precision_name(t) -> str:
+    """'bf16' / 'f32' / 'f16' / ... of an OpenVINO element type (ov.Type, or its str "<Type: 'bfloat16'>")."""
+    name = getattr(t, "get_type_name", None)
+    if callable(name):
+        return str(name())
+    s = str(t).lower()
+    for key, short in (("bfloat16", "bf16"), ("bf16", "bf16"), ("float32", "f32"), ("f32", "f32"),
+                       ("float16", "f16"), ("f16", "f16")):
+        if key in s:
+            return short
+    return str(t)
+
+
 class OpenVINORunner(Runner):
     """Runs one model file (ONNX or IR xml + bin) on OpenVINO's CPU plugin. Thread-safe (one request per thread)."""
 
@@ -162,11 +176,12 @@ class OpenVINORunner(Runner):
         except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError / its own types for a bad model
             raise BundleError(f"OpenVINO cannot load {self.model.name} ({type(e).__name__}: {str(e)[:300]}). "
                               "Re-export the bundle; check `skugen info` and `skugen verify`.") from e
-        got = str(compiled.get_property("INFERENCE_PRECISION_HINT"))  # e.g. "<Type: 'float32'>" / "bf16"
-        executes = "bf16" if "bf16" in got else "f32" if ("f32" in got or "float32" in got) else got
-        if hint == "bf16" and executes != "bf16":
-            raise BackendUnavailable(f"OpenVINO compiled the bf16 request as {got}: bf16 is not native here. "
-                                     "Use precision 'fp32' or 'int8'.")
+        got = compiled.get_property("INFERENCE_PRECISION_HINT")  # an ov.Type: str() is "<Type: 'bfloat16'>"
+        executes = precision_name(got)
+        ran = runtime_precisions(compiled)
+        if hint == "bf16" and (executes != "bf16" or "bf16" not in ran):
+            raise BackendUnavailable(f"OpenVINO compiled the bf16 request as {got} (runtime precisions {ran}): "
+                                     "bf16 is not native here. Use precision 'fp32' or 'int8'.")
         self._meta = {m.name: m for m in (_meta_of(p) for p in compiled.inputs)}
         self._outputs = [p.get_any_name() for p in compiled.outputs]
         self._compiled = compiled
@@ -176,7 +191,7 @@ class OpenVINORunner(Runner):
                      "intra_op_threads": int(compiled.get_property("INFERENCE_NUM_THREADS")),
                      "precision_hint": hint, "execution_precision": executes,
                      "performance_hint": str(compiled.get_property("PERFORMANCE_HINT")),
-                     "runtime_precisions": runtime_precisions(compiled),
+                     "runtime_precisions": ran,
                      "model_file": getattr(self, "model_rel", self.model.name),
                      "model_sha256": getattr(self, "model_sha256", None),
                      "model_source": self.model_source,

@@ -216,7 +216,8 @@ def markdown_table(rep: dict) -> str:
 
 
 def speed_summary(rep: dict) -> dict:
-    """Per bundle, backend and batch: INT8 student vs FP32 student vs FP32 teacher (eager torch), from ONE run.
+    """Per bundle, backend and batch: INT8 student vs FP32 student vs FP32 teacher (eager torch), from ONE run
+    (and the BF16 student's p50 where the engine ran one: OpenVINO on a native-BF16 CPU).
 
     Ratios are of p50 per call (pre + infer + post) and of infer alone; > 1 means the first is faster.
     Also the largest back-to-back p50 spread of the run (how much to trust a ratio near 1).
@@ -230,7 +231,7 @@ def speed_summary(rep: dict) -> dict:
         for be in dict.fromkeys(c["backend"] for c in cs if c["backend"] != "torch"):
             for batch in sorted({c["batch"] for c in cs}):
                 get = {c["precision"]: c for c in cs if c["backend"] == be and c["batch"] == batch}
-                i8, f32, tch = get.get("int8"), get.get("fp32"), ref.get(batch)
+                i8, f32, bf, tch = get.get("int8"), get.get("fp32"), get.get("bf16"), ref.get(batch)
 
                 def p(c, stage="total"):
                     return c["latency_ms"][stage]["p50"] if c else None
@@ -240,7 +241,8 @@ def speed_summary(rep: dict) -> dict:
 
                 rows.append({
                     "backend": be, "batch": batch, "torch_model": tch["model"] if tch else None,
-                    "p50_ms": {"student_int8": p(i8), "student_fp32": p(f32), "teacher_fp32_torch": p(tch)},
+                    "p50_ms": {"student_int8": p(i8), "student_fp32": p(f32), "student_bf16": p(bf),
+                               "teacher_fp32_torch": p(tch)},
                     "speedup": {"int8_vs_fp32": ratio(p(f32), p(i8)), "int8_vs_teacher": ratio(p(tch), p(i8)),
                                 "fp32_vs_teacher": ratio(p(tch), p(f32))},
                     "speedup_infer_only": {"int8_vs_fp32": ratio(p(f32, "infer"), p(i8, "infer")),
@@ -248,6 +250,7 @@ def speed_summary(rep: dict) -> dict:
                                            "fp32_vs_teacher": ratio(p(tch, "infer"), p(f32, "infer"))},
                     "images_per_s": {"student_int8": (i8 or {}).get("throughput_ips"),
                                      "student_fp32": (f32 or {}).get("throughput_ips"),
+                                     "student_bf16": (bf or {}).get("throughput_ips"),
                                      "teacher_fp32_torch": (tch or {}).get("throughput_ips")}})
         spreads = [(c["p50_spread"], c["key"]) for c in cs if c.get("p50_spread") is not None]
         out[b] = {"rows": rows, "max_p50_spread": max(spreads)[0] if spreads else None,

@@ -57,14 +57,22 @@ def test_int8_without_an_openvino_variant_runs_the_qdq_onnx_and_says_so(cgan):
 
 def test_bf16_is_refused_where_the_cpu_has_no_native_bf16(cgan):
     native, why = ovb.native_bf16()
-    if native:
+    if native:  # e.g. AMX / AVX512-BF16: the runner must accept it (it once refused its own "<Type: 'bfloat16'>")
         with registry.runner_for(cgan, "openvino", "bf16", threads=1) as r:
-            r.infer(_feed(cgan))
+            out = r.infer(_feed(cgan))
             assert r.info["execution_precision"] == "bf16"
+            assert r.info["runtime_precisions"].get("bf16", 0) > 0
+        assert np.isfinite(next(iter(out.values()))).all()
     else:
         assert "BF16" not in ovb.cpu_capabilities()
         with pytest.raises(BackendUnavailable, match=r"no native BF16.*silently run f32.*Use precision 'fp32'"):
             registry.runner_for(cgan, "openvino", "bf16", threads=1).activate()
+
+
+def test_precision_name_reads_openvino_types():
+    assert ovb.precision_name(ov.Type.bf16) == "bf16" and ovb.precision_name(ov.Type.f32) == "f32"
+    assert ovb.precision_name("<Type: 'bfloat16'>") == "bf16"  # what str() of the compiled hint gives
+    assert ovb.precision_name("<Type: 'float32'>") == "f32" and ovb.precision_name("<Type: 'float16'>") == "f16"
 
 
 def test_precisions_openvino_does_not_run(cgan):

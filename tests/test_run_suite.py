@@ -1,0 +1,59 @@
+"""benchmarks/run_suite.py's own logic (nothing timed here: the rows below are hand-made speed_summary rows)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _suite_module():
+    spec = importlib.util.spec_from_file_location("run_suite", ROOT / "benchmarks" / "run_suite.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _row(backend, batch, int8=None, fp32=None, bf16=None, teacher=None):
+    return {"backend": backend, "batch": batch,
+            "p50_ms": {"student_int8": int8, "student_fp32": fp32, "student_bf16": bf16, "teacher_fp32_torch": teacher}}
+
+
+ROWS = [_row("onnxruntime", 1, int8=9.0, fp32=30.0, teacher=300.0), _row("openvino", 1, int8=8.0, fp32=25.0, bf16=6.0)]
+
+
+def test_best_cell_counts_bf16_only_when_its_gate_accepted_it():
+    rs = _suite_module()
+    gated = rs.best_cells(ROWS, ("int8", "fp32", "bf16"))[1]
+    assert gated["cell"] == "openvino BF16" and gated["ms"] == 6.0
+    assert gated["vs_ort_fp32"] == 5.0 and gated["vs_teacher"] == 50.0
+    not_gated = rs.best_cells(ROWS, ("int8", "fp32"))[1]
+    assert not_gated["cell"] == "openvino INT8" and not_gated["ms"] == 8.0
+
+
+def test_best_cell_reads_rows_without_a_bf16_key():
+    """Reports written before the BF16 column have no student_bf16 key."""
+    rs = _suite_module()
+    old = [{**r, "p50_ms": {k: v for k, v in r["p50_ms"].items() if k != "student_bf16"}} for r in ROWS]
+    assert rs.best_cells(old, ("int8", "fp32", "bf16"))[1]["cell"] == "openvino INT8"
+
+
+def test_gated_precisions_follow_the_bundles_bf16_record(cgan_bundle):
+    from skugen.bundle import load_bundle
+    from skugen.tune import bf16_gate
+
+    rs = _suite_module()
+    precs, why = rs.gated_precisions(str(cgan_bundle))
+    ok, gate_why = bf16_gate(load_bundle(cgan_bundle))
+    assert ("bf16" in precs) is ok and (why is None) is ok
+    assert {"int8", "fp32"} <= set(precs)
+    if not ok:
+        assert why == gate_why
+
+
+def test_committed_suite_benches_bf16_on_openvino():
+    suite = json.loads((ROOT / "benchmarks" / "suite.json").read_text())
+    for s in suite["suites"]:
+        if "openvino" in s["backends"]:
+            assert "bf16" in s["precisions"], s["name"]
