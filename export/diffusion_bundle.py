@@ -15,6 +15,7 @@ Golden data are real sampler states: the denoiser's inputs captured along a samp
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -150,6 +151,19 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
         raise VerificationError(f"the sampling loop on ONNX Runtime drifts from eager PyTorch over {steps} steps "
                                 f"(max_abs {loop['max_abs']:.3g} > {LOOP_TOL['atol']}); the bundle was not written.")
 
+    # 2b. OpenVINO BF16 (a runtime precision of the FP32 graphs): gated on final images, recorded in the manifest
+    bf16 = None
+    if cfg.openvino is not False and importlib.util.find_spec("openvino") is not None:
+        from .diffusion_gate import DiffusionGateConfig, LoopSpec, bf16_record
+
+        judge = zoo.load_judge() if cfg.classifier == "auto" else (zoo.load_judge(cfg.classifier)
+                                                                    if cfg.classifier else None)
+        spec = LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape)
+        with OnnxRuntimeRunner(text_bytes) as tr, OnnxRuntimeRunner(den_bytes) as dr:
+            ref = (lambda tk: tr.infer({"tokens": tk})["context"], lambda f: dr.infer(f)["v"])
+            bf16 = bf16_record(text_bytes, den_bytes, ref, spec, judge,
+                               DiffusionGateConfig(n=cfg.eval_n or DiffusionGateConfig.n))
+
     # 3. manifest: the denoiser is the bundle's model, the text encoder a further graph
     L, D = c.context, c.text_dim
     den_io = IOSpec(
@@ -164,7 +178,8 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
     macs_den, macs_text = card.get("macs_denoiser_step"), card.get("macs_text_encoder")
     den_v = Variant("model.fp32.onnx", sha256_bytes(den_bytes), bytes=len(den_bytes), precision="fp32",
                     opset=ecfg.opset, params=sum(p.numel() for p in model.denoiser.parameters()), macs=macs_den,
-                    op_counts=den_ops)
+                    op_counts=den_ops,
+                    extra={"runtime_precisions": {"openvino": {"bf16": bf16}}} if bf16 is not None else {})
     text_v = Variant("text_encoder.fp32.onnx", sha256_bytes(text_bytes), bytes=len(text_bytes), precision="fp32",
                      opset=ecfg.opset, params=sum(p.numel() for p in model.text_encoder.parameters()), macs=macs_text,
                      op_counts=text_ops)
@@ -208,6 +223,7 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
         source={"name": name, "weights": "source/model.safetensors", "card": "source/card.json",
                 "sha256": card.get("weights", {}).get("sha256")},
         quality={"fp32": {"parity_max_abs": den_parity["max_abs"], "loop_max_abs": loop["max_abs"]},
+                 **({"bf16_openvino": {k: bf16.get(k) for k in ("native", "accepted", "eval")}} if bf16 else {}),
                  "card_metrics": card.get("metrics")},
     )
     return write_bundle(out, manifest, files)

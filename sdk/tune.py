@@ -139,6 +139,16 @@ def deployment_feed(bundle) -> tuple[dict[str, np.ndarray], str]:
         z = rng.standard_normal((b, spec.z_dim)).astype(np.float32)
         oh = np.eye(spec.n_classes, dtype=np.float32)[np.arange(b) % spec.n_classes]
         return {"z": z, "onehot": oh}, f"batch {b}"
+    if spec.kind == "diffusion":  # the denoiser runs N times per image: one step of 8 prompts with CFG (16 rows)
+        b = 2 * min(8, max(1, spec.max_batch // 2))
+        io = spec.io
+        L, D = (int(x) for x in io.input("context").shape[1:])
+        shape = tuple(int(x) for x in io.input("x").shape[1:])
+        m = np.zeros((b, L), np.float32)
+        m[:, :6] = 1.0                                     # BOS + a few words + EOS, the rest padding
+        return {"x": rng.standard_normal((b, *shape), dtype=np.float32), "t": np.full(b, 0.5, np.float32),
+                "context": rng.standard_normal((b, L, D), dtype=np.float32), "mask": m}, \
+            f"one denoiser step: {b // 2} prompts with guidance ({b} rows)"
     side = spec.tile_size or 128
     ch = spec.io.input("lr").shape[1]
     ch = ch if isinstance(ch, int) else 3

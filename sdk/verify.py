@@ -203,3 +203,15 @@ def verify_bundle(bundle_or_path, backend: str = "onnxruntime", precision: str =
         tolerance=tol, outputs=outputs, passed=all(s["pass"] for s in outputs.values()),
         n_inputs=int(next(iter(g_in.values())).shape[0]), seconds=round(time.perf_counter() - t0, 3), environment=env,
         signature=b.signature.to_dict())
+
+
+def verify_graphs(bundle_or_path, backend: str = "onnxruntime", precision: str = "fp32") -> list[VerifyReport]:
+    """verify_bundle on the bundle's own graph, then on every further graph of a multi-graph bundle (a diffusion
+    bundle's text encoder) at the same precision when that graph has it, else fp32 (what the runtime runs)."""
+    b = bundle_or_path if isinstance(bundle_or_path, Bundle) else load_bundle(bundle_or_path)
+    reps = [verify_bundle(b, backend, precision)]
+    for name in b.spec.graphs:
+        g = b.graph(name)
+        p = precision if precision in g.precisions or precision == "bf16" else "fp32"
+        reps.append(verify_bundle(g, backend, p))
+    return reps

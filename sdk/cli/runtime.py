@@ -224,16 +224,19 @@ skugen verify bundle.tar --backend tensorrt --precision fp16
 
 
 def _verify(args) -> int:
-    from ..bundle import load_bundle
-    from ..verify import verify_bundle
+    import json
 
-    rep = verify_bundle(load_bundle(args.bundle, trusted_keys=args.trusted_key), backend=args.backend,
-                        precision=args.precision)
-    if args.json:
-        print(rep.to_json())
+    from ..bundle import load_bundle
+    from ..verify import verify_graphs
+
+    reps = verify_graphs(load_bundle(args.bundle, trusted_keys=args.trusted_key), backend=args.backend,
+                         precision=args.precision)
+    if args.json:  # one graph: the report; a multi-graph bundle: one report per graph, the bundle's own first
+        print(reps[0].to_json() if len(reps) == 1 else json.dumps([r.to_dict() for r in reps], indent=2))
     else:
-        print("\n".join(rep.lines()))
-    rep.raise_if_failed()
+        print("\n".join(line for r in reps for line in r.lines()))
+    for r in reps:
+        r.raise_if_failed()
     return 0
 
 # ----------------------------------------------------------------------------- tune

@@ -36,3 +36,21 @@ def test_a_missing_vocabulary_is_refused(diffusion_model_dir, tmp_path):
     (d / "vocab.json").unlink()
     with pytest.raises(ModelError, match="carries its tokenizer's vocabulary"):
         export_bundle(d, tmp_path / "b", BundleConfig())
+
+
+def test_bf16_is_gated_on_final_images_where_openvino_is_installed(diffusion_bundle):
+    pytest.importorskip("openvino")
+    m = json.loads((diffusion_bundle / "manifest.json").read_text())
+    rec = m["models"]["fp32"]["runtime_precisions"]["openvino"]["bf16"]
+    assert rec["hint"] == "bf16" and "denoiser" in rec["executed"]
+    if not rec["native"]:  # an AVX2-only CPU: nothing measured, nothing accepted
+        assert rec["accepted"] is False and "no native BF16" in rec["reason"]
+        return
+    ev = rec["eval"]
+    assert ev["judged"] == "final images of whole sampling runs" and ev["steps"] == 4
+    assert ev["n"] == 200 and 0 < ev["psnr_vs_fp32_db"] <= 100 and ev["fid_proxy_fp32"] > 0
+    assert rec["accepted"] == (ev["fidelity_drop_pts"] <= 2.0 and ev["fid_ratio"] <= 1.25)
+    from skugen.bundle import load_bundle
+    from skugen.tune import bf16_gate
+
+    assert bf16_gate(load_bundle(diffusion_bundle))[0] == rec["accepted"]

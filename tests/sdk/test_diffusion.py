@@ -205,10 +205,22 @@ def test_a_vocabulary_that_disagrees_with_the_manifest_is_refused(diffusion_bund
         skugen.load(out)
 
 
-def test_verify_checks_both_graphs(diffusion_bundle):
-    from skugen.verify import verify_bundle
+def test_verify_checks_both_graphs(diffusion_bundle, tmp_path):
+    import subprocess
+    import sys
 
-    for graph in (None, "text_encoder"):
-        b = load_bundle(diffusion_bundle)
-        rep = verify_bundle(b if graph is None else b.graph(graph), "onnxruntime", "fp32")
-        assert rep.passed, rep
+    from skugen.verify import verify_graphs
+
+    reps = verify_graphs(diffusion_bundle, "onnxruntime", "fp32")
+    assert [r.name for r in reps] == ["test-diffusion", "test-diffusion:text_encoder"] and all(r.passed for r in reps)
+    assert reps[1].model_file == "text_encoder.fp32.onnx" and "context" in reps[1].outputs
+    # a text-encoder golden that no longer matches its graph fails `skugen verify` (the CLI checks every graph)
+    from skugen.bundle import npz_bytes, write_bundle
+
+    b = load_bundle(diffusion_bundle)
+    files = {rel: diffusion_bundle / rel for rel in b.spec.files}
+    with np.load(diffusion_bundle / "golden/text_outputs.npz") as z:
+        files["golden/text_outputs.npz"] = npz_bytes({"context": z["context"] + 0.01})
+    out = write_bundle(tmp_path / "b", {k: x for k, x in b.spec.to_dict().items() if k != "files"}, files)
+    r = subprocess.run([sys.executable, "-m", "skugen.cli", "verify", str(out)], capture_output=True, text=True)
+    assert r.returncode != 0 and "text_encoder: onnxruntime fp32" in r.stdout and "FAIL" in r.stdout, r.stdout + r.stderr
