@@ -409,6 +409,13 @@ def export_triton(bundle: str | os.PathLike | Bundle, out: str | os.PathLike,
     if cfg.max_queue_delay_us < 0 or cfg.ort_threads < 0:
         raise InputError("max_queue_delay_us and ort_threads must be >= 0.")
     b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    if b.kind == "diffusion":
+        # Not yet: the loop (text encoder once, the denoiser N times with CFG, the Euler update) needs a Python
+        # backend / BLS model driving two ONNX models per request; the one-graph ensemble below cannot express it.
+        raise InputError(f"bundle {b.name!r} is a diffusion bundle (text encoder + denoiser run N times per image); "
+                         "`skugen export-triton` writes one-graph ensembles only, and the sampling-loop repository "
+                         "(a Python/BLS model around both graphs) is not implemented yet. Serve it with skugen.load(...)"
+                         ".generate(prompts=...) in your own service, or a Jetson package (`skugen deploy`).")
     if cfg.precision not in b.precisions:
         raise InputError(f"bundle {b.name!r} has no {cfg.precision!r} ONNX (it has {', '.join(b.precisions)}); "
                          f"pass --precision {b.precisions[0]}.")

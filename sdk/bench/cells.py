@@ -140,6 +140,13 @@ def _load_target(path: str, cfg: BenchConfig, teachers: list[Path]) -> _Target:
     b = load_bundle(path)
     spec = b.spec
     kind = b.kind
+    if kind == "diffusion":
+        from ..errors import InputError
+
+        raise InputError(f"bundle {b.name!r} is a diffusion bundle: the bench matrix times one model call, a "
+                         "sampling run is N denoiser calls plus the text encoder. Time the denoiser step per engine "
+                         "with `skugen tune BUNDLE`, and whole generate() calls with `skugen generate ... --json` "
+                         "(its report splits text / denoise loop / post).")
     max_batch = int(spec.max_batch)
     hw = None
     scale = 1

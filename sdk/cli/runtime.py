@@ -25,6 +25,7 @@ def add_generate(sub) -> None:
 skugen generate runs/demo/bundle --class sneaker --n 16 --seed 0 --out grid.png
 skugen generate bundle.tar --class sneaker --class bag --seed 7 --out-dir out/
 skugen generate runs/demo/bundle --n 10 --seed 0 --out all_classes.png   # one per class
+skugen generate runs/diffusion/bundle --prompt "white sneakers" --prompt "a black handbag" --seed 0 --out g.png
 """,
         description="Generate product images. Writes a grid PNG (--out) and/or one PNG per image (--out-dir); "
                     "every PNG carries provenance tEXt (software, bundle sha256, model, seed, class, "
@@ -32,6 +33,11 @@ skugen generate runs/demo/bundle --n 10 --seed 0 --out all_classes.png   # one p
     add_bundle(g)
     g.add_argument("--class", dest="classes", action="append", metavar="NAME",
                    help="class name or index (repeat, or comma-separate, for several; default: every class in turn)")
+    g.add_argument("--prompt", dest="prompts", action="append", metavar="TEXT",
+                   help="diffusion bundles: a text prompt (repeat for several; one image each)")
+    g.add_argument("--steps", type=int, default=None, help="diffusion bundles: sampling steps (default: the bundle's)")
+    g.add_argument("--guidance", type=float, default=None,
+                   help="diffusion bundles: classifier-free guidance scale (default: the bundle's)")
     g.add_argument("--n", type=int, default=None, help="number of images (default: one per --class, else 16)")
     g.add_argument("--seed", type=int, default=None, help="latent seed (default: random, printed and recorded)")
     g.add_argument("--out", metavar="PNG", help="grid PNG to write")
@@ -90,14 +96,24 @@ def _generate(args) -> int:
     n = args.n if args.n is not None else (None if labels else 16)
     with load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
               trusted_keys=args.trusted_key) as pipe:
-        res = pipe.generate(labels=labels, seed=args.seed, n=n)
+        if pipe.spec.kind == "diffusion":
+            if labels or args.n is not None or not args.prompts:
+                raise InputError(f"{pipe.bundle.name!r} is a text-to-image bundle: describe each image with "
+                                 "--prompt TEXT (repeatable) instead of --class / --n.")
+            res = pipe.generate(prompts=args.prompts, steps=args.steps, guidance=args.guidance, seed=args.seed)
+        else:
+            if args.prompts or args.steps is not None or args.guidance is not None:
+                raise InputError(f"{pipe.bundle.name!r} is a class-conditional generator: choose classes with "
+                                 "--class NAME; --prompt / --steps / --guidance are for diffusion bundles.")
+            res = pipe.generate(labels=labels, seed=args.seed, n=n)
         written = []
         if args.out:
             written.append(res.save_grid(args.out, cols=args.cols))
         if args.out_dir:
             written += res.save(args.out_dir)
         rep = res.report
-    print(f"generated {len(res)} image(s) of {sorted(set(res.class_names))} with seed {res.seeds[0]}; "
+    what = f"prompts {res.prompts}" if res.prompts is not None else sorted(set(res.class_names))
+    print(f"generated {len(res)} image(s) of {what} with seed {res.seeds[0]}; "
           f"wrote {written[0]}" + (f" (+{len(written) - 1} more)" if len(written) > 1 else ""), file=sys.stderr)
     _emit(rep, args)
     return 0
