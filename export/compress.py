@@ -37,7 +37,7 @@ import torch.nn as nn
 from skugen.errors import InputError, ModelError, SkugenError
 from skugen.report import invocation, machine
 
-from . import ckpt, custom, models, prune
+from . import ckpt, custom, models, prune, zoo
 from .adapter import TARGETS, adapter_for
 from .distill import (DistillConfig, DistillResult, default_feature_layers, distill, distill_outputs, feature_units,
                       setup_distributed)
@@ -172,6 +172,15 @@ def compress(model: str | os.PathLike | nn.Module, cfg: CompressConfig | None = 
     cfg = cfg or CompressConfig()
     check_config(cfg)
     t0 = time.time()
+    if not isinstance(model, nn.Module) and ckpt.read_card(zoo.resolve(model)).get("config", {}).get("family") == \
+            "diffusion":  # its own recipe: denoiser pruning + guided step distillation (skugen.export.diffusion_distill)
+        from .diffusion_distill import StepDistillConfig, compress_diffusion
+
+        dcfg = StepDistillConfig(seed=cfg.seed, **({"train_steps": cfg.distill_steps}
+                                                   if cfg.distill_steps is not None else {}))
+        out, student, card, pr = compress_diffusion(model, cfg.out, dcfg, quick_eval=bool(cfg.quick_eval),
+                                                    threads=cfg.threads, command=cfg.command)
+        return CompressResult(out, student, card, pr, {"steps": dcfg.train_steps})
     ad = adapter_for(model)
     if ad.prune_strategy == "uniform":
         return _compress_uniform(ad, cfg, t0)

@@ -47,6 +47,7 @@ class DiffusionConfig:
     steps: int = 32                                   # Euler steps the model was evaluated with
     guidance: float = 3.0                             # classifier-free guidance scale
     max_steps: int = 1000                             # the largest step count the runtime accepts
+    distilled_guidance: float = 0.0                   # > 0: a student with this CFG scale baked in (no CFG at run time)
 
 
 # ----------------------------------------------------------------------------- text encoder

@@ -346,6 +346,7 @@ class DiffusionSpec(Section):
     objective: str = "rectified_flow"               # the denoiser predicts v = noise - image
     time: str = "t = 1 is pure noise, t = 0 the image; Euler: x <- x + (t_next - t) * v"
     text_graph: str = "text_encoder"                # the graph in `graphs` that turns tokens into `context`
+    distilled_guidance: float | None = None         # a student with this CFG scale in its weights: no CFG at run time
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def check(self, where: str) -> None:

@@ -674,6 +674,7 @@ class DiffusionPipeline(Pipeline):
         tin = spec.graph(d.text_graph).io
         self._text_out = tin.outputs[0].name
         self.info["diffusion"] = {"steps": d.steps, "max_steps": d.max_steps, "guidance": d.guidance,
+                                  "distilled_guidance": d.distilled_guidance,
                                   "sampler": d.sampler, "objective": d.objective, "context": d.context,
                                   "vocab_size": self.tokenizer.size,
                                   "text_encoder": {"precision": text_precision,
@@ -711,6 +712,10 @@ class DiffusionPipeline(Pipeline):
             tokens, unknown = self.tokenizer.encode_batch(prompts)
             n_steps = diffusion.check_steps(steps, d.steps, d.max_steps)
             g = diffusion.check_guidance(guidance, d.guidance)
+            if d.distilled_guidance and g != 1.0:
+                raise InputError(f"bundle {self.bundle.name!r} is a step-distilled student with guidance "
+                                 f"{d.distilled_guidance:g} in its weights: it runs without classifier-free guidance. "
+                                 "Leave guidance=None (or 1).")
             shape = (sp.io.channels or 1, sp.io.image_size, sp.io.image_size)
             if noise is not None:
                 if seed is not None:
