@@ -174,10 +174,11 @@ def compress(model: str | os.PathLike | nn.Module, cfg: CompressConfig | None = 
     t0 = time.time()
     if not isinstance(model, nn.Module) and ckpt.read_card(zoo.resolve(model)).get("config", {}).get("family") == \
             "diffusion":  # its own recipe: denoiser pruning + guided step distillation (skugen.export.diffusion_distill)
-        from .diffusion_distill import StepDistillConfig, compress_diffusion
+        from .diffusion_distill import FAST_STEP_DISTILL, StepDistillConfig, compress_diffusion
 
-        dcfg = StepDistillConfig(seed=cfg.seed, **({"train_steps": cfg.distill_steps}
-                                                   if cfg.distill_steps is not None else {}))
+        over = {**({} if cfg.preset == "full" else FAST_STEP_DISTILL),
+                **({"train_steps": cfg.distill_steps} if cfg.distill_steps is not None else {})}
+        dcfg = StepDistillConfig(seed=cfg.seed, **over)
         out, student, card, pr = compress_diffusion(model, cfg.out, dcfg, quick_eval=bool(cfg.quick_eval),
                                                     threads=cfg.threads, command=cfg.command)
         return CompressResult(out, student, card, pr, {"steps": dcfg.train_steps})

@@ -164,6 +164,19 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
             bf16 = bf16_record(text_bytes, den_bytes, ref, spec, judge,
                                DiffusionGateConfig(n=cfg.eval_n or DiffusionGateConfig.n))
 
+    # 2c. INT8 denoiser: calibrated over sampling trajectories, gated on the final images (diffusion_quant)
+    int8 = None
+    if cfg.int8:
+        from .diffusion_gate import DiffusionGateConfig, LoopSpec
+        from .diffusion_quant import DenoiserQuantConfig, quantize_denoiser
+
+        judge = zoo.load_judge() if cfg.classifier == "auto" else (zoo.load_judge(cfg.classifier)
+                                                                    if cfg.classifier else None)
+        gcfg = DiffusionGateConfig(n=cfg.eval_n or DiffusionGateConfig.n,
+                                   max_fidelity_drop_pts=cfg.budget.max_fidelity_drop_pts)
+        int8 = quantize_denoiser(text_bytes, den_bytes, LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape), judge,
+                                 DenoiserQuantConfig(gate=gcfg, max_float_fraction=cfg.budget.max_float_fraction))
+
     # 3. manifest: the denoiser is the bundle's model, the text encoder a further graph
     L, D = c.context, c.text_dim
     den_io = IOSpec(
@@ -197,14 +210,42 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
         "golden/text_outputs.npz": npz_bytes({"context": ctx_ref}),
         "golden/loop.npz": npz_bytes({"noise": noise, "tokens": ids, "image": img_torch}),
         "reports/parity.json": json_text(parity).encode(),
-        "card.json": json_text({**card, "bundle": {"kind": "diffusion", "precisions": ["fp32"]}}).encode(),
+        "card.json": json_text({**card, "bundle": {"kind": "diffusion"}}).encode(),
         "source/model.safetensors": src / "model.safetensors", "source/card.json": src / "card.json",
         "source/vocab.json": src / "vocab.json",
     }
     tol = {"fp32": dict(FP32_TOL)}
+    models_m = {"fp32": den_v}
+    reports = {"parity": "reports/parity.json"}
+    if int8 is not None:
+        files["reports/quantization.json"] = json_text(int8.report).encode()
+        reports["quantization"] = "reports/quantization.json"
+    if int8 is not None and int8.met_budget:
+        got = _ort(int8.onnx_bytes, g_in)["v"]
+        st = compare_outputs(got, v_ref, FP32_TOL["atol"], FP32_TOL["rtol"], DEFAULT_VALUE_RANGE["diffusion"])
+        st_trt = compare_outputs(_ort(int8.trt_onnx_bytes, g_in)["v"], v_ref, FP32_TOL["atol"], FP32_TOL["rtol"],
+                                 DEFAULT_VALUE_RANGE["diffusion"])
+        worse = st if (st.get("psnr_db") or 1e9) <= (st_trt.get("psnr_db") or 1e9) else st_trt
+        p = worse.get("psnr_db")
+        p = 200.0 if p is None else p
+        # the velocity's golden check: a PSNR floor and a mean-|err| bound (the rule of skugen.export.bundle)
+        tol["int8"] = {"min_psnr_db": round(min(p - 6.0, 30.0), 2), "max_mean_abs": round(3.0 * worse["mean_abs"], 6),
+                       "measured": {"psnr_db": worse.get("psnr_db"), "mean_abs": worse["mean_abs"]},
+                       "rule": "PSNR(v vs golden v) >= min(measured - 6 dB, 30 dB) and mean|err| <= 3x measured"}
+        files["model.int8.onnx"], files["model.int8.trt.onnx"] = int8.onnx_bytes, int8.trt_onnx_bytes
+        models_m["int8"] = Variant(
+            "model.int8.onnx", sha256_bytes(int8.onnx_bytes), bytes=len(int8.onnx_bytes), precision="int8",
+            opset=ecfg.opset, macs=macs_den, activations="uint8 (zero point 0/128) for ONNX Runtime x86's U8S8 kernels",
+            quantization={"tool": "nncf", "format": "QDQ (QuantizeLinear/DequantizeLinear)",
+                          "calibration": int8.report["calibration"], "ignored_layers": list(int8.kept_float),
+                          "outcome": int8.report["outcome"], "report": "reports/quantization.json",
+                          "gate": "final images of whole sampling runs (class fidelity, FID-proxy)"},
+            variants={"tensorrt": Variant("model.int8.trt.onnx", sha256_bytes(int8.trt_onnx_bytes),
+                                          bytes=len(int8.trt_onnx_bytes), use_for=("tensorrt",),
+                                          activations="int8, zero point 0 (TensorRT explicit quantization)")})
     manifest = Manifest(
         schema_version=schema_for({TEXT_GRAPH: 1}), skugen_version=skugen_version, name=name, kind="diffusion",
-        io=den_io, models={"fp32": den_v},
+        io=den_io, models=models_m,
         golden=Golden("golden/inputs.npz", "golden/outputs.npz", source=f"denoiser inputs at steps {sorted(keep)} "
                       f"of a {steps}-step sampling run of {len(GOLDEN_PROMPTS)} prompts (+ their CFG halves)",
                       reference="pytorch fp32", n=int(len(g_in["x"])), tolerances=tol),
@@ -220,11 +261,13 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
         postprocess=Postprocess(value_range=DEFAULT_VALUE_RANGE["diffusion"], clamp=True,
                                 to_uint8="round((x - lo) / (hi - lo) * 255)",
                                 layout="GRAY" if c.channels == 1 else "RGB"),
-        reports={"parity": "reports/parity.json"}, card="card.json",
+        reports=reports, card="card.json",
         source={"name": name, "weights": "source/model.safetensors", "card": "source/card.json",
                 "sha256": card.get("weights", {}).get("sha256")},
         quality={"fp32": {"parity_max_abs": den_parity["max_abs"], "loop_max_abs": loop["max_abs"]},
                  **({"bf16_openvino": {k: bf16.get(k) for k in ("native", "accepted", "eval")}} if bf16 else {}),
+                 **({"int8": {k: int8.report.get(k) for k in ("outcome", "message", "kept_float", "final")}}
+                    if int8 is not None else {}),
                  "card_metrics": card.get("metrics")},
     )
     return write_bundle(out, manifest, files)

@@ -40,9 +40,21 @@ from . import ckpt, prompts, prune, zoo
 from .diffusion import DiffusionModel, denoiser_macs, text_encoder_macs
 from .train import cosine_lr, ema_update
 
-# Student widths: 49.4% of the teacher's denoiser MACs per call (measured by denoiser_macs).
+# The student's widths: a quarter of every ResBlock inner width, half of every cross-attention width (multiples of
+# 8, at least 8). For the shipped teacher that is the widths below: 49.4% of its denoiser MACs per call.
 STUDENT_INNER = (8, 16, 24, 24, 24, 24, 16, 8)
 STUDENT_ATTN = (32, 48, 48, 48, 32)
+
+
+def student_widths(cfg) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    def r(w: int, f: float) -> int:
+        return max(8, int(round(w * f / 8)) * 8)
+
+    return tuple(r(w, 0.25) for w in cfg.inner), tuple(r(w, 0.5) for w in cfg.attn_dim)
+
+
+# `skugen compress/pipeline --preset fast`: a demo-sized run (minutes); the full preset is StepDistillConfig().
+FAST_STEP_DISTILL = {"n_traj": 1000, "train_steps": 600}
 
 
 @dataclass(frozen=True)
@@ -57,8 +69,8 @@ class StepDistillConfig:
     lr: float = 1e-3
     seed: int = 0
     amp: str = "bf16"              # CPU autocast for the teacher's trajectories and the student's training
-    inner: tuple[int, ...] = STUDENT_INNER
-    attn_dim: tuple[int, ...] = STUDENT_ATTN
+    inner: tuple[int, ...] | None = None      # None: student_widths(teacher)
+    attn_dim: tuple[int, ...] | None = None
     ckpt_every: int = 250
     stop_after: int | None = None  # time-boxing / interruption tests (like TrainConfig.stop_after)
 
@@ -148,7 +160,7 @@ def distill_steps(teacher: DiffusionModel, student: DiffusionModel, cfg: StepDis
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         stop = bool(cfg.stop_after) and step + 1 - st["step"] >= cfg.stop_after
-        if (step + 1) % cfg.ckpt_every == 0 or stop:
+        if (step + 1) % cfg.ckpt_every == 0 or stop or step + 1 == cfg.train_steps:
             ckpt.save_checkpoint(out / "ckpt", {"model": student, "ema": ema}, {"opt": opt}, {"step": step + 1})
             with open(out / "distill_log.jsonl", "a") as fh:
                 fh.write(json.dumps({"step": step + 1, "loss": round(loss.item(), 5)}) + "\n")
@@ -175,7 +187,8 @@ def compress_diffusion(model, out: str | os.PathLike | None = None, dcfg: StepDi
     teacher.eval().requires_grad_(False)
     out = Path(out or f"runs/compress-{tcard.get('name', src.name)}")
     out.mkdir(parents=True, exist_ok=True)
-    pr = prune.prune_diffusion(teacher, dcfg.inner, dcfg.attn_dim)
+    inner, attn = student_widths(teacher.cfg)
+    pr = prune.prune_diffusion(teacher, dcfg.inner or inner, dcfg.attn_dim or attn)
     g = teacher.cfg.guidance if dcfg.guidance is None else dcfg.guidance
     # the student samples its own grid without CFG: guidance is in its weights
     scfg = replace(pr.config, steps=dcfg.steps, max_steps=dcfg.steps, guidance=1.0, distilled_guidance=float(g))

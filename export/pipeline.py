@@ -286,6 +286,14 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
     def verify_all() -> dict:
         res = {}
+        if bundle.kind == "diffusion":  # both graphs, every precision the bundle ships, on ONNX Runtime
+            from skugen.verify import verify_graphs
+
+            for p in bundle.precisions:
+                for r in verify_graphs(bundle, "onnxruntime", p):
+                    res[f"onnxruntime/{p}/{r.name}"] = jsonable(r, finite=False)
+            atomic_write_json(out / "reports" / "verify.json", res)
+            return {k: bool(v.get("passed")) for k, v in res.items()}
         for backend in _available_backends():
             precs = bundle.precisions if backend == "onnxruntime" else ["fp16"] + (["int8"] if "int8" in bundle.precisions else [])
             for p in precs:
@@ -302,7 +310,16 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
 
     # 5. bench: student int8/fp32 on ORT beside the teacher in eager PyTorch, one run; + HTML
     bench_json, bench_html = out / "reports" / "bench.json", out / "reports" / "bench.html"
-    if not cfg.skip_bench:
+    if not cfg.skip_bench and family == "diffusion":  # generate() end to end per engine, beside the eager teacher
+        from .diffusion_bench import DiffusionBenchConfig, run_diffusion_bench, save
+
+        dcfg = DiffusionBenchConfig(bundle=str(bundle_dir), teacher=str(teacher_dir), threads=cfg.threads,
+                                    seed=cfg.seed, iters=3 if cfg.preset == "fast" else 5,
+                                    quality_n=100 if cfg.preset == "fast" else 500)
+        runner.run("bench", {"bundle": bundle.manifest_sha256, "cfg": asdict(dcfg), "teacher": teacher_key,
+                             "skugen": _version()},
+                   [bench_json, bench_html], lambda: save(run_diffusion_bench(dcfg), bench_json, bench_html))
+    elif not cfg.skip_bench:
         from skugen.bench import BenchConfig, run_bench
 
         # the teacher also on the student's engine (its FP32 ONNX on ONNX Runtime): the like-for-like headline
@@ -322,7 +339,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
                    lambda: (run_bench(bench_cfg).save(json_path=bench_json, html_path=bench_html), None)[1])
 
     # 6. summary: three lines a human reads first
-    summary = _summary(bundle, bench_json if not cfg.skip_bench else None, out / "teacher_bundle")
+    if family == "diffusion":
+        summary = _diffusion_summary(bundle, bench_json if not cfg.skip_bench else None)
+    else:
+        summary = _summary(bundle, bench_json if not cfg.skip_bench else None, out / "teacher_bundle")
     report = {"schema_version": 1, "kind": "pipeline", "config": asdict(cfg), "out": str(out), "teacher": str(teacher_dir), "student": str(student_dir),
               "bundle": str(bundle_dir), "verify": verify, "stages": runner.timings,
               "wall_time_s": round(time.time() - t_start, 1), "summary": summary,
@@ -391,8 +411,32 @@ def _summary(bundle, bench_json: Path | None, teacher_bundle: Path | None = None
     return s
 
 
+def _diffusion_summary(bundle, bench_json: Path | None) -> dict:
+    q = bundle.spec.quality or {}
+    s: dict = {"kind": "diffusion", "bundle_bytes": sum(f.stat().st_size for f in bundle.root.rglob("*") if f.is_file()),
+               "int8_outcome": (q.get("int8") or {}).get("outcome"), "steps": bundle.spec.diffusion.steps,
+               "data": "Fashion-MNIST with generated prompts (export/prompts.py)"}
+    if bench_json and bench_json.is_file():
+        rep = json.loads(bench_json.read_text())
+        s["bench"] = rep.get("summary")
+        s["teacher"] = {k: (rep.get("teacher") or {}).get(k) for k in ("steps", "p50_ms", "class_fidelity", "fid_proxy")}
+    return s
+
+
 def format_summary(report: dict) -> str:
     s = report["summary"]
+    if s.get("kind") == "diffusion":
+        b, t = s.get("bench") or {}, s.get("teacher") or {}
+        lines = [f"report: {report['reports'].get('bench_html') or 'no benchmark report (--skip-bench)'}  "
+                 f"(JSON: {Path(report['out']) / 'report.json'})"]
+        if b:
+            lines.append(f"speed-up vs teacher: {b['speedup_vs_teacher']:.1f}x end to end ({b['best_cell']}, "
+                         f"{s['steps']} steps, {b['best_p50_ms']:.0f} ms per call, vs the teacher in eager PyTorch at "
+                         f"{t.get('steps')} steps with guidance, {b['teacher_p50_ms']:.0f} ms)")
+            lines.append(f"quality vs teacher: class fidelity {b['fidelity_delta_pts']:+.1f} pts, FID-proxy "
+                         f"(fmnist-classifier features) {b['fid_ratio_vs_teacher']:.2f}x the teacher's")
+        lines.append(f"INT8: {s.get('int8_outcome')}; data: {s['data']}; bundle size {s['bundle_bytes'] / 1e6:.2f} MB")
+        return "\n".join(lines)
     html = report["reports"].get("bench_html")
     lines = [f"report: {html or 'no benchmark report (--skip-bench)'}  (JSON: {Path(report['out']) / 'report.json'})"]
     if "speedup_int8_vs_teacher_same_engine" in s or "speedup_int8_vs_teacher" in s:

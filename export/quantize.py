@@ -488,6 +488,8 @@ def search_float_layers(judge: _Judge, make: Callable[[tuple[str, ...]], Any],
     sensitivity: list[dict] = []
     if holds((), m_all):
         return GateSearch(layers, (), q_all, m_all, m_all, sensitivity, steps, max_float)
+    if max_float == 0:  # nothing may be kept float: ranking the layers cannot change the outcome
+        return GateSearch(layers, (), None, None, m_all, sensitivity, steps, max_float)
     for name in layers:
         m = judge.measure(probe_fn(q_all, (name,)))
         sensitivity.append({"layer": name, "op": op_of(name), "metric_if_float": m[judge.primary],

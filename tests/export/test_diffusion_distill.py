@@ -9,13 +9,14 @@ from skugen.errors import InputError
 from skugen.export import ckpt, prune
 from skugen.export.diffusion import DiffusionConfig, DiffusionModel, denoiser_macs
 from skugen.export.diffusion_distill import (STUDENT_ATTN, STUDENT_INNER, StepDistillConfig, compress_diffusion,
-                                             teacher_trajectories)
+                                             student_widths, teacher_trajectories)
 
 SMALL = dict(inner=(8, 8, 16, 16, 16, 16, 8, 8), attn_dim=(8, 16, 16, 16, 8))
 
 
 def test_the_shipped_student_widths_are_at_most_half_the_teachers_macs():
     t = DiffusionModel(DiffusionConfig())
+    assert student_widths(t.cfg) == (STUDENT_INNER, STUDENT_ATTN)
     s = DiffusionModel(DiffusionConfig(inner=STUDENT_INNER, attn_dim=STUDENT_ATTN))
     assert denoiser_macs(s) <= 0.5 * denoiser_macs(t)
 
