@@ -166,7 +166,7 @@ def summary_md(results: list[dict], env: dict) -> str:
                       + (f"; bf16 not a candidate: {r['bf16_not_gated']}" if r.get("bf16_not_gated") else "")
                       + ") against the FP32 student on ONNX Runtime and the FP32 teacher in eager PyTorch, same run:", "",
                   "| batch | best cell | ms | vs FP32 student (ORT) | vs teacher (torch) |", "|---:|---|---:|---:|---:|"]
-        for b, best in best_cells(r["ratios"]).items():
+        for b, best in best_cells(r["ratios"], tuple(gp)).items():
             lines.append(f"| {b} | {best['cell']} | {_f(best['ms'])} | {_f(best['vs_ort_fp32'])}x | "
                          f"{_f(best['vs_teacher'])}x |")
         sp = r.get("spread")

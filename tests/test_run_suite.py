@@ -17,7 +17,8 @@ def _suite_module():
 
 def _row(backend, batch, int8=None, fp32=None, bf16=None, teacher=None):
     return {"backend": backend, "batch": batch,
-            "p50_ms": {"student_int8": int8, "student_fp32": fp32, "student_bf16": bf16, "teacher_fp32_torch": teacher}}
+            "p50_ms": {"student_int8": int8, "student_fp32": fp32, "student_bf16": bf16, "teacher_fp32_torch": teacher},
+            "speedup": {"int8_vs_fp32": None, "int8_vs_teacher": None, "fp32_vs_teacher": None}}
 
 
 ROWS = [_row("onnxruntime", 1, int8=9.0, fp32=30.0, teacher=300.0), _row("openvino", 1, int8=8.0, fp32=25.0, bf16=6.0)]
@@ -57,3 +58,13 @@ def test_committed_suite_benches_bf16_on_openvino():
     for s in suite["suites"]:
         if "openvino" in s["backends"]:
             assert "bf16" in s["precisions"], s["name"]
+
+
+def test_summary_markdown_best_table_uses_the_gated_precisions():
+    rs = _suite_module()
+    res = {"name": "x", "what": "", "command": ["python"], "files": [], "ratios": ROWS, "spread": None,
+           "max_spread": None, "quality": {}}
+    md = rs.summary_md([{**res, "gated_precisions": ["int8", "fp32", "bf16"]}], {})
+    assert "| 1 | openvino BF16 | 6.00 | 5.00x | 50.00x |" in md
+    md = rs.summary_md([{**res, "gated_precisions": ["int8", "fp32"], "bf16_not_gated": "no record"}], {})
+    assert "| 1 | openvino INT8 | 8.00 |" in md and "bf16 not a candidate: no record" in md

@@ -375,9 +375,10 @@ def _model_facts(t: _Target, backend: str, precision: str) -> dict:
                      params=card.get("params"))
         facts["macs_per_image"], facts["macs_source"] = _macs_per_image(card, t.kind, t.input_hw)
         return facts
-    v = spec.models.get(precision) or spec.models.get("fp32")
+    runs = "fp32" if precision == "bf16" else precision  # bf16 is OpenVINO's runtime precision of the fp32 file
+    v = spec.models.get(runs) or spec.models.get("fp32")
     entry = v.to_dict() if v is not None else {}
-    path = t.bundle.model_path(precision) if precision in t.bundle.precisions else None
+    path = t.bundle.model_path(runs) if runs in t.bundle.precisions else None
     src_card = {}
     for c in (t.bundle.root / "source" / "card.json", t.bundle.root / "card.json"):
         if c.is_file():
