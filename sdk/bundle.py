@@ -50,6 +50,7 @@ class Bundle:
     spec: Manifest
     manifest_sha256: str
     signature: SignatureInfo = field(default_factory=lambda: SignatureInfo("unsigned"))
+    graph_name: str | None = None   # a view of one further graph of a multi-graph bundle (Bundle.graph)
 
     # -- convenience accessors (everything else: the parsed `spec`, e.g. b.spec.io.max_batch, b.spec.value_range,
     # b.spec.variant(p, backend); for the raw dict, b.spec.to_dict()) -------------------------------------
@@ -84,12 +85,14 @@ class Bundle:
         return json.loads((self.root / rel).read_text()) if rel else None
 
     def engines_dir(self) -> Path:
-        return self.root / "engines"
+        """Device-built engines: engines/<key>/ for the bundle's own graph, engines/graph-<name>/<key>/ for another
+        graph's (the same device key must not make a text encoder's engine overwrite the denoiser's)."""
+        return self.root / "engines" / (f"graph-{self.graph_name}" if self.graph_name else "")
 
     def graph(self, name: str) -> "Bundle":
         """The same verified bundle seen as graph `name` (a multi-graph bundle's text encoder, say): what
         runner_for and verify take. Engines built for it are cached under engines/ like the main graph's."""
-        return Bundle(self.root, self.spec.graph(name), self.manifest_sha256, self.signature)
+        return Bundle(self.root, self.spec.graph(name), self.manifest_sha256, self.signature, graph_name=name)
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:

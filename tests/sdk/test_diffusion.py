@@ -224,3 +224,14 @@ def test_verify_checks_both_graphs(diffusion_bundle, tmp_path):
     out = write_bundle(tmp_path / "b", {k: x for k, x in b.spec.to_dict().items() if k != "files"}, files)
     r = subprocess.run([sys.executable, "-m", "skugen.cli", "verify", str(out)], capture_output=True, text=True)
     assert r.returncode != 0 and "text_encoder: onnxruntime fp32" in r.stdout and "FAIL" in r.stdout, r.stdout + r.stderr
+
+
+def test_each_graph_has_its_own_engine_directory(diffusion_bundle):
+    """TensorRT engines are keyed by device and precision: two graphs must not share engines/<key>/."""
+    from skugen.backends.tensorrt import store
+
+    b = load_bundle(diffusion_bundle)
+    t = b.graph("text_encoder")
+    assert b.engines_dir() == diffusion_bundle / "engines"
+    assert t.engines_dir() == diffusion_bundle / "engines" / "graph-text_encoder"
+    assert store.fallback_root(t) != store.fallback_root(b)  # the read-only fallback is named after the view
