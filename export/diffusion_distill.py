@@ -36,7 +36,7 @@ from skugen.io import atomic_file, sha256_file
 from skugen.progress import progress
 from skugen.report import machine
 
-from . import ckpt, prompts, prune, zoo
+from . import ckpt, models, prompts, prune, zoo
 from .diffusion import DiffusionModel, denoiser_macs, text_encoder_macs
 from .train import cosine_lr, ema_update
 
@@ -214,12 +214,16 @@ def compress_diffusion(model, out: str | os.PathLike | None = None, dcfg: StepDi
                     "denoiser_rows_per_prompt": 1},
         "seed": dcfg.seed, "machine": machine(threads=torch.get_num_threads(), torch=torch.__version__),
         "params": sum(p.numel() for p in student.parameters()), "metrics_teacher": tcard.get("metrics"),
+        "macs": models.count_macs(student, models.example_inputs(scfg, 1)),
+        "macs_input": "one sample: text encoder + ONE denoiser step",
     }
     card["macs_ratio_per_call"] = card["macs_denoiser_step"] / card["macs_teacher_denoiser_step"]
     card["macs_ratio_per_step"] = card["macs_ratio_per_call"] / 2.0  # teacher: 2 rows per prompt (CFG), student 1
     ckpt.save_model(student, out, card)
     if evaluate:
         card["metrics"] = zoo.eval_diffusion(student, quick=quick_eval)
+        if not quick_eval:  # what `skugen eval NAME --quick` reproduces (tests/export/test_zoo.py)
+            card["metrics_quick"] = zoo.eval_diffusion(student, quick=True)
     card["wall_time_s"] = round(time.time() - t0, 1)
     ckpt.save_model(student, out, card)
     return out, student, card, pr

@@ -445,5 +445,7 @@ def train(name: str, out: str | os.PathLike | None = None, steps: int | None = N
         from . import zoo
 
         card["metrics"] = zoo.evaluate_dir(out, quick=False)
+        if name == "fmnist-diffusion":  # what `skugen eval NAME --quick` reproduces (tests/export/test_zoo.py)
+            card["metrics_quick"] = zoo.evaluate_dir(out, quick=True)
         ckpt.save_model(model, out, card)
     return out

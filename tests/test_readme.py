@@ -1,7 +1,7 @@
 """The README's examples as a new user runs them.
 
 Every ```python block runs as written, in a fresh working directory where `runs/bundle` is a
-fixture generator bundle (the README's example path). Every `skugen SUBCMD` named in a ```bash
+fixture generator bundle and `runs/diffusion-bundle` a fixture diffusion bundle (the README's example paths). Every `skugen SUBCMD` named in a ```bash
 block must be a real sub-command: `skugen SUBCMD --help` exits 0 (the commands themselves are
 not run: they train, download or need a GPU).
 """
@@ -45,8 +45,9 @@ def test_readme_has_examples():
 
 
 @pytest.mark.parametrize("i", range(len(PY_BLOCKS)))
-def test_python_block_runs(i, cgan_bundle, tmp_path):
+def test_python_block_runs(i, cgan_bundle, diffusion_bundle, tmp_path):
     shutil.copytree(cgan_bundle, tmp_path / "runs" / "bundle")
+    shutil.copytree(diffusion_bundle, tmp_path / "runs" / "diffusion-bundle")
     script = tmp_path / f"readme_block_{i}.py"
     script.write_text(PY_BLOCKS[i], encoding="utf-8")
     r = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -38,11 +38,14 @@ def test_eval_reproduces_card_metrics_on_subset(name):
         pytest.skip(f"{name} card has no metrics_quick")
     got = zoo.evaluate_dir(name, quick=True)
     want = card["metrics_quick"]
+    # A diffusion sample integrates 8-32 steps: a last-bit difference in a thread-count-dependent sum can move an
+    # image across a class boundary, so its card is reproduced to within a few images of 200, not bit for bit.
+    loose = card["config"]["family"] == "diffusion"
     for key in ("accuracy", "class_fidelity", "psnr_y", "ssim_y", "bicubic_psnr_y"):
         if key in want:
-            assert got[key] == pytest.approx(want[key], rel=2e-3, abs=2e-3), key
+            assert got[key] == pytest.approx(want[key], rel=2e-3, abs=0.02 if loose else 2e-3), key
     if "fid_proxy" in want:
-        assert got["fid_proxy"] == pytest.approx(want["fid_proxy"], rel=0.02)
+        assert got["fid_proxy"] == pytest.approx(want["fid_proxy"], rel=0.1 if loose else 0.02)
 
 
 def test_shipped_targets_hold():
