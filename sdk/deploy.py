@@ -378,8 +378,10 @@ the clocks to their maximum and the numbers then describe a different device.
 """
 
 def _readme(b: Bundle, t: Target, pkg: str, meta: dict) -> str:
-    run = ("skugen generate bundle --class " + (b.class_names[0] if b.class_names else "0") + " --n 16 --seed 0 --out grid.png"
-           if b.kind == "generator" else "skugen enhance bundle photo.jpg --out photo_x2.png")
+    run = {"generator": "skugen generate bundle --class " + (b.class_names[0] if b.class_names else "0")
+                        + " --n 16 --seed 0 --out grid.png",
+           "diffusion": 'skugen generate bundle --prompt "white sneakers" --prompt "a black handbag" --seed 0 '
+                        "--out grid.png"}.get(b.kind, "skugen enhance bundle photo.jpg --out photo_x2.png")
     notes = "\n".join(f"- {n}" for n in t.notes)
     verified = ", ".join(meta["verified_on_build_host"] or {}) or "not verified (packaged with --no-verify)"
     return f"""# {pkg}

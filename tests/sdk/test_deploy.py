@@ -353,3 +353,21 @@ def test_default_package_path_is_decided_by_deploy(gen_bundle, tmp_path, monkeyp
     assert path == Path(f"skugen-{b.name}-x86-gpu.tar.gz") and (tmp_path / path).is_file()
     with tarfile.open(tmp_path / path) as tf:
         assert all(n.split("/")[0] == path.name[:-len(".tar.gz")] for n in tf.getnames())
+
+
+def test_a_diffusion_package_generates_from_prompts_without_torch(diffusion_bundle, tmp_path):
+    """Both graphs, the vocabulary and the sampling loop travel in the package; its runtime copy samples."""
+    tar = deploy(diffusion_bundle, "jetson-orin", tmp_path / "pkg.tar.gz")
+    root = _extract(tar, tmp_path / "x")
+    assert {"text_encoder.fp32.onnx", "vocab.json", "model.fp32.onnx"} <= {p.name for p in (root / "bundle").iterdir()}
+    assert '--prompt "white sneakers"' in (root / "README.md").read_text()
+    rt = root / "skugen-runtime"
+    code = (f"import sys; sys.path.insert(0, {str(rt)!r})\n"
+            "import skugen\n"
+            f"assert skugen.__file__.startswith({str(rt)!r}), skugen.__file__\n"
+            f"with skugen.load({str(root / 'bundle')!r}, backend='onnxruntime') as p:\n"
+            "    r = p.generate(prompts=['white sneakers'], seed=0)\n"
+            "assert r.images.shape == (1, 32, 32, 1)\n"
+            "assert 'torch' not in sys.modules, 'the runtime imported torch'\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
