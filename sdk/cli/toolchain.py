@@ -215,6 +215,15 @@ def _compress(args) -> int:
     if args.json:
         print(json.dumps(c, indent=2))
         return 0
+    if c.get("kind") == "diffusion":
+        print(f"student: {res.out}\n  denoiser MACs per call {c['macs_teacher_denoiser_step']:,} -> "
+              f"{c['macs_denoiser_step']:,} ({c['macs_ratio_per_call']:.1%}); per step with the teacher's CFG "
+              f"{c['macs_ratio_per_step']:.1%}; {c['sampler']['steps']} steps, guidance {c['sampler']['distilled_guidance']:g} "
+              f"distilled in")
+        for k in ("class_fidelity", "fid_proxy"):
+            print(f"  {k:15s} teacher {(c.get('metrics_teacher') or {}).get(k, float('nan')):.4f}  student "
+                  f"{(c.get('metrics') or {}).get(k, float('nan')):.4f}")
+        return 0
     if isinstance(res.prune, dict):  # the uniform strategy (a user's model): quality is measured against the teacher
         print(f"student: {res.out}\n  MACs {c['macs_teacher']:,} -> {c['macs']:,} ({c['macs_ratio']:.1%})\n"
               f"  PSNR vs teacher output {c['metrics']['psnr_vs_teacher_db']:.2f} dB ({c['metrics']['inputs']})")
