@@ -60,9 +60,9 @@ def _onnx(module, args, ins, outs, axes, cfg: ExportConfig) -> tuple[bytes, dict
 
 
 def _ort(onnx_bytes: bytes, feeds: dict) -> dict:
-    from skugen.backends.onnxruntime import OnnxRuntimeRunner
+    from skugen.backends import onnx_runner
 
-    with OnnxRuntimeRunner(onnx_bytes) as r:
+    with onnx_runner(onnx_bytes) as r:
         return r.infer(feeds)
 
 
@@ -140,9 +140,9 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
                         "denoiser")
 
     # 2. the whole loop: runtime sampler + both ONNX graphs on ORT vs the eager sampler, same noise
-    from skugen.backends.onnxruntime import OnnxRuntimeRunner
+    from skugen.backends import onnx_runner
 
-    with OnnxRuntimeRunner(text_bytes) as tr, OnnxRuntimeRunner(den_bytes) as dr:
+    with onnx_runner(text_bytes) as tr, onnx_runner(den_bytes) as dr:
         img_onnx = sample(lambda tk: tr.infer({"tokens": tk})["context"], lambda f: dr.infer(f)["v"], ids,
                           tok.null(), noise, steps, c.guidance, cfg.max_batch)
     loop = compare_outputs(np.clip(img_onnx, -1, 1), np.clip(img_torch, -1, 1), LOOP_TOL["atol"], LOOP_TOL["rtol"],
@@ -159,7 +159,7 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
         judge = zoo.load_judge() if cfg.classifier == "auto" else (zoo.load_judge(cfg.classifier)
                                                                     if cfg.classifier else None)
         spec = LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape)
-        with OnnxRuntimeRunner(text_bytes) as tr, OnnxRuntimeRunner(den_bytes) as dr:
+        with onnx_runner(text_bytes) as tr, onnx_runner(den_bytes) as dr:
             ref = (lambda tk: tr.infer({"tokens": tk})["context"], lambda f: dr.infer(f)["v"])
             bf16 = bf16_record(text_bytes, den_bytes, ref, spec, judge,
                                DiffusionGateConfig(n=cfg.eval_n or DiffusionGateConfig.n))

@@ -52,9 +52,9 @@ class DenoiserQuant:
 
 
 def _ort(onnx_bytes: bytes):
-    from skugen.backends.onnxruntime import OnnxRuntimeRunner
+    from skugen.backends import onnx_runner
 
-    return OnnxRuntimeRunner(onnx_bytes).activate()
+    return onnx_runner(onnx_bytes).activate()
 
 
 def trajectory_calibration(text_onnx: bytes, den_onnx: bytes, spec: LoopSpec,

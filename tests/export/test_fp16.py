@@ -33,7 +33,15 @@ def _ort(model: bytes, feeds: dict) -> dict:
         return r.infer(feeds)
 
 
-@pytest.fixture(scope="module", params=zoo.names())
+def _one_graph_models() -> list[str]:
+    """Zoo models exported as one graph by onnx_from_torch (a diffusion model is two graphs and has no FP16 variant)."""
+    import json
+
+    return [n for n in zoo.names()
+            if json.loads((zoo.ZOO_DIR / n / "card.json").read_text())["config"]["family"] != "diffusion"]
+
+
+@pytest.fixture(scope="module", params=_one_graph_models())
 def zoo_fp32(request):
     m, _ = zoo.load(request.param)
     return request.param, onnx_from_torch(m).onnx_bytes
@@ -56,7 +64,9 @@ def test_every_zoo_model_converts_loads_and_matches_fp32(zoo_fp32):
     ref = _ort(fp32, feeds)
     got_ort, got_sim = _ort(b16, feeds), _ort(fp16_storage_sim(b16), feeds)
     core = ov.Core()
-    got_ov = core.compile_model(core.read_model(b16, b""), "CPU")(feeds)
+    # f32 hint: on an AMX / AVX512-BF16 CPU the plugin's default is bf16, which is another precision than the one
+    # checked here (bf16 has its own gate); this checks that OpenVINO loads and runs the FP16-stored graph
+    got_ov = core.compile_model(core.read_model(b16, b""), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})(feeds)
     for k, r in ref.items():
         for what, g in (("ort", got_ort[k]), ("sim", got_sim[k]), ("openvino", next(iter(got_ov.values())))):
             assert g.dtype == np.float32 and g.shape == r.shape, (name, what)
