@@ -15,7 +15,7 @@ whereas one regression on recorded trajectories reaches 8 steps in one round AND
 the student runs one denoiser row per prompt per step: with <= 50% of the teacher's MACs per call, a step
 of the student costs <= 25% of a guided teacher step. The teacher's trajectories are computed once and
 cached (trajectories.npz), and training is resumable like every skugen trainer.
-The student starts from the teacher's weights, pruned (prune.prune_diffusion: ResBlock inner widths and
+The student starts from the teacher's weights, pruned (prune_diffusion.prune_diffusion: ResBlock inner widths and
 cross-attention widths by group L1, widths multiples of 8).
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from skugen.io import atomic_file, sha256_file
 from skugen.progress import progress
 from skugen.report import machine
 
-from . import ckpt, models, prompts, prune, zoo
+from . import ckpt, models, prompts, prune_diffusion, zoo
 from .diffusion import DiffusionModel, denoiser_macs, text_encoder_macs
 from .train import cosine_lr, ema_update
 
@@ -172,7 +172,7 @@ def distill_steps(teacher: DiffusionModel, student: DiffusionModel, cfg: StepDis
 
 def compress_diffusion(model, out: str | os.PathLike | None = None, dcfg: StepDistillConfig | None = None,
                        evaluate: bool = True, quick_eval: bool = False, threads: int | None = None,
-                       command: str | None = None) -> tuple[Path, DiffusionModel, dict, "prune.PruneResult"]:
+                       command: str | None = None) -> tuple[Path, DiffusionModel, dict, "prune_diffusion.PruneResult"]:
     """Prune + step-distil a diffusion teacher into a student model directory (resumable): (out, student, card,
     prune result). The card is {} when a time-boxed run stopped before the last step (re-run to resume).
     `skugen compress fmnist-diffusion` calls this through skugen.export.compress.compress."""
@@ -188,7 +188,7 @@ def compress_diffusion(model, out: str | os.PathLike | None = None, dcfg: StepDi
     out = Path(out or f"runs/compress-{tcard.get('name', src.name)}")
     out.mkdir(parents=True, exist_ok=True)
     inner, attn = student_widths(teacher.cfg)
-    pr = prune.prune_diffusion(teacher, dcfg.inner or inner, dcfg.attn_dim or attn)
+    pr = prune_diffusion.prune_diffusion(teacher, dcfg.inner or inner, dcfg.attn_dim or attn)
     g = teacher.cfg.guidance if dcfg.guidance is None else dcfg.guidance
     # the student samples its own grid without CFG: guidance is in its weights
     scfg = replace(pr.config, steps=dcfg.steps, max_steps=dcfg.steps, guidance=1.0, distilled_guidance=float(g))

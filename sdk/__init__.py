@@ -23,6 +23,6 @@ from .errors import (  # noqa: F401  (re-exported API)
 
 def load(path, backend: str = "auto", precision: str = "auto", **kw):
     """Open a bundle and return a ready `Pipeline` (see skugen.pipeline)."""
-    from .pipeline import load as _load
+    from .loader import load as _load
 
     return _load(path, backend=backend, precision=precision, **kw)

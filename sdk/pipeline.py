@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
-import math
 import os
 import threading
 import time
@@ -39,81 +37,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import __version__, diffusion, prepost, tiling
-from .bundle import MANIFEST, Bundle, load_bundle
+from . import __version__, prepost, tiling
+from .bundle import MANIFEST, Bundle
 from .errors import BundleError, InputError
 from .manifest import Manifest
 from .progress import Progress
 from .report import CallTiming, LatencyStats, Report, memory_snapshot
 from .result import Result
 from .selection import BACKENDS, PRECISIONS, check_threads, resolve  # noqa: F401  (PRECISIONS: public)
-from .tokenizer import Tokenizer
 
 log = logging.getLogger("skugen.pipeline")
 
-
-# ----------------------------------------------------------------------------- load
-
-
-def load(path: Any, backend: str = "auto", precision: str = "auto", threads: int | None = None,
-         verify: bool = True, trusted_keys: Any = None) -> "Pipeline":
-    """Open (and sha256-verify) a bundle and return a ready Pipeline.
-
-    backend: "auto" | "onnxruntime" | "openvino" | "tensorrt"; precision: "auto" | "fp32" | "fp16" | "bf16" |
-    "int8" (see the module docstring for what auto picks). threads: intra-op CPU threads for
-    ONNX Runtime / OpenVINO (None: SKUGEN_NUM_THREADS, else all cores).
-    trusted_keys: public-key files, directories or key ids of the signers to trust (default: SKUGEN_TRUSTED_KEYS
-    when set); with a policy, an unsigned, forged or foreign-signed bundle raises IntegrityError (skugen.signing).
-    """
-    if not isinstance(path, (str, os.PathLike)):
-        raise InputError(f"bundle path must be a str or path, got {type(path).__name__}")
-    threads = check_threads(threads)
-    if backend not in BACKENDS:  # before the (slower) bundle verification
-        raise InputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    bundle = load_bundle(path, verify=verify, trusted_keys=trusted_keys)
-    spec = bundle.spec
-    from .backends import runner_for
-    from .errors import SkugenError
-    from .selection import choose
-
-    choice = choose(backend, precision, bundle)
-    try:
-        runner = runner_for(bundle, choice.backend, choice.precision, threads=threads)
-        runner.activate()
-    except SkugenError as e:  # BackendUnavailable, EngineMismatch, a failed engine build
-        if backend != "auto" or choice.backend != "tensorrt":
-            raise
-        # auto never fails on a TensorRT that is installed but cannot run this bundle: the CPU choice runs.
-        log.warning("TensorRT was usable but failed to load %s (%s); falling back to the CPU engines", bundle.name, e)
-        choice = choose(backend, precision, bundle, allow_tensorrt=False)
-        choice.tensorrt = f"skipped: it failed to load this bundle ({type(e).__name__}: {str(e)[:200]})"
-        runner = runner_for(bundle, choice.backend, choice.precision, threads=threads)
-        runner.activate()
-    try:
-        if spec.kind == "diffusion":
-            pipe = _diffusion_pipeline(bundle, runner, choice, threads)
-        else:
-            pipe = Pipeline(bundle, spec, runner, choice.backend, choice.precision, threads)
-    except BaseException:
-        runner.deactivate()
-        raise
-    pipe.info["selection"] = choice.to_dict()
-    return pipe
-
-def _diffusion_pipeline(bundle: Bundle, runner, choice, threads: int | None):
-    """The denoiser runs on the chosen engine x precision; the text encoder (run once per call, a few M MACs) on
-    the same engine, at that precision when its graph has it, else fp32 (bf16 is OpenVINO's hint on fp32)."""
-    from .backends import runner_for
-
-    text = bundle.graph(bundle.spec.diffusion.text_graph)
-    tp = choice.precision if choice.precision in text.precisions or choice.precision == "bf16" else "fp32"
-    tr = runner_for(text, choice.backend, tp, threads=threads)
-    tr.activate()
-    try:
-        return DiffusionPipeline(bundle, bundle.spec, runner, choice.backend, choice.precision, threads, tr, tp)
-    except BaseException:
-        tr.deactivate()
-        raise
 
 # ----------------------------------------------------------------------------- pipeline
 
@@ -487,6 +421,8 @@ class Pipeline:
         if isinstance(reference, Pipeline):
             ref, own = reference, False
         elif isinstance(reference, (str, os.PathLike)) and _looks_like_bundle(reference):
+            from . import load  # the public entry point (skugen.loader), not a sibling import
+
             ref, own = load(reference, backend="onnxruntime", precision="fp32", threads=self.threads), True
         else:
             return None, False
@@ -650,109 +586,3 @@ def _gray_uint8(images: Any) -> np.ndarray:
     if a.ndim != 4 or a.shape[-1] != 1 or a.shape[0] < 2:
         raise InputError(f"reference images must be (N, H, W) or (N, H, W, 1) grey with N >= 2, got {a.shape}")
     return a
-
-# ----------------------------------------------------------------------------- diffusion
-
-
-class DiffusionPipeline(Pipeline):
-    """A loaded diffusion bundle: the denoiser runner (the bundle's main graph, what `runner` is for every
-    Pipeline) plus the text encoder's runner and the tokenizer. Create with skugen.load()."""
-
-    def __init__(self, bundle, spec, runner, backend: str, precision: str, threads: int | None, text_runner,
-                 text_precision: str) -> None:
-        super().__init__(bundle, spec, runner, backend, precision, threads)
-        d = spec.diffusion
-        try:
-            self.tokenizer = Tokenizer.from_dict(json.loads((bundle.root / d.vocab).read_text()), d.vocab)
-        except (OSError, ValueError) as e:
-            raise BundleError(f"bundle {bundle.name!r}: cannot read its vocabulary {d.vocab} ({e}). Re-export it.") from e
-        if self.tokenizer.context != d.context:
-            raise BundleError(f"bundle {bundle.name!r}: vocabulary context {self.tokenizer.context} != manifest "
-                              f"diffusion.context {d.context}. Re-export it.")
-        self.text_runner = text_runner
-        self.text_precision = text_precision
-        tin = spec.graph(d.text_graph).io
-        self._text_out = tin.outputs[0].name
-        self.info["diffusion"] = {"steps": d.steps, "max_steps": d.max_steps, "guidance": d.guidance,
-                                  "distilled_guidance": d.distilled_guidance,
-                                  "sampler": d.sampler, "objective": d.objective, "context": d.context,
-                                  "vocab_size": self.tokenizer.size,
-                                  "text_encoder": {"precision": text_precision,
-                                                   "model_file": spec.graph(d.text_graph).variant(text_precision).file}}
-        self.info.pop("classes", None)
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self.text_runner.deactivate()
-
-    def _encode(self, tokens: np.ndarray) -> np.ndarray:
-        return self.text_runner.infer({"tokens": tokens}, check=False)[self._text_out]
-
-    def _denoise(self, feed: diffusion.Feed) -> np.ndarray:
-        return self.runner.infer(feed, check=False)[self.spec.output]
-
-    def generate(self, prompts: Any = None, steps: int | None = None, guidance: float | None = None,
-                 seed: int | None = None, noise: np.ndarray | None = None, **kw) -> Result:
-        """Images for `prompts` (a list of strings; one image each).
-
-        steps: Euler steps (default: the bundle's); guidance: classifier-free guidance scale (0: unconditional,
-        1: none, default the bundle's); seed: noise default_rng(seed) (None draws one, recorded in the Result and
-        the PNG metadata); noise: (n, C, H, W) float32 instead of a seed. Unknown words map to <unk> and are
-        listed in `Result.unknown_words` and the report's notes.
-        """
-        if kw:
-            bad = ", ".join(sorted(kw))
-            raise InputError(f"generate() of a diffusion bundle takes prompts=, steps=, guidance=, seed=, noise=; "
-                             f"not {bad}. Describe the product in the prompt instead of passing labels.")
-        with self._call("diffusion"):
-            sp, d = self.spec, self.spec.diffusion
-            t0 = time.perf_counter()
-            tokens, unknown = self.tokenizer.encode_batch(prompts)
-            n_steps = diffusion.check_steps(steps, d.steps, d.max_steps)
-            g = diffusion.check_guidance(guidance, d.guidance)
-            if d.distilled_guidance and g != 1.0:
-                raise InputError(f"bundle {self.bundle.name!r} is a step-distilled student with guidance "
-                                 f"{d.distilled_guidance:g} in its weights: it runs without classifier-free guidance. "
-                                 "Leave guidance=None (or 1).")
-            shape = (sp.io.channels or 1, sp.io.image_size, sp.io.image_size)
-            if noise is not None:
-                if seed is not None:
-                    raise InputError("pass either seed= or noise=, not both (noise already fixes the sample)")
-                noise = np.asarray(noise)
-                if noise.shape != (len(tokens), *shape) or not np.issubdtype(noise.dtype, np.floating):
-                    raise InputError(f"noise must be a float array of shape {(len(tokens), *shape)}, got "
-                                     f"{noise.dtype} {noise.shape}")
-                if not np.isfinite(noise).all():
-                    raise InputError("noise has NaN or inf values; pass finite N(0, 1) noise or a seed")
-                seed_v = None
-            else:
-                seed_v = prepost.check_seed(seed)
-                seed_v = prepost.fresh_seed() if seed_v is None else seed_v
-                noise = diffusion.make_noise(seed_v, len(tokens), shape)
-            timing = diffusion.SampleTiming()
-            timing.text = time.perf_counter() - t0
-            x = diffusion.sample(self._encode, self._denoise, tokens, self.tokenizer.null(), noise, n_steps, g,
-                       sp.max_batch, timing)
-            t3 = time.perf_counter()
-            images = prepost.nchw_to_images(x, sp.value_range, self.processor)  # (n, H, W, C) uint8
-            timing.post = time.perf_counter() - t3
-            total = time.perf_counter() - t0
-            ct = CallTiming(timing.text, timing.denoise, timing.post, len(tokens), total)
-            self.stats.add(ct.pre, ct.infer, ct.post, ct.n_images, total)
-        detail = {"text_ms": timing.text * 1e3, "denoise_ms": timing.denoise * 1e3, "post_ms": timing.post * 1e3,
-                  "steps": n_steps, "steps_ms": [s * 1e3 for s in timing.steps],
-                  "per_step_ms_mean": timing.denoise * 1e3 / n_steps, "guidance": g,
-                  "denoiser_calls": n_steps * math.ceil(len(tokens) / (max(1, sp.max_batch // 2) if g != 1.0
-                                                                       else sp.max_batch)),
-                  "note": "pre = tokenizer + text encoder; infer = the denoiser loop; post = float -> uint8"}
-        notes = [f"prompt {i}: unknown word(s) {u} mapped to <unk> (not in the model's vocabulary)"
-                 for i, u in enumerate(unknown) if u]
-        n = len(tokens)
-        return Result(images, None, None, [seed_v] * n, list(range(n)) if seed_v is not None else [None] * n, ct,
-                      prompts=list(prompts), unknown_words=unknown, sampling={**detail, "seed": seed_v},
-                      prompt_provenance={"Steps": str(n_steps), "Guidance": f"{g:g}", "Sampler": d.sampler},
-                      _prov_base=self._provenance_base(),
-                      _make_report=functools.partial(self._report, "call", notes=notes,
-                                                     extra_config={"sampling": detail}))

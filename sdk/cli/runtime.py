@@ -86,7 +86,7 @@ def _emit(report, args) -> None:
 
 
 def _generate(args) -> int:
-    from ..pipeline import load
+    from ..loader import load
 
     if not args.out and not args.out_dir:
         raise InputError("pass --out GRID.png and/or --out-dir DIR: where should the images go?")
@@ -120,7 +120,7 @@ def _generate(args) -> int:
 
 
 def _enhance(args) -> int:
-    from ..pipeline import load
+    from ..loader import load
 
     if not args.out and not args.out_dir:
         raise InputError("pass --out OUT.png (one image) or --out-dir DIR")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from skugen.errors import InputError
-from skugen.export import ckpt, prune
+from skugen.export import ckpt, prune_diffusion
 from skugen.export.diffusion import DiffusionConfig, DiffusionModel, denoiser_macs
 from skugen.export.diffusion_distill import (STUDENT_ATTN, STUDENT_INNER, StepDistillConfig, compress_diffusion,
                                              student_widths, teacher_trajectories)
@@ -23,7 +23,7 @@ def test_the_shipped_student_widths_are_at_most_half_the_teachers_macs():
 
 def test_prune_keeps_the_strongest_channels_and_rebuilds_from_config(diffusion_model_dir):
     teacher, _ = ckpt.load_model(diffusion_model_dir)
-    r = prune.prune_diffusion(teacher, **SMALL)
+    r = prune_diffusion.prune_diffusion(teacher, **SMALL)
     assert r.config.inner == SMALL["inner"] and r.config.attn_dim == SMALL["attn_dim"]
     assert r.macs_after < r.macs_before and teacher.cfg.inner != r.config.inner  # the teacher is untouched
     # the kept conv1 filters are the teacher's, at the indices the report names
@@ -41,7 +41,7 @@ def test_prune_keeps_the_strongest_channels_and_rebuilds_from_config(diffusion_m
 def test_bad_widths_are_refused(diffusion_model_dir, bad):
     teacher, _ = ckpt.load_model(diffusion_model_dir)
     with pytest.raises(InputError):
-        prune.prune_diffusion(teacher, **bad)
+        prune_diffusion.prune_diffusion(teacher, **bad)
 
 
 def test_trajectories_are_the_teachers_guided_euler_states(diffusion_model_dir):

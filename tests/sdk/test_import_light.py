@@ -20,7 +20,7 @@ RUNTIME_MODULES = [
     "skugen.bench.report", "skugen.bench.run", "skugen.bench.views", "skugen.bundle", "skugen.cli",
     "skugen.cli._common", "skugen.cli.bench", "skugen.cli.kernels", "skugen.cli.runtime", "skugen.cli.toolchain",
     "skugen.cli.trust",
-    "skugen.config", "skugen.deploy", "skugen.diffusion", "skugen.errors", "skugen.evaluate", "skugen.gen_inputs", "skugen.io",
+    "skugen.config", "skugen.deploy", "skugen.diffusion", "skugen.errors", "skugen.evaluate", "skugen.gen_inputs", "skugen.io", "skugen.loader",
     "skugen.manifest", "skugen.metrics", "skugen.pipeline", "skugen.prepost", "skugen.progress", "skugen.report",
     "skugen.result", "skugen.selection", "skugen.signing", "skugen.tiling", "skugen.tokenizer", "skugen.tune", "skugen.triton", "skugen.verify", "skugen.kernels",
     "skugen.kernels._launch", "skugen.kernels._spec", "skugen.kernels.compile_check", "skugen.kernels.host_emu",
