@@ -33,17 +33,17 @@ from skugen.manifest import (DEFAULT_VALUE_RANGE, Golden, IOSpec, Manifest, Post
                              TensorSpec, Tile, Variant, schema_for)
 
 from . import ckpt, models, zoo
-from .onnx_export import ExportConfig, compare_outputs, onnx_from_torch, parity_report
+from .onnx_export import ExportConfig, compare_outputs, onnx_from_torch, ort_outputs, parity_report
 from . import userdata
 from .evalsets import enhancer_eval_set, gate_sets
-from .quantize import QualityBudget, QuantConfig, quantize_gated_auto
+from .quantize import QualityBudget, QuantConfig, int8_golden_tolerance, quantize_gated_auto, worse_stats
 
 KIND_OF_FAMILY = {"cgan": "generator", "sr": "enhancer"}
 
 # Golden tolerances, per precision. fp32: what ORT/TensorRT FP32 (TF32 off) reach against PyTorch
 # with margin (measured max |err| ~1e-7). fp16: 10-bit mantissa through ~15 layers, outputs within
 # [-1,1]/[0,1]. INT8 cannot match element-wise (quantization noise is the point), so it is checked
-# by image statistics instead: see _int8_tolerance.
+# by image statistics instead: see quantize.int8_golden_tolerance.
 FP32_TOL = {"atol": 1e-4, "rtol": 1e-3}
 FP16_TOL = {"atol": 2e-2, "rtol": 1e-2}
 
@@ -148,29 +148,6 @@ def torch_outputs(module, kind: str, feeds: dict) -> dict[str, np.ndarray]:
     return {outs[0]: y.numpy().astype(np.float32)}
 
 
-def _ort_outputs(onnx_bytes: bytes, feeds: dict) -> dict[str, np.ndarray]:
-    from skugen.backends.onnxruntime import OnnxRuntimeRunner
-
-    with OnnxRuntimeRunner(onnx_bytes) as r:
-        return r.infer(feeds)
-
-
-def _int8_tolerance(stats: dict, span: float) -> dict:
-    """INT8 golden tolerance from the ORT INT8 measurement at export time.
-
-    A PSNR floor (catches outliers and garbage) plus a mean-|err| bound (catches a global
-    shift a PSNR average can hide). Margins let another correct INT8 backend (TensorRT
-    fuses and rounds differently) pass while a broken engine (wrong scales, ~10-20 dB) fails.
-    """
-    p = stats.get("psnr_db")
-    p = 200.0 if p is None else p  # identical outputs
-    return {"min_psnr_db": round(min(p - 6.0, 30.0), 2),
-            "max_mean_abs": round(max(3.0 * stats["mean_abs"], 0.02 * span), 6),
-            "measured": {"psnr_db": stats.get("psnr_db"), "mean_abs": stats["mean_abs"], "backend": "onnxruntime CPU"},
-            "rule": "pass when PSNR(output vs golden) >= min_psnr_db and mean|output - golden| <= max_mean_abs; "
-                    "min_psnr_db = min(measured - 6 dB, 30 dB), max_mean_abs = max(3x measured, 2% of the "
-                    "value range). INT8 cannot meet fp32 element-wise tolerances."}
-
 # ----------------------------------------------------------------------------- manifest pieces
 
 
@@ -233,7 +210,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     cfg = cfg or BundleConfig()
     check_bundle_dest(out)  # before minutes of work, not after
     src = zoo.resolve(model_dir_or_zoo_name)
-    if ckpt.read_card(src).get("config", {}).get("family") == "diffusion":  # two graphs + a sampling loop
+    if zoo.family_of(src) == "diffusion":  # two graphs + a sampling loop
         from .diffusion_bundle import export_diffusion_bundle
 
         return export_diffusion_bundle(src, out, cfg)
@@ -251,7 +228,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
     g_in, g_src = golden_inputs(module, kind, cfg.golden_seed)
     g_out = torch_outputs(module, kind, g_in)
     out_name = next(iter(g_out))
-    golden_stats = {"fp32": compare_outputs(_ort_outputs(res.onnx_bytes, g_in)[out_name], g_out[out_name],
+    golden_stats = {"fp32": compare_outputs(ort_outputs(res.onnx_bytes, g_in)[out_name], g_out[out_name],
                                             FP32_TOL["atol"], FP32_TOL["rtol"], vr)}
     if not golden_stats["fp32"]["pass"]:
         raise VerificationError(f"the FP32 ONNX does not reproduce the golden outputs ({golden_stats['fp32']}); "
@@ -295,12 +272,12 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
                            "confirm_onnxruntime_flavour": qr.report.get("confirm_onnxruntime_flavour")}
         if qr.met_budget:
             # Both flavours run on ORT here; the golden tolerance comes from the worse of the two.
-            st = compare_outputs(_ort_outputs(qr.onnx_bytes, g_in)[out_name], g_out[out_name],
+            st = compare_outputs(ort_outputs(qr.onnx_bytes, g_in)[out_name], g_out[out_name],
                                  FP32_TOL["atol"], FP32_TOL["rtol"], vr)
-            st_trt = compare_outputs(_ort_outputs(qr.trt_onnx_bytes, g_in)[out_name], g_out[out_name],
+            st_trt = compare_outputs(ort_outputs(qr.trt_onnx_bytes, g_in)[out_name], g_out[out_name],
                                      FP32_TOL["atol"], FP32_TOL["rtol"], vr)
             golden_stats["int8"], golden_stats["int8_tensorrt_flavour"] = st, st_trt
-            tolerances["int8"] = _int8_tolerance(_worse(st, st_trt), span)
+            tolerances["int8"] = int8_golden_tolerance(worse_stats(st, st_trt), span)
             files["model.int8.onnx"] = qr.onnx_bytes
             files["model.int8.trt.onnx"] = qr.trt_onnx_bytes
             models_m["int8"] = Variant(
@@ -345,7 +322,7 @@ def export_bundle(model_dir_or_zoo_name, out, cfg: BundleConfig | None = None) -
         if st_ov is not None:  # OpenVINO's INT8 is its own quantization: its own golden tolerance
             st_ov = compare_outputs(st_ov[out_name], g_out[out_name], FP32_TOL["atol"], FP32_TOL["rtol"], vr)
             golden_stats["int8_openvino"] = st_ov
-            tolerances["int8.openvino"] = _int8_tolerance(st_ov, span)
+            tolerances["int8.openvino"] = int8_golden_tolerance(st_ov, span)
 
     # 4b. which precision is faster on THIS machine's ONNX Runtime CPU? INT8 is not always
     # (small students: Q/DQ transposes and float islands can cost more than int8 GEMMs save).
@@ -497,8 +474,8 @@ def _fp16_variant(cfg: BundleConfig, kind: str, module, res, files: dict, models
     if not r.met_budget:
         return out
     b16 = r.onnx_bytes
-    st = compare_outputs(_ort_outputs(b16, g_in)[out_name], g_out[out_name], FP16_TOL["atol"], FP16_TOL["rtol"], vr)
-    st_sim = compare_outputs(_ort_outputs(fp16_storage_sim(b16), g_in)[out_name], g_out[out_name],
+    st = compare_outputs(ort_outputs(b16, g_in)[out_name], g_out[out_name], FP16_TOL["atol"], FP16_TOL["rtol"], vr)
+    st_sim = compare_outputs(ort_outputs(fp16_storage_sim(b16), g_in)[out_name], g_out[out_name],
                              FP16_TOL["atol"], FP16_TOL["rtol"], vr)
     if not (st["pass"] and st_sim["pass"]):
         raise VerificationError(f"the FP16 ONNX does not reproduce the golden outputs within {FP16_TOL} (ONNX "
@@ -522,7 +499,7 @@ def _fp16_variant(cfg: BundleConfig, kind: str, module, res, files: dict, models
         m = judge.measure(twin)
         st_trt = compare_outputs(run_fp16(twin, g_in), g_out[out_name], FP32_TOL["atol"], FP32_TOL["rtol"], vr)
         out["golden"]["int8_tensorrt_flavour"] = st_trt
-        out["tolerances"]["int8"] = _int8_tolerance(_worse(golden_int8, st_trt), span)
+        out["tolerances"]["int8"] = int8_golden_tolerance(worse_stats(golden_int8, st_trt), span)
         out["quality"]["int8_tensorrt_fp16"] = {**_strip(m), "method": METHOD["name"], "kept_fp32": list(r.kept_fp32)}
         files["model.int8.trt.onnx"] = twin
         v8 = models_m["int8"]
@@ -542,14 +519,6 @@ def _tile(cfg: BundleConfig, module) -> Tile:
         raise ModelError(f"receptive radius {r} px needs a tile overlap of {overlap} >= the tile size {cfg.tile[0]}; "
                          "export with a larger tile.")
     return Tile(size=cfg.tile[0], overlap=overlap, units="LR pixels", receptive_radius=r)
-
-
-def _worse(a: dict, b: dict) -> dict:
-    """Per-statistic worst of two comparisons (lower PSNR, higher errors)."""
-    pa = math.inf if a.get("psnr_db") is None else a["psnr_db"]
-    pb = math.inf if b.get("psnr_db") is None else b["psnr_db"]
-    p = min(pa, pb)
-    return {"psnr_db": None if math.isinf(p) else p, "mean_abs": max(a["mean_abs"], b["mean_abs"])}
 
 
 def _cpu_latency(onnx_bytes: bytes, kind: str, module, iters: int = 20) -> dict:

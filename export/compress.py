@@ -162,14 +162,6 @@ def _targets(family: str, macs_ratio: float, mt: dict, ms: dict) -> dict:
     return res
 
 
-def _family_of(model) -> str | None:
-    """The family a zoo name / model directory's card names; None for anything else (adapter_for explains it)."""
-    try:
-        return ckpt.read_card(zoo.resolve(model)).get("config", {}).get("family")
-    except ModelError:
-        return None
-
-
 def compress(model: str | os.PathLike | nn.Module, cfg: CompressConfig | None = None) -> CompressResult:
     """Prune + distill a teacher (zoo name, model directory or module) into a student model directory.
 
@@ -180,7 +172,7 @@ def compress(model: str | os.PathLike | nn.Module, cfg: CompressConfig | None = 
     cfg = cfg or CompressConfig()
     check_config(cfg)
     t0 = time.time()
-    if not isinstance(model, nn.Module) and _family_of(model) == "diffusion":
+    if not isinstance(model, nn.Module) and zoo.family_of(model) == "diffusion":
         # its own recipe: denoiser pruning + guided step distillation (skugen.export.diffusion_distill)
         from .diffusion_distill import FAST_STEP_DISTILL, StepDistillConfig, compress_diffusion
 

@@ -151,7 +151,7 @@ def run_diffusion_bench(cfg: DiffusionBenchConfig) -> dict:
 
 def write_diffusion_html(rep: dict, out) -> None:
     """A self-contained page: the table, then one row per prompt with the teacher and every cell side by side."""
-    from skugen.bench.html import _CSS, _JS, _e, _png_data_uri, _rating
+    from skugen.bench.html import _e, _png_data_uri, _rating, page
 
     rows = []
     for c in rep["cells"] + ([rep["teacher"]] if rep.get("teacher") else []):
@@ -182,12 +182,7 @@ def write_diffusion_html(rep: dict, out) -> None:
             "<table class='grid'><tr><th class='l'>prompt</th>"
             + "".join(f"<th>{_e(k)}</th>" for k in grids) + f"</tr>{''.join(img_rows)}</table>"
             "<p><button type='button' onclick='skugenDownloadRatings()'>Download ratings</button></p>")
-    page = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data: blob:; "
-            "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
-            f"<title>skugen diffusion bench</title><style>{_CSS}</style></head>"
-            f"<body data-created='{_e(rep['environment'].get('created', ''))}'>{body}<script>{_JS}</script></body></html>\n")
-    atomic_write_text(out, page)
+    atomic_write_text(out, page("skugen diffusion bench", body, rep["environment"].get("created", "")))
 
 
 def save(rep: dict, json_path, html_path=None) -> None:

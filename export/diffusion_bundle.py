@@ -33,7 +33,8 @@ from skugen.manifest import (DEFAULT_VALUE_RANGE, DiffusionSpec, Golden, Graph, 
 from skugen.tokenizer import Tokenizer
 
 from . import ckpt, zoo
-from .onnx_export import ExportConfig, compare_outputs, graph_to_onnx
+from .onnx_export import ExportConfig, compare_outputs, graph_to_onnx, ort_outputs
+from .quantize import int8_golden_tolerance, worse_stats
 
 FP32_TOL = {"atol": 1e-4, "rtol": 1e-3}
 # The loop compounds N steps of float32 rounding differences (ORT vs torch kernels), in image units [-1, 1]:
@@ -57,13 +58,6 @@ def _onnx(module, args, ins, outs, axes, cfg: ExportConfig) -> tuple[bytes, dict
 
     mp = graph_to_onnx(module.eval(), args, ins, outs, axes, cfg)
     return mp.SerializeToString(), dict(sorted(Counter(n.op_type for n in mp.graph.node).items()))
-
-
-def _ort(onnx_bytes: bytes, feeds: dict) -> dict:
-    from skugen.backends import onnx_runner
-
-    with onnx_runner(onnx_bytes) as r:
-        return r.infer(feeds)
 
 
 def _check(stats: dict, what: str) -> dict:
@@ -108,7 +102,7 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
                                  {"tokens": {0: "batch"}, "context": {0: "batch"}}, ecfg)
     with torch.no_grad():
         ctx_ref = model.text_encoder(torch.from_numpy(tokens)).numpy()
-    text_parity = _check(compare_outputs(_ort(text_bytes, {"tokens": tokens})["context"], ctx_ref,
+    text_parity = _check(compare_outputs(ort_outputs(text_bytes, {"tokens": tokens})["context"], ctx_ref,
                                          FP32_TOL["atol"], FP32_TOL["rtol"]), "text encoder")
 
     # golden denoiser inputs: states of a real sampling run (steps 0, mid, last) for the golden prompts
@@ -136,7 +130,7 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
                                {k: {0: "batch"} for k in ("x", "t", "context", "mask", "v")}, ecfg)
     with torch.no_grad():
         v_ref = den(*[torch.from_numpy(g_in[k]) for k in ("x", "t", "context", "mask")]).numpy()
-    den_parity = _check(compare_outputs(_ort(den_bytes, g_in)["v"], v_ref, FP32_TOL["atol"], FP32_TOL["rtol"]),
+    den_parity = _check(compare_outputs(ort_outputs(den_bytes, g_in)["v"], v_ref, FP32_TOL["atol"], FP32_TOL["rtol"]),
                         "denoiser")
 
     # 2. the whole loop: runtime sampler + both ONNX graphs on ORT vs the eager sampler, same noise
@@ -151,13 +145,16 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
         raise VerificationError(f"the sampling loop on ONNX Runtime drifts from eager PyTorch over {steps} steps "
                                 f"(max_abs {loop['max_abs']:.3g} > {LOOP_TOL['atol']}); the bundle was not written.")
 
+    # the final-image judge of both gates below (None: only PSNR is measured and nothing is accepted)
+    judge = None
+    if cfg.classifier and (cfg.int8 or cfg.openvino is not False):
+        judge = zoo.load_judge() if cfg.classifier == "auto" else zoo.load_judge(cfg.classifier)
+
     # 2b. OpenVINO BF16 (a runtime precision of the FP32 graphs): gated on final images, recorded in the manifest
     bf16 = None
     if cfg.openvino is not False and importlib.util.find_spec("openvino") is not None:
         from .diffusion_gate import DiffusionGateConfig, LoopSpec, bf16_record
 
-        judge = zoo.load_judge() if cfg.classifier == "auto" else (zoo.load_judge(cfg.classifier)
-                                                                    if cfg.classifier else None)
         spec = LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape)
         with onnx_runner(text_bytes) as tr, onnx_runner(den_bytes) as dr:
             ref = (lambda tk: tr.infer({"tokens": tk})["context"], lambda f: dr.infer(f)["v"])
@@ -170,8 +167,6 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
         from .diffusion_gate import DiffusionGateConfig, LoopSpec
         from .diffusion_quant import DenoiserQuantConfig, quantize_denoiser
 
-        judge = zoo.load_judge() if cfg.classifier == "auto" else (zoo.load_judge(cfg.classifier)
-                                                                    if cfg.classifier else None)
         gcfg = DiffusionGateConfig(n=cfg.eval_n or DiffusionGateConfig.n,
                                    max_fidelity_drop_pts=cfg.budget.max_fidelity_drop_pts)
         int8 = quantize_denoiser(text_bytes, den_bytes, LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape), judge,
@@ -221,17 +216,11 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
         files["reports/quantization.json"] = json_text(int8.report).encode()
         reports["quantization"] = "reports/quantization.json"
     if int8 is not None and int8.met_budget:
-        got = _ort(int8.onnx_bytes, g_in)["v"]
+        got = ort_outputs(int8.onnx_bytes, g_in)["v"]
         st = compare_outputs(got, v_ref, FP32_TOL["atol"], FP32_TOL["rtol"], DEFAULT_VALUE_RANGE["diffusion"])
-        st_trt = compare_outputs(_ort(int8.trt_onnx_bytes, g_in)["v"], v_ref, FP32_TOL["atol"], FP32_TOL["rtol"],
+        st_trt = compare_outputs(ort_outputs(int8.trt_onnx_bytes, g_in)["v"], v_ref, FP32_TOL["atol"], FP32_TOL["rtol"],
                                  DEFAULT_VALUE_RANGE["diffusion"])
-        worse = st if (st.get("psnr_db") or 1e9) <= (st_trt.get("psnr_db") or 1e9) else st_trt
-        p = worse.get("psnr_db")
-        p = 200.0 if p is None else p
-        # the velocity's golden check: a PSNR floor and a mean-|err| bound (the rule of skugen.export.bundle)
-        tol["int8"] = {"min_psnr_db": round(min(p - 6.0, 30.0), 2), "max_mean_abs": round(3.0 * worse["mean_abs"], 6),
-                       "measured": {"psnr_db": worse.get("psnr_db"), "mean_abs": worse["mean_abs"]},
-                       "rule": "PSNR(v vs golden v) >= min(measured - 6 dB, 30 dB) and mean|err| <= 3x measured"}
+        tol["int8"] = int8_golden_tolerance(worse_stats(st, st_trt), span=2.0)  # v: velocities of [-1, 1] images
         files["model.int8.onnx"], files["model.int8.trt.onnx"] = int8.onnx_bytes, int8.trt_onnx_bytes
         models_m["int8"] = Variant(
             "model.int8.onnx", sha256_bytes(int8.onnx_bytes), bytes=len(int8.onnx_bytes), precision="int8",

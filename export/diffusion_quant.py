@@ -26,6 +26,7 @@ import numpy as np
 from skugen.io import jsonable
 
 from .diffusion_gate import DiffusionGateConfig, LoopSpec, gate_prompts, judge_images, loop_images
+from .onnx_export import session
 from .qdq import keep_float, qdq_summary, to_signed_int8
 from .quantize import QuantConfig, float_layers, quantize_qdq, search_float_layers
 
@@ -51,12 +52,6 @@ class DenoiserQuant:
     report: dict = field(repr=False)
 
 
-def _ort(onnx_bytes: bytes):
-    from skugen.backends import onnx_runner
-
-    return onnx_runner(onnx_bytes).activate()
-
-
 def trajectory_calibration(text_onnx: bytes, den_onnx: bytes, spec: LoopSpec,
                            cfg: DenoiserQuantConfig) -> tuple[dict[str, np.ndarray], list[dict]]:
     """(calibration feeds: rows_per_step rows of every timestep, every recorded step's feeds) from real FP32
@@ -66,7 +61,7 @@ def trajectory_calibration(text_onnx: bytes, den_onnx: bytes, spec: LoopSpec,
     rng = np.random.default_rng([cfg.seed, 1])
     labels = rng.integers(0, len(prompts.CLASS_NAMES), cfg.calib_prompts)
     texts = prompts.train_prompts(labels, rng.integers(-1, 2, cfg.calib_prompts).astype(np.int8), rng)
-    tr, dr = _ort(text_onnx), _ort(den_onnx)
+    tr, dr = session(text_onnx), session(den_onnx)
     steps: list[dict] = []
 
     def record(feed):
@@ -94,7 +89,7 @@ def trajectory_calibration(text_onnx: bytes, den_onnx: bytes, spec: LoopSpec,
 
 def timestep_profile(den_fp32: bytes, den_int8: bytes, states: list[dict]) -> list[dict]:
     """Per sampling step: relative L2 error of the INT8 velocity against FP32's on the FP32 trajectory."""
-    a, b = _ort(den_fp32), _ort(den_int8)
+    a, b = session(den_fp32), session(den_int8)
     try:
         out = []
         for k, f in enumerate(states):
@@ -121,7 +116,7 @@ class _LoopJudge:
         self.n_evals = 0
 
     def _images(self, den: bytes) -> np.ndarray:
-        tr, dr = _ort(self.text), _ort(den)
+        tr, dr = session(self.text), session(den)
         try:
             return loop_images(lambda tk: tr.infer({"tokens": tk})["context"], lambda f: dr.infer(f)["v"], self.spec,
                                self.texts, self.cfg.seed)

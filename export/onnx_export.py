@@ -472,3 +472,11 @@ def run_onnx(model: bytes, feeds: dict, batch: int = 64) -> np.ndarray:
     finally:
         r.deactivate()
     return np.concatenate(outs)
+
+
+def ort_outputs(onnx_bytes: bytes, feeds: dict) -> dict[str, np.ndarray]:
+    """Every output of `onnx_bytes` on `feeds`, on ONNX Runtime CPU (one call, no chunking)."""
+    from skugen.backends import onnx_runner
+
+    with onnx_runner(onnx_bytes) as r:
+        return r.infer(feeds)

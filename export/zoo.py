@@ -52,6 +52,15 @@ def resolve(name_or_dir: str | os.PathLike) -> Path:
                      "directory with card.json + model.safetensors.")
 
 
+def family_of(name_or_dir) -> str | None:
+    """The model family a zoo name or model directory's card names; None when it is neither (the caller's own
+    loader then says what is wrong)."""
+    try:
+        return ckpt.read_card(resolve(name_or_dir)).get("config", {}).get("family")
+    except ModelError:
+        return None
+
+
 def load(name_or_dir) -> tuple[torch.nn.Module, dict]:
     return ckpt.load_model(resolve(name_or_dir))
 

@@ -66,6 +66,7 @@ class SampleTiming:
     text: float = 0.0                           # tokenizer + text encoder, seconds
     steps: list[float] = field(default_factory=list)  # denoiser step i, summed over chunks
     post: float = 0.0
+    calls: int = 0                              # denoiser calls (steps x chunks)
 
     @property
     def denoise(self) -> float:
@@ -106,6 +107,7 @@ def sample(encode: Callable[[np.ndarray], np.ndarray], denoise: Callable[[Feed],
                 v = vu + np.float32(guidance) * (vc - vu)
             x += (ts[k + 1] - ts[k]) * v
             timing.steps[k] += time.perf_counter() - t1
+            timing.calls += 1
         out[i:i + b] = x
     return out
 
@@ -206,8 +208,7 @@ class DiffusionPipeline(Pipeline):
         detail = {"text_ms": timing.text * 1e3, "denoise_ms": timing.denoise * 1e3, "post_ms": timing.post * 1e3,
                   "steps": n_steps, "steps_ms": [s * 1e3 for s in timing.steps],
                   "per_step_ms_mean": timing.denoise * 1e3 / n_steps, "guidance": g,
-                  "denoiser_calls": n_steps * math.ceil(len(tokens) / (max(1, sp.max_batch // 2) if g != 1.0
-                                                                       else sp.max_batch)),
+                  "denoiser_calls": timing.calls,
                   "note": "pre = tokenizer + text encoder; infer = the denoiser loop; post = float -> uint8"}
         notes = [f"prompt {i}: unknown word(s) {u} mapped to <unk> (not in the model's vocabulary)"
                  for i, u in enumerate(unknown) if u]

@@ -455,13 +455,17 @@ def render_html(report: Any, images: dict | None = None, title: str | None = Non
         "<h2>Images (same seeds in every column) and ratings</h2>", _images_section(rep, images),
         "<h2>Environment</h2>", _env_section(rep),
     ]
+    return page(title, "\n".join(body), rep.get("created"))
+
+
+def page(title: str, body: str, created: str | None = None) -> str:
+    """A self-contained report page: no network (CSP), the shared style and the rating/download script."""
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data: blob:; "
             "style-src 'unsafe-inline'; script-src 'unsafe-inline'\">"
             f"<title>{_e(title)}</title><style>{_CSS}</style></head>"
-            f"<body data-created='{_e(rep.get('created'))}'>\n" + "\n".join(body)
-            + f"\n<script>{_JS}</script>\n</body></html>\n")
+            f"<body data-created='{_e(created)}'>\n" + body + f"\n<script>{_JS}</script>\n</body></html>\n")
 
 
 def write_html(report: Any, out: str | os.PathLike, images: dict | None = None, title: str | None = None) -> Path:
