@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from skugen.diffusion import make_noise
+from skugen.sampler import make_noise
 from skugen.evaluate import FID_NAME, class_fidelity, fid_proxy
 from skugen.io import atomic_write_text, jsonable
 from skugen.report import environment

@@ -9,7 +9,7 @@ What the bundle holds (schema 2, skugen.manifest.Graph):
 - `diffusion`: sampler, default steps and guidance, the vocabulary file (the tokenizer's, hashed).
 Checks, each raising VerificationError so no bundle is written when one fails:
 1. graph parity: each ONNX against PyTorch on fixed inputs (Polygraphy tolerance semantics);
-2. loop parity: the runtime's numpy sampler (skugen.diffusion.sample) running both ONNX graphs on ONNX Runtime
+2. loop parity: the runtime's numpy sampler (skugen.sampler.sample) running both ONNX graphs on ONNX Runtime
    against the eager-PyTorch sampler from the same noise, prompts and steps, in image space.
 Golden data are real sampler states: the denoiser's inputs captured along a sampling run of the golden prompts.
 """
@@ -25,7 +25,7 @@ import torch
 
 from skugen import __version__ as skugen_version
 from skugen.bundle import check_bundle_dest, npz_bytes, write_bundle
-from skugen.diffusion import make_noise, sample
+from skugen.sampler import make_noise, sample
 from skugen.errors import ModelError, VerificationError
 from skugen.io import json_text, sha256_bytes, sha256_file
 from skugen.manifest import (DEFAULT_VALUE_RANGE, DiffusionSpec, Golden, Graph, IOSpec, Manifest, Postprocess,
@@ -197,7 +197,7 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
               "graphs": {"denoiser": den_parity, TEXT_GRAPH: text_parity},
               "loop": {**loop, "tolerance": LOOP_TOL, "steps": steps, "guidance": c.guidance,
                        "prompts": list(GOLDEN_PROMPTS), "noise": f"default_rng({cfg.golden_seed}).standard_normal",
-                       "what": "skugen.diffusion.sample on both ONNX graphs vs the same loop in eager PyTorch"}}
+                       "what": "skugen.sampler.sample on both ONNX graphs vs the same loop in eager PyTorch"}}
     files: dict[str, bytes | os.PathLike] = {
         "model.fp32.onnx": den_bytes, "text_encoder.fp32.onnx": text_bytes, "vocab.json": vocab_bytes,
         "golden/inputs.npz": npz_bytes(g_in), "golden/outputs.npz": npz_bytes({"v": v_ref}),

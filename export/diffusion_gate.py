@@ -1,7 +1,7 @@
 """The quality gate of diffusion bundles: judged on FINAL images of whole sampling runs, not per-layer error.
 
 A reduced precision of the denoiser perturbs every one of its N calls, and the errors compound along the
-trajectory, so the gate runs the runtime's own sampler (skugen.diffusion.sample) end to end on the
+trajectory, so the gate runs the runtime's own sampler (skugen.sampler.sample) end to end on the
 candidate engine x precision and on the FP32 reference, from the same prompts (held-in prompt set, 10
 classes balanced) and the same noise, and compares the images:
     psnr_vs_fp32_db      per-image PSNR in [0, 255] against the FP32 images (how far the trajectory moved);
@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from skugen.diffusion import make_noise, sample
+from skugen.sampler import make_noise, sample
 from skugen.evaluate import FID_NAME, class_fidelity, fid_proxy
 from skugen.tokenizer import Tokenizer
 

@@ -169,7 +169,7 @@ def quantize_denoiser(text_onnx: bytes, den_onnx: bytes, spec: LoopSpec, judge,
     final_ort = ort_of[search.chosen] if met else None
     report = {
         "kind": "diffusion denoiser", "judged": "final images of whole sampling runs (ONNX Runtime)",
-        "calibration": {"what": "denoiser inputs at every step of FP32 sampling runs (skugen.diffusion.sample)",
+        "calibration": {"what": "denoiser inputs at every step of FP32 sampling runs (skugen.sampler.sample)",
                         "prompts": cfg.calib_prompts, "rows": int(len(calib["x"])), "rows_per_step": cfg.rows_per_step,
                         "steps": spec.steps, "guidance": spec.guidance, "seed": cfg.seed},
         "config": {**asdict(cfg.quant), "max_float_fraction": cfg.max_float_fraction}, "gate": asdict(cfg.gate),
