@@ -88,11 +88,7 @@ class DiffusionPipeline(Pipeline):
             t0 = time.perf_counter()
             tokens, unknown = self.tokenizer.encode_batch(prompts)
             n_steps = check_steps(steps, d.steps, d.max_steps)
-            g = check_guidance(guidance, d.guidance)
-            if d.distilled_guidance and g != 1.0:
-                raise InputError(f"bundle {self.bundle.name!r} is a step-distilled student with guidance "
-                                 f"{d.distilled_guidance:g} in its weights: it runs without classifier-free guidance. "
-                                 "Leave guidance=None (or 1).")
+            g = check_guidance(guidance, d.guidance, d.distilled_guidance, self.bundle.name)
             shape = (sp.io.channels or 1, sp.io.image_size, sp.io.image_size)
             if noise is not None:
                 if seed is not None:

@@ -32,7 +32,9 @@ def check_steps(steps: Any, default: int, max_steps: int) -> int:
     return int(steps)
 
 
-def check_guidance(guidance: Any, default: float) -> float:
+def check_guidance(guidance: Any, default: float, distilled: float | None = None, name: str = "this") -> float:
+    """The guidance scale to sample with. `distilled`: the CFG scale a step-distilled student has in its weights
+    (manifest diffusion.distilled_guidance); such a bundle samples without CFG, so only 1 (or None) is accepted."""
     if guidance is None:
         return float(default)
     if isinstance(guidance, bool) or not isinstance(guidance, (int, float, np.integer, np.floating)):
@@ -41,6 +43,9 @@ def check_guidance(guidance: Any, default: float) -> float:
     if not math.isfinite(g) or g < 0:
         raise InputError(f"guidance={guidance} is not a finite number >= 0. Use 0 for unconditional samples, 1 for "
                          f"no guidance, or larger for stronger prompt adherence (default {default}).")
+    if distilled and g != 1.0:
+        raise InputError(f"bundle {name!r} is a step-distilled student with guidance {distilled:g} in its weights: "
+                         "it runs without classifier-free guidance. Leave guidance=None (or 1).")
     return g
 
 

@@ -511,7 +511,7 @@ def _export_triton(args) -> int:
         return 0
     print(f"{repo}: {len(s['models'])} models for bundle {s['bundle']['name']} ({s['bundle']['kind']})")
     for ep, what in s["entry_points"].items():
-        print(f"  ensemble {ep:28s} {what}")
+        print(f"  entry {ep:31s} {what}")
     if not s["plans"]:
         print("  no TensorRT plans (no engines built in the bundle; "
               "`skugen build BUNDLE` on the serving GPU adds them)")

@@ -359,7 +359,8 @@ def _export(args) -> int:
         return 0
     print(f"wrote {path}  ({s['kind']}, models: {', '.join(s['models'])})")
     for k, v in s["models"].items():
-        print(f"  {k:5s} {v['file']:18s} {v['bytes'] / 1e6:7.2f} MB  params {v['params']:,}  MACs {v['macs']:,}")
+        size = "".join(f"  {label} {v[key]:,}" for label, key in (("params", "params"), ("MACs", "macs")) if key in v)
+        print(f"  {k:5s} {v['file']:18s} {v['bytes'] / 1e6:7.2f} MB{size}")
     print(f"  parity vs PyTorch: max |err| {b.spec.quality['fp32']['parity_max_abs']:.2e}")
     if qrep:
         print(f"  int8: {qrep['message']}")

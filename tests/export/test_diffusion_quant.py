@@ -8,7 +8,8 @@ import pytest
 
 from skugen.export import zoo
 from skugen.export.diffusion_gate import DiffusionGateConfig, LoopSpec
-from skugen.export.diffusion_quant import DenoiserQuantConfig, quantize_denoiser, trajectory_calibration
+from skugen.export.diffusion_quant import (DenoiserQuantConfig, conditioning_nodes, quantize_denoiser,
+                                          trajectory_calibration)
 from skugen.export.prompts import build_vocab
 
 
@@ -29,6 +30,33 @@ def test_calibration_covers_every_timestep_equally(graphs):
     assert sorted(set(ts.tolist()), reverse=True) == [1.0, 0.75, 0.5, 0.25]
     assert all((ts == t).sum() == 5 for t in set(ts.tolist()))
     assert len(states[0]["x"]) == 12  # 6 prompts + their CFG halves: what the denoiser really sees
+
+
+def test_the_time_embedding_and_mask_bias_stay_float(graphs):
+    """The sinusoidal phase (t * freq -> sin/cos) and the mask's -1e4 attention bias are pure functions of t and
+    mask: they are found, and with them in the ignored scope no quantizer touches t or the phase."""
+    import onnx
+
+    from skugen.export.quantize import QuantConfig, quantize_qdq
+
+    text, den = graphs
+    names = conditioning_nodes(den)
+    m = onnx.load_from_string(den)
+    ops = {n.name: n.op_type for n in m.graph.node}
+    assert {"Sin", "Cos"} <= {ops[n] for n in names}
+    assert not {ops[n] for n in names} & {"Conv", "Gemm", "MatMul", "Softmax"}
+    calib, states = trajectory_calibration(text, den, _spec(), DenoiserQuantConfig(calib_prompts=4, rows_per_step=4))
+    q = onnx.load_from_string(quantize_qdq(den, calib, QuantConfig(tool="nncf", subset_size=16, ignored=tuple(names))))
+    # the tensors computed from t alone, up to the sin/cos features (Concat, in [-1, 1]: quantizing those is fine)
+    from_t = {"t"}
+    for n in m.graph.node:
+        if n.name in names and n.op_type != "Concat" and any(i in from_t for i in n.input):
+            from_t.update(n.output)
+    bad = [n.name for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] in from_t]
+    assert not bad, f"the timestep's phase argument is quantized: {bad}"
+    # and the blanket quantization (nothing ignored) does put quantizers there: the rule is not vacuous
+    q_all = onnx.load_from_string(quantize_qdq(den, calib, QuantConfig(tool="nncf", subset_size=16)))
+    assert any(n.op_type == "QuantizeLinear" and n.input[0] in from_t for n in q_all.graph.node)
 
 
 def test_gate_ships_both_flavours_with_a_timestep_profile(graphs):
@@ -53,14 +81,16 @@ def test_an_impossible_budget_ships_no_int8(graphs):
     assert "not shipped" in q.report["message"] and q.report["timestep_profile"]["all_int8_onnxruntime"]
 
 
-def test_int8_bundle_verifies_and_runs(diffusion_model_dir, tmp_path):
+def test_int8_bundle_verifies_and_runs(diffusion_model_dir, tmp_path, capsys):
     import skugen
-    from skugen.export.bundle import BundleConfig, export_bundle
-    from skugen.export.quantize import QualityBudget
+    from skugen.cli import main
     from skugen.verify import verify_graphs
 
-    out = export_bundle(diffusion_model_dir, tmp_path / "b", BundleConfig(int8=True, eval_n=40, openvino=False,
-                                                                          budget=QualityBudget(max_fidelity_drop_pts=5.0)))
+    out = tmp_path / "b"
+    assert main(["export", str(diffusion_model_dir), "--out", str(out), "--int8", "--eval-n", "40", "--no-openvino",
+                 "--budget-fidelity-pts", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "models: fp32, int8" in printed and "model.int8.onnx" in printed and "int8: INT8 denoiser" in printed
     m = json.loads((out / "manifest.json").read_text())
     assert set(m["models"]) == {"fp32", "int8"} and m["models"]["int8"]["variants"]["tensorrt"]["file"] == \
         "model.int8.trt.onnx"

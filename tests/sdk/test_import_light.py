@@ -22,7 +22,7 @@ RUNTIME_MODULES = [
     "skugen.cli.trust",
     "skugen.config", "skugen.deploy", "skugen.diffusion", "skugen.errors", "skugen.evaluate", "skugen.gen_inputs", "skugen.io", "skugen.loader",
     "skugen.manifest", "skugen.metrics", "skugen.pipeline", "skugen.prepost", "skugen.progress", "skugen.report",
-    "skugen.result", "skugen.sampler", "skugen.selection", "skugen.signing", "skugen.tiling", "skugen.tokenizer", "skugen.tune", "skugen.triton", "skugen.verify", "skugen.kernels",
+    "skugen.result", "skugen.sampler", "skugen.selection", "skugen.signing", "skugen.tiling", "skugen.tokenizer", "skugen.tune", "skugen.triton", "skugen.triton_diffusion", "skugen.triton_models", "skugen.verify", "skugen.kernels",
     "skugen.kernels._launch", "skugen.kernels._spec", "skugen.kernels.compile_check", "skugen.kernels.host_emu",
     "skugen.kernels.launcher", "skugen.kernels.reference", "skugen.kernels.selftest",
 ]
