@@ -55,7 +55,9 @@ class DiffusionPipeline(Pipeline):
                                   "sampler": d.sampler, "objective": d.objective, "context": d.context,
                                   "vocab_size": self.tokenizer.size,
                                   "text_encoder": {"precision": text_precision,
-                                                   "model_file": spec.graph(d.text_graph).variant(text_precision).file}}
+                                                   # bf16: OpenVINO's hint on the fp32 file
+                                                   "model_file": spec.graph(d.text_graph).variant(
+                                                       "fp32" if text_precision == "bf16" else text_precision).file}}
         self.info.pop("classes", None)
 
     def close(self) -> None:

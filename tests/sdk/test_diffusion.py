@@ -70,6 +70,21 @@ def test_openvino_runs_both_graphs_like_onnxruntime(diffusion_bundle):
     assert np.abs(ia.astype(int) - ib.astype(int)).max() <= 2
 
 
+def test_openvino_bf16_runs_both_graphs_under_the_hint(diffusion_bundle):
+    """bf16 is OpenVINO's hint on each graph's fp32 file: the export-time gate judged both graphs that way."""
+    pytest.importorskip("openvino")
+    from skugen.backends.openvino import native_bf16
+
+    ok, why = native_bf16()
+    if not ok:
+        pytest.skip(f"needs a native-BF16 CPU: {why}")
+    with skugen.load(diffusion_bundle, backend="openvino", precision="bf16") as p:
+        r = p.generate(prompts=["a bag", "white sneakers"], seed=0)
+        assert p.info["diffusion"]["text_encoder"] == {"precision": "bf16", "model_file": "text_encoder.fp32.onnx"}
+        assert p.text_runner.info["execution_precision"] == p.runner.info["execution_precision"] == "bf16"
+    assert r.images.shape == (2, 32, 32, 1)
+
+
 def test_unknown_words_are_reported_not_fatal(diffusion_bundle):
     with skugen.load(diffusion_bundle) as pipe:
         r = pipe.generate(prompts=["purple gym sneakers"], seed=0)

@@ -104,13 +104,35 @@ def test_model_cache_lives_beside_the_bundle(cgan_bundle, tmp_path, monkeypatch)
 
     b = load_bundle(shutil.copytree(cgan_bundle, tmp_path / "b"))
     with registry.runner_for(b, "openvino", "fp32", threads=1) as r:
-        assert r.info["cache_dir"] == str(b.root / "engines" / "openvino")
+        assert r.info["cache_dir"] == str(b.root / "engines" / "openvino" / "f32")  # one directory per hint
     assert any((b.root / "engines" / "openvino").iterdir())  # the compiled blob OpenVINO cached
     load_bundle(b.root)  # an unhashed cache: the bundle still verifies
     # A bundle directory this process cannot write to (here: one that is gone) -> the user cache.
     monkeypatch.setenv("SKUGEN_CACHE_DIR", str(tmp_path / "cache"))
     ro = ovb.cache_dir_for(type(b)(tmp_path / "gone", b.spec, b.manifest_sha256))
     assert ro == tmp_path / "cache" / "openvino" / f"{b.name}-{b.manifest_sha256[:16]}"
+
+
+def test_cache_is_kept_per_precision_hint(diffusion_bundle, tmp_path):
+    """OpenVINO 2026.4 keys its model cache without the precision hint: a bf16 compile imported the f32 blob of the
+    same model and the diffusion text encoder returned NaN (this test's finiteness check failed that way before the
+    fix, on an AMX CPU). Each hint now has its own cache directory."""
+    import shutil
+
+    b = load_bundle(shutil.copytree(diffusion_bundle, tmp_path / "b")).graph("text_encoder")
+    tokens = np.array([[1, 5, 6, 2] + [0] * (b.spec.io.inputs[0].shape[1] - 4)] * 2, dtype=np.int64)
+    with registry.runner_for(b, "openvino", "fp32", threads=1) as r:
+        ref = r.infer({"tokens": tokens})["context"]
+        assert r.info["cache_dir"].endswith("/f32")
+    native, why = ovb.native_bf16()
+    if not native:
+        pytest.skip(f"the bf16 half needs a native-BF16 CPU: {why}")
+    for _ in range(2):  # compiled into the cache, then imported from it
+        with registry.runner_for(b, "openvino", "bf16", threads=1) as r:
+            got = r.infer({"tokens": tokens})["context"]
+            assert r.info["cache_dir"].endswith("/bf16") and r.info["execution_precision"] == "bf16"
+        assert np.isfinite(got).all()
+        assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 0.05
 
 
 def test_missing_openvino_names_the_extra(cgan, monkeypatch):
