@@ -141,8 +141,12 @@ def run_diffusion_bench(cfg: DiffusionBenchConfig) -> dict:
                    "teacher_p50_ms": teacher["p50_ms"], "speedup_vs_teacher": teacher["p50_ms"] / best["p50_ms"],
                    "fidelity_delta_pts": 100.0 * (best["class_fidelity"] - teacher["class_fidelity"]),
                    "fid_ratio_vs_teacher": best["fid_proxy"] / teacher["fid_proxy"] if teacher["fid_proxy"] else None}
+    from skugen.tune import engine_versions
+
+    env = environment(probe=True, threads=cfg.threads)
+    env.setdefault("versions", {}).update({k: v for k, v in engine_versions().items() if v})  # openvino too
     return {"schema_version": 1, "kind": "diffusion-bench", "bundle": b.name, "bundle_sha256": b.manifest_sha256,
-            "config": asdict(cfg), "environment": environment(probe=True, threads=cfg.threads),
+            "config": asdict(cfg), "environment": env,
             "prompts": {"timed": texts, "quality": f"{cfg.quality_n} held-in prompts (classes balanced)",
                         "grid": g_texts, "noise": f"default_rng({cfg.seed}).standard_normal, same in every column"},
             "cells": cells, "teacher": teacher, "summary": summary, "fid_name": FID_NAME,
