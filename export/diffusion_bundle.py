@@ -33,6 +33,7 @@ from skugen.manifest import (DEFAULT_VALUE_RANGE, DiffusionSpec, Golden, Graph, 
 from skugen.tokenizer import Tokenizer
 
 from . import ckpt, zoo
+from .fp16_gate import FP16_TOL
 from .onnx_export import ExportConfig, compare_outputs, graph_to_onnx, ort_outputs
 from .quantize import int8_golden_tolerance, worse_stats
 
@@ -81,7 +82,8 @@ def load_tokenizer(src: Path, card: dict) -> Tokenizer:
 
 def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
     """Export, check and write a diffusion bundle (see the module docstring). cfg: the export.bundle.BundleConfig
-    that `export_bundle` (the entry point) was given: name, export, golden_seed and max_batch apply."""
+    that `export_bundle` (the entry point) was given: name, export, golden_seed, max_batch, int8, fp16, openvino,
+    classifier, eval_n and budget apply."""
     check_bundle_dest(out)
     src = zoo.resolve(model_dir_or_zoo_name)
     model, card = ckpt.load_model(src)
@@ -147,7 +149,8 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
 
     # the final-image judge of both gates below (None: only PSNR is measured and nothing is accepted)
     judge = None
-    if cfg.classifier and (cfg.int8 or cfg.openvino is not False):
+    want_fp16 = cfg.fp16 if cfg.fp16 is not None else cfg.int8
+    if cfg.classifier and (cfg.int8 or want_fp16 or cfg.openvino is not False):
         judge = zoo.load_judge() if cfg.classifier == "auto" else zoo.load_judge(cfg.classifier)
 
     # 2b. OpenVINO BF16 (a runtime precision of the FP32 graphs): gated on final images, recorded in the manifest
@@ -171,6 +174,17 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
                                    max_fidelity_drop_pts=cfg.budget.max_fidelity_drop_pts)
         int8 = quantize_denoiser(text_bytes, den_bytes, LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape), judge,
                                  DenoiserQuantConfig(gate=gcfg, max_float_fraction=cfg.budget.max_float_fraction))
+
+    # 2d. FP16 graphs (TensorRT FP16 is strongly typed: it builds from these), gated on final images
+    f16 = None
+    if want_fp16:
+        from .diffusion_fp16 import DiffusionFP16Config, fp16_graphs
+        from .diffusion_gate import DiffusionGateConfig, LoopSpec
+
+        f16 = fp16_graphs(text_bytes, den_bytes, LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape), judge,
+                          DiffusionFP16Config(gate=DiffusionGateConfig(n=cfg.eval_n or DiffusionGateConfig.n,
+                                                                       max_fidelity_drop_pts=cfg.budget.max_fidelity_drop_pts),
+                                              max_float_fraction=cfg.budget.max_float_fraction))
 
     # 3. manifest: the denoiser is the bundle's model, the text encoder a further graph
     L, D = c.context, c.text_dim
@@ -232,13 +246,39 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
             variants={"tensorrt": Variant("model.int8.trt.onnx", sha256_bytes(int8.trt_onnx_bytes),
                                           bytes=len(int8.trt_onnx_bytes), use_for=("tensorrt",),
                                           activations="int8, zero point 0 (TensorRT explicit quantization)")})
+    text_models = {"fp32": text_v}
+    if f16 is not None:
+        files["reports/fp16.json"] = json_text(f16.report).encode()
+        reports["fp16"] = "reports/fp16.json"
+    if f16 is not None and f16.met_budget:
+        vr = DEFAULT_VALUE_RANGE["diffusion"]
+        st_d = compare_outputs(ort_outputs(f16.den_bytes, g_in)["v"], v_ref, FP16_TOL["atol"], FP16_TOL["rtol"], vr)
+        st_t = compare_outputs(ort_outputs(f16.text_bytes, {"tokens": tokens})["context"], ctx_ref, FP16_TOL["atol"],
+                               FP16_TOL["rtol"])
+        if not (st_d["pass"] and st_t["pass"]):
+            raise VerificationError(f"the FP16 graphs do not reproduce the golden outputs within {FP16_TOL} (denoiser "
+                                    f"max_abs {st_d['max_abs']:.3g}, text encoder {st_t['max_abs']:.3g}); the bundle "
+                                    "was not written. Export without FP16 (--no-fp16) and report the model.")
+        tol["fp16"] = dict(FP16_TOL)
+        files["model.fp16.onnx"], files["text_encoder.fp16.onnx"] = f16.den_bytes, f16.text_bytes
+        how = {"tool": "skugen.export.fp16", "format": "FP16 ONNX (casts at FP32 boundaries, FP32 I/O)",
+               "outcome": f16.report["outcome"], "report": "reports/fp16.json",
+               "gate": "final images of whole sampling runs (PSNR vs FP32, class fidelity, FID-proxy)"}
+        models_m["fp16"] = Variant("model.fp16.onnx", sha256_bytes(f16.den_bytes), bytes=len(f16.den_bytes),
+                                   precision="fp16", opset=ecfg.opset, macs=macs_den,
+                                   activations=f"fp16; fp32 I/O; {len(f16.kept_den)} node(s) fp32",
+                                   quantization={**how, "kept_fp32": list(f16.kept_den)})
+        text_models["fp16"] = Variant("text_encoder.fp16.onnx", sha256_bytes(f16.text_bytes),
+                                      bytes=len(f16.text_bytes), precision="fp16", opset=ecfg.opset, macs=macs_text,
+                                      activations=f"fp16; fp32 output; {len(f16.kept_text)} node(s) fp32",
+                                      quantization={**how, "kept_fp32": list(f16.kept_text)})
     manifest = Manifest(
         schema_version=schema_for({TEXT_GRAPH: 1}), skugen_version=skugen_version, name=name, kind="diffusion",
         io=den_io, models=models_m,
         golden=Golden("golden/inputs.npz", "golden/outputs.npz", source=f"denoiser inputs at steps {sorted(keep)} "
                       f"of a {steps}-step sampling run of {len(GOLDEN_PROMPTS)} prompts (+ their CFG halves)",
                       reference="pytorch fp32", n=int(len(g_in["x"])), tolerances=tol),
-        graphs={TEXT_GRAPH: Graph(io=text_io, models={"fp32": text_v},
+        graphs={TEXT_GRAPH: Graph(io=text_io, models=text_models,
                                   golden=Golden("golden/text_inputs.npz", "golden/text_outputs.npz",
                                                 source="the golden prompts and the empty prompt",
                                                 reference="pytorch fp32", n=len(tokens), tolerances=tol))},
@@ -257,6 +297,9 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
                  **({"bf16_openvino": {k: bf16.get(k) for k in ("native", "accepted", "eval")}} if bf16 else {}),
                  **({"int8": {k: int8.report.get(k) for k in ("outcome", "message", "kept_float", "final")}}
                     if int8 is not None else {}),
+                 **({"fp16": {"outcome": f16.report["outcome"], "message": f16.report["message"],
+                              "kept_fp32": {"denoiser": list(f16.kept_den), "text_encoder": list(f16.kept_text)},
+                              "final": f16.report["final"]}} if f16 is not None else {}),
                  "card_metrics": card.get("metrics")},
     )
     return write_bundle(out, manifest, files)

@@ -87,7 +87,7 @@ def test_int8_bundle_verifies_and_runs(diffusion_model_dir, tmp_path, capsys):
     from skugen.verify import verify_graphs
 
     out = tmp_path / "b"
-    assert main(["export", str(diffusion_model_dir), "--out", str(out), "--int8", "--eval-n", "40", "--no-openvino",
+    assert main(["export", str(diffusion_model_dir), "--out", str(out), "--int8", "--eval-n", "40", "--no-openvino", "--no-fp16",
                  "--budget-fidelity-pts", "5"]) == 0
     printed = capsys.readouterr().out
     assert "models: fp32, int8" in printed and "model.int8.onnx" in printed and "int8: INT8 denoiser" in printed
