@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,15 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
         int8 = quantize_denoiser(text_bytes, den_bytes, LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape), judge,
                                  DenoiserQuantConfig(gate=gcfg, max_float_fraction=cfg.budget.max_float_fraction))
 
+    # 2c'. OpenVINO's own INT8 IR of the denoiser (NNCF on the OpenVINO model), when the ORT INT8 shipped
+    ov8 = None
+    if (int8 is not None and int8.met_budget and cfg.openvino is not False
+            and importlib.util.find_spec("openvino") is not None):
+        from .diffusion_openvino import openvino_int8_denoiser
+
+        ov8 = openvino_int8_denoiser(text_bytes, den_bytes, LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape),
+                                     judge, gcfg, int8.kept_float)
+
     # 2d. FP16 graphs (TensorRT FP16 is strongly typed: it builds from these), gated on final images
     f16 = None
     if want_fp16:
@@ -246,6 +256,25 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
             variants={"tensorrt": Variant("model.int8.trt.onnx", sha256_bytes(int8.trt_onnx_bytes),
                                           bytes=len(int8.trt_onnx_bytes), use_for=("tensorrt",),
                                           activations="int8, zero point 0 (TensorRT explicit quantization)")})
+    if ov8 is not None:
+        files["reports/quantization.openvino.json"] = json_text(ov8.report).encode()
+        reports["quantization_openvino"] = "reports/quantization.openvino.json"
+    if ov8 is not None and ov8.met_budget:
+        from .openvino_quant import OV_INT8_FILE, OV_INT8_WEIGHTS, compile_cpu, read_ir
+
+        cd = compile_cpu(read_ir(ov8.xml, ov8.bin), "f32")
+        st_ov = compare_outputs(cd.create_infer_request().infer(g_in)[cd.output(0)], v_ref, FP32_TOL["atol"],
+                                FP32_TOL["rtol"], DEFAULT_VALUE_RANGE["diffusion"])
+        tol["int8.openvino"] = int8_golden_tolerance(st_ov, span=2.0)
+        files[OV_INT8_FILE], files[OV_INT8_WEIGHTS] = ov8.xml, ov8.bin
+        v8 = models_m["int8"]
+        models_m["int8"] = replace(v8, variants={**v8.variants, "openvino": Variant(
+            OV_INT8_FILE, sha256_bytes(ov8.xml), bytes=len(ov8.xml), weights=OV_INT8_WEIGHTS, precision="int8",
+            use_for=("openvino",), activations="NNCF FakeQuantize on the OpenVINO model (OpenVINO CPU int8 kernels)",
+            quantization={"tool": "nncf", "engine": "openvino", "format": "OpenVINO IR (FakeQuantize, int8 weights)",
+                          "inference_precision": ov8.report["config"]["inference_precision"],
+                          "ignored_layers": list(ov8.kept_float), "outcome": ov8.report["outcome"],
+                          "report": "reports/quantization.openvino.json"})})
     text_models = {"fp32": text_v}
     if f16 is not None:
         files["reports/fp16.json"] = json_text(f16.report).encode()
@@ -297,6 +326,8 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
                  **({"bf16_openvino": {k: bf16.get(k) for k in ("native", "accepted", "eval")}} if bf16 else {}),
                  **({"int8": {k: int8.report.get(k) for k in ("outcome", "message", "kept_float", "final")}}
                     if int8 is not None else {}),
+                 **({"int8_openvino": {k: ov8.report.get(k) for k in ("outcome", "message", "kept_float", "final")}}
+                    if ov8 is not None else {}),
                  **({"fp16": {"outcome": f16.report["outcome"], "message": f16.report["message"],
                               "kept_fp32": {"denoiser": list(f16.kept_den), "text_encoder": list(f16.kept_text)},
                               "final": f16.report["final"]}} if f16 is not None else {}),

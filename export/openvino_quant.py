@@ -141,8 +141,10 @@ def int8_layers(model, names: dict[str, str]) -> list[str]:
 
 
 def nncf_int8(fp32_onnx, calib: dict, float_layers: tuple[str, ...] = (), cfg: OVQuantConfig | None = None,
-              names: dict[str, str] | None = None):
-    """NNCF post-training INT8 on the OpenVINO model; `float_layers` (ONNX names) stay float. -> ov.Model."""
+              names: dict[str, str] | None = None, float_ops: tuple[str, ...] = ()):
+    """NNCF post-training INT8 on the OpenVINO model; `float_layers` (ONNX names of weighted layers) stay float,
+    and so do `float_ops` (OpenVINO op names of other ops, e.g. a diffusion denoiser's timestep phase; each must be
+    an op of the model: ops_named() finds them). -> ov.Model."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
@@ -162,7 +164,14 @@ def nncf_int8(fp32_onnx, calib: dict, float_layers: tuple[str, ...] = (), cfg: O
             target_device=nncf.TargetDevice.CPU, fast_bias_correction=cfg.fast_bias_correction,
             advanced_parameters=AdvancedQuantizationParameters(overflow_fix=OverflowFix(cfg.overflow_fix)),
             # validate=True (the default): NNCF raises if a name is not an op of the OpenVINO model
-            ignored_scope=nncf.IgnoredScope(names=[names[x] for x in float_layers]) if float_layers else None)
+            ignored_scope=(nncf.IgnoredScope(names=[names[x] for x in float_layers] + list(float_ops))
+                           if float_layers or float_ops else None))
+
+
+def ops_named(fp32_onnx, onnx_names) -> list[str]:
+    """The OpenVINO op names (the ONNX frontend keeps node names) of those ONNX nodes that survive conversion."""
+    have = {op.get_friendly_name() for op in ov_model(fp32_onnx).get_ordered_ops()}
+    return [n for n in onnx_names if n in have]
 
 
 def _constant_subgraph(node, depth: int = 0) -> bool:
