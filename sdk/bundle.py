@@ -89,6 +89,16 @@ class Bundle:
         graph's (the same device key must not make a text encoder's engine overwrite the denoiser's)."""
         return self.root / "engines" / (f"graph-{self.graph_name}" if self.graph_name else "")
 
+    def graphs_at(self, precision: str) -> list[tuple["Bundle", str]]:
+        """(graph, the precision it runs at) for every graph: this bundle's own at `precision`, each further graph
+        (a diffusion text encoder) at `precision` when it has that variant or it is bf16 (OpenVINO's hint on fp32),
+        else fp32. What the runtime loads, verify checks and `skugen build` builds."""
+        out: list[tuple[Bundle, str]] = [(self, precision)]
+        for name in self.spec.graphs:
+            g = self.graph(name)
+            out.append((g, precision if precision in g.precisions or precision == "bf16" else "fp32"))
+        return out
+
     def graph(self, name: str) -> "Bundle":
         """The same verified bundle seen as graph `name` (a multi-graph bundle's text encoder, say): what
         runner_for and verify take. Engines built for it are cached under engines/ like the main graph's."""

@@ -441,8 +441,16 @@ def find_engine_dir(bundle: str | os.PathLike | Bundle, precision: str) -> Path:
 
 
 def mark_engine_verified(bundle: str | os.PathLike | Bundle, precision: str, log: str | None = None) -> Path:
-    """Write <engine dir>/verified.json for the newest `precision` engine; call only after verify passed."""
-    return engine_store.mark_verified(bundle, precision, log, by="skugen verify (install.sh)")
+    """Write <engine dir>/verified.json for the newest `precision` engine; call only after verify passed.
+
+    A multi-graph bundle's further graphs (a diffusion text encoder) are marked too, each at the precision the
+    runtime runs it at (Bundle.graphs_at: what `skugen build` built and `skugen verify` checked). Returns the
+    bundle's own engine directory's marker."""
+    b = engine_store.as_bundle(bundle)
+    main = engine_store.mark_verified(b, precision, log, by="skugen verify (install.sh)")
+    for g, p in b.graphs_at(precision)[1:]:
+        engine_store.mark_verified(g, p, log, by="skugen verify (install.sh)")
+    return main
 
 
 def engine_status(bundle: str | os.PathLike | Bundle) -> list[dict]:

@@ -66,8 +66,8 @@ def _diffusion_pipeline(bundle: Bundle, runner, choice, threads: int | None):
     the same engine, at that precision when its graph has it, else fp32 (bf16 is OpenVINO's hint on fp32)."""
     from .backends import runner_for
 
-    text = bundle.graph(bundle.spec.diffusion.text_graph)
-    tp = choice.precision if choice.precision in text.precisions or choice.precision == "bf16" else "fp32"
+    text, tp = next((g, p) for g, p in bundle.graphs_at(choice.precision)
+                    if g.graph_name == bundle.spec.diffusion.text_graph)
     tr = runner_for(text, choice.backend, tp, threads=threads)
     tr.activate()
     try:

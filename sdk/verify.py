@@ -209,9 +209,4 @@ def verify_graphs(bundle_or_path, backend: str = "onnxruntime", precision: str =
     """verify_bundle on the bundle's own graph, then on every further graph of a multi-graph bundle (a diffusion
     bundle's text encoder) at the same precision when that graph has it, else fp32 (what the runtime runs)."""
     b = bundle_or_path if isinstance(bundle_or_path, Bundle) else load_bundle(bundle_or_path)
-    reps = [verify_bundle(b, backend, precision)]
-    for name in b.spec.graphs:
-        g = b.graph(name)
-        p = precision if precision in g.precisions or precision == "bf16" else "fp32"
-        reps.append(verify_bundle(g, backend, p))
-    return reps
+    return [verify_bundle(g, backend, p) for g, p in b.graphs_at(precision)]

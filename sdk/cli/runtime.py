@@ -345,7 +345,9 @@ def _build(args) -> int:
         opt_hw=args.opt_hw, max_hw=args.max_hw, workspace_mb=args.workspace_mb, force=args.force,
         optimization_level=args.opt_level,
         timing_cache=not args.no_timing_cache, device=args.device)
-    records = [trt_backend.engine_from_onnx(b, prec, cfg) for prec in dict.fromkeys(args.precision)]
+    # every graph of a multi-graph bundle (a diffusion text encoder too), each at the precision the runtime runs
+    records = [trt_backend.engine_from_onnx(g, p, cfg) for prec in dict.fromkeys(args.precision)
+               for g, p in b.graphs_at(prec)]
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
         return 0

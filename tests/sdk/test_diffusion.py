@@ -164,3 +164,51 @@ def test_each_graph_has_its_own_engine_directory(diffusion_bundle):
     assert b.engines_dir() == diffusion_bundle / "engines"
     assert t.engines_dir() == diffusion_bundle / "engines" / "graph-text_encoder"
     assert store.fallback_root(t) != store.fallback_root(b)  # the read-only fallback is named after the view
+
+
+def test_graphs_at_is_what_the_runtime_runs(diffusion_bundle):
+    """One rule for load, verify, build and mark-verified: the text encoder at the precision when it has it
+    (or bf16, OpenVINO's hint on fp32), else fp32."""
+    b = load_bundle(diffusion_bundle)
+    for prec, text_prec in (("fp32", "fp32"), ("int8", "fp32"), ("bf16", "bf16"), ("fp16", "fp32")):
+        got = [(g.graph_name, p) for g, p in b.graphs_at(prec)]
+        assert got == [(None, prec), ("text_encoder", text_prec)]
+
+
+def test_build_and_mark_verified_cover_every_graph(diffusion_bundle, tmp_path, monkeypatch, capsys):
+    """`skugen build` asks the TensorRT builder for each graph's engine, and install.sh's mark-verified marks each.
+    The builder itself is replaced here (TensorRT cannot run on this machine; tests/sdk/backends/test_tensorrt_plan.py
+    drives the real build code against a fake TensorRT): this checks only which graph x precision is requested."""
+    from skugen import cli
+    from skugen.backends import tensorrt as trt_backend
+    from skugen.backends.tensorrt import store
+    from skugen.deploy import mark_engine_verified
+
+    root = shutil.copytree(diffusion_bundle, tmp_path / "b")
+    calls = []
+
+    class _Rec:
+        def __init__(self, g, p):
+            self.key, self.built, self.plan_path, self.metadata = f"k-{g.graph_name}-{p}", True, "x", {}
+
+        def to_dict(self):
+            return {"key": self.key}
+
+    def fake_build(g, p, cfg):
+        calls.append((g.graph_name, p))
+        d = g.engines_dir() / f"nvidia-gpu-sm87-trt10.3.0-{p}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "engine.plan").write_bytes(b"plan")
+        (d / "engine.json").write_text(json.dumps({"key": d.name, "precision": p, "plan_file": "engine.plan",
+                                                   "built_at": "2026-12-02T00:00:00+00:00"}))
+        return _Rec(g, p)
+
+    monkeypatch.setattr(trt_backend, "_require", lambda device=None: None)
+    monkeypatch.setattr(trt_backend, "engine_from_onnx", fake_build)
+    assert cli.main(["build", str(root), "--precision", "fp32", "int8"]) == 0
+    assert calls == [(None, "fp32"), ("text_encoder", "fp32"), (None, "int8"), ("text_encoder", "fp32")]
+    mark_engine_verified(root, "int8")
+    b = load_bundle(root)
+    verified = {(e.dir.parent.name, e.precision) for g in (b, b.graph("text_encoder")) for e in store.list_engines(g)
+                if e.verified}
+    assert verified == {("engines", "int8"), ("graph-text_encoder", "fp32")}
