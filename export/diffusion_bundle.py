@@ -244,7 +244,8 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
         st = compare_outputs(got, v_ref, FP32_TOL["atol"], FP32_TOL["rtol"], DEFAULT_VALUE_RANGE["diffusion"])
         st_trt = compare_outputs(ort_outputs(int8.trt_onnx_bytes, g_in)["v"], v_ref, FP32_TOL["atol"], FP32_TOL["rtol"],
                                  DEFAULT_VALUE_RANGE["diffusion"])
-        tol["int8"] = int8_golden_tolerance(worse_stats(st, st_trt), span=2.0)  # v: velocities of [-1, 1] images
+        int8_stats = worse_stats(st, st_trt)
+        tol["int8"] = int8_golden_tolerance(int8_stats, span=2.0)  # v: velocities of [-1, 1] images
         files["model.int8.onnx"], files["model.int8.trt.onnx"] = int8.onnx_bytes, int8.trt_onnx_bytes
         models_m["int8"] = Variant(
             "model.int8.onnx", sha256_bytes(int8.onnx_bytes), bytes=len(int8.onnx_bytes), precision="int8",
@@ -301,6 +302,26 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
                                       bytes=len(f16.text_bytes), precision="fp16", opset=ecfg.opset, macs=macs_text,
                                       activations=f"fp16; fp32 output; {len(f16.kept_text)} node(s) fp32",
                                       quantization={**how, "kept_fp32": list(f16.kept_text)})
+    if f16 is not None and f16.met_budget and "int8" in models_m:  # the TensorRT INT8 twin: FP16 outside Q/DQ
+        from .diffusion_fp16 import int8_twin_fp16
+
+        twin16, m16 = int8_twin_fp16(text_bytes, den_bytes, files["model.int8.trt.onnx"], f16.kept_den,
+                                     LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape), judge, gcfg)
+        f16.report["int8_tensorrt_fp16"] = {k: v for k, v in m16.items() if k != "budget"}
+        files["reports/fp16.json"] = json_text(f16.report).encode()
+        if m16.get("within_budget"):
+            from .fp16 import fp16_storage_sim
+
+            st16 = compare_outputs(ort_outputs(fp16_storage_sim(twin16), g_in)["v"], v_ref, FP32_TOL["atol"],
+                                   FP32_TOL["rtol"], DEFAULT_VALUE_RANGE["diffusion"])
+            tol["int8"] = int8_golden_tolerance(worse_stats(int8_stats, st16), span=2.0)
+            files["model.int8.trt.onnx"] = twin16
+            v8 = models_m["int8"]
+            t = v8.variants["tensorrt"]
+            models_m["int8"] = replace(v8, variants={**v8.variants, "tensorrt": replace(
+                t, sha256=sha256_bytes(twin16), bytes=len(twin16),
+                activations="int8, zero point 0 (TensorRT explicit quantization); fp16 elsewhere, fp32: "
+                            f"{len(f16.kept_den)} node(s) (the FP16 gate's)")})
     manifest = Manifest(
         schema_version=schema_for({TEXT_GRAPH: 1}), skugen_version=skugen_version, name=name, kind="diffusion",
         io=den_io, models=models_m,

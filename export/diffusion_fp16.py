@@ -158,3 +158,22 @@ def fp16_graphs(text_onnx: bytes, den_onnx: bytes, spec: LoopSpec, judge,
                              "did not hold the budget. TensorRT runs these bundles in FP32 or INT8.")
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return DiffusionFP16(met, text16 if met else None, den16, tuple(keep_t), keep_d, jsonable(report, finite=False))
+
+
+def int8_twin_fp16(text_onnx: bytes, den_onnx: bytes, twin: bytes, keep_fp32: tuple[str, ...], spec: LoopSpec, judge,
+                   gate_cfg: DiffusionGateConfig) -> tuple[bytes, dict]:
+    """The TensorRT INT8 twin of the denoiser with FP16 (not FP32) outside its Q/DQ layers, as the one-graph families
+    ship theirs (skugen.export.qdq.tensorrt_fp16), keeping the FP16 gate's FP32 nodes (the timestep phase among
+    them). -> (the twin, its final-image metrics: whole sampling runs with the FP32 text encoder, the graph TensorRT
+    pairs with an INT8 denoiser, against FP32). The caller ships it only when metrics["within_budget"]."""
+    from .qdq import tensorrt_fp16
+
+    twin16 = tensorrt_fp16(twin, keep_fp32)
+    ref, runners = _pair(text_onnx, den_onnx)
+    cand, cand_runners = _pair(text_onnx, fp16_storage_sim(twin16))
+    try:
+        m = gate(ref, cand, spec, judge, gate_cfg)
+    finally:
+        for r in runners + cand_runners:
+            r.deactivate()
+    return twin16, {**m, "method": METHOD["name"], "kept_fp32": list(keep_fp32)}

@@ -82,3 +82,28 @@ def test_fp16_bundle_verifies_and_runs(diffusion_model_dir, tmp_path):
         assert pipe.info["diffusion"]["text_encoder"]["model_file"] == "text_encoder.fp16.onnx"
         want = ref.generate(prompts=["a bag", "white sneakers"], seed=0).images
     assert np.abs(a.astype(int) - want.astype(int)).mean() < 2.0
+
+
+def test_tensorrt_int8_twin_goes_fp16_outside_its_qdq(diffusion_model_dir, tmp_path):
+    from skugen.export.bundle import BundleConfig, export_bundle
+    from skugen.export.quantize import QualityBudget
+
+    out = export_bundle(diffusion_model_dir, tmp_path / "b", BundleConfig(int8=True, eval_n=40, openvino=False,
+                                                                          budget=QualityBudget(max_fidelity_drop_pts=5.0)))
+    m = json.loads((out / "manifest.json").read_text())
+    rep = json.loads((out / "reports/fp16.json").read_text())
+    tw = rep["int8_tensorrt_fp16"]
+    assert tw["judged"].startswith("final images") and tw["kept_fp32"] == m["models"]["fp16"]["quantization"]["kept_fp32"]
+    if not tw["within_budget"]:
+        pytest.fail(f"a random tiny denoiser's FP16 twin should hold a loose budget: {tw}")
+    t = m["models"]["int8"]["variants"]["tensorrt"]
+    assert "fp16 elsewhere" in t["activations"]
+    twin = onnx.load(str(out / t["file"]))
+    ops = {n.op_type for n in twin.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops and _fp16_initializers(twin.SerializeToString()) > 0
+    # the timestep's phase stayed FP32 in the twin too: its Sin/Cos take a float32 argument
+    from skugen.export.fp16 import _typed
+
+    _, dtype = _typed(twin)
+    trig = [n for n in twin.graph.node if n.op_type in ("Sin", "Cos")]
+    assert trig and all(dtype[n.input[0]] == onnx.TensorProto.FLOAT for n in trig)
