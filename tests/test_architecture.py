@@ -3,7 +3,8 @@
 import-linter (grimp) finds a package's submodules from its directory, but skugen is three trees mapped
 onto one import name (sdk/ -> skugen, export/ -> skugen.export, kernels/ -> skugen.kernels: pyproject's
 package-dir). So the test lays the three trees out as one package in a temp dir, as a wheel installs them,
-and runs `lint-imports` on that copy.
+and runs `lint-imports` on that copy (it holds under any install; `make install`'s strict editable mode makes a
+bare `lint-imports` in the checkout see the same layout).
 """
 from __future__ import annotations
 
