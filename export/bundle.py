@@ -36,15 +36,12 @@ from . import ckpt, models, zoo
 from .onnx_export import ExportConfig, compare_outputs, onnx_from_torch, ort_outputs, parity_report
 from . import userdata
 from .evalsets import enhancer_eval_set, gate_sets
-from .fp16_gate import FP16_TOL
-from .quantize import QualityBudget, QuantConfig, int8_golden_tolerance, quantize_gated_auto, worse_stats
+from .quantize import QualityBudget, QuantConfig, quantize_gated_auto
+from .tolerances import FP16_TOL, FP32_TOL, int8_golden_tolerance, worse_stats
 
 KIND_OF_FAMILY = {"cgan": "generator", "sr": "enhancer"}
 
-# Golden tolerances, per precision. fp32: what ORT/TensorRT FP32 (TF32 off) reach against PyTorch
-# with margin (measured max |err| ~1e-7). fp16: fp16_gate.FP16_TOL. INT8 cannot match element-wise (quantization noise is the point), so it is checked
-# by image statistics instead: see quantize.int8_golden_tolerance.
-FP32_TOL = {"atol": 1e-4, "rtol": 1e-3}
+# Golden tolerances per precision: skugen.export.tolerances.
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,9 @@ from skugen.manifest import (DEFAULT_VALUE_RANGE, DiffusionSpec, Golden, Graph, 
 from skugen.tokenizer import Tokenizer
 
 from . import ckpt, zoo
-from .fp16_gate import FP16_TOL
 from .onnx_export import ExportConfig, compare_outputs, graph_to_onnx, ort_outputs
-from .quantize import int8_golden_tolerance, worse_stats
+from .tolerances import FP16_TOL, FP32_TOL, int8_golden_tolerance, worse_stats
 
-FP32_TOL = {"atol": 1e-4, "rtol": 1e-3}
 # The loop compounds N steps of float32 rounding differences (ORT vs torch kernels), in image units [-1, 1]:
 # 32 Euler steps measured ~1e-5 max abs; 2e-3 is a quarter of one uint8 level.
 LOOP_TOL = {"atol": 2e-3, "rtol": 0.0}

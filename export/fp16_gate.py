@@ -46,9 +46,6 @@ METHOD = {
                         "an inference precision of f32 even with INFERENCE_PRECISION_HINT f16; it folds the FP16 "
                         "graph to FP32 (the probe gives 0.1)",
 }
-# Golden tolerance of FP16 graphs (bundle manifests): a 10-bit mantissa through ~15 layers, outputs within
-# [-1,1]/[0,1] (one-graph families) or velocities of [-1, 1] images (diffusion).
-FP16_TOL = {"atol": 2e-2, "rtol": 1e-2}
 FP16_MIN_PSNR_DB = 45.0         # FP16 output vs FP32 output, [0,255] after mapping the value range
 RANGE_HEADROOM = 0.5            # a node whose FP32 output reaches 0.5 x FP16_MAX on the eval inputs stays FP32
 FP16_REPORT_VERSION = 1

@@ -678,30 +678,3 @@ def _fmt(v: float) -> str:
 
 def _checks(m: dict) -> str:
     return ", ".join(f"{c['name']} {c['value']:.3g} (need {c['rule']} {c['limit']:g})" for c in m["budget"]["checks"])
-
-# ----------------------------------------------------------------------------- golden tolerances
-
-
-def int8_golden_tolerance(stats: dict, span: float) -> dict:
-    """INT8 golden tolerance from the ORT INT8 measurement at export time.
-
-    A PSNR floor (catches outliers and garbage) plus a mean-|err| bound (catches a global
-    shift a PSNR average can hide). Margins let another correct INT8 backend (TensorRT
-    fuses and rounds differently) pass while a broken engine (wrong scales, ~10-20 dB) fails.
-    """
-    p = stats.get("psnr_db")
-    p = 200.0 if p is None else p  # identical outputs
-    return {"min_psnr_db": round(min(p - 6.0, 30.0), 2),
-            "max_mean_abs": round(max(3.0 * stats["mean_abs"], 0.02 * span), 6),
-            "measured": {"psnr_db": stats.get("psnr_db"), "mean_abs": stats["mean_abs"], "backend": "onnxruntime CPU"},
-            "rule": "pass when PSNR(output vs golden) >= min_psnr_db and mean|output - golden| <= max_mean_abs; "
-                    "min_psnr_db = min(measured - 6 dB, 30 dB), max_mean_abs = max(3x measured, 2% of the "
-                    "value range). INT8 cannot meet fp32 element-wise tolerances."}
-
-
-def worse_stats(a: dict, b: dict) -> dict:
-    """Per-statistic worst of two comparisons (lower PSNR, higher errors)."""
-    pa = math.inf if a.get("psnr_db") is None else a["psnr_db"]
-    pb = math.inf if b.get("psnr_db") is None else b["psnr_db"]
-    p = min(pa, pb)
-    return {"psnr_db": None if math.isinf(p) else p, "mean_abs": max(a["mean_abs"], b["mean_abs"])}

@@ -7,7 +7,7 @@ the parsed manifest's golden.tolerances (Bundle.spec.tolerance(precision)):
 - fp32 / fp16: element-wise, Polygraphy semantics: |out - golden| <= atol + rtol * |golden|; fp16 runs the
   bundle's model.fp16.onnx (ONNX Runtime on the CPU, or the TensorRT engine built from it);
 - int8: INT8 cannot match element-wise, so image statistics: PSNR >= min_psnr_db and
-  mean |out - golden| <= max_mean_abs (see skugen.export.quantize.int8_golden_tolerance).
+  mean |out - golden| <= max_mean_abs (see skugen.export.tolerances.int8_golden_tolerance).
 
     rep = verify_bundle("runs/demo/bundle", backend="onnxruntime", precision="int8")
     rep.passed, rep.outputs["image"]["psnr_db"]

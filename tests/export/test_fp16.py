@@ -12,7 +12,7 @@ from skugen.export import zoo
 from skugen.export.fp16 import FLOAT16, fp16_plan, fp16_storage_sim, fp16_summary, to_fp16
 from skugen.export.onnx_export import onnx_from_torch
 
-FP16_TOL = {"atol": 2e-2, "rtol": 1e-2}  # skugen.export.fp16_gate.FP16_TOL
+FP16_TOL = {"atol": 2e-2, "rtol": 1e-2}  # skugen.export.tolerances.FP16_TOL
 
 
 def _feeds(model: bytes, n: int = 4, hw: int = 40) -> dict:
