@@ -453,7 +453,7 @@ def _fp16_variant(cfg: BundleConfig, kind: str, module, res, files: dict, models
     Adds to `files` and `models_m` in place; returns quality / golden / tolerances / report to merge."""
     from .fp16 import fp16_storage_sim
     from .fp16_gate import METHOD, fp16_gated, run_fp16
-    from .qdq import tensorrt_fp16
+    from .qdq import tensorrt_fp16, with_tensorrt_twin
     from .quantize import _classifier_fn, _Judge
 
     clf, clf_src = _classifier(cfg, kind, module)
@@ -498,12 +498,7 @@ def _fp16_variant(cfg: BundleConfig, kind: str, module, res, files: dict, models
         out["tolerances"]["int8"] = int8_golden_tolerance(worse_stats(golden_int8, st_trt), span)
         out["quality"]["int8_tensorrt_fp16"] = {**_strip(m), "method": METHOD["name"], "kept_fp32": list(r.kept_fp32)}
         files["model.int8.trt.onnx"] = twin
-        v8 = models_m["int8"]
-        t = v8.variants["tensorrt"]
-        models_m["int8"] = replace(v8, variants={**v8.variants, "tensorrt": replace(
-            t, sha256=sha256_bytes(twin), bytes=len(twin),
-            activations="int8, zero point 0 (TensorRT explicit quantization); fp16 elsewhere"
-                        + (f", fp32: {', '.join(r.kept_fp32)}" if r.kept_fp32 else ""))})
+        models_m["int8"] = with_tensorrt_twin(models_m["int8"], twin, r.kept_fp32)
     return out
 
 

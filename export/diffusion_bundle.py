@@ -34,6 +34,7 @@ from skugen.manifest import (DEFAULT_VALUE_RANGE, DiffusionSpec, Golden, Graph, 
 from skugen.tokenizer import Tokenizer
 
 from . import ckpt, zoo
+from .diffusion_gate import DiffusionGateConfig, LoopSpec
 from .onnx_export import ExportConfig, compare_outputs, graph_to_onnx, ort_outputs
 from .tolerances import FP16_TOL, FP32_TOL, int8_golden_tolerance, worse_stats
 
@@ -146,53 +147,47 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
         raise VerificationError(f"the sampling loop on ONNX Runtime drifts from eager PyTorch over {steps} steps "
                                 f"(max_abs {loop['max_abs']:.3g} > {LOOP_TOL['atol']}); the bundle was not written.")
 
-    # the final-image judge of both gates below (None: only PSNR is measured and nothing is accepted)
+    # the final-image judge of the gates below (None: only PSNR is measured and nothing is accepted)
     judge = None
     want_fp16 = cfg.fp16 if cfg.fp16 is not None else cfg.int8
     if cfg.classifier and (cfg.int8 or want_fp16 or cfg.openvino is not False):
         judge = zoo.load_judge() if cfg.classifier == "auto" else zoo.load_judge(cfg.classifier)
+    loop_spec = LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape)   # what every gate samples with
+    gate_n = cfg.eval_n or DiffusionGateConfig.n
+    gcfg = DiffusionGateConfig(n=gate_n, max_fidelity_drop_pts=cfg.budget.max_fidelity_drop_pts)
+    with_openvino = cfg.openvino is not False and importlib.util.find_spec("openvino") is not None
 
     # 2b. OpenVINO BF16 (a runtime precision of the FP32 graphs): gated on final images, recorded in the manifest
     bf16 = None
-    if cfg.openvino is not False and importlib.util.find_spec("openvino") is not None:
-        from .diffusion_gate import DiffusionGateConfig, LoopSpec, bf16_record
+    if with_openvino:
+        from .diffusion_gate import bf16_record
 
-        spec = LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape)
         with onnx_runner(text_bytes) as tr, onnx_runner(den_bytes) as dr:
             ref = (lambda tk: tr.infer({"tokens": tk})["context"], lambda f: dr.infer(f)["v"])
-            bf16 = bf16_record(text_bytes, den_bytes, ref, spec, judge,
-                               DiffusionGateConfig(n=cfg.eval_n or DiffusionGateConfig.n))
+            bf16 = bf16_record(text_bytes, den_bytes, ref, loop_spec, judge, DiffusionGateConfig(n=gate_n))
 
     # 2c. INT8 denoiser: calibrated over sampling trajectories, gated on the final images (diffusion_quant)
     int8 = None
     if cfg.int8:
-        from .diffusion_gate import DiffusionGateConfig, LoopSpec
         from .diffusion_quant import DenoiserQuantConfig, quantize_denoiser
 
-        gcfg = DiffusionGateConfig(n=cfg.eval_n or DiffusionGateConfig.n,
-                                   max_fidelity_drop_pts=cfg.budget.max_fidelity_drop_pts)
-        int8 = quantize_denoiser(text_bytes, den_bytes, LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape), judge,
+        int8 = quantize_denoiser(text_bytes, den_bytes, loop_spec, judge,
                                  DenoiserQuantConfig(gate=gcfg, max_float_fraction=cfg.budget.max_float_fraction))
 
     # 2c'. OpenVINO's own INT8 IR of the denoiser (NNCF on the OpenVINO model), when the ORT INT8 shipped
     ov8 = None
-    if (int8 is not None and int8.met_budget and cfg.openvino is not False
-            and importlib.util.find_spec("openvino") is not None):
+    if int8 is not None and int8.met_budget and with_openvino:
         from .diffusion_openvino import openvino_int8_denoiser
 
-        ov8 = openvino_int8_denoiser(text_bytes, den_bytes, LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape),
-                                     judge, gcfg, int8.kept_float)
+        ov8 = openvino_int8_denoiser(text_bytes, den_bytes, loop_spec, judge, gcfg, int8.kept_float)
 
     # 2d. FP16 graphs (TensorRT FP16 is strongly typed: it builds from these), gated on final images
     f16 = None
     if want_fp16:
         from .diffusion_fp16 import DiffusionFP16Config, fp16_graphs
-        from .diffusion_gate import DiffusionGateConfig, LoopSpec
 
-        f16 = fp16_graphs(text_bytes, den_bytes, LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape), judge,
-                          DiffusionFP16Config(gate=DiffusionGateConfig(n=cfg.eval_n or DiffusionGateConfig.n,
-                                                                       max_fidelity_drop_pts=cfg.budget.max_fidelity_drop_pts),
-                                              max_float_fraction=cfg.budget.max_float_fraction))
+        f16 = fp16_graphs(text_bytes, den_bytes, loop_spec, judge,
+                          DiffusionFP16Config(gate=gcfg, max_float_fraction=cfg.budget.max_float_fraction))
 
     # 3. manifest: the denoiser is the bundle's model, the text encoder a further graph
     L, D = c.context, c.text_dim
@@ -303,8 +298,8 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
     if f16 is not None and f16.met_budget and "int8" in models_m:  # the TensorRT INT8 twin: FP16 outside Q/DQ
         from .diffusion_fp16 import int8_twin_fp16
 
-        twin16, m16 = int8_twin_fp16(text_bytes, den_bytes, files["model.int8.trt.onnx"], f16.kept_den,
-                                     LoopSpec(tok, steps, c.guidance, cfg.max_batch, shape), judge, gcfg)
+        twin16, m16 = int8_twin_fp16(text_bytes, den_bytes, files["model.int8.trt.onnx"], f16.kept_den, loop_spec,
+                                     judge, gcfg)
         f16.report["int8_tensorrt_fp16"] = {k: v for k, v in m16.items() if k != "budget"}
         files["reports/fp16.json"] = json_text(f16.report).encode()
         if m16.get("within_budget"):
@@ -313,13 +308,10 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
             st16 = compare_outputs(ort_outputs(fp16_storage_sim(twin16), g_in)["v"], v_ref, FP32_TOL["atol"],
                                    FP32_TOL["rtol"], DEFAULT_VALUE_RANGE["diffusion"])
             tol["int8"] = int8_golden_tolerance(worse_stats(int8_stats, st16), span=2.0)
+            from .qdq import with_tensorrt_twin
+
             files["model.int8.trt.onnx"] = twin16
-            v8 = models_m["int8"]
-            t = v8.variants["tensorrt"]
-            models_m["int8"] = replace(v8, variants={**v8.variants, "tensorrt": replace(
-                t, sha256=sha256_bytes(twin16), bytes=len(twin16),
-                activations="int8, zero point 0 (TensorRT explicit quantization); fp16 elsewhere, fp32: "
-                            f"{len(f16.kept_den)} node(s) (the FP16 gate's)")})
+            models_m["int8"] = with_tensorrt_twin(models_m["int8"], twin16, f16.kept_den)
     manifest = Manifest(
         schema_version=schema_for({TEXT_GRAPH: 1}), skugen_version=skugen_version, name=name, kind="diffusion",
         io=den_io, models=models_m,

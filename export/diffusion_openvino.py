@@ -55,12 +55,13 @@ def openvino_int8_denoiser(text_onnx: bytes, den_onnx: bytes, spec: LoopSpec, ju
         for kept in dict.fromkeys([(), tuple(ort_kept_float)]):  # the ORT search's answer, when it differs
             q = nncf_int8(den_onnx, {**calib}, kept, ocfg, names, float_ops)
             xml, bin_ = ir_bytes(q)
-            cd = compile_cpu(read_ir(xml, bin_), ocfg.inference_precision, ocfg.threads)  # what ships, read back
+            shipped = read_ir(xml, bin_)                                   # what ships, read back
+            cd = compile_cpu(shipped, ocfg.inference_precision, ocfg.threads)
             rd = cd.create_infer_request()
             cand = (lambda tk: rt.infer({"tokens": tk})[ct.output(0)].copy(),
                     lambda f, rd=rd, cd=cd: rd.infer(f)[cd.output(0)].copy())
             m = gate(ref, cand, spec, judge, gate_cfg)
-            tries.append({"kept_float": list(kept), "int8_layers": len(int8_layers(read_ir(xml, bin_), names)),
+            tries.append({"kept_float": list(kept), "int8_layers": len(int8_layers(shipped, names)),
                           "executed": executed_precisions(cd), **m})
             if m.get("within_budget"):
                 chosen = (kept, xml, bin_, m)

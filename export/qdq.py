@@ -43,6 +43,20 @@ def tensorrt_fp16(trt_int8_onnx, keep_fp32=()) -> bytes:
     return to_fp16(mp, [k for k in keep_fp32 if k in names])
 
 
+def with_tensorrt_twin(int8, twin: bytes, keep_fp32=()):
+    """The manifest's models["int8"] Variant with its TensorRT twin replaced by `twin`, the FP16 rewrite of
+    tensorrt_fp16 (keep_fp32: the FP16 gate's FP32 nodes, named in the activations note)."""
+    from dataclasses import replace
+
+    from skugen.io import sha256_bytes
+
+    t = int8.variants["tensorrt"]
+    return replace(int8, variants={**int8.variants, "tensorrt": replace(
+        t, sha256=sha256_bytes(twin), bytes=len(twin),
+        activations="int8, zero point 0 (TensorRT explicit quantization); fp16 elsewhere"
+                    + (f", fp32: {', '.join(keep_fp32)}" if keep_fp32 else ""))})
+
+
 def _drop_value_info(mp, elem_type: int) -> None:
     """Q outputs changed element type: drop their stale value_info so shape inference recomputes it."""
     keep = [v for v in mp.graph.value_info if v.type.tensor_type.elem_type != elem_type]
