@@ -319,13 +319,24 @@ def test_latency_stats_window_is_bounded():
     assert d["infer"]["p50"] == pytest.approx(2.0)
 
 
-def test_environment_is_cheap_and_json_safe():
-    import time
+def test_environment_is_cheap_and_json_safe(monkeypatch):
+    """Every report calls environment(): after the first call it runs no command and reads no file
+    (the machine part is cached per process), and what it returns is a copy callers may edit."""
+    import builtins
+    import subprocess
 
-    t = time.perf_counter()
     e = environment()
-    environment()
-    assert time.perf_counter() - t < 1.0
+
+    def refuse(*a, **k):
+        raise AssertionError(f"environment() did work again after its first call: {a[:1]}")
+
+    monkeypatch.setattr(subprocess, "run", refuse)
+    monkeypatch.setattr(subprocess, "Popen", refuse)
+    monkeypatch.setattr(builtins, "open", refuse)
+    again = environment()
+    monkeypatch.undo()
+    again["cpu"]["model"] = "edited"
+    assert environment()["cpu"] == e["cpu"] and again["versions"] == e["versions"]
     json.dumps(e)
     assert e["versions"]["numpy"] == np.__version__
 

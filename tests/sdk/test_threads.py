@@ -62,15 +62,12 @@ def test_generate_from_8_threads_equals_serial(cgan_bundle, backend):
         def work(t):
             return {(t, i): pipe.generate(**_args(t, i)).images for i in range(CALLS)}
 
-        t0 = time.perf_counter()
-        got = {k: v for part in _run_threads(work, THREADS) for k, v in part.items()}
-        elapsed = time.perf_counter() - t0
+        got = {k: v for part in _run_threads(work, THREADS) for k, v in part.items()}  # JOIN_TIMEOUT_S: deadlock
         assert len(got) == THREADS * CALLS
         for key, want in serial.items():
             np.testing.assert_array_equal(got[key], want, err_msg=str(key))
         sess = pipe.report().latency["session"]
         assert sess["calls"] == THREADS * CALLS  # the rolling stats lost no update under contention
-    assert elapsed < 30
 
 
 @ENGINES
