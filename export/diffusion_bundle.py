@@ -164,7 +164,7 @@ def export_diffusion_bundle(model_dir_or_zoo_name, out, cfg) -> Path:
 
         with onnx_runner(text_bytes) as tr, onnx_runner(den_bytes) as dr:
             ref = (lambda tk: tr.infer({"tokens": tk})["context"], lambda f: dr.infer(f)["v"])
-            bf16 = bf16_record(text_bytes, den_bytes, ref, loop_spec, judge, DiffusionGateConfig(n=gate_n))
+            bf16 = bf16_record(text_bytes, den_bytes, ref, loop_spec, judge, gcfg)  # the budget INT8/FP16 get
 
     # 2c. INT8 denoiser: calibrated over sampling trajectories, gated on the final images (diffusion_quant)
     int8 = None

@@ -49,8 +49,31 @@ def test_bf16_is_gated_on_final_images_where_openvino_is_installed(diffusion_bun
     ev = rec["eval"]
     assert ev["judged"] == "final images of whole sampling runs" and ev["steps"] == 4
     assert ev["n"] == 200 and 0 < ev["psnr_vs_fp32_db"] <= 100 and ev["fid_proxy_fp32"] > 0
-    assert rec["accepted"] == (ev["fidelity_drop_pts"] <= 2.0 and ev["fid_ratio"] <= 1.25)
+    budget = BundleConfig().budget.max_fidelity_drop_pts  # the export's budget, as INT8 and FP16 get it
+    assert ev["budget"]["max_fidelity_drop_pts"] == budget
+    assert rec["accepted"] == (ev["fidelity_drop_pts"] <= budget and ev["fid_ratio"] <= ev["budget"]["max_fid_ratio"])
     from skugen.bundle import load_bundle
     from skugen.tune import bf16_gate
 
     assert bf16_gate(load_bundle(diffusion_bundle))[0] == rec["accepted"]
+
+
+def test_bf16_gate_takes_the_export_budget(diffusion_model_dir, tmp_path, monkeypatch):
+    """--budget reaches the BF16 gate as it reaches INT8 and FP16 (it once got the gate's default 2.0 points)."""
+    pytest.importorskip("openvino")
+    from skugen.export import diffusion_gate
+    from skugen.export.quantize import QualityBudget
+
+    seen = []
+
+    class Stop(BaseException):  # not an Exception: nothing in the exporter may catch it
+        pass
+
+    def stop(*a, **k):
+        seen.append(a[5])
+        raise Stop  # the config is what is checked; nothing is written
+
+    monkeypatch.setattr(diffusion_gate, "bf16_record", stop)
+    with pytest.raises(Stop):
+        export_bundle(diffusion_model_dir, tmp_path / "b", BundleConfig(budget=QualityBudget(max_fidelity_drop_pts=0.25)))
+    assert seen and seen[0].max_fidelity_drop_pts == 0.25 and not (tmp_path / "b").exists()
