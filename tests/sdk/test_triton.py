@@ -8,17 +8,15 @@ in place: copied first).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is in the test extra")
-from google.protobuf import json_format, text_format  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 
 from skugen import cli, prepost  # noqa: E402
@@ -28,6 +26,8 @@ from skugen.errors import InputError  # noqa: E402
 from skugen.kernels.reference import NumpyProcessor  # noqa: E402
 from skugen.kernels.reference import postprocess as ref_post  # noqa: E402
 from skugen.triton import TritonConfig, export_triton, pbtxt  # noqa: E402
+from triton_fakes import configs as _configs  # noqa: E402  (tests/support)
+from triton_fakes import fake_engine, load_model_py, pb_utils, triton_model  # noqa: E402
 
 MC = model_config_pb2.ModelConfig
 DT = model_config_pb2.DataType
@@ -53,28 +53,12 @@ def exported(request, gen_bundle, enh_bundle, tmp_path_factory):
     return load_bundle(bpath), repo, _configs(repo)
 
 
-def _configs(repo: Path) -> dict[str, MC]:
-    out = {}
-    for f in sorted(repo.glob("*/config.pbtxt")):
-        cfg = text_format.Parse(f.read_text(), MC())  # raises on anything Triton would not parse
-        assert cfg.name == f.parent.name, "Triton requires name == directory name"
-        out[cfg.name] = cfg
-    return out
-
-
 def _sig(t) -> tuple[str, tuple[int, ...]]:
     return DT.Name(t.data_type), tuple(t.dims)
 
 
 def _manifest_dims(shape: list) -> list[int]:
     return [d if isinstance(d, int) else -1 for d in shape[1:]]
-
-
-def _load_model_py(path: Path):
-    spec = importlib.util.spec_from_file_location(f"skugen_triton_model_{abs(hash(str(path)))}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)  # no triton_python_backend_utils here: the import is guarded
-    return mod
 
 
 # ----------------------------------------------------------------------------- configs
@@ -178,7 +162,7 @@ def test_ensemble_wiring(exported):
 @pytest.fixture(scope="module")
 def model_py(gen_bundle, tmp_path_factory):
     repo = export_triton(gen_bundle, tmp_path_factory.mktemp("t") / "repo")
-    return _load_model_py(repo / f"{load_bundle(gen_bundle).name}_pre" / "1" / "model.py")
+    return load_model_py(repo / f"{load_bundle(gen_bundle).name}_pre" / "1" / "model.py")
 
 
 # Run in a fresh interpreter where skugen, torch, PIL and onnxruntime cannot be imported (as in a Triton
@@ -304,47 +288,13 @@ def test_pre_generator_matches_the_runtime(model_py, gen_bundle):
         model_py.pre_generator(np.array([[b"0"]], dtype=object), np.array([[-1]]), names, n, z_dim)
 
 
-class _FakePbUtils(types.SimpleNamespace):
-    """The slice of triton_python_backend_utils that model.py uses."""
-
-    class Tensor:
-        def __init__(self, name, array):
-            self._name, self._a = name, array
-
-        def name(self):
-            return self._name
-
-        def as_numpy(self):
-            return self._a
-
-    class InferenceResponse:
-        def __init__(self, output_tensors, error=None):
-            self.output_tensors, self.error = output_tensors, error
-
-    class TritonError:
-        def __init__(self, msg):
-            self.msg = msg
-
-    @staticmethod
-    def get_input_tensor_by_name(request, name):
-        return request.get(name)
-
-
-def _triton_model(repo: Path, name: str, cfg: MC):
-    mod = _load_model_py(repo / name / "1" / "model.py")
-    mod.pb_utils = _FakePbUtils()
-    m = mod.TritonPythonModel()
-    # Triton hands the config over as JSON with proto field names
-    m.initialize({"model_config": json_format.MessageToJson(cfg, preserving_proto_field_name=True)})
-    return m
-
-
 def test_triton_python_model_execute(gen_bundle, tmp_path):
     b = load_bundle(gen_bundle)
     repo = export_triton(b, tmp_path / "repo")
     cfgs = _configs(repo)
-    pre = _triton_model(repo, f"{b.name}_pre", cfgs[f"{b.name}_pre"])
-    T = _FakePbUtils.Tensor
+    pb = pb_utils()
+    pre = triton_model(repo, f"{b.name}_pre", pb)
+    T = pb.Tensor
     ok = {"label": T("label", np.array([[b"1"], [b"0"]], dtype=object)),
           "seed": T("seed", np.array([[3], [4]], dtype=np.int64))}
     bad = {"label": T("label", np.array([[b"not-a-class"]], dtype=object)),
@@ -353,7 +303,7 @@ def test_triton_python_model_execute(gen_bundle, tmp_path):
     assert r_ok.error is None and r_bad.error is not None and "unknown class" in r_bad.error.msg
     outs = {t.name(): t.as_numpy() for t in r_ok.output_tensors}
     assert outs["z"].shape[0] == outs["onehot"].shape[0] == 2 and outs["onehot"][0, 1] == 1.0
-    post = _triton_model(repo, f"{b.name}_post", cfgs[f"{b.name}_post"])
+    post = triton_model(repo, f"{b.name}_post", pb)
     (r,) = post.execute([{"raw": T("raw", np.zeros((2, 1, 32, 32), np.float32))}])
     assert r.output_tensors[0].name() == "image" and r.output_tensors[0].as_numpy().shape == (2, 32, 32, 1)
 
@@ -370,7 +320,7 @@ def _run_ensemble(repo: Path, cfgs: dict[str, MC], name: str, feed: dict[str, np
         m = cfgs[step.model_name]
         ins = {k: tensors[v] for k, v in step.input_map.items()}
         if m.backend == "python":
-            mod = _load_model_py(repo / m.name / "1" / "model.py")
+            mod = load_model_py(repo / m.name / "1" / "model.py")
             params = {k: v.string_value for k, v in m.parameters.items()}
             outs = mod.Step(params).run(ins)
         else:
@@ -422,24 +372,6 @@ def test_enhancer_ensemble_gives_the_runtime_images(enh_bundle, tmp_path):
 # ----------------------------------------------------------------------------- TensorRT plans
 
 
-def _fake_engine(bundle: Path, precision: str, cc: str, onnx_sha: str, built_at: str, max_batch: int = 32,
-                 trt: str = "10.3.0") -> Path:
-    b = load_bundle(bundle)
-    key = f"nvidia-gpu-sm{cc.replace('.', '')}-trt{trt}-{precision}"
-    d = bundle / "engines" / key
-    d.mkdir(parents=True)
-    (d / "engine.plan").write_bytes(f"plan {key}".encode())
-    profile = {}
-    for t in b.spec.io.to_dict()["inputs"]:
-        dims = [d_ if isinstance(d_, int) else 16 for d_ in t["shape"][1:]]
-        profile[t["name"]] = {"dtype": t["dtype"], "min": [1] + dims, "opt": [8] + dims, "max": [max_batch] + dims}
-    (d / "engine.json").write_text(json.dumps({
-        "schema_version": 1, "kind": "skugen-tensorrt-engine", "key": key, "device_name": "NVIDIA GPU",
-        "compute_capability": cc, "tensorrt_version": trt, "onnx_sha256": onnx_sha, "precision": precision,
-        "plan_file": "engine.plan", "built_at": built_at, "profile": profile}))
-    return d
-
-
 def test_plan_models_from_built_engines(gen_bundle, tmp_path):
     bdir = Path(shutil.copytree(gen_bundle, tmp_path / "b"))
     b = load_bundle(bdir)
@@ -447,10 +379,11 @@ def test_plan_models_from_built_engines(gen_bundle, tmp_path):
     # strongly typed engines: precision = the graph built from. The fixture bundle ships no model.fp16.onnx, so
     # its plans are fp32 (from model.fp32.onnx); an "fp16" engine claiming the fp32 graph is not served.
     assert "fp16" not in b.precisions
-    e87 = _fake_engine(bdir, "fp32", "8.7", fp32_sha, "2025-01-01T00:00:00+00:00", max_batch=4)
-    _fake_engine(bdir, "fp32", "9.0", fp32_sha, "2025-01-02T00:00:00+00:00", max_batch=4)
-    _fake_engine(bdir, "fp16", "8.7", fp32_sha, "2025-01-03T00:00:00+00:00", max_batch=4)  # no fp16 graph
-    _fake_engine(bdir, "int8", "8.7", "0" * 64, "2025-01-01T00:00:00+00:00")  # stale: another ONNX
+    e87 = fake_engine(bdir, "fp32", "8.7", onnx_sha=fp32_sha, built_at="2025-01-01T00:00:00+00:00", max_batch=4)
+    fake_engine(bdir, "fp32", "9.0", onnx_sha=fp32_sha, built_at="2025-01-02T00:00:00+00:00", max_batch=4)
+    # no fp16 graph:
+    fake_engine(bdir, "fp16", "8.7", onnx_sha=fp32_sha, built_at="2025-01-03T00:00:00+00:00", max_batch=4)
+    fake_engine(bdir, "int8", "8.7", onnx_sha="0" * 64, max_batch=32)  # stale: another ONNX
     repo = export_triton(bdir, tmp_path / "repo")
     cfgs = _configs(repo)
     trt, gpu = cfgs[f"{b.name}_trt_fp32"], f"{b.name}_gpu_fp32"

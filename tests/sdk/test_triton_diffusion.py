@@ -14,14 +14,12 @@ import hashlib
 import importlib.util
 import json
 import shutil
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is in the test extra")
-from google.protobuf import json_format, text_format  # noqa: E402
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 
 import skugen  # noqa: E402
@@ -29,19 +27,11 @@ from skugen import cli  # noqa: E402
 from skugen.bundle import load_bundle  # noqa: E402
 from skugen.errors import InputError  # noqa: E402
 from skugen.triton import PREPOST_SOURCES, TritonConfig, export_triton  # noqa: E402
+from triton_fakes import configs as _configs  # noqa: E402  (tests/support)
+from triton_fakes import fake_engine, pb_utils, triton_model  # noqa: E402
 
-MC = model_config_pb2.ModelConfig
 DT = model_config_pb2.DataType
 PROMPTS = ["a photo of a sneaker", "a dark dress", "a bag"]
-
-
-def _configs(repo: Path) -> dict[str, MC]:
-    out = {}
-    for f in sorted(repo.glob("*/config.pbtxt")):
-        cfg = text_format.Parse(f.read_text(), MC())
-        assert cfg.name == f.parent.name
-        out[cfg.name] = cfg
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -52,74 +42,25 @@ def repo(diffusion_bundle, tmp_path_factory) -> Path:
 # ----------------------------------------------------------------------------- a BLS stand-in on ONNX Runtime
 
 
-class _Resp:
-    def __init__(self, outputs=None, error=None):
-        self.outputs, self._error = outputs or {}, error
-
-    def has_error(self):
-        return self._error is not None
-
-    def error(self):
-        return types.SimpleNamespace(message=lambda: self._error)
-
-
-def _fake_pb_utils(repo: Path, calls: list, fail: str | None = None):
-    """triton_python_backend_utils as model.py uses it; InferenceRequest.exec() runs REPO/<model>/1/model.onnx
-    on ONNX Runtime (`fail`: that model answers with an error instead)."""
+def _loop_model(repo: Path, name: str, calls: list | None = None, fail: str | None = None):
+    """The loop model with a BLS stand-in that runs REPO/<model>/1/model.onnx on ONNX Runtime (`fail`: that model
+    answers with an error instead); each BLS call is logged in `calls` as (model, {input: shape})."""
     import onnxruntime as ort
 
     sessions: dict[str, ort.InferenceSession] = {}
+    log = calls if calls is not None else []
 
-    class Tensor:
-        def __init__(self, name, array):
-            self._name, self._a = name, array
+    def bls(model: str, outputs: list, feed: dict):
+        log.append((model, {k: v.shape for k, v in feed.items()}))
+        if model == fail:
+            return f"{model} is unavailable"
+        if model not in sessions:
+            sessions[model] = ort.InferenceSession(str(repo / model / "1" / "model.onnx"),
+                                                   providers=["CPUExecutionProvider"])
+        return dict(zip(outputs, sessions[model].run(outputs, feed)))
 
-        def name(self):
-            return self._name
-
-        def as_numpy(self):
-            return self._a
-
-    class InferenceRequest:
-        def __init__(self, model_name, requested_output_names, inputs):
-            self.model, self.outputs, self.inputs = model_name, requested_output_names, inputs
-
-        def exec(self):
-            calls.append((self.model, {t.name(): t.as_numpy().shape for t in self.inputs}))
-            if self.model == fail:
-                return _Resp(error=f"{self.model} is unavailable")
-            if self.model not in sessions:
-                sessions[self.model] = ort.InferenceSession(str(repo / self.model / "1" / "model.onnx"),
-                                                            providers=["CPUExecutionProvider"])
-            s = sessions[self.model]
-            res = s.run(self.outputs, {t.name(): t.as_numpy() for t in self.inputs})
-            return _Resp(dict(zip(self.outputs, res)))
-
-    class InferenceResponse:
-        def __init__(self, output_tensors, error=None):
-            self.output_tensors, self.error = output_tensors, error
-
-    class TritonError:
-        def __init__(self, msg):
-            self.msg = msg
-
-    return types.SimpleNamespace(Tensor=Tensor, InferenceRequest=InferenceRequest,
-                                 InferenceResponse=InferenceResponse, TritonError=TritonError,
-                                 get_input_tensor_by_name=lambda req, n: req.get(n),
-                                 get_output_tensor_by_name=lambda resp, n: Tensor(n, resp.outputs[n]))
-
-
-def _loop_model(repo: Path, name: str, calls: list | None = None, fail: str | None = None):
-    path = repo / name / "1" / "model.py"
-    spec = importlib.util.spec_from_file_location(f"skugen_triton_loop_{abs(hash(str(path)))}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    pb = _fake_pb_utils(repo, calls if calls is not None else [], fail)
-    mod.pb_utils = pb
-    m = mod.TritonPythonModel()
-    cfg = _configs(repo)[name]
-    m.initialize({"model_config": json_format.MessageToJson(cfg, preserving_proto_field_name=True)})
-    return m, pb
+    pb = pb_utils(bls)
+    return triton_model(repo, name, pb), pb
 
 
 def _request(pb, prompts, seed=None, steps=None, guidance=None) -> dict:
@@ -239,32 +180,10 @@ def test_a_failing_graph_model_fails_the_request_not_the_server(repo, diffusion_
 # ----------------------------------------------------------------------------- TensorRT plans
 
 
-def _fake_engine(bundle: Path, graph: str | None, precision: str, cc: str = "8.7") -> Path:
-    """An engine directory as `skugen build` leaves it (the plan bytes are a placeholder: never loaded here)."""
-    b = load_bundle(bundle)
-    g = b.graph(graph) if graph else b
-    from skugen.backends.tensorrt import plan as tp
-
-    key = f"nvidia-gpu-sm{cc.replace('.', '')}-trt10.3.0-{precision}"
-    d = g.engines_dir() / key
-    d.mkdir(parents=True)
-    (d / "engine.plan").write_bytes(f"plan {graph} {key}".encode())
-    profile = {t["name"]: {"dtype": t["dtype"], "min": [1] + [x if isinstance(x, int) else 4 for x in t["shape"][1:]],
-                           "opt": [4] + [x if isinstance(x, int) else 4 for x in t["shape"][1:]],
-                           "max": [16] + [x if isinstance(x, int) else 4 for x in t["shape"][1:]]}
-               for t in g.spec.io.to_dict()["inputs"]}
-    (d / "engine.json").write_text(json.dumps({
-        "schema_version": 1, "kind": "skugen-tensorrt-engine", "key": key, "device_name": "NVIDIA Jetson",
-        "compute_capability": cc, "tensorrt_version": "10.3.0", "precision": precision, "plan_file": "engine.plan",
-        "onnx_sha256": tp.engine_source_sha256(g.spec, precision), "built_at": "2026-12-01T00:00:00+00:00",
-        "profile": profile}))
-    return d
-
-
 def test_plans_give_a_gpu_loop(diffusion_bundle, tmp_path):
     bdir = Path(shutil.copytree(diffusion_bundle, tmp_path / "b"))
-    _fake_engine(bdir, None, "fp32")
-    text_engine = _fake_engine(bdir, "text_encoder", "fp32")
+    fake_engine(bdir, "fp32")
+    text_engine = fake_engine(bdir, "fp32", graph="text_encoder")
     b = load_bundle(bdir)
     n = b.name
     repo = export_triton(b, tmp_path / "repo")
