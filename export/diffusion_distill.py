@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from skugen.errors import InputError, ModelError
-from skugen.io import atomic_file, sha256_file
+from skugen.io import atomic_file, atomic_write_bytes, sha256_file
 from skugen.progress import progress
 from skugen.report import machine
 
@@ -199,7 +199,7 @@ def compress_diffusion(model, out: str | os.PathLike | None = None, dcfg: StepDi
         done = ckpt.checkpoint_step(out / "ckpt")
         if done is None or done < dcfg.train_steps:
             return out, student, {}, pr
-    (out / "vocab.json").write_bytes((src / "vocab.json").read_bytes())
+    atomic_write_bytes(out / "vocab.json", (src / "vocab.json").read_bytes())
     name = tcard.get("name", src.name)
     card = {
         "name": f"{name}-student", "kind": "diffusion", "teacher": name,

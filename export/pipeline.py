@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from skugen.errors import InputError, ModelError, SkugenError
-from skugen.io import atomic_write_json, jsonable, sha256_file
+from skugen.io import atomic_write_json, atomic_write_text, jsonable, sha256_file
 from skugen.report import invocation, machine
 
 from . import zoo
@@ -123,7 +123,7 @@ class StageRunner:
         if reset is not None and started.is_file() and started.read_text().strip() != key:
             reset()
         started.parent.mkdir(parents=True, exist_ok=True)
-        started.write_text(key)
+        atomic_write_text(started, key)
         print(f"[pipeline] {name} ...", file=sys.stderr)
         t0 = time.time()
         result = fn()

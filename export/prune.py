@@ -616,7 +616,7 @@ def write_sensitivity(report: dict, out_dir: str | os.PathLike) -> tuple[Path, P
     matplotlib.use("Agg")  # headless: no display on CI / servers
     import matplotlib.pyplot as plt
 
-    from skugen.io import atomic_write_json
+    from skugen.io import atomic_file, atomic_write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -633,7 +633,8 @@ def write_sensitivity(report: dict, out_dir: str | os.PathLike) -> tuple[Path, P
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     png = out / "sensitivity.png"
-    fig.savefig(png)
+    with atomic_file(png) as af:
+        fig.savefig(af.tmp, format="png")
     plt.close(fig)
     return out / "sensitivity.json", png
 

@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from skugen.errors import InputError
+from skugen.io import atomic_write_text, read_jsonl
 from skugen.progress import progress
 from skugen.report import machine
 
@@ -272,8 +273,8 @@ def train_sr(tc: TrainConfig, out: Path, hr_size: int = 96) -> nn.Module:
     val = data.sr_eval_set("val", 64) if tc.val_every else None
     log = out / "train_log.jsonl"
     if log.is_file():  # drop points past the checkpoint we resume from (written by a run that died before saving)
-        keep = [x for x in log.read_text().splitlines() if x.strip() and json.loads(x)["step"] <= st["step"]]
-        log.write_text("".join(x + "\n" for x in keep))
+        keep = [x for x in read_jsonl(log) if x["step"] <= st["step"]]
+        atomic_write_text(log, "".join(json.dumps(x) + "\n" for x in keep))
     bar = progress(tc.steps, st["step"], "grocery-sr2x", mininterval=2.0)
     model.train()
     for step in range(st["step"], tc.steps):
@@ -322,7 +323,7 @@ def train_diffusion(tc: TrainConfig, out: Path) -> nn.Module:
     bright = prompts.brightness_attr(x, y)
     xt = torch.from_numpy(data.fmnist_to_model(x))                     # (60000, 1, 32, 32) in [-1, 1]
     tok = prompts.build_vocab()
-    (out / "vocab.json").write_text(json.dumps(tok.to_dict(), indent=1) + "\n")
+    atomic_write_text(out / "vocab.json", json.dumps(tok.to_dict(), indent=1) + "\n")
     model = diffusion.DiffusionModel(diffusion.DiffusionConfig(vocab_size=tok.size, context=tok.context))
     ema = copy.deepcopy(model)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=0.01)
@@ -439,7 +440,7 @@ def train(name: str, out: str | os.PathLike | None = None, steps: int | None = N
         card["sampler"] = {"name": "euler", "objective": "rectified flow (v = eps - x0)", "steps": cfg.steps,
                            "guidance": cfg.guidance, "cfg": "[cond; uncond] in one denoiser batch per step"}
     if (out / "train_log.jsonl").is_file():
-        card["train_curve"] = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines() if x.strip()]
+        card["train_curve"] = read_jsonl(out / "train_log.jsonl")
     ckpt.save_model(model, out, card)  # weights first, so evaluate() can load them like a user would
     if evaluate:
         from . import zoo

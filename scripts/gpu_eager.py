@@ -17,7 +17,6 @@ import json
 import platform
 import sys
 import time
-from pathlib import Path
 
 GENERATORS_BATCH = (1, 64)
 ENHANCER_BATCH = (1, 16)
@@ -95,10 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         model.to("cpu", torch.float32)
     out = {"schema_version": 1, "what": "eager PyTorch latency of the zoo models (scripts/gpu_eager.py)",
            "environment": env, "iters": args.iters, "tile": TILE, "results": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(args.out).with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    tmp.replace(args.out)
+    from skugen.io import atomic_write_text
+
+    atomic_write_text(args.out, json.dumps(out, indent=1))
     print(f"wrote {args.out}")
     return 1 if failures else 0
 

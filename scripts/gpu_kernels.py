@@ -169,13 +169,9 @@ def write_choice(path: str, choice: dict, env: dict) -> None:
             "measured_on": {k: env.get(k) for k in ("gpu", "arch", "driver")},
             "default_variants": {op: c["default"] for op, c in sorted(choice.items())},
             "total_median_us": {op: c["total_median_us"] for op, c in sorted(choice.items())}}
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    import os
+    from skugen.io import atomic_write_json
 
-    os.replace(tmp, path)
+    atomic_write_json(path, data)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
               "timing": timings}
     choice = choose_variants(timings)
     result["choice"] = choice
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
+    from skugen.io import atomic_write_json
+
+    atomic_write_json(args.out, result)
     print(f"wrote {args.out}")
     if args.choose:
         if failures:

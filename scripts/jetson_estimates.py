@@ -220,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
         pat = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
         if not pat.search(text):
             p.error(f"{a.update_doc} has no {BEGIN} ... {END} block")
-        a.update_doc.write_text(pat.sub(lambda _: f"{BEGIN}\n{md}{END}", text))
+        from skugen.io import atomic_write_text
+
+        atomic_write_text(a.update_doc, pat.sub(lambda _: f"{BEGIN}\n{md}{END}", text))
         print(f"updated {a.update_doc}")
         return 0
     sys.stdout.write(md)

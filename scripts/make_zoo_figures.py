@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from skugen.evaluate import bicubic_upscale
 from skugen.export import data, zoo
+from skugen.io import atomic_file
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -29,7 +29,8 @@ def cgan_grid(name: str = "fmnist-cgan", out: Path = DOCS / "cgan_samples.png", 
                      (label_w + c * 32 * scale, r * 32 * scale))
         if c == 0:
             draw.text((4, r * 32 * scale + 40), data.FMNIST_CLASSES[r], fill=0)
-    canvas.save(out)
+    with atomic_file(out) as af:
+        canvas.save(af.tmp, format="PNG")
     return out
 
 
@@ -54,7 +55,8 @@ def sr_strip(name: str = "grocery-sr2x", out: Path = DOCS / "sr_before_after.png
     full = Image.new("RGB", (img.width, img.height + 20))
     full.paste(head, (0, 0))
     full.paste(img, (0, 20))
-    full.save(out)
+    with atomic_file(out) as af:
+        full.save(af.tmp, format="PNG")
     return out
 
 

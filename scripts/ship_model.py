@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from skugen.export import ckpt, zoo
-from skugen.io import atomic_write_json, sha256_file
+from skugen.io import atomic_file, atomic_write_json, sha256_file
 
 
 def main() -> int:
@@ -26,7 +26,8 @@ def main() -> int:
     model, card = ckpt.load_model(src)
     dst = zoo.ZOO_DIR / a.name
     dst.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src / "model.safetensors", dst / "model.safetensors")
+    with atomic_file(dst / "model.safetensors") as af:  # the shipped weights: never torn, never beside a stale card
+        shutil.copyfile(src / "model.safetensors", af.tmp)
     t = time.time()
     if not a.skip_full or "metrics" not in card:
         card["metrics"] = zoo.evaluate_model(model, card, quick=False)

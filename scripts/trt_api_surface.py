@@ -93,10 +93,9 @@ def write(data: dict, out_dir: Path) -> Path:
     head = {k: v for k, v in data.items() if k != "api"}
     text = "{\n" + "".join(f"  {json.dumps(k)}: {json.dumps(v)},\n" for k, v in head.items())
     text += '  "api": {\n' + ",\n".join("  " + s for s in lines) + "\n  }\n}\n"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path
+    from skugen.io import atomic_write_text
+
+    return atomic_write_text(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:

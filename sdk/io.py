@@ -2,7 +2,9 @@
 
 Every file skugen writes goes through `atomic_file` here: write to a temp file in the
 same directory, fsync, then os.replace(), so a crash or kill -9 never leaves a
-half-written file under the final name (`atomic_dir` does the same for directories).
+half-written file under the final name (`atomic_dir` does the same for directories, its files
+fsynced before the rename). Append-only logs are read back with `read_jsonl`, which drops a last
+line torn by a crash mid-append.
 """
 from __future__ import annotations
 
@@ -177,6 +179,7 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
     os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700
     try:
         yield tmp
+        _fsync_tree(tmp)  # what the block wrote (write_bytes, copyfile, tools) is on disk before it is published
         if final.exists():
             if not overwrite:
                 raise FileExistsError(final)
@@ -186,6 +189,43 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = True) -> Iterator[Pat
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
+        _fsync_dir(final.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every regular file below `root`, then every directory (deepest first), so a power loss after the
+    rename cannot leave a published directory with empty or torn files."""
+    dirs = []
+    for d, _, files in os.walk(root):
+        dirs.append(d)
+        for name in files:
+            p = os.path.join(d, name)
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as f:
+                    os.fsync(f.fileno())
+    for d in reversed(dirs):
+        _fsync_dir(Path(d))
+
+
+def read_jsonl(path: str | os.PathLike) -> list:
+    """The records of an append-only JSON-lines log. A last line without its newline that does not parse was
+    torn by a crash mid-append and is dropped; a bad line anywhere else raises DataError."""
+    from .errors import DataError
+
+    text = Path(path).read_text()
+    lines = text.split("\n")
+    out = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:  # no newline after it: the append never finished
+                break
+            raise DataError(f"{path}: line {i + 1} is not JSON ({e.msg}); the log is damaged. Remove that line "
+                            f"(or the file, to lose the curve) and run again.") from e
+    return out

@@ -1,4 +1,5 @@
-"""skugen.io.atomic_file: the one atomic writer (bundles' tar, checkpoints, deploy packages, every JSON)."""
+"""skugen.io.atomic_file: the one atomic writer (bundles' tar, checkpoints, deploy packages, every JSON);
+atomic_dir (bundles, Triton repositories) and read_jsonl (append-only training logs)."""
 from __future__ import annotations
 
 import os
@@ -39,6 +40,41 @@ def test_exclusive_never_overwrites(tmp_path):
     assert [p.name for p in paths] == ["img.png", "img-1.png", "img-2.png"]
     assert [p.read_bytes() for p in paths] == [b"\x00", b"\x01", b"\x02"]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["img-1.png", "img-2.png", "img.png"]
+
+
+def test_atomic_dir_fsyncs_what_it_publishes_before_the_rename(tmp_path, monkeypatch):
+    """Files a block writes with plain write_bytes are on disk before the directory gets its final name."""
+    final = tmp_path / "bundle"
+    synced: list[tuple[str, bool]] = []  # (path fsynced, was the directory published already)
+    real = os.fsync
+
+    def record(fd):
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), final.exists()))
+        return real(fd)
+
+    monkeypatch.setattr(skio.os, "fsync", record)
+    with skio.atomic_dir(final) as d:
+        (d / "model.onnx").write_bytes(b"graph")
+        (d / "reports").mkdir()
+        (d / "reports" / "parity.json").write_text("{}")
+    monkeypatch.undo()
+    before = {os.path.basename(p) for p, published in synced if not published}
+    assert {"model.onnx", "parity.json", "reports"} <= before
+    assert synced[-1] == (str(tmp_path), True)  # then the rename itself
+    assert (final / "reports" / "parity.json").read_text() == "{}"
+
+
+def test_read_jsonl_drops_a_torn_last_line_and_refuses_a_damaged_one(tmp_path):
+    from skugen.errors import DataError
+
+    log = tmp_path / "train_log.jsonl"
+    log.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')  # killed mid-append
+    assert skio.read_jsonl(log) == [{"step": 1}, {"step": 2}]
+    log.write_text('{"step": 1}\n{"step": 2}\n')
+    assert skio.read_jsonl(log) == [{"step": 1}, {"step": 2}]
+    log.write_text('{"step": 1}\n{"st\n{"step": 3}\n')
+    with pytest.raises(DataError, match="line 2 is not JSON"):
+        skio.read_jsonl(log)
 
 
 def test_jsonable_converts_numpy_paths_dataclasses_and_applies_the_nan_policy():
