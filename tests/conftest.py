@@ -199,6 +199,17 @@ def cgan_bundle(cgan_model_dir, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def cgan_bundle_without_openvino_int8(cgan_model_dir, tmp_path_factory):
+    """The generator fixture bundle exported with openvino=False: INT8 ships as the Q/DQ ONNX alone."""
+    from dataclasses import replace
+
+    from skugen.export.bundle import export_bundle
+
+    return export_bundle(cgan_model_dir, tmp_path_factory.mktemp("bundles") / "cgan-qdq",
+                         replace(_fixture_cfg("generator"), openvino=False))
+
+
+@pytest.fixture(scope="session")
 def sr_bundle(sr_model_dir, tmp_path_factory):
     if not grocery_available():
         pytest.skip("GroceryStoreDataset not found (SKUGEN_GROCERY_DIR / ../shared/data/grocery-store): "

@@ -90,12 +90,13 @@ def test_cli_main_prints_error_and_exit_code(tmp_path, capsys):
 
 def test_end_to_end_tiny_teacher_and_resume(tiny_teacher, tmp_path, monkeypatch):
     calls = []
+    real_eval = compress._evaluate
 
-    def fake_eval(model, quick):  # the real evaluation (classifier + FMNIST features) is covered by zoo tests
+    def counted(model, quick):  # the real evaluation (zoo fmnist-classifier judge, Fashion-MNIST features)
         calls.append(quick)
-        return {"fid_proxy": 2.0, "class_fidelity": 0.9}
+        return real_eval(model, quick)
 
-    monkeypatch.setattr(compress, "_evaluate", fake_eval)
+    monkeypatch.setattr(compress, "_evaluate", counted)
     out = tmp_path / "st"
     cfg = compress.CompressConfig(out=str(out), target_macs_frac=0.35, distill_steps=4, threads=1)
     res = compress.compress(str(tiny_teacher), cfg)
@@ -104,8 +105,13 @@ def test_end_to_end_tiny_teacher_and_resume(tiny_teacher, tmp_path, monkeypatch)
     assert card["teacher"]["name"] == "tiny-cgan" and card["teacher"]["sha256"]
     assert card["prune"]["prune_config"]["per_layer"].keys() == {"base", "stage0.a", "stage0.b", "stage1.a",
                                                                  "stage1.b", "stage2.a", "stage2.b"}
-    assert card["distill"]["steps"] == 4 and card["metrics"] and card["metrics_teacher"]
-    assert card["vs_teacher"]["macs_ok"] is False or card["macs_ratio"] <= 0.25
+    assert card["distill"]["steps"] == 4
+    mt, ms, vs = card["metrics_teacher"], card["metrics"], card["vs_teacher"]
+    for m in (mt, ms):  # measured, not made up: a random-init tiny generator is far from the data
+        assert m["fid_proxy"] > 0 and 0 <= m["class_fidelity"] <= 1, m
+    assert vs["macs_ok"] is (card["macs"] / card["macs_teacher"] <= 0.25)
+    assert vs["fid_proxy_ratio"] == pytest.approx(ms["fid_proxy"] / mt["fid_proxy"], abs=1e-4)
+    assert vs["class_fidelity_drop"] == pytest.approx(mt["class_fidelity"] - ms["class_fidelity"], abs=1e-4)
     assert card["seed"] == 0 and card["wall_time_s"] > 0 and calls == [True, True]
     for f in ("sensitivity.json", "sensitivity.png", "pruned/card.json", "distill/ckpt.safetensors",
               "distill/distill.json", "model.safetensors"):
@@ -122,6 +128,22 @@ def test_end_to_end_tiny_teacher_and_resume(tiny_teacher, tmp_path, monkeypatch)
     # an unreachable target is reported from the same (cached) table
     with pytest.raises(BudgetError, match="out of reach.*--target-macs >="):
         compress.compress(str(tiny_teacher), compress.CompressConfig(out=str(out), target_macs_frac=0.01))
+
+
+@pytest.mark.parametrize("family, teacher, student, ratio, verdicts", [
+    ("cgan", {"fid_proxy": 2.0, "class_fidelity": 0.90}, {"fid_proxy": 2.4, "class_fidelity": 0.88}, 0.20,
+     {"macs_ok": True, "fid_proxy_ok": True, "class_fidelity_ok": True}),
+    ("cgan", {"fid_proxy": 2.0, "class_fidelity": 0.90}, {"fid_proxy": 2.6, "class_fidelity": 0.86}, 0.30,
+     {"macs_ok": False, "fid_proxy_ok": False, "class_fidelity_ok": False}),
+    ("sr", {"psnr_y": 30.0}, {"psnr_y": 29.8}, 0.25, {"macs_ok": True, "psnr_y_ok": True}),
+    ("sr", {"psnr_y": 30.0}, {"psnr_y": 29.5}, 0.25, {"macs_ok": True, "psnr_y_ok": False}),
+    ("cgan", {"skipped": "no judge"}, {"skipped": "no judge"}, 0.2, {"macs_ok": True}),
+])
+def test_targets_judge_the_student_against_the_teacher(family, teacher, student, ratio, verdicts):
+    """The card's vs_teacher verdicts on both sides of each threshold (MACs <= 25%, FID-proxy <= 1.25x, class
+    fidelity drop <= 3 points, PSNR-Y drop <= 0.3 dB); no verdict where a metric was not measured."""
+    got = compress._targets(family, ratio, teacher, student)
+    assert {k: v for k, v in got.items() if k.endswith("_ok")} == verdicts
 
 
 def test_adapter_answers_for_a_family_and_a_users_model(tiny_teacher, tmp_path):
