@@ -3,7 +3,8 @@
 #   1. the CUDA kernels: correctness vs numpy, strided vs x4 timing, the faster variant per op written to
 #      kernels/kernel_choice.json (the launcher's default);
 #   2. eager PyTorch CUDA FP32/FP16 latency of the zoo's teachers and students (the user's baseline);
-#   3. TensorRT engines (build, verify, bench: tests/sdk/backends/test_tensorrt_gpu.py) ONLY where TensorRT
+#   3. TensorRT engines (build, verify: tests/sdk/backends/test_tensorrt_gpu.py; then `skugen bench` of the
+#      shipped student's engines vs ONNX Runtime) ONLY where TensorRT
 #      is usable; otherwise a recorded skip with the reason;
 #   4. the remaining `gpu`-marked kernel tests.
 #
@@ -24,7 +25,7 @@
 # Never stops at the first failure: each step is logged, timed and recorded in summary.json.
 # Steps that cannot run here (no TensorRT, no pycuda) are recorded as "skip" with the reason.
 # Exit status = number of failed steps. Files written (few, for tools that fetch at most 8):
-#   gpu_check.log, summary.json, kernels_gpu.json, eager_torch.json, trt_bench_<bundle>.json (TensorRT only).
+#   gpu_check.log, summary.json, kernels_gpu.json, eager_torch.json, trt_bench_fmnist-cgan-student.json (TensorRT only).
 set -u
 
 DRY=0
@@ -42,6 +43,7 @@ if [ "$DRY" = 1 ]; then
   echo "  kernels   $PY scripts/gpu_kernels.py $OUT_DIR/kernels_gpu.json${CHOICE:+ --choose $CHOICE}   (needs pycuda)"
   echo "  eager     $PY scripts/gpu_eager.py $OUT_DIR/eager_torch.json   (needs torch with CUDA)"
   echo "  tensorrt  $PY -m pytest -m gpu tests/sdk/backends/test_tensorrt_gpu.py   (only when TensorRT is usable)"
+  echo "  trt-bench $PY -m skugen.cli bench fmnist-cgan-student --backends onnxruntime,tensorrt -> $OUT_DIR/trt_bench_fmnist-cgan-student.json   (TensorRT + Fashion-MNIST)"
   echo "  pytest-gpu $PY -m pytest -m gpu tests/kernels"
   exit 0
 fi
@@ -86,10 +88,10 @@ run() { # run NAME CMD...: runs with a timeout, output to the console and the lo
   return "$rc"
 }
 
-step() { # step NAME CMD...: run and record pass/fail
+step() { # step NAME CMD...: run and record pass/fail; returns the command's exit code
   local name=$1; shift
   if run "$name" "$@"; then record "$name" pass 0 "$LAST_SECONDS" ""
-  else local rc=$?; record "$name" fail "$rc" "$LAST_SECONDS" "see gpu_check.log"; fi
+  else local rc=$?; record "$name" fail "$rc" "$LAST_SECONDS" "see gpu_check.log"; return "$rc"; fi
 }
 
 has_py_module() { "$PY" -c "import $1" >/dev/null 2>&1; }
@@ -177,6 +179,14 @@ TRT_WHY=$("$PY" -c "from skugen.backends.tensorrt import unavailable_reason as u
 if [ -z "$TRT_WHY" ]; then
   # shellcheck disable=SC2086
   step tensorrt "$PY" -m pytest -m gpu -q -rs -p no:cacheprovider ${PYTEST_ARGS:-} tests/sdk/backends/test_tensorrt_gpu.py
+  # speed is a bench run, not a test: the shipped student's engines beside ONNX Runtime, one run, same inputs
+  TRT_BUNDLE="${SKUGEN_CACHE_DIR}/trt-bench/fmnist-cgan-student"
+  if ! "$PY" -c "from skugen.export.data import find_fmnist; find_fmnist()" >/dev/null 2>&1; then
+    record trt-bench skip 0 0 "Fashion-MNIST not found (apt-get install dataset-fashion-mnist): the INT8 gate needs it"
+  elif step trt-export "$PY" -m skugen.cli export fmnist-cgan-student --out "$TRT_BUNDLE" --int8; then
+    step trt-bench "$PY" -m skugen.cli bench "$TRT_BUNDLE" --backends onnxruntime,tensorrt --precisions fp32,fp16,int8 \
+      --batch 1,16 --repeats 3 --json "$OUT_DIR/trt_bench_fmnist-cgan-student.json"
+  fi
 else
   record tensorrt skip 0 0 "TensorRT not usable here: $TRT_WHY"
 fi

@@ -5,6 +5,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -40,17 +42,35 @@ def test_best_cell_reads_rows_without_a_bf16_key():
     assert rs.best_cells(old, ("int8", "fp32", "bf16"))[1]["cell"] == "openvino INT8"
 
 
-def test_gated_precisions_follow_the_bundles_bf16_record(cgan_bundle):
-    from skugen.bundle import load_bundle
-    from skugen.tune import bf16_gate
+def _with_bf16_record(src_root, out: Path, rec: dict | None) -> Path:
+    """A copy of the bundle at src_root whose models.fp32.runtime_precisions.openvino.bf16 is `rec` (None: no record),
+    rewritten through skugen.bundle.write_bundle (which re-hashes the files)."""
+    from skugen.bundle import load_bundle, write_bundle
 
+    src = load_bundle(src_root)
+    m = {k: v for k, v in src.spec.to_dict().items() if k != "files"}
+    fp32 = {k: v for k, v in m["models"]["fp32"].items() if k != "runtime_precisions"}
+    if rec is not None:
+        fp32["runtime_precisions"] = {"openvino": {"bf16": rec}}
+    m["models"] = {**m["models"], "fp32": fp32}
+    return write_bundle(out, m, {rel: src.root / rel for rel in src.spec.files})
+
+
+@pytest.mark.parametrize("rec, expected", [
+    (None, (("int8", "fp32"),
+            "the bundle records no BF16 quality gate (re-export with openvino installed to gate it)")),
+    # accepted=True but not native: the gate measured nothing, so bf16 must still not compete
+    ({"accepted": True, "native": False, "measured": False},
+     (("int8", "fp32"), "the exporting CPU has no native BF16, so the gate measured nothing for bf16 (re-export on "
+                        "a CPU with AVX512-BF16/AMX to gate it)")),
+    ({"accepted": True, "native": True}, (("int8", "fp32", "bf16"), None)),
+    ({"accepted": False, "native": True}, (("int8", "fp32"), "bf16 gate: rejected on the exporting machine")),
+], ids=["absent", "not-native", "native-accepted", "native-rejected"])
+def test_gated_precisions_follow_the_bundles_bf16_record(cgan_bundle, tmp_path, rec, expected):
+    """cgan_bundle ships fp32 + int8 (tests/conftest.py); only its bf16 record differs between the cases."""
     rs = _suite_module()
-    precs, why = rs.gated_precisions(str(cgan_bundle))
-    ok, gate_why = bf16_gate(load_bundle(cgan_bundle))
-    assert ("bf16" in precs) is ok and (why is None) is ok
-    assert {"int8", "fp32"} <= set(precs)
-    if not ok:
-        assert why == gate_why
+    bundle = _with_bf16_record(cgan_bundle, tmp_path / "b", rec)
+    assert rs.gated_precisions(str(bundle)) == expected
 
 
 def test_committed_suite_benches_bf16_on_openvino():

@@ -26,7 +26,7 @@ def test_gpu_check_is_valid_bash_and_plans_every_step():
     out = subprocess.run(["bash", str(SCRIPT), "--dry-run"], check=True, capture_output=True, text=True,
                          env={"PATH": "/usr/bin:/bin", "BUDGET": "480"}).stdout
     for step in ("kernels", "--choose kernels/kernel_choice.json", "gpu_eager.py", "test_tensorrt_gpu.py",
-                 "budget 480s"):
+                 "trt_bench_fmnist-cgan-student.json", "budget 480s"):
         assert step in out, step
 
 

@@ -15,6 +15,21 @@ def test_tensorrt_cells_plumbing_with_a_stand_in_runner(bench, monkeypatch):
     from skugen.bench import cells
 
     class FakeTRT(OnnxRuntimeRunner):
+        """Stand-in for TensorRTRunner: ONNX Runtime (CPU) on the bundle's fp32 ONNX, named "tensorrt", with
+        TensorRT's info keys and a hard-coded gpu_memory; `_tensorrt_status` is patched to "usable" and the real
+        `cells._make_runner` is bypassed for the tensorrt backend only.
+
+        Can catch: how run_bench handles a tensorrt cell once a runner loads: the skip rules letting fp16 through
+        when TensorRT is usable, runner.info["gpu_memory"] copied into the cell (memory.gpu, CSV gpu_used_mb), no
+        CPU-GEMM fraction or same-run normalisation for GPU cells, gmacs still computed, and compare_reports
+        calling GPU cells cross-run.
+
+        Cannot catch: anything of TensorRT or pycuda (engine build/load, API names, fp16/int8 numerics, GPU
+        timings: it times the fp32 ONNX on the CPU); runner_for's dispatch to TensorRTRunner; the real
+        `_tensorrt_status` probe; the keys and values the real runner reports in gpu_memory; the `_gpu_memory()`
+        fallback (info always has gpu_memory); the CUDA pre/post path (device is "cpu", so numpy pre/post run).
+        """
+
         name = "tensorrt"
 
         def _activate(self):
