@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from skugen.errors import DataError
 from skugen.export import ckpt, diffusion, models, prompts
 from skugen.tokenizer import UNK
 
@@ -77,13 +78,11 @@ def test_brightness_words_come_from_the_image():
 
 def test_trainer_resumes_exactly(tmp_path):
     """Two short runs (stop, resume) give the same weights as one run: each step is a function of (seed, step)."""
-    from skugen.export import train
+    from skugen.export import data, train
 
     try:
-        from skugen.export import data
-
         data.find_fmnist()
-    except Exception as e:  # noqa: BLE001 - the data is a system package
+    except DataError as e:  # the data is a system package
         pytest.skip(f"Fashion-MNIST not installed: {e}")
     cfgkw = dict(steps=6, batch=8, evaluate=False, threads=1, amp="fp32")
     a = train.train("fmnist-diffusion", out=tmp_path / "a", **cfgkw)

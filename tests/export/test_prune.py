@@ -145,10 +145,20 @@ def test_pruned_generator_exports_to_onnx(pruned_gen):
         np.testing.assert_allclose(y, m(z, oh).numpy(), atol=1e-4)
 
 
-def test_taylor_importance_runs():
+def test_taylor_importance_ranks_by_gradient_not_magnitude():
+    """block0's even channels get 10x conv1 weights but zero conv2 input weights: large (L1 keeps them) yet
+    dead, so |w * grad| is 0 on every layer of their group and Taylor drops exactly those channels."""
     m = _sr(models.SRConfig(head=32, blocks=(32, 32)))
+    dead = list(range(0, 32, 2))
+    with torch.no_grad():
+        m.body[0].conv1.weight[dead] *= 10.0
+        m.body[0].conv2.weight[:, dead] = 0.0
     res = prune.prune_channels(m, prune.PruneConfig(ratio=0.5, importance="taylor"))
     assert res.config.head == 16 and res.config.blocks == (16, 16)
+    assert res.kept["block0"] == tuple(range(1, 32, 2))
+    l1 = prune.prune_channels(m, prune.PruneConfig(ratio=0.5, importance="l1"))
+    assert set(dead) <= set(l1.kept["block0"])
+    assert prune.prune_channels(m, prune.PruneConfig(ratio=0.5, importance="taylor")).kept == res.kept  # seeded
 
 
 def test_per_layer_ratios_override_global():

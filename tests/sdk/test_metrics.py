@@ -410,8 +410,14 @@ def test_kid_behaviour():
     # reproducible with a seed; different seeds draw different subsets
     kid = lambda seed: M.kid_from_features(base, same, subsets=3, subset_size=50, seed=seed)  # noqa: E731
     assert kid(1) == kid(1) and kid(1) != kid(2)
-    # subset_size larger than the sets falls back to all rows
-    assert M.kid_from_features(base[:10], same[:12], subsets=2, subset_size=1000)[1] >= 0
+    # subset_size larger than the sets falls back to m = the smaller set's rows: the same draws as subset_size=10
+    big = M.kid_from_features(base[:10], same[:12], subsets=4, subset_size=1000, seed=3)
+    assert big == M.kid_from_features(base[:10], same[:12], subsets=4, subset_size=10, seed=3)
+    assert big != M.kid_from_features(base[:10], same[:12], subsets=4, subset_size=9, seed=3)
+    # with equal sizes every subset is all rows (in some order): one value, the single all-rows MMD^2
+    mean, std = M.kid_from_features(base[:10], same[:10], subsets=4, subset_size=1000, seed=3)
+    full, _ = M.kid_from_features(base[:10], same[:10], subsets=1, subset_size=10)
+    assert std == pytest.approx(0.0, abs=1e-12) and mean == pytest.approx(full, rel=1e-12)
 
 
 def test_kid_bad_inputs():
