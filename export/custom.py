@@ -73,7 +73,7 @@ def load_io_spec(spec: dict | str | os.PathLike) -> dict:
                              '{"kind": "enhancer", "in_ch": 3, "scale": 2} (see docs/custom_models.md).')
         try:
             spec = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise InputError(f"I/O spec {p} is not valid JSON ({e}). Fix the file (a JSON object, see "
                              "docs/custom_models.md).") from e
     if not isinstance(spec, dict):

@@ -90,6 +90,14 @@ def resolve_config(cfg: DistillConfig | None, family: str) -> DistillConfig:
         raise InputError(f"distill steps must be >= 0, got {cfg.steps}.")
     if cfg.batch < 1:
         raise InputError(f"distill batch must be >= 1, got {cfg.batch}.")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise InputError(f"distill lr must be a finite number > 0, got {cfg.lr}.")
+    for k in ("w_pixel", "w_feat", "w_percep", "w_adv"):  # a NaN weight trains a NaN student without a word
+        if not (math.isfinite(getattr(cfg, k)) and getattr(cfg, k) >= 0):
+            raise InputError(f"distill {k} must be a finite number >= 0, got {getattr(cfg, k)}.")
+    if cfg.ckpt_every < 1 or cfg.bn_recal_batches < 0:
+        raise InputError(f"distill ckpt_every must be >= 1 and bn_recal_batches >= 0, got {cfg.ckpt_every} and "
+                         f"{cfg.bn_recal_batches}.")
     if family == "sr" and (cfg.hr_size % 2 or cfg.hr_size < 16):
         raise InputError(f"hr_size must be an even number >= 16, got {cfg.hr_size}.")
     if family != "cgan" and cfg.w_adv:

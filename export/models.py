@@ -578,8 +578,9 @@ def _build_from(root: Path, module: str, function: str, files, kwargs: dict) -> 
     except SkugenError:
         raise
     except Exception as e:
-        raise ModelError(f"building the model from {root} failed ({type(e).__name__}: {e}). Run `skugen import` "
-                         "again.") from e
+        raise ModelError(f"importing or calling your factory {rec['module']}:{rec['function']} (in {root}) raised "
+                         f"{type(e).__name__}: {e}. "
+                         "Fix the factory (or its kwargs), then run `skugen import` again.") from e
     finally:
         sys.path.remove(str(root))
         for n in [n for n in sys.modules if n in names or n.split(".")[0] in names]:

@@ -226,7 +226,16 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         raise InputError(f"--preset must be one of {PRESETS}, got {cfg.preset!r}.")
     if not 0.0 < cfg.target_macs < 1.0:
         raise InputError(f"--target-macs must be in (0, 1), got {cfg.target_macs}.")
+    for what, v in (("--batch", cfg.bench_batches), ("--iters", (cfg.bench_iters,)), ("--calib", (cfg.calib_n,)),
+                    ("--threads", (cfg.threads or 1,))):
+        if not v or any(not isinstance(x, int) or x < 1 for x in v):  # checked before minutes of stages, not after
+            raise InputError(f"{what} must be integers >= 1, got {v}.")
     out = Path(cfg.out)
+    if out.is_file():
+        raise InputError(f"--out {out} is a file; pass a directory for the run (new, or an earlier run to resume).")
+    if out.is_dir() and any(out.iterdir()) and not (out / "pipeline_state.json").is_file():
+        raise InputError(f"--out {out} is a non-empty directory that is not a pipeline run (no pipeline_state.json); "
+                         "a run writes several directories there. Pass a new directory, or an earlier run to resume.")
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         import torch

@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,18 +192,25 @@ def _extract_tar(tar: Path) -> Path:
     if (dest / MANIFEST).is_file():
         return dest
     with atomic_dir(dest) as tmp:
-        with tarfile.open(tar) as tf:
-            members = tf.getmembers()
-            for m in members:
-                if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in Path(m.name).parts:
-                    raise BundleError(f"{tar} contains an unsafe member {m.name!r}; refusing to extract.")
-            tf.extractall(tmp, members=members, filter="data") if hasattr(tarfile, "data_filter") \
-                else tf.extractall(tmp, members=members)
+        try:
+            with tarfile.open(tar) as tf:
+                members = tf.getmembers()
+                for m in members:
+                    if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in Path(m.name).parts:
+                        raise BundleError(f"{tar} contains an unsafe member {m.name!r}; refusing to extract.")
+                tf.extractall(tmp, members=members, filter="data") if hasattr(tarfile, "data_filter") \
+                    else tf.extractall(tmp, members=members)
+        except (tarfile.TarError, EOFError, zlib.error) as e:
+            raise BundleError(f"{tar} is not a readable tar ({type(e).__name__}: {e}): truncated or corrupt. "
+                              "Copy the bundle tar again.") from None
         inner = [d for d in tmp.iterdir()]
         if len(inner) == 1 and inner[0].is_dir() and (inner[0] / MANIFEST).is_file():
             for x in inner[0].iterdir():
                 shutil.move(str(x), tmp / x.name)
             inner[0].rmdir()
+        if not (tmp / MANIFEST).is_file():
+            raise BundleError(f"{tar} holds no {MANIFEST}: it is not a skugen bundle tar. Write one with "
+                              "`skugen export ... --tar`.")
     return dest
 
 # ----------------------------------------------------------------------------- write

@@ -60,7 +60,14 @@ def get_bool(name: str) -> bool:
 
 def get_int(name: str) -> int | None:
     v = get(name)
-    return int(v) if v is not None else None
+    if v is None:
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        from .errors import InputError
+
+        raise InputError(f"{name}={v!r} is not an integer; set it to a whole number or unset it.") from None
 
 
 def cache_dir(sub: str = "") -> Path:

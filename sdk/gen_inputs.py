@@ -123,8 +123,9 @@ def _one_label(lab: Any, aliases: dict[str, int], class_names: Sequence[str], n_
         hits = {aliases[k] for k in map(_norm_name, str(lab).split("/")) if k in aliases}
         if len(hits) == 1:
             return hits.pop()
-        if key.isdigit():  # "7" from a command line
-            return _one_label(int(key), aliases, class_names, n_classes)
+        text = str(lab).strip()
+        if text.lstrip("+-").isdigit():  # "7" (or "-1") from a command line: an index, checked as one
+            return _one_label(int(text), aliases, class_names, n_classes)
         if not class_names:
             raise InputError(f"this bundle has no class names; pass class indices 0..{n_classes - 1}, not {lab!r}")
         raise InputError(f"unknown class {lab!r}. Valid classes: {_names_hint(class_names)} "

@@ -157,8 +157,9 @@ class Pipeline:
             other = {"generator": "generate(labels=...)", "enhancer": "enhance(images)",
                      "diffusion": "generate(prompts=[...])"}[self.spec.kind]
             a = {"generator": "a generator", "enhancer": "an enhancer", "diffusion": "a text-to-image diffusion model"}
+            cli = {"generator": "skugen generate", "enhancer": "skugen enhance", "diffusion": "skugen generate --prompt"}
             raise InputError(f"bundle {self.bundle.name!r} is {a[self.spec.kind]}, not {a[kind]}: "
-                             f"call pipe.{other} instead")
+                             f"call pipe.{other} instead (on the command line: {cli[self.spec.kind]})")
         with self._state:
             if self._closed:
                 raise InputError("this Pipeline is closed; open the bundle again with skugen.load(...)")

@@ -162,14 +162,33 @@ def check_rgb_array(img: Any, what: str) -> np.ndarray:
     return img
 
 
-def decode_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file -> (H, W, 3) uint8 RGB (EXIF orientation applied; 16-bit/float grey scaled, transparency on
-    white: see _pil_rgb8)."""
+def check_image_file(path: str | os.PathLike, *, read_header: bool = False) -> Path:
+    """InputError unless `path` is an existing file (and, with read_header, one Pillow recognises and whose
+    structure checks out: Image.verify, without decoding the pixels). What a command checks for every input
+    before it writes its first output."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"image file {p} does not exist")
     if not p.is_file():
         raise InputError(f"{p} is not a file; pass an image file (PNG, JPEG, WebP, ...)")
+    if read_header:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(p) as im:
+                im.verify()
+        except UnidentifiedImageError:
+            raise InputError(f"{p} is not an image Pillow can read: pass a PNG, JPEG, WebP, BMP or TIFF file") from None
+        except Exception as e:  # noqa: BLE001 - as decode_image: Pillow's many errors on bad data
+            raise InputError(f"{p} is truncated or corrupt ({type(e).__name__}: {e}); re-copy or re-export the "
+                             "image") from None
+    return p
+
+
+def decode_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file -> (H, W, 3) uint8 RGB (EXIF orientation applied; 16-bit/float grey scaled, transparency on
+    white: see _pil_rgb8)."""
+    p = check_image_file(path)
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -302,6 +321,8 @@ def make_grid(images: Sequence[np.ndarray], cols: int | None = None, pad: int = 
     if not len(images):
         raise InputError("no images to put in a grid")
     n = len(images)
+    if cols is not None and (int(cols) != cols or cols < 1):
+        raise InputError(f"cols must be an integer >= 1 (or None for a square-ish grid), got {cols!r}")
     cols = int(cols) if cols else int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
     h = max(im.shape[0] for im in images)

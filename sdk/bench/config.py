@@ -6,6 +6,7 @@ anything a user can get wrong, with the fix in the message.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -71,8 +72,10 @@ class BenchConfig:
             raise InputError(f"batch sizes must be positive ints, got {self.batches}. Example: --batch 1,8,32")
         if self.duration_s is None and (self.iters is None or self.iters < 1):
             raise InputError(f"--iters must be >= 1 (got {self.iters}), or give --duration SECONDS.")
-        if self.duration_s is not None and self.duration_s <= 0:
-            raise InputError(f"--duration must be > 0 seconds, got {self.duration_s}.")
+        if self.duration_s is not None and not (math.isfinite(self.duration_s) and self.duration_s > 0):
+            raise InputError(f"--duration must be a finite number of seconds > 0, got {self.duration_s}.")
+        if self.quality_n is not None and self.quality_n < 1:
+            raise InputError(f"--quality-n must be >= 1 (or --no-quality), got {self.quality_n}.")
         if self.warmup < 0 or self.repeats < 1 or self.min_iters < 1:
             raise InputError("--warmup must be >= 0 and --repeats >= 1.")
         if self.threads is not None and self.threads < 1:
@@ -98,3 +101,11 @@ class GateConfig:
     max_ssim_drop: float = 0.005     # SSIM may drop by this much (absolute)
     max_fidelity_drop: float = 0.02  # class fidelity may drop by this much (absolute fraction)
     max_fid_rise: float = 1.10       # FID-proxy may grow by this factor (+0.5 absolute slack for near-zero values)
+
+    def __post_init__(self) -> None:
+        # a NaN threshold passes every comparison ("<= xnan ok"): a gate that cannot fail
+        for k, lo in (("max_slowdown", 1.0), ("max_fid_rise", 1.0), ("max_quality_drop", 0.0),
+                      ("max_ssim_drop", 0.0), ("max_fidelity_drop", 0.0)):
+            v = getattr(self, k)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= lo):
+                raise InputError(f"--{k.replace('_', '-')} must be a finite number >= {lo:g}, got {v}.")

@@ -51,13 +51,7 @@ class BenchReport(ReportBase):
 
     @classmethod
     def from_dict(cls, d: dict) -> "BenchReport":
-        v = d.get("schema_version")
-        if d.get("kind") != "bench" or not isinstance(v, int):
-            raise InputError("this JSON is not a `skugen bench` report (no kind='bench' / schema_version). "
-                             "Pass a file written by `skugen bench --json`.")
-        if v > SCHEMA_VERSION:
-            raise InputError(f"bench report schema_version {v} is newer than this skugen supports "
-                             f"({SCHEMA_VERSION}); upgrade skugen.")
+        check_report_dict(d)
         keys = ("config", "cells", "ceilings", "environment", "command", "references", "notes", "schema_version",
                 "created", "skugen_version", "wall_s", "summary")
         return cls(**{k: d[k] for k in keys if k in d})
@@ -109,12 +103,28 @@ class BenchReport(ReportBase):
         return out
 
 
+def check_report_dict(d: dict) -> dict:
+    """InputError unless `d` is a `skugen bench` report this skugen can read (kind and schema_version)."""
+    v = d.get("schema_version")
+    if d.get("kind") != "bench" or not isinstance(v, int):
+        raise InputError("this JSON is not a `skugen bench` report (no kind='bench' / schema_version). "
+                         "Pass a file written by `skugen bench --json`.")
+    if v > SCHEMA_VERSION:
+        raise InputError(f"bench report schema_version {v} is newer than this skugen supports "
+                         f"({SCHEMA_VERSION}); upgrade skugen.")
+    return d
+
+
 def load_report_json(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"report {p} does not exist. Write one with `skugen bench BUNDLE --json {p}`.")
     try:
-        return json.loads(p.read_text())
-    except json.JSONDecodeError as e:
-        raise InputError(f"{p} is not valid JSON ({e}).") from e
+        d = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{p} is not valid JSON ({e}). Pass a file written by `skugen bench --json`.") from e
+    if not isinstance(d, dict):
+        raise InputError(f"{p} holds a JSON {type(d).__name__}, not a `skugen bench` report (an object). "
+                         "Pass a file written by `skugen bench --json`.")
+    return d
 

@@ -18,8 +18,10 @@ still get every runtime command, and toolchain commands say which extra to insta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 from typing import NamedTuple
 
@@ -119,6 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     except SkugenError as e:
         print(f"skugen {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # `skugen env | head`: the reader left; say nothing more
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # so the interpreter's final flush does not raise again
+        return 0
+    except OSError as e:  # a path the OS refuses (missing folder, a directory where a file goes, no permission, ...)
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f)
+        print(f"skugen {args.command}: error: {e.strerror or e}{': ' + where if where else ''}. Check the path "
+              "(it must be a writable file path for outputs, an existing file for inputs) and run again.",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -5,6 +5,8 @@ argparse only; imports nothing of skugen.
 from __future__ import annotations
 
 import argparse
+import math
+from typing import Callable
 
 FMT = argparse.RawDescriptionHelpFormatter
 BUNDLE_HELP = "bundle directory or .tar"
@@ -41,6 +43,50 @@ def command(sub, name: str, help: str | None = None, description: str | None = N
     if func is not None:
         p.set_defaults(func=func)
     return p
+
+
+def integer(lo: int) -> "Callable[[str], int]":
+    """argparse type: an integer >= lo (argparse reports "argument --x: must be an integer >= lo, got ...")."""
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {s!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {v}")
+        return v
+    return parse
+
+
+def number(lo: float | None = None, hi: float | None = None, *, above: float | None = None) -> "Callable[[str], float]":
+    """argparse type: a finite float in [lo, hi] (or > above). NaN compares false with everything, so an unchecked
+    NaN threshold or weight passes every gate and check downstream."""
+    want = " and ".join(w for w in (f">= {lo:g}" if lo is not None else "", f"<= {hi:g}" if hi is not None else "",
+                                    f"> {above:g}" if above is not None else "") if w)
+    want = f"a finite number{' ' + want if want else ''}"
+
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {want}, got {s!r}") from None
+        if not math.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi) or (
+                above is not None and v <= above):
+            raise argparse.ArgumentTypeError(f"must be {want}, got {s}")
+        return v
+    return parse
+
+
+def integers(lo: int) -> "Callable[[str], tuple[int, ...]]":
+    """argparse type: a comma list of integers >= lo, e.g. --batch 1,16."""
+    one = integer(lo)
+
+    def parse(s: str) -> tuple[int, ...]:
+        vals = tuple(one(x.strip()) for x in s.split(",") if x.strip())
+        if not vals:
+            raise argparse.ArgumentTypeError(f"must be a comma list of integers >= {lo}, got {s!r}")
+        return vals
+    return parse
 
 
 def add_bundle(p: argparse.ArgumentParser, help: str | None = BUNDLE_HELP) -> None:

@@ -7,10 +7,10 @@ import sys
 
 from ..bench.config import BACKENDS, BenchConfig, GateConfig
 from ..bench.gate import compare_reports
-from ..bench.report import BenchReport, load_report_json
+from ..bench.report import BenchReport, check_report_dict, load_report_json
 from ..bench.run import run_bench
 from ..errors import InputError
-from ._common import add_threads, command
+from ._common import add_threads, command, integer, number
 
 
 def _csv_list(s: str, cast=str) -> tuple:
@@ -49,7 +49,7 @@ skugen bench --from-report new.json --baseline old.json   # gate an existing rep
                    help="eager-PyTorch teacher run beside the students (repeatable; matched to bundles by family)")
     p.add_argument("--classifier", default=None, help="classifier model dir for class fidelity / FID-proxy "
                                                       "(default: the zoo's fmnist-classifier)")
-    p.add_argument("--quality-n", type=int, default=None, help="images (generator, 500) / crops (enhancer, 16) for quality")
+    p.add_argument("--quality-n", type=integer(1), default=None, help="images (generator, 500) / crops (enhancer, 16) for quality")
     p.add_argument("--no-quality", action="store_true", help="latency only")
     p.add_argument("--no-ceilings", action="store_true", help="skip the GEMM ceilings (the gate then compares "
                                                               "raw ms across runs, and says so)")
@@ -62,11 +62,11 @@ skugen bench --from-report new.json --baseline old.json   # gate an existing rep
     p.add_argument("--from-report", default=None, metavar="REPORT.json",
                    help="do not run: load this report (for --baseline gating or re-rendering --md/--csv/--html)")
     p.add_argument("--baseline", default=None, metavar="OLD.json", help="regression gate against this report")
-    p.add_argument("--max-slowdown", type=float, default=GateConfig.max_slowdown)
-    p.add_argument("--max-quality-drop", type=float, default=GateConfig.max_quality_drop, help="dB of PSNR")
-    p.add_argument("--max-ssim-drop", type=float, default=GateConfig.max_ssim_drop)
-    p.add_argument("--max-fidelity-drop", type=float, default=GateConfig.max_fidelity_drop)
-    p.add_argument("--max-fid-rise", type=float, default=GateConfig.max_fid_rise)
+    p.add_argument("--max-slowdown", type=number(1.0), default=GateConfig.max_slowdown)
+    p.add_argument("--max-quality-drop", type=number(0.0), default=GateConfig.max_quality_drop, help="dB of PSNR")
+    p.add_argument("--max-ssim-drop", type=number(0.0), default=GateConfig.max_ssim_drop)
+    p.add_argument("--max-fidelity-drop", type=number(0.0), default=GateConfig.max_fidelity_drop)
+    p.add_argument("--max-fid-rise", type=number(1.0), default=GateConfig.max_fid_rise)
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -94,7 +94,8 @@ def _cmd_bench(args) -> int:
         gate = GateConfig(max_slowdown=args.max_slowdown, max_quality_drop=args.max_quality_drop,
                           max_ssim_drop=args.max_ssim_drop, max_fidelity_drop=args.max_fidelity_drop,
                           max_fid_rise=args.max_fid_rise)
-        res = compare_reports(rep.to_dict(), load_report_json(args.baseline), gate)
+        # the same check as --from-report: a baseline that is not a bench report would compare nothing and pass
+        res = compare_reports(rep.to_dict(), check_report_dict(load_report_json(args.baseline)), gate)
         print(res.table())
         return 0 if res.passed else 1
     return 0

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ._common import command
+from ._common import command, integer
 
 
 
@@ -28,7 +28,7 @@ skugen kernels compile-check --out benchmarks/kernels/ptxas_report.json
     ks = k.add_subparsers(dest="kernels_cmd", required=True)
     e = ks.add_parser("emulate", help="emulated kernels vs the numpy reference on random cases; exit 1 on mismatch")
     e.add_argument("--sanitize", action="store_true", help="build with -fsanitize=address,undefined")
-    e.add_argument("--cases", type=int, default=40, help="random cases per kernel")
+    e.add_argument("--cases", type=integer(1), default=40, help="random cases per kernel")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--variant", choices=["strided", "x4"], default="strided",
                    help="kernel variant for preprocess/postprocess (see KernelProcessor.DEFAULT_VARIANTS)")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ._common import add_bundle, add_json, add_runtime_args, add_threads, add_trust, command
+from ._common import add_bundle, add_json, add_runtime_args, add_threads, add_trust, command, integer, number
 
 # ----------------------------------------------------------------------------- generate / enhance / env
 
@@ -42,7 +42,7 @@ skugen generate runs/diffusion/bundle --prompt "white sneakers" --prompt "a blac
     g.add_argument("--seed", type=int, default=None, help="latent seed (default: random, printed and recorded)")
     g.add_argument("--out", metavar="PNG", help="grid PNG to write")
     g.add_argument("--out-dir", metavar="DIR", help="directory for one PNG per image")
-    g.add_argument("--cols", type=int, default=None, help="grid columns (default: square-ish)")
+    g.add_argument("--cols", type=integer(1), default=None, help="grid columns (default: square-ish)")
     add_runtime_args(g)
 
 
@@ -76,6 +76,30 @@ skugen env --json > env.json
     add_json(v)
 
 
+def _check_outputs(files=(), dirs=()) -> None:
+    """Refuse, before any work, output paths the command could not write: so it never writes some outputs and
+    then fails on the next (a grid written, then a traceback on --report)."""
+    def writable_ancestor(p: Path) -> None:
+        a = p
+        while not a.exists():
+            a = a.parent
+        if not a.is_dir():
+            raise InputError(f"cannot write {p}: {a} is a file, not a directory. Choose another path.")
+        if not os.access(a, os.W_OK | os.X_OK):
+            raise InputError(f"cannot write {p}: no write permission in {a}. Choose another path.")
+
+    for f in filter(None, files):
+        f = Path(f)
+        if f.is_dir():
+            raise InputError(f"{f} is a directory; pass a file path (e.g. {f / 'out.png'}).")
+        writable_ancestor(f.parent)
+    for d in filter(None, dirs):
+        d = Path(d)
+        if d.exists() and not d.is_dir():
+            raise InputError(f"--out-dir {d} is a file; pass a directory (created if missing).")
+        writable_ancestor(d)
+
+
 def _emit(report, args) -> None:
     if args.report:
         report.save(args.report)
@@ -90,6 +114,7 @@ def _generate(args) -> int:
 
     if not args.out and not args.out_dir:
         raise InputError("pass --out GRID.png and/or --out-dir DIR: where should the images go?")
+    _check_outputs(files=(args.out, args.report), dirs=(args.out_dir,))
     labels = None
     if args.classes:
         labels = [c.strip() for item in args.classes for c in item.split(",") if c.strip()]
@@ -126,6 +151,16 @@ def _enhance(args) -> int:
         raise InputError("pass --out OUT.png (one image) or --out-dir DIR")
     if args.out and len(args.images) > 1:
         raise InputError(f"--out takes one output but {len(args.images)} images were given; use --out-dir DIR")
+    _check_outputs(files=(args.out, args.report), dirs=(args.out_dir,))
+    from ..prepost import check_image_file
+
+    stems: dict[str, str] = {}
+    for path in args.images:  # every input is readable before the first output is written
+        check_image_file(path, read_header=True)
+        if Path(path).stem in stems:
+            raise InputError(f"{stems[Path(path).stem]} and {path} would both be written as "
+                             f"{Path(path).stem}_xN.png in --out-dir; rename one, or enhance them in two runs.")
+        stems[Path(path).stem] = path
     tile = False if args.no_tile else (args.tile if args.tile is not None else True)
     progress = not args.no_progress and sys.stderr.isatty()
     with load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
@@ -270,7 +305,7 @@ skugen tune /opt/app/bundle      # read-only bundle: the table goes to $SKUGEN_C
                             "sha256s stay valid). backend/precision 'auto' then load the fastest cell.")
     add_bundle(p)
     add_threads(p, "CPU threads to measure with (default: SKUGEN_NUM_THREADS, else all cores)")
-    p.add_argument("--budget", type=float, default=2.0, metavar="S", help="seconds of timed calls per cell")
+    p.add_argument("--budget", type=number(above=0.0), default=2.0, metavar="S", help="seconds of timed calls per cell")
     p.add_argument("--no-save", action="store_true", help="measure and print only")
     add_json(p, "print the table as JSON")
 
@@ -281,9 +316,7 @@ def _tune(args) -> int:
 
     from ..selection import check_threads
 
-    if args.budget <= 0:
-        raise InputError(f"--budget must be > 0 seconds, got {args.budget}.")
-    check_threads(args.threads)
+    check_threads(args.threads)  # --budget: checked by its argparse type
     b = load_bundle(args.bundle)
     table = tune.measure(b, threads=args.threads, budget_s=args.budget)
     path = None if args.no_save else tune.save_sidecar(b, table)
@@ -426,7 +459,7 @@ skugen engines mark-verified bundle --precision fp16 --log logs/verify-tensorrt-
     m = sp.add_parser("mark-verified",
                       help="mark the newest engine of a precision verified (only after skugen verify passed)")
     add_bundle(m, None)
-    m.add_argument("--precision", required=True)
+    m.add_argument("--precision", required=True, choices=("fp32", "fp16", "int8"))  # = tensorrt.plan.PRECISIONS
     m.add_argument("--log", default=None, help="file with the `skugen verify` output to keep in verified.json")
     m.set_defaults(func=_engines_mark)
     s = sp.add_parser("status", help="list the bundle's engines and whether each is verified")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from ..report import invocation
-from ._common import DefaultsFormatter, add_json, add_threads, command
+from ._common import DefaultsFormatter, add_json, add_threads, command, integer, integers, number
 
 # ----------------------------------------------------------------------------- data / train / zoo / eval
 
@@ -52,10 +52,10 @@ skugen train fmnist-cgan --steps 4000 --seed 0 --out runs/cgan   # re-run resume
 """,
                 description="Train one of the zoo teachers from scratch on real data.")
     p.add_argument("name", choices=list(TRAINERS))
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the shipped recipe)")
+    p.add_argument("--steps", type=integer(1), default=None, help="optimizer steps (default: the shipped recipe)")
     p.add_argument("--out", default=None, help="output model directory (default runs/NAME)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--seed", type=integer(0), default=0)
+    p.add_argument("--batch", type=integer(1), default=None)
     add_threads(p, "torch threads")
     p.add_argument("--amp", choices=["fp32", "bf16"], default=None,
                    help="mixed precision (default: bf16 autocast for grocery-sr2x, fp32 otherwise)")
@@ -186,7 +186,7 @@ torchrun --standalone --nproc_per_node 2 -m skugen.cli compress fmnist-cgan --pr
     p.add_argument("--preset", choices=PRESET_NAMES, default="fast",
                    help="fast: ~5 min demo; full: the shipped recipe (~35 min per model on 2 cores)")
     p.add_argument("--importance", choices=prune.IMPORTANCES, default="l1", help="channel importance for pruning")
-    p.add_argument("--w-adv", type=float, default=None, metavar="W",
+    p.add_argument("--w-adv", type=number(0.0), default=None, metavar="W",
                    help="cGAN: weight of the adversarial distillation term (default 0: off)")
     p.add_argument("--seed", type=int, default=0, help="seed for pruning and distillation")
     add_threads(p, "torch threads (default: all cores)")
@@ -257,16 +257,16 @@ torchrun --standalone --nproc_per_node 2 -m skugen.cli distill \\
     p.add_argument("--out", required=True, help="output directory: ckpt.* (resume), model + card, distill.json")
     d = DistillConfig()
     p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch", type=int, default=None, help="global batch over all ranks")
-    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch", type=integer(1), default=None, help="global batch over all ranks")
+    p.add_argument("--lr", type=number(above=0.0), default=None)
     p.add_argument("--hr-size", type=int, default=d.hr_size)
-    p.add_argument("--w-pixel", type=float, default=d.w_pixel)
-    p.add_argument("--w-feat", type=float, default=None)
-    p.add_argument("--w-percep", type=float, default=d.w_percep)
-    p.add_argument("--w-adv", type=float, default=d.w_adv)
+    p.add_argument("--w-pixel", type=number(0.0), default=d.w_pixel)
+    p.add_argument("--w-feat", type=number(0.0), default=None)
+    p.add_argument("--w-percep", type=number(0.0), default=d.w_percep)
+    p.add_argument("--w-adv", type=number(0.0), default=d.w_adv)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--ckpt-every", type=int, default=d.ckpt_every)
-    p.add_argument("--bn-recal-batches", type=int, default=d.bn_recal_batches)
+    p.add_argument("--ckpt-every", type=integer(1), default=d.ckpt_every)
+    p.add_argument("--bn-recal-batches", type=integer(0), default=d.bn_recal_batches)
     add_threads(p)
 
 
@@ -302,15 +302,15 @@ skugen export runs/my-student --out b --int8 --tool ort --calibrate-method perce
     p.add_argument("model", help="zoo name (skugen zoo list) or a model directory (card.json + model.safetensors)")
     p.add_argument("--out", required=True, help="bundle directory to write (replaced atomically)")
     p.add_argument("--int8", action="store_true", help="add a quality-gated INT8 (explicit Q/DQ) model")
-    p.add_argument("--budget-db", type=float, default=0.1, help="enhancer: max PSNR-Y drop vs FP32 (dB, default 0.1)")
-    p.add_argument("--min-psnr-db", type=float, default=30.0,
+    p.add_argument("--budget-db", type=number(0.0), default=0.1, help="enhancer: max PSNR-Y drop vs FP32 (dB, default 0.1)")
+    p.add_argument("--min-psnr-db", type=number(), default=30.0,
                    help="generator: min PSNR of INT8 vs FP32 images (dB, default 30)")
-    p.add_argument("--budget-fidelity-pts", type=float, default=1.0,
+    p.add_argument("--budget-fidelity-pts", type=number(0.0), default=1.0,
                    help="generator: max class-fidelity drop in points (needs the zoo classifier; default 1.0)")
-    p.add_argument("--max-float-fraction", type=float, default=0.5,
+    p.add_argument("--max-float-fraction", type=number(0.0, 1.0), default=0.5,
                    help="give up on INT8 if more than this fraction of layers must stay float (default 0.5)")
-    p.add_argument("--calib", type=int, default=128, help="calibration samples (default 128)")
-    p.add_argument("--eval-n", type=int, default=None,
+    p.add_argument("--calib", type=integer(1), default=128, help="calibration samples (default 128)")
+    p.add_argument("--eval-n", type=integer(1), default=None,
                    help=f"held-out samples the quality gate measures (default 500 latents / {ENHANCER_EVAL_N} photo crops)")
     p.add_argument("--tool", choices=["auto", "nncf", "ort"], default="auto",
                    help="calibrator (default auto: NNCF; ORT entropy, then percentile, only if the budget is missed)")
@@ -404,15 +404,15 @@ skugen pipeline --model nets.py:make_upscaler --io-spec io.json --weights w.safe
                    help="fast: the demo (minutes; FP32 + gated INT8 only); full: the shipped students (also the gated "
                         "FP16 graph and the OpenVINO INT8 IR)")
     p.add_argument("--target-macs", type=float, default=0.25, help="student MACs / teacher MACs")
-    p.add_argument("--budget-db", type=float, default=0.1, help="INT8 PSNR-Y budget (enhancer)")
-    p.add_argument("--budget-fidelity-pts", type=float, default=1.0, help="INT8 class-fidelity budget (generator)")
-    p.add_argument("--batch", default="1,16", help="bench batch sizes")
-    p.add_argument("--iters", type=int, default=30, help="bench iterations per cell")
+    p.add_argument("--budget-db", type=number(0.0), default=0.1, help="INT8 PSNR-Y budget (enhancer)")
+    p.add_argument("--budget-fidelity-pts", type=number(0.0), default=1.0, help="INT8 class-fidelity budget (generator)")
+    p.add_argument("--batch", type=integers(1), default=(1, 16), help="bench batch sizes, e.g. 1,16")
+    p.add_argument("--iters", type=integer(1), default=30, help="bench iterations per cell")
     add_threads(p, "torch/ORT threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0, help="random seed of every stage")
     p.add_argument("--skip-bench", action="store_true", help="skip the benchmark stage")
     p.add_argument("--distill-steps", type=int, default=None, help="override the preset's distillation steps")
-    p.add_argument("--calib", type=int, default=128, help="INT8 calibration samples")
+    p.add_argument("--calib", type=integer(1), default=128, help="INT8 calibration samples")
 
 
 def _pipeline(args) -> int:
@@ -420,7 +420,7 @@ def _pipeline(args) -> int:
 
     cfg = PipelineConfig(model=args.model, out=args.out, preset=args.preset, target_macs=args.target_macs,
                          budget_db=args.budget_db, budget_fidelity_pts=args.budget_fidelity_pts, seed=args.seed,
-                         bench_batches=tuple(int(b) for b in args.batch.split(",")), bench_iters=args.iters,
+                         bench_batches=args.batch, bench_iters=args.iters,
                          threads=args.threads, skip_bench=args.skip_bench, distill_steps=args.distill_steps,
                          calib_n=args.calib, io_spec=args.io_spec, weights=args.weights, data=args.data,
                          degradation=args.degradation, name=args.name)
