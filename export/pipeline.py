@@ -233,7 +233,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     out = Path(cfg.out)
     if out.is_file():
         raise InputError(f"--out {out} is a file; pass a directory for the run (new, or an earlier run to resume).")
-    if out.is_dir() and any(out.iterdir()) and not (out / "pipeline_state.json").is_file():
+    # a run is known by its state file, or by the stage markers of one interrupted in its first stage
+    is_run = (out / "pipeline_state.json").is_file() or (out / ".started").is_dir()
+    if out.is_dir() and any(out.iterdir()) and not is_run:
         raise InputError(f"--out {out} is a non-empty directory that is not a pipeline run (no pipeline_state.json); "
                          "a run writes several directories there. Pass a new directory, or an earlier run to resume.")
     out.mkdir(parents=True, exist_ok=True)

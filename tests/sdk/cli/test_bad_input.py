@@ -142,6 +142,9 @@ def test_pipeline_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert cli.main(["pipeline", "--model", "fmnist-cgan", "--out", str(proj)]) == 2
     assert "not a pipeline run (no pipeline_state.json)" in capsys.readouterr().err
     assert sorted(p.name for p in proj.iterdir()) == ["keep.py"]
+    (proj / ".started").mkdir()  # a run killed in its first stage (no state file yet) resumes: the check lets it by
+    assert cli.main(["pipeline", "--model", "no-such-model", "--out", str(proj)]) == 2
+    assert "not a pipeline run" not in capsys.readouterr().err
 
 
 def test_an_os_error_is_one_line_not_a_traceback(tmp_path, capsys):
