@@ -106,7 +106,7 @@ def add_json(p: argparse.ArgumentParser, help: str | None = None) -> None:
 
 
 def add_threads(p: argparse.ArgumentParser, help: str | None = None) -> None:
-    p.add_argument("--threads", type=int, default=None, help=help)
+    p.add_argument("--threads", type=integer(1), default=None, help=help)  # leave it out for all cores; 0 is refused
 
 
 def add_runtime_args(p: argparse.ArgumentParser) -> None:

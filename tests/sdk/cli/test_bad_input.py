@@ -30,6 +30,8 @@ def _usage_error(argv, capsys) -> str:
     (["kernels", "emulate", "--cases", "-1"], "--cases: must be an integer >= 1, got -1"),
     (["train", "fmnist-cgan", "--steps", "0"], "--steps: must be an integer >= 1, got 0"),
     (["train", "fmnist-cgan", "--seed", "-1"], "--seed: must be an integer >= 0, got -1"),
+    (["train", "fmnist-cgan", "--threads", "0"], "--threads: must be an integer >= 1, got 0"),  # was: all cores
+    (["generate", "b", "--out", "g.png", "--threads", "-2"], "--threads: must be an integer >= 1, got -2"),
     (["distill", "--teacher", "t", "--student", "s", "--out", "o", "--w-pixel", "nan"],
      "--w-pixel: must be a finite number >= 0, got nan"),
     (["distill", "--teacher", "t", "--student", "s", "--out", "o", "--ckpt-every", "0"], "--ckpt-every: must be"),
