@@ -3,9 +3,9 @@
     compress(model, CompressConfig(target_macs_frac=0.25, preset="fast", out="runs/st"))
 
 1. sensitivity: prune each unit alone at a few ratios, measure the output change
-   (prune.sensitivity) -> OUT/sensitivity.json + OUT/sensitivity.png;
+   (sensitivity.sensitivity) -> OUT/sensitivity.json + OUT/sensitivity.png;
 2. allocation: per-unit ratios that reach the MACs target, pruning insensitive units
-   most (prune.ratios_for_macs); or one uniform --prune-ratio;
+   most (sensitivity.ratios_for_macs); or one uniform --prune-ratio;
 3. prune (torch-pruning DependencyGraph, widths rounded to 8) -> OUT/pruned/ (a model
    directory, so `skugen distill` / torchrun can take over from here);
 4. distill from the teacher (distill.distill; resumable from OUT/distill/ckpt.*);
@@ -37,7 +37,7 @@ import torch.nn as nn
 from skugen.errors import InputError, ModelError, SkugenError
 from skugen.report import invocation, machine
 
-from . import ckpt, custom, models, prune, zoo
+from . import ckpt, custom, models, prune, sensitivity, zoo
 from .adapter import TARGETS, adapter_for
 from .distill import (DistillConfig, DistillResult, default_feature_layers, distill, distill_outputs, feature_units,
                       setup_distributed)
@@ -132,9 +132,10 @@ def _sensitivity_cached(teacher, card, preset: Preset, cfg: CompressConfig, out:
                 return old
         except json.JSONDecodeError:
             pass
-    rep = prune.sensitivity(teacher, preset.sens_ratios, importance=cfg.importance, n=preset.sens_n, seed=cfg.seed)
+    rep = sensitivity.sensitivity(teacher, preset.sens_ratios, importance=cfg.importance, n=preset.sens_n,
+                                  seed=cfg.seed)
     rep["key"] = key
-    prune.write_sensitivity(rep, out)
+    sensitivity.write_sensitivity(rep, out)
     return rep
 
 
@@ -258,7 +259,7 @@ def _compress(teacher, tcard, tname, cfg, preset, out, env, t0) -> CompressResul
         ratios = [None]
         if env.main:
             report = _sensitivity_cached(teacher, tcard, preset, cfg, out)
-            ratios = [prune.ratios_for_macs(teacher, report, cfg.target_macs_frac)]
+            ratios = [sensitivity.ratios_for_macs(teacher, report, cfg.target_macs_frac)]
         if env.world > 1:
             dist.broadcast_object_list(ratios, src=0)
         pcfg = prune.PruneConfig(ratio=None, per_layer=ratios[0], importance=cfg.importance, seed=cfg.seed)
