@@ -2,18 +2,15 @@
 it writes the three result files, and the table names every cell and the teacher (nothing timed is asserted)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+from file_modules import load_file  # tests/support
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("run_diffusion", ROOT / "benchmarks" / "run_diffusion.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file(ROOT / "benchmarks" / "run_diffusion.py", "run_diffusion")
 
 
 def test_quick_run_writes_json_md_html(diffusion_bundle, tmp_path):

@@ -1,20 +1,17 @@
 """benchmarks/run_suite.py's own logic (nothing timed here: the rows below are hand-made speed_summary rows)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from file_modules import load_file  # tests/support
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _suite_module():
-    spec = importlib.util.spec_from_file_location("run_suite", ROOT / "benchmarks" / "run_suite.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file(ROOT / "benchmarks" / "run_suite.py", "run_suite")
 
 
 def _row(backend, batch, int8=None, fp32=None, bf16=None, teacher=None):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -19,6 +18,7 @@ torch = pytest.importorskip("torch")
 from skugen.errors import InputError, ModelError  # noqa: E402
 from skugen.export import ckpt, custom, models  # noqa: E402
 from skugen.export.compress import CompressConfig, compress  # noqa: E402
+from file_modules import load_file  # noqa: E402  (tests/support)
 
 FIX = Path(__file__).parent / "fixtures" / "user_models.py"
 UP_SPEC = {"kind": "enhancer", "in_ch": 3, "scale": 2, "input_range": [0, 255], "output_range": [0, 255]}
@@ -28,12 +28,7 @@ GEN_SPEC = {"kind": "generator", "z_dim": 16, "n_classes": 4, "conditioning": "i
 
 
 def _user(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("user_models_t", FIX)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["user_models_t"] = mod  # so torch.save can pickle the class for the refusal test
-    spec.loader.exec_module(mod)
+    mod = load_file(FIX, "user_models_t", register=True)  # registered: torch.save pickles the class (refusal test)
     return getattr(mod, name)()
 
 

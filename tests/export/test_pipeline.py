@@ -12,6 +12,7 @@ import pytest
 from skugen.bundle import load_bundle
 from skugen.errors import InputError
 from skugen.export.pipeline import PipelineConfig, format_summary, run_pipeline
+from file_modules import load_file  # tests/support
 
 
 def _cfg(model_dir, out, **kw):
@@ -198,11 +199,7 @@ def test_cli_pipeline_on_a_users_upscaler_and_photos(tmp_path, capsys):
         (d / f"{i:02d}_{p.name}").write_bytes(p.read_bytes())
     (tmp_path / "up.py").write_text(UP_FACTORY)
     (tmp_path / "io.json").write_text(json.dumps({"kind": "enhancer", "scale": 2, "name": "myup"}))
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("up_t", tmp_path / "up.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_file(tmp_path / "up.py", "up_t")
     save_file(mod.make().state_dict(), str(tmp_path / "up.safetensors"))
     out = tmp_path / "run"
     rc = cli.main(["pipeline", "--model", f"{tmp_path / 'up.py'}:make", "--io-spec", str(tmp_path / "io.json"),

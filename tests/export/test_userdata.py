@@ -141,14 +141,11 @@ def make():
 
 
 def _train(factory: Path, photos: list[Path], steps: int):
-    import importlib.util
-
     import torch
+    from file_modules import load_file  # tests/support
     import torch.nn.functional as F
 
-    spec = importlib.util.spec_from_file_location("user_up", factory)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_file(factory, "user_up")
     torch.manual_seed(0)
     net = mod.make()
     opt = torch.optim.Adam(net.parameters(), 1e-3)

@@ -3,22 +3,19 @@ eager-PyTorch baseline script (run on the CPU). What this cannot catch: anything
 CUDA errors); `bash scripts/gpu_check.sh` on a device does that."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
 
 import pytest
+from file_modules import load_file  # tests/support
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 
 
 def _module(name: str):
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file(ROOT / "scripts" / f"{name}.py", f"_script_{name}")
 
 
 def test_gpu_check_is_valid_bash_and_plans_every_step():

@@ -1,7 +1,6 @@
 """skugen.manifest: one schema, parsed once; round trip, validation, JSON Schema, schema-1 fixture."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from dataclasses import replace
@@ -14,6 +13,7 @@ from skugen.errors import BundleError
 from skugen.io import sha256_bytes
 from skugen.manifest import SCHEMA_VERSION, Manifest, Variant, manifest_schema
 from skugen.verify import verify_bundle
+from file_modules import load_file  # tests/support
 
 ROOT = Path(__file__).resolve().parents[2]
 V1 = Path(__file__).parent / "fixtures" / "bundle_v1_generator"  # written by the exporter before skugen.manifest
@@ -124,9 +124,7 @@ def test_unloadable_manifests_say_to_re_export(tmp_path, edit, match):
 
 
 def test_committed_schema_is_generated_from_the_dataclasses():
-    spec = importlib.util.spec_from_file_location("manifest_schema_script", ROOT / "scripts" / "manifest_schema.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_file(ROOT / "scripts" / "manifest_schema.py", "manifest_schema_script")
     assert SCHEMA_FILE.read_text() == mod.render(), "stale: run python scripts/manifest_schema.py"
     assert json.loads(SCHEMA_FILE.read_text()) == manifest_schema()
 

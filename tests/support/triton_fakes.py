@@ -84,12 +84,9 @@ def configs(repo: Path) -> dict:
 
 def load_model_py(path: Path):
     """A repository's model.py as a module (its triton_python_backend_utils import is guarded: None here)."""
-    import importlib.util
+    from file_modules import load_file
 
-    spec = importlib.util.spec_from_file_location(f"skugen_triton_model_{abs(hash(str(path)))}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_file(path)
 
 
 def triton_model(repo: Path, name: str, pb: types.SimpleNamespace):
